@@ -1,0 +1,6 @@
+//! `cloister-runner`: argument parsing lives in the library (`cli`); this is glue.
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    cloister_runner::cli::main()
+}
