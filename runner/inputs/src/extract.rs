@@ -13,8 +13,8 @@
 use crate::Digest;
 use crate::progress::Progress;
 use crate::walk::link_stays_inside;
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
 use rustix::fs::Timespec as Timestamp;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timestamps};
 use sha2::{Digest as _, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -73,7 +73,11 @@ pub struct ExtractOptions {
 
 impl ExtractOptions {
     pub fn new(mode: ExtractMode) -> Self {
-        ExtractOptions { mode, limits: Limits::default(), strip_setid: false }
+        ExtractOptions {
+            mode,
+            limits: Limits::default(),
+            strip_setid: false,
+        }
     }
 }
 
@@ -162,15 +166,37 @@ pub struct Unpacker {
 
 impl Unpacker {
     pub fn new(target: &Path, opts: ExtractOptions) -> Result<Self, ExtractError> {
-        let root = rustix::fs::open(target, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| ExtractError::Target { path: target.to_path_buf(), source: e.into() })?;
-        Ok(Unpacker { root, root_path: target.to_path_buf(), opts, parent_cache: None, dirs: HashMap::new() })
+        let root = rustix::fs::open(
+            target,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| ExtractError::Target {
+            path: target.to_path_buf(),
+            source: e.into(),
+        })?;
+        Ok(Unpacker {
+            root,
+            root_path: target.to_path_buf(),
+            opts,
+            parent_cache: None,
+            dirs: HashMap::new(),
+        })
     }
 
     /// Extracts one archive stream.
-    pub fn unpack<R: Read>(&mut self, reader: R, progress: &dyn Progress) -> Result<Extracted, ExtractError> {
+    pub fn unpack<R: Read>(
+        &mut self,
+        reader: R,
+        progress: &dyn Progress,
+    ) -> Result<Extracted, ExtractError> {
         let limits = self.opts.limits;
-        let hashing = HashingReader { inner: reader, hasher: Sha256::new(), count: 0, limit: limits.max_archive_bytes };
+        let hashing = HashingReader {
+            inner: reader,
+            hasher: Sha256::new(),
+            count: 0,
+            limit: limits.max_archive_bytes,
+        };
         let mut archive = tar::Archive::new(hashing);
         let mut created: HashSet<Vec<u8>> = HashSet::new();
         let mut summary = Extracted {
@@ -184,19 +210,28 @@ impl Unpacker {
         let mut last = String::from("<start>");
         let too_large = |e: &io::Error| e.get_ref().is_some_and(|i| i.is::<TooLargeMarker>());
         {
-            let entries = archive.entries().map_err(|source| ExtractError::Archive { after: last.clone(), source })?;
+            let entries = archive.entries().map_err(|source| ExtractError::Archive {
+                after: last.clone(),
+                source,
+            })?;
             for entry in entries {
                 let mut entry = entry.map_err(|source| {
                     if too_large(&source) {
                         ExtractError::ArchiveTooLarge(limits.max_archive_bytes)
                     } else {
-                        ExtractError::Archive { after: last.clone(), source }
+                        ExtractError::Archive {
+                            after: last.clone(),
+                            source,
+                        }
                     }
                 })?;
                 let raw = entry.path_bytes().into_owned();
                 last = String::from_utf8_lossy(&raw).into_owned();
                 summary.entries += 1;
-                let reject = |reason| ExtractError::Rejected { entry: last.clone(), reason };
+                let reject = |reason| ExtractError::Rejected {
+                    entry: last.clone(),
+                    reason,
+                };
                 if summary.entries > limits.max_entries {
                     return Err(reject(Reject::TooManyEntries(limits.max_entries)));
                 }
@@ -210,7 +245,12 @@ impl Unpacker {
                     Err(Fail::Io(source)) if too_large(&source) => {
                         return Err(ExtractError::ArchiveTooLarge(limits.max_archive_bytes));
                     }
-                    Err(Fail::Io(source)) => return Err(ExtractError::Io { entry: last.clone(), source }),
+                    Err(Fail::Io(source)) => {
+                        return Err(ExtractError::Io {
+                            entry: last.clone(),
+                            source,
+                        });
+                    }
                 }
             }
         }
@@ -221,7 +261,10 @@ impl Unpacker {
             if too_large(&source) {
                 ExtractError::ArchiveTooLarge(limits.max_archive_bytes)
             } else {
-                ExtractError::Archive { after: last.clone(), source }
+                ExtractError::Archive {
+                    after: last.clone(),
+                    source,
+                }
             }
         })?;
         summary.stream_bytes = rest.count;
@@ -236,12 +279,17 @@ impl Unpacker {
         dirs.sort_by(|a, b| depth(&b.0).cmp(&depth(&a.0)).then_with(|| b.0.cmp(&a.0)));
         for (rel, (mode, mtime)) in dirs {
             let entry = String::from_utf8_lossy(&rel).into_owned();
-            let io_err = |source: io::Error| ExtractError::Io { entry: entry.clone(), source };
+            let io_err = |source: io::Error| ExtractError::Io {
+                entry: entry.clone(),
+                source,
+            };
             let fd = if rel.is_empty() {
                 rustix::io::dup(&self.root).map_err(|e| io_err(e.into()))?
             } else {
                 let comps: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
-                let Ok(parent) = self.open_parent(&comps[..comps.len() - 1], false) else { continue };
+                let Ok(parent) = self.open_parent(&comps[..comps.len() - 1], false) else {
+                    continue;
+                };
                 match rustix::fs::openat(
                     parent.as_fd(),
                     comps[comps.len() - 1],
@@ -307,7 +355,11 @@ impl Unpacker {
             if target == b".wh..opq" {
                 self.opaque(&parent_rel, created)?;
             } else {
-                if target.is_empty() || target == b"." || target == b".." || target.starts_with(b".wh.") {
+                if target.is_empty()
+                    || target == b"."
+                    || target == b".."
+                    || target.starts_with(b".wh.")
+                {
                     return Err(Fail::Reject(Reject::BadWhiteout));
                 }
                 let mut victim = parent_rel.clone();
@@ -323,7 +375,9 @@ impl Unpacker {
         }
         let parent = self.open_parent(parents, true)?;
         let existing = rustix::fs::statat(parent.as_fd(), *name, AtFlags::SYMLINK_NOFOLLOW).ok();
-        let existing_is_dir = existing.as_ref().is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
+        let existing_is_dir = existing
+            .as_ref()
+            .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
         if existing.is_some() {
             let keep_dir = etype == T::Directory && existing_is_dir;
             if !layer && !keep_dir {
@@ -336,7 +390,8 @@ impl Unpacker {
         match etype {
             T::Directory => {
                 if !existing_is_dir || existing.is_none() {
-                    rustix::fs::mkdirat(parent.as_fd(), *name, Mode::from_raw_mode(0o700)).map_err(io_of)?;
+                    rustix::fs::mkdirat(parent.as_fd(), *name, Mode::from_raw_mode(0o700))
+                        .map_err(io_of)?;
                 }
                 let m = if layer { mode } else { 0o555 };
                 self.dirs.insert(rel.clone(), (m, mtime));
@@ -344,19 +399,29 @@ impl Unpacker {
             T::Regular | T::Continuous => {
                 let size = entry.size();
                 if size > limits.max_entry_bytes {
-                    return Err(Fail::Reject(Reject::TooLarge { size, limit: limits.max_entry_bytes }));
+                    return Err(Fail::Reject(Reject::TooLarge {
+                        size,
+                        limit: limits.max_entry_bytes,
+                    }));
                 }
                 let fd = rustix::fs::openat(
                     parent.as_fd(),
                     *name,
-                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(io_of)?;
                 let mut f = File::from(fd);
                 let n = io::copy(&mut entry.take(size), &mut f).map_err(Fail::Io)?;
                 if n != size {
-                    return Err(Fail::Io(io::Error::new(io::ErrorKind::UnexpectedEof, "archive ends inside this entry")));
+                    return Err(Fail::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "archive ends inside this entry",
+                    )));
                 }
                 let m = if layer {
                     mode
@@ -372,7 +437,10 @@ impl Unpacker {
                 progress.advance(1, size);
             }
             T::Symlink => {
-                let target = entry.link_name_bytes().map(|c| c.into_owned()).unwrap_or_default();
+                let target = entry
+                    .link_name_bytes()
+                    .map(|c| c.into_owned())
+                    .unwrap_or_default();
                 if target.len() > limits.max_path_bytes {
                     return Err(Fail::Reject(Reject::PathTooLong(limits.max_path_bytes)));
                 }
@@ -381,25 +449,50 @@ impl Unpacker {
                 }
                 let absolute_ok = layer && target.first() == Some(&b'/');
                 if !absolute_ok && !link_stays_inside(parents.len(), &target) {
-                    return Err(Fail::Reject(Reject::LinkEscapes(String::from_utf8_lossy(&target).into_owned())));
+                    return Err(Fail::Reject(Reject::LinkEscapes(
+                        String::from_utf8_lossy(&target).into_owned(),
+                    )));
                 }
                 rustix::fs::symlinkat(target.as_slice(), parent.as_fd(), *name).map_err(io_of)?;
-                rustix::fs::utimensat(parent.as_fd(), *name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW).map_err(io_of)?;
+                rustix::fs::utimensat(
+                    parent.as_fd(),
+                    *name,
+                    &times(mtime),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(io_of)?;
             }
             T::Link => {
                 if !layer {
                     return Err(Fail::Reject(Reject::HardLink));
                 }
-                let target = entry.link_name_bytes().map(|c| c.into_owned()).unwrap_or_default();
-                let bad = || Fail::Reject(Reject::BadHardLink(String::from_utf8_lossy(&target).into_owned()));
+                let target = entry
+                    .link_name_bytes()
+                    .map(|c| c.into_owned())
+                    .unwrap_or_default();
+                let bad = || {
+                    Fail::Reject(Reject::BadHardLink(
+                        String::from_utf8_lossy(&target).into_owned(),
+                    ))
+                };
                 let tcomps = split_path(&target, limits.max_path_bytes)?;
-                let Some((tname, tparents)) = tcomps.split_last() else { return Err(bad()) };
+                let Some((tname, tparents)) = tcomps.split_last() else {
+                    return Err(bad());
+                };
                 let tparent = self.open_parent(tparents, false).map_err(|_| bad())?;
-                let st = rustix::fs::statat(tparent.as_fd(), *tname, AtFlags::SYMLINK_NOFOLLOW).map_err(|_| bad())?;
+                let st = rustix::fs::statat(tparent.as_fd(), *tname, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|_| bad())?;
                 if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
                     return Err(bad());
                 }
-                rustix::fs::linkat(tparent.as_fd(), *tname, parent.as_fd(), *name, AtFlags::empty()).map_err(io_of)?;
+                rustix::fs::linkat(
+                    tparent.as_fd(),
+                    *tname,
+                    parent.as_fd(),
+                    *name,
+                    AtFlags::empty(),
+                )
+                .map_err(io_of)?;
             }
             _ => unreachable!("filtered above"),
         }
@@ -427,13 +520,20 @@ impl Unpacker {
             let next = match rustix::fs::openat(cur.as_fd(), *comp, flags, Mode::empty()) {
                 Ok(fd) => fd,
                 Err(rustix::io::Errno::NOENT) if create => {
-                    rustix::fs::mkdirat(cur.as_fd(), *comp, Mode::from_raw_mode(0o700)).map_err(io_of)?;
-                    let m = if self.opts.mode == ExtractMode::Layer { 0o755 } else { 0o555 };
+                    rustix::fs::mkdirat(cur.as_fd(), *comp, Mode::from_raw_mode(0o700))
+                        .map_err(io_of)?;
+                    let m = if self.opts.mode == ExtractMode::Layer {
+                        0o755
+                    } else {
+                        0o555
+                    };
                     self.dirs.insert(so_far.clone(), (m, 0));
                     rustix::fs::openat(cur.as_fd(), *comp, flags, Mode::empty()).map_err(io_of)?
                 }
                 Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
-                    return Err(Fail::Reject(Reject::ParentNotDir(String::from_utf8_lossy(&so_far).into_owned())));
+                    return Err(Fail::Reject(Reject::ParentNotDir(
+                        String::from_utf8_lossy(&so_far).into_owned(),
+                    )));
                 }
                 Err(e) => return Err(io_of(e)),
             };
@@ -446,7 +546,9 @@ impl Unpacker {
 
     /// Removes `name` (recursively) from `parent`; `rel` is its path.
     fn remove(&mut self, parent: &OwnedFd, name: &[u8], rel: &[u8]) -> Result<(), Fail> {
-        let Ok(st) = rustix::fs::statat(parent.as_fd(), name, AtFlags::SYMLINK_NOFOLLOW) else { return Ok(()) };
+        let Ok(st) = rustix::fs::statat(parent.as_fd(), name, AtFlags::SYMLINK_NOFOLLOW) else {
+            return Ok(());
+        };
         self.parent_cache = None;
         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
             // Every parent on the way was opened with O_NOFOLLOW just now and
@@ -463,7 +565,11 @@ impl Unpacker {
     /// An opaque-directory marker: everything below `dir_rel` that this layer
     /// did not create goes.
     fn opaque(&mut self, dir_rel: &[u8], created: &HashSet<Vec<u8>>) -> Result<(), Fail> {
-        let comps: Vec<&[u8]> = if dir_rel.is_empty() { Vec::new() } else { dir_rel.split(|&b| b == b'/').collect() };
+        let comps: Vec<&[u8]> = if dir_rel.is_empty() {
+            Vec::new()
+        } else {
+            dir_rel.split(|&b| b == b'/').collect()
+        };
         let dir = self.open_parent(&comps, false)?;
         let names: Vec<Vec<u8>> = {
             let path = self.root_path.join(OsStr::from_bytes(dir_rel));
@@ -494,7 +600,12 @@ impl Unpacker {
 
 /// Extracts one archive into `target` (an existing, empty directory) and
 /// applies directory modes.
-pub fn extract<R: Read>(reader: R, target: &Path, opts: &ExtractOptions, progress: &dyn Progress) -> Result<Extracted, ExtractError> {
+pub fn extract<R: Read>(
+    reader: R,
+    target: &Path,
+    opts: &ExtractOptions,
+    progress: &dyn Progress,
+) -> Result<Extracted, ExtractError> {
     let mut u = Unpacker::new(target, *opts)?;
     let res = u.unpack(reader, progress)?;
     u.finish()?;
@@ -517,12 +628,22 @@ fn io_of(e: rustix::io::Errno) -> Fail {
 }
 
 fn depth(rel: &[u8]) -> usize {
-    if rel.is_empty() { 0 } else { 1 + rel.iter().filter(|&&b| b == b'/').count() }
+    if rel.is_empty() {
+        0
+    } else {
+        1 + rel.iter().filter(|&&b| b == b'/').count()
+    }
 }
 
 fn times(mtime: u64) -> Timestamps {
-    let ts = Timestamp { tv_sec: i64::try_from(mtime).unwrap_or(i64::MAX), tv_nsec: 0 };
-    Timestamps { last_access: ts, last_modification: ts }
+    let ts = Timestamp {
+        tv_sec: i64::try_from(mtime).unwrap_or(i64::MAX),
+        tv_nsec: 0,
+    };
+    Timestamps {
+        last_access: ts,
+        last_modification: ts,
+    }
 }
 
 /// Splits an entry path into normal components; `.` and empty components
@@ -584,7 +705,10 @@ mod tests {
 
     #[test]
     fn split_path_rules() {
-        assert_eq!(split_path(b"./a//b/./c", 100).unwrap(), vec![&b"a"[..], b"b", b"c"]);
+        assert_eq!(
+            split_path(b"./a//b/./c", 100).unwrap(),
+            vec![&b"a"[..], b"b", b"c"]
+        );
         assert!(split_path(b"./", 100).unwrap().is_empty());
         assert_eq!(split_path(b"/etc/passwd", 100), Err(Reject::Absolute));
         assert_eq!(split_path(b"a/../../x", 100), Err(Reject::DotDot));

@@ -26,14 +26,25 @@ pub struct GzPipeline<'scope> {
 
 /// Number of compression threads: the available parallelism.
 pub fn threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 impl<'scope> GzPipeline<'scope> {
     /// Starts `threads` compressors and one ordered writer into `out`.
-    pub fn start<'env>(scope: &'scope Scope<'scope, 'env>, mut out: File, level: i32, threads: usize) -> io::Result<Self> {
-        let lvl = CompressionLvl::new(level)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("compression level {level} is not in 1..=12")))?;
+    pub fn start<'env>(
+        scope: &'scope Scope<'scope, 'env>,
+        mut out: File,
+        level: i32,
+        threads: usize,
+    ) -> io::Result<Self> {
+        let lvl = CompressionLvl::new(level).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("compression level {level} is not in 1..=12"),
+            )
+        })?;
         let (tx, rx) = sync_channel::<(u64, Arc<Vec<u8>>)>(threads * 2);
         let rx = Arc::new(Mutex::new(rx));
         let (done_tx, done_rx) = sync_channel::<(u64, Vec<u8>)>(threads * 2);
@@ -45,7 +56,11 @@ impl<'scope> GzPipeline<'scope> {
         }
         drop(done_tx);
         let writer = scope.spawn(move || ordered_writer(done_rx, &mut out));
-        Ok(GzPipeline { sender: tx, writer, workers })
+        Ok(GzPipeline {
+            sender: tx,
+            writer,
+            workers,
+        })
     }
 
     /// Closes the input and waits for everything to be written; returns the
@@ -66,13 +81,21 @@ impl<'scope> GzPipeline<'scope> {
     }
 }
 
-fn compress_worker(rx: &Mutex<Receiver<(u64, Arc<Vec<u8>>)>>, done: &SyncSender<(u64, Vec<u8>)>, lvl: CompressionLvl) -> io::Result<()> {
+fn compress_worker(
+    rx: &Mutex<Receiver<(u64, Arc<Vec<u8>>)>>,
+    done: &SyncSender<(u64, Vec<u8>)>,
+    lvl: CompressionLvl,
+) -> io::Result<()> {
     let mut c = Compressor::new(lvl);
     loop {
         let next = rx.lock().expect("gzip queue lock").recv();
-        let Ok((seq, chunk)) = next else { return Ok(()) };
+        let Ok((seq, chunk)) = next else {
+            return Ok(());
+        };
         let mut buf = vec![0u8; c.gzip_compress_bound(chunk.len())];
-        let n = c.gzip_compress(&chunk, &mut buf).map_err(|e| io::Error::other(format!("libdeflate: {e:?}")))?;
+        let n = c
+            .gzip_compress(&chunk, &mut buf)
+            .map_err(|e| io::Error::other(format!("libdeflate: {e:?}")))?;
         buf.truncate(n);
         if done.send((seq, buf)).is_err() {
             // the writer stopped (an output error it will report)

@@ -13,7 +13,10 @@ use crate::extract::{ExtractError, ExtractMode, ExtractOptions, Unpacker};
 use crate::progress::Progress;
 use crate::snapshot::now_secs;
 use crate::store::{EntryKind, Store, StoreError, read_json};
-use oci_spec::image::{Descriptor, DigestAlgorithm, ImageConfiguration, ImageIndex, ImageManifest, MediaType, OciLayout};
+use oci_spec::image::{
+    Descriptor, DigestAlgorithm, ImageConfiguration, ImageIndex, ImageManifest, MediaType,
+    OciLayout,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File};
@@ -44,12 +47,23 @@ pub enum ImageError {
     NoPlatform(String),
     #[error("unsupported media type {0}")]
     UnsupportedMediaType(String),
-    #[error("layer {index} ({digest}): uncompressed content is {actual}, the config's diff_id is {expected}")]
-    DiffId { index: usize, digest: String, expected: String, actual: Digest },
+    #[error(
+        "layer {index} ({digest}): uncompressed content is {actual}, the config's diff_id is {expected}"
+    )]
+    DiffId {
+        index: usize,
+        digest: String,
+        expected: String,
+        actual: Digest,
+    },
     #[error("config lists {diff_ids} diff_ids for {layers} layers")]
     LayerCount { diff_ids: usize, layers: usize },
     #[error("layer {index} ({digest}): {source}")]
-    Layer { index: usize, digest: String, source: ExtractError },
+    Layer {
+        index: usize,
+        digest: String,
+        source: ExtractError,
+    },
 }
 
 /// An imported image.
@@ -102,7 +116,9 @@ pub fn parse_layout_arg(arg: &str) -> (PathBuf, Option<String>) {
         return (PathBuf::from(arg), None);
     }
     match arg.rsplit_once(':') {
-        Some((dir, r)) if !r.is_empty() && !r.contains('/') => (PathBuf::from(dir), Some(r.to_owned())),
+        Some((dir, r)) if !r.is_empty() && !r.contains('/') => {
+            (PathBuf::from(dir), Some(r.to_owned()))
+        }
         _ => (PathBuf::from(arg), None),
     }
 }
@@ -116,12 +132,16 @@ pub fn import_layout(
     opts: &ImportOptions,
     progress: &dyn Progress,
 ) -> Result<Image, StoreError> {
-    let l = Layout { dir: layout.to_path_buf() };
+    let l = Layout {
+        dir: layout.to_path_buf(),
+    };
     l.check_header()?;
     let index_path = layout.join("index.json");
     let index_bytes = read_limited(&index_path, MAX_JSON_BLOB)?;
-    let index = ImageIndex::from_reader(&index_bytes[..])
-        .map_err(|e| ImageError::BadJson { what: index_path.display().to_string(), why: e.to_string() })?;
+    let index = ImageIndex::from_reader(&index_bytes[..]).map_err(|e| ImageError::BadJson {
+        what: index_path.display().to_string(),
+        why: e.to_string(),
+    })?;
     let desc = select(&index, reference)?;
     let desc = l.resolve_platform(desc)?;
     let manifest_bytes = l.read_json_blob(&desc)?;
@@ -143,14 +163,24 @@ pub fn import_layout(
         });
     }
 
-    let manifest = ImageManifest::from_reader(&manifest_bytes[..])
-        .map_err(|e| ImageError::BadJson { what: format!("manifest {}", desc.digest()), why: e.to_string() })?;
+    let manifest =
+        ImageManifest::from_reader(&manifest_bytes[..]).map_err(|e| ImageError::BadJson {
+            what: format!("manifest {}", desc.digest()),
+            why: e.to_string(),
+        })?;
     let config_bytes = l.read_json_blob(manifest.config())?;
-    let config = ImageConfiguration::from_reader(&config_bytes[..])
-        .map_err(|e| ImageError::BadJson { what: format!("config {}", manifest.config().digest()), why: e.to_string() })?;
+    let config =
+        ImageConfiguration::from_reader(&config_bytes[..]).map_err(|e| ImageError::BadJson {
+            what: format!("config {}", manifest.config().digest()),
+            why: e.to_string(),
+        })?;
     let diff_ids = config.rootfs().diff_ids();
     if diff_ids.len() != manifest.layers().len() {
-        return Err(ImageError::LayerCount { diff_ids: diff_ids.len(), layers: manifest.layers().len() }.into());
+        return Err(ImageError::LayerCount {
+            diff_ids: diff_ids.len(),
+            layers: manifest.layers().len(),
+        }
+        .into());
     }
     // Verify every layer blob before interpreting any of them.
     let mut total_compressed = 0u64;
@@ -162,7 +192,10 @@ pub fn import_layout(
 
     let mut staging = store.staging("image")?;
     let rootfs = staging.path.join("rootfs");
-    fs::create_dir(&rootfs).map_err(|source| ImageError::Io { path: rootfs.clone(), source })?;
+    fs::create_dir(&rootfs).map_err(|source| ImageError::Io {
+        path: rootfs.clone(),
+        source,
+    })?;
     let mut xopts = ExtractOptions::new(ExtractMode::Layer);
     xopts.strip_setid = opts.strip_setid;
     let mut unpacker = Unpacker::new(&rootfs, xopts)?;
@@ -171,9 +204,16 @@ pub fn import_layout(
     let mut bytes = 0u64;
     for (i, d) in manifest.layers().iter().enumerate() {
         let path = l.blob_path(d)?;
-        let f = File::open(&path).map_err(|source| ImageError::Io { path: path.clone(), source })?;
+        let f = File::open(&path).map_err(|source| ImageError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let reader = io::BufReader::new(f);
-        let layer_err = |source| ImageError::Layer { index: i, digest: d.digest().to_string(), source };
+        let layer_err = |source| ImageError::Layer {
+            index: i,
+            digest: d.digest().to_string(),
+            source,
+        };
         let got = if layer_compression(d)? {
             unpacker.unpack(flate2::read::MultiGzDecoder::new(reader), progress)
         } else {
@@ -205,18 +245,31 @@ pub fn import_layout(
     let meta = ImageMeta {
         manifest_digest,
         config_digest: manifest.config().digest().to_string(),
-        layers: manifest.layers().iter().map(|d| d.digest().to_string()).collect(),
+        layers: manifest
+            .layers()
+            .iter()
+            .map(|d| d.digest().to_string())
+            .collect(),
         files,
         bytes,
         created: now_secs(),
         strip_setid: opts.strip_setid,
     };
     let meta_path = staging.path.join("meta.json");
-    fs::write(&meta_path, serde_json::to_vec_pretty(&meta).expect("meta serializes"))
-        .map_err(|source| ImageError::Io { path: meta_path.clone(), source })?;
+    fs::write(
+        &meta_path,
+        serde_json::to_vec_pretty(&meta).expect("meta serializes"),
+    )
+    .map_err(|source| ImageError::Io {
+        path: meta_path.clone(),
+        source,
+    })?;
     write_refs(&staging.path, &refs)?;
     let lock = staging.path.join("lock");
-    File::create(&lock).map_err(|source| ImageError::Io { path: lock.clone(), source })?;
+    File::create(&lock).map_err(|source| ImageError::Io {
+        path: lock.clone(),
+        source,
+    })?;
     store.commit(&mut staging, &entry_dir)?;
     add_refs(&entry_dir, &refs)?;
     Ok(Image {
@@ -232,7 +285,11 @@ pub fn import_layout(
 /// Every cached image.
 pub fn list(store: &Store) -> Result<Vec<ImageInfo>, StoreError> {
     let mut out = Vec::new();
-    for e in store.list()?.into_iter().filter(|e| e.kind == EntryKind::Image) {
+    for e in store
+        .list()?
+        .into_iter()
+        .filter(|e| e.kind == EntryKind::Image)
+    {
         let meta: ImageMeta = read_json(&e.path.join("meta.json"))?;
         out.push(ImageInfo {
             manifest_digest: e.digest,
@@ -258,12 +315,17 @@ impl Layout {
             path: self.dir.clone(),
             why: "no readable oci-layout file".into(),
         })?;
-        let layout = OciLayout::from_reader(&bytes[..])
-            .map_err(|e| ImageError::NotLayout { path: self.dir.clone(), why: format!("oci-layout: {e}") })?;
+        let layout = OciLayout::from_reader(&bytes[..]).map_err(|e| ImageError::NotLayout {
+            path: self.dir.clone(),
+            why: format!("oci-layout: {e}"),
+        })?;
         if layout.image_layout_version() != "1.0.0" {
             return Err(ImageError::NotLayout {
                 path: self.dir.clone(),
-                why: format!("imageLayoutVersion {:?} is not 1.0.0", layout.image_layout_version()),
+                why: format!(
+                    "imageLayoutVersion {:?} is not 1.0.0",
+                    layout.image_layout_version()
+                ),
             });
         }
         Ok(())
@@ -283,14 +345,25 @@ impl Layout {
 
     /// Reads a small blob, checking size and digest.
     fn read_json_blob(&self, d: &Descriptor) -> Result<Vec<u8>, ImageError> {
-        let bad = |why: String| ImageError::BadBlob { digest: d.digest().to_string(), why };
+        let bad = |why: String| ImageError::BadBlob {
+            digest: d.digest().to_string(),
+            why,
+        };
         if d.size() > MAX_JSON_BLOB {
-            return Err(bad(format!("size {} is over the {} byte limit for JSON blobs", d.size(), MAX_JSON_BLOB)));
+            return Err(bad(format!(
+                "size {} is over the {} byte limit for JSON blobs",
+                d.size(),
+                MAX_JSON_BLOB
+            )));
         }
         let path = self.blob_path(d)?;
         let bytes = read_limited(&path, MAX_JSON_BLOB)?;
         if bytes.len() as u64 != d.size() {
-            return Err(bad(format!("size is {} bytes, the descriptor says {}", bytes.len(), d.size())));
+            return Err(bad(format!(
+                "size is {} bytes, the descriptor says {}",
+                bytes.len(),
+                d.size()
+            )));
         }
         let actual = Digest::of(&bytes);
         if actual.hex() != d.digest().digest() {
@@ -302,12 +375,18 @@ impl Layout {
     /// Streams a blob through SHA-256, checking size and digest.
     fn verify_blob(&self, d: &Descriptor) -> Result<(), ImageError> {
         let path = self.blob_path(d)?;
-        let mut f = File::open(&path).map_err(|source| ImageError::Io { path: path.clone(), source })?;
+        let mut f = File::open(&path).map_err(|source| ImageError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         let mut n = 0u64;
         loop {
-            let k = f.read(&mut buf).map_err(|source| ImageError::Io { path: path.clone(), source })?;
+            let k = f.read(&mut buf).map_err(|source| ImageError::Io {
+                path: path.clone(),
+                source,
+            })?;
             if k == 0 {
                 break;
             }
@@ -317,9 +396,15 @@ impl Layout {
             }
             h.update(&buf[..k]);
         }
-        let bad = |why: String| ImageError::BadBlob { digest: d.digest().to_string(), why };
+        let bad = |why: String| ImageError::BadBlob {
+            digest: d.digest().to_string(),
+            why,
+        };
         if n != d.size() {
-            return Err(bad(format!("size differs from the descriptor's {}", d.size())));
+            return Err(bad(format!(
+                "size differs from the descriptor's {}",
+                d.size()
+            )));
         }
         let actual = Digest::from(h);
         if actual.hex() != d.digest().digest() {
@@ -334,32 +419,52 @@ impl Layout {
         for _ in 0..4 {
             match desc.media_type() {
                 MediaType::ImageManifest => return Ok(desc),
-                MediaType::Other(s) if s == "application/vnd.docker.distribution.manifest.v2+json" => return Ok(desc),
+                MediaType::Other(s)
+                    if s == "application/vnd.docker.distribution.manifest.v2+json" =>
+                {
+                    return Ok(desc);
+                }
                 MediaType::ImageIndex => {
                     let bytes = self.read_json_blob(&desc)?;
-                    let idx = ImageIndex::from_reader(&bytes[..])
-                        .map_err(|e| ImageError::BadJson { what: format!("index {}", desc.digest()), why: e.to_string() })?;
+                    let idx =
+                        ImageIndex::from_reader(&bytes[..]).map_err(|e| ImageError::BadJson {
+                            what: format!("index {}", desc.digest()),
+                            why: e.to_string(),
+                        })?;
                     let arch = oci_arch();
                     let found = idx.manifests().iter().find(|m| {
                         m.platform().as_ref().is_some_and(|p| {
                             p.os().to_string() == "linux" && p.architecture().to_string() == arch
                         })
                     });
-                    desc = found.cloned().ok_or_else(|| ImageError::NoPlatform(arch.to_owned()))?;
+                    desc = found
+                        .cloned()
+                        .ok_or_else(|| ImageError::NoPlatform(arch.to_owned()))?;
                 }
                 other => return Err(ImageError::UnsupportedMediaType(other.to_string())),
             }
         }
-        Err(ImageError::UnsupportedMediaType("image indexes nested too deeply".into()))
+        Err(ImageError::UnsupportedMediaType(
+            "image indexes nested too deeply".into(),
+        ))
     }
 }
 
 /// Picks the manifest named `reference`, or the only one.
 fn select(index: &ImageIndex, reference: Option<&str>) -> Result<Descriptor, ImageError> {
-    let name_of = |d: &Descriptor| d.annotations().as_ref().and_then(|a| a.get(REF_ANNOTATION)).cloned();
+    let name_of = |d: &Descriptor| {
+        d.annotations()
+            .as_ref()
+            .and_then(|a| a.get(REF_ANNOTATION))
+            .cloned()
+    };
     let names = || {
         let v: Vec<String> = index.manifests().iter().filter_map(name_of).collect();
-        if v.is_empty() { "none named".to_owned() } else { v.join(", ") }
+        if v.is_empty() {
+            "none named".to_owned()
+        } else {
+            v.join(", ")
+        }
     };
     match reference {
         Some(r) => index
@@ -397,17 +502,31 @@ fn oci_arch() -> &'static str {
 }
 
 fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, ImageError> {
-    let f = File::open(path).map_err(|source| ImageError::Io { path: path.to_path_buf(), source })?;
+    let f = File::open(path).map_err(|source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut v = Vec::new();
-    f.take(max + 1).read_to_end(&mut v).map_err(|source| ImageError::Io { path: path.to_path_buf(), source })?;
+    f.take(max + 1)
+        .read_to_end(&mut v)
+        .map_err(|source| ImageError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if v.len() as u64 > max {
-        return Err(ImageError::Io { path: path.to_path_buf(), source: io::Error::other(format!("larger than {max} bytes")) });
+        return Err(ImageError::Io {
+            path: path.to_path_buf(),
+            source: io::Error::other(format!("larger than {max} bytes")),
+        });
     }
     Ok(v)
 }
 
 fn read_refs(entry: &Path) -> Vec<String> {
-    fs::read(entry.join("refs.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    fs::read(entry.join("refs.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 fn write_refs(entry: &Path, refs: &[String]) -> Result<(), ImageError> {

@@ -23,7 +23,9 @@ pub use gz::DEFAULT_LEVEL;
 pub use image::{Image, ImageError, ImageInfo, ImportOptions, import_layout};
 pub use progress::{NoProgress, Progress};
 pub use snapshot::{Produced, SnapshotError, SnapshotOptions, snapshot_digest};
-pub use store::{EntryKind, GcPolicy, GcReport, Pin, Snapshot, SnapshotRequest, Store, StoreEntry, StoreError};
+pub use store::{
+    EntryKind, GcPolicy, GcReport, Pin, Snapshot, SnapshotRequest, Store, StoreEntry, StoreError,
+};
 
 /// Writes the canonical snapshot of `dir` as `.tar.gz` to `out` without a
 /// store (digest and transport form only); the file appears atomically.
@@ -35,13 +37,26 @@ pub fn snapshot_to_file(
     progress: &dyn Progress,
 ) -> Result<Produced, SnapshotError> {
     let entries = walk::walk(dir)?;
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = out.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let file = std::fs::File::create(&tmp).map_err(|source| SnapshotError::Output { path: tmp.clone(), source })?;
-    let target = snapshot::GzTarget { file, path: tmp.clone(), level };
+    let file = std::fs::File::create(&tmp).map_err(|source| SnapshotError::Output {
+        path: tmp.clone(),
+        source,
+    })?;
+    let target = snapshot::GzTarget {
+        file,
+        path: tmp.clone(),
+        level,
+    };
     match snapshot::produce(dir, &entries, opts, Some(target), None, progress) {
         Ok(p) => {
-            std::fs::rename(&tmp, out).map_err(|source| SnapshotError::Output { path: out.to_path_buf(), source })?;
+            std::fs::rename(&tmp, out).map_err(|source| SnapshotError::Output {
+                path: out.to_path_buf(),
+                source,
+            })?;
             Ok(p)
         }
         Err(e) => {

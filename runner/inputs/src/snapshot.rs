@@ -41,7 +41,10 @@ impl SnapshotOptions {
 
     /// Options with `SOURCE_DATE_EPOCH`-style decimal seconds.
     pub fn with_epoch(v: &str) -> Result<Self, SnapshotError> {
-        let mtime: u64 = v.trim().parse().map_err(|_| SnapshotError::BadEpoch(v.to_owned()))?;
+        let mtime: u64 = v
+            .trim()
+            .parse()
+            .map_err(|_| SnapshotError::BadEpoch(v.to_owned()))?;
         // GNU tar's 11 octal digits; later dates would need base-256 mtimes.
         if mtime >= 1 << 33 {
             return Err(SnapshotError::BadEpoch(v.to_owned()));
@@ -111,8 +114,12 @@ pub fn produce(
         });
         let (gz, gz_path) = match gz_out {
             Some(t) => {
-                let p = GzPipeline::start(s, t.file, t.level, gz::threads())
-                    .map_err(|source| SnapshotError::Output { path: t.path.clone(), source })?;
+                let p = GzPipeline::start(s, t.file, t.level, gz::threads()).map_err(|source| {
+                    SnapshotError::Output {
+                        path: t.path.clone(),
+                        source,
+                    }
+                })?;
                 (Some(p), Some(t.path))
             }
             None => (None, None),
@@ -133,14 +140,23 @@ pub fn produce(
         let gz_bytes = match gz {
             Some(g) => {
                 let r = g.finish();
-                Some(r.map_err(|source| SnapshotError::Output { path: gz_path.clone().unwrap_or_default(), source }))
+                Some(r.map_err(|source| SnapshotError::Output {
+                    path: gz_path.clone().unwrap_or_default(),
+                    source,
+                }))
             }
             None => None,
         };
         let digest = hasher.join().expect("hasher thread panicked");
         let tar_bytes = tar_bytes?;
         let gz_bytes = gz_bytes.transpose()?;
-        Ok(Produced { digest, files, bytes, tar_bytes, gz_bytes })
+        Ok(Produced {
+            digest,
+            files,
+            bytes,
+            tar_bytes,
+            gz_bytes,
+        })
     });
     progress.finish();
     res
@@ -173,14 +189,18 @@ impl Stream {
         if self.chunk.is_empty() {
             return Ok(());
         }
-        let chunk = Arc::new(std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK + tarfmt::BLOCK * 4)));
+        let chunk = Arc::new(std::mem::replace(
+            &mut self.chunk,
+            Vec::with_capacity(CHUNK + tarfmt::BLOCK * 4),
+        ));
         self.total += chunk.len() as u64;
         let stopped = || SnapshotError::Output {
             path: PathBuf::from("<pipeline>"),
             source: io::Error::other("output pipeline stopped"),
         };
         if let Some(tx) = &self.gz_tx {
-            tx.send((self.seq, Arc::clone(&chunk))).map_err(|_| stopped())?;
+            tx.send((self.seq, Arc::clone(&chunk)))
+                .map_err(|_| stopped())?;
         }
         self.seq += 1;
         self.hash_tx.send(chunk).map_err(|_| stopped())?;
@@ -188,7 +208,11 @@ impl Stream {
     }
 
     fn maybe_flush(&mut self) -> Result<(), SnapshotError> {
-        if self.chunk.len() >= CHUNK { self.flush() } else { Ok(()) }
+        if self.chunk.len() >= CHUNK {
+            self.flush()
+        } else {
+            Ok(())
+        }
     }
 
     fn finish(&mut self) -> Result<u64, SnapshotError> {
@@ -220,36 +244,75 @@ fn write_entries(
                 if let Some(dst) = &dst
                     && !e.rel.is_empty()
                 {
-                    fs::create_dir(dst).map_err(|source| SnapshotError::Io { path: dst.clone(), source })?;
+                    fs::create_dir(dst).map_err(|source| SnapshotError::Io {
+                        path: dst.clone(),
+                        source,
+                    })?;
                 }
             }
             Kind::Symlink { target } => {
-                tarfmt::append_header(&mut out.chunk, &name, Type::Symlink, 0o755, 0, opts.mtime, target);
+                tarfmt::append_header(
+                    &mut out.chunk,
+                    &name,
+                    Type::Symlink,
+                    0o755,
+                    0,
+                    opts.mtime,
+                    target,
+                );
                 if let Some(dst) = &dst {
-                    std::os::unix::fs::symlink(OsStr::from_bytes(target), dst)
-                        .map_err(|source| SnapshotError::Io { path: dst.clone(), source })?;
+                    std::os::unix::fs::symlink(OsStr::from_bytes(target), dst).map_err(
+                        |source| SnapshotError::Io {
+                            path: dst.clone(),
+                            source,
+                        },
+                    )?;
                     set_link_mtime(dst, opts.mtime)?;
                 }
             }
             Kind::File { size, owner_exec } => {
                 let mode = tarfmt::normalized_mode(Type::File, *owner_exec);
-                tarfmt::append_header(&mut out.chunk, &name, Type::File, mode, *size, opts.mtime, b"");
+                tarfmt::append_header(
+                    &mut out.chunk,
+                    &name,
+                    Type::File,
+                    mode,
+                    *size,
+                    opts.mtime,
+                    b"",
+                );
                 let mut dst_file = match &dst {
                     Some(dst) => Some(
                         fs::OpenOptions::new()
                             .write(true)
                             .create_new(true)
                             .open(dst)
-                            .map_err(|source| SnapshotError::Io { path: dst.clone(), source })?,
+                            .map_err(|source| SnapshotError::Io {
+                                path: dst.clone(),
+                                source,
+                            })?,
                     ),
                     None => None,
                 };
-                copy_file(&src, &e.stat, *size, out, dst_file.as_mut(), dst.as_deref(), &mut buf_file)?;
+                copy_file(
+                    &src,
+                    &e.stat,
+                    *size,
+                    out,
+                    dst_file.as_mut(),
+                    dst.as_deref(),
+                    &mut buf_file,
+                )?;
                 if let (Some(f), Some(dst)) = (dst_file, &dst) {
                     let ro = if *owner_exec { 0o555 } else { 0o444 };
                     f.set_permissions(fs::Permissions::from_mode(ro))
-                        .and_then(|()| f.set_times(FileTimes::new().set_modified(mtime).set_accessed(mtime)))
-                        .map_err(|source| SnapshotError::Io { path: dst.clone(), source })?;
+                        .and_then(|()| {
+                            f.set_times(FileTimes::new().set_modified(mtime).set_accessed(mtime))
+                        })
+                        .map_err(|source| SnapshotError::Io {
+                            path: dst.clone(),
+                            source,
+                        })?;
                 }
                 progress.advance(1, *size);
             }
@@ -260,10 +323,16 @@ fn write_entries(
         // Directories last, deepest first: creating children changes their mtime.
         for e in entries.iter().rev().filter(|e| matches!(e.kind, Kind::Dir)) {
             let dst = m.join(OsStr::from_bytes(&e.rel));
-            let f = File::open(&dst).map_err(|source| SnapshotError::Io { path: dst.clone(), source })?;
+            let f = File::open(&dst).map_err(|source| SnapshotError::Io {
+                path: dst.clone(),
+                source,
+            })?;
             f.set_times(FileTimes::new().set_modified(mtime).set_accessed(mtime))
                 .and_then(|()| f.set_permissions(fs::Permissions::from_mode(0o555)))
-                .map_err(|source| SnapshotError::Io { path: dst.clone(), source })?;
+                .map_err(|source| SnapshotError::Io {
+                    path: dst.clone(),
+                    source,
+                })?;
         }
     }
     Ok(())
@@ -280,9 +349,16 @@ fn copy_file(
     dst_path: Option<&Path>,
     _scratch: &mut Vec<u8>,
 ) -> Result<(), SnapshotError> {
-    let io_err = |source| SnapshotError::Io { path: src.to_path_buf(), source };
-    let fd = rustix::fs::open(src, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| io_err(e.into()))?;
+    let io_err = |source| SnapshotError::Io {
+        path: src.to_path_buf(),
+        source,
+    };
+    let fd = rustix::fs::open(
+        src,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err(e.into()))?;
     let mut f = File::from(fd);
     let before = StatKey::of(&f.metadata().map_err(io_err)?);
     if before.ino != walked.ino || before.dev != walked.dev || before.size != size {
@@ -295,13 +371,18 @@ fn copy_file(
         let start = out.chunk.len();
         out.chunk.resize(start + n, 0);
         f.read_exact(&mut out.chunk[start..]).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof { SnapshotError::Changed(src.to_path_buf()) } else { io_err(e) }
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                SnapshotError::Changed(src.to_path_buf())
+            } else {
+                io_err(e)
+            }
         })?;
         if let Some(d) = dst.as_deref_mut() {
-            d.write_all(&out.chunk[start..]).map_err(|source| SnapshotError::Io {
-                path: dst_path.unwrap_or(Path::new("")).to_path_buf(),
-                source,
-            })?;
+            d.write_all(&out.chunk[start..])
+                .map_err(|source| SnapshotError::Io {
+                    path: dst_path.unwrap_or(Path::new("")).to_path_buf(),
+                    source,
+                })?;
         }
         left -= n as u64;
         out.maybe_flush()?;
@@ -319,13 +400,30 @@ fn copy_file(
 }
 
 fn set_link_mtime(path: &Path, mtime: u64) -> Result<(), SnapshotError> {
-    let ts = rustix::fs::Timespec { tv_sec: mtime as i64, tv_nsec: 0 };
-    let times = rustix::fs::Timestamps { last_access: ts, last_modification: ts };
-    rustix::fs::utimensat(rustix::fs::CWD, path, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
-        .map_err(|e| SnapshotError::Io { path: path.to_path_buf(), source: e.into() })
+    let ts = rustix::fs::Timespec {
+        tv_sec: mtime as i64,
+        tv_nsec: 0,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: ts,
+        last_modification: ts,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
 }
 
 /// Seconds since the epoch, for timestamps in store metadata.
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }

@@ -65,7 +65,10 @@ pub fn manifest(entries: &[Entry], mtime_opt: u64) -> Digest {
 /// Whether some entry changed too recently (relative to `start`) for its stat
 /// data to prove its content.
 pub fn is_racy(entries: &[Entry], start: SystemTime) -> bool {
-    let start_ns = start.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0);
+    let start_ns = start
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0);
     let cutoff = start_ns - RACY_WINDOW.as_nanos() as i128;
     entries.iter().any(|e| e.stat.ctime_nanos() >= cutoff)
 }
@@ -85,10 +88,26 @@ pub fn load(file: &Path) -> Option<Record> {
 
 pub fn save(file: &Path, rec: &Record) -> std::io::Result<()> {
     let tmp = file.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, serde_json::to_vec(rec).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(rec).map_err(std::io::Error::other)?,
+    )?;
     std::fs::rename(&tmp, file)
 }
 
-pub fn new_record(source: PathBuf, manifest: Digest, digest: Digest, files: u64, bytes: u64) -> Record {
-    Record { version: VERSION, source, manifest, digest, files, bytes }
+pub fn new_record(
+    source: PathBuf,
+    manifest: Digest,
+    digest: Digest,
+    files: u64,
+    bytes: u64,
+) -> Record {
+    Record {
+        version: VERSION,
+        source,
+        manifest,
+        digest,
+        files,
+        bytes,
+    }
 }

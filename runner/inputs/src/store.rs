@@ -17,13 +17,13 @@
 //! into `tmp/` first. A crash leaves at most a staging directory, which `gc`
 //! removes once its process is gone.
 
+use crate::Digest;
 use crate::extract::{self, ExtractError, ExtractMode, ExtractOptions};
 use crate::gz;
 use crate::progress::Progress;
 use crate::snapshot::{self, GzTarget, SnapshotError, SnapshotOptions, now_secs};
 use crate::statcache;
 use crate::walk;
-use crate::Digest;
 use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
@@ -49,7 +49,9 @@ pub enum StoreError {
     NotFound(Digest),
     #[error("digest mismatch: expected {expected}, the archive is {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
-    #[error("archive is not a canonical snapshot: its stream is {stream} but its content snapshots to {canonical}")]
+    #[error(
+        "archive is not a canonical snapshot: its stream is {stream} but its content snapshots to {canonical}"
+    )]
     NotCanonical { stream: Digest, canonical: Digest },
     #[error("store entry {digest} is corrupt: {why}")]
     Corrupt { digest: Digest, why: String },
@@ -58,7 +60,10 @@ pub enum StoreError {
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A handle on a store directory.
@@ -95,7 +100,11 @@ pub struct SnapshotRequest {
 
 impl Default for SnapshotRequest {
     fn default() -> Self {
-        SnapshotRequest { opts: SnapshotOptions::default(), out: None, level: gz::DEFAULT_LEVEL }
+        SnapshotRequest {
+            opts: SnapshotOptions::default(),
+            out: None,
+            level: gz::DEFAULT_LEVEL,
+        }
     }
 }
 
@@ -203,12 +212,16 @@ impl Store {
             let p = root.join(sub);
             fs::create_dir_all(&p).map_err(io_at(&p))?;
         }
-        Ok(Store { root: root.to_path_buf() })
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
     }
 
     /// The root from `$CLOISTER_STORE`, else [`DEFAULT_ROOT`].
     pub fn default_root() -> PathBuf {
-        std::env::var_os("CLOISTER_STORE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
+        std::env::var_os("CLOISTER_STORE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
     }
 
     pub fn root(&self) -> &Path {
@@ -227,7 +240,12 @@ impl Store {
     /// Snapshots `dir` into the store. Warm path: when the stat data of every
     /// entry matches the record of the previous snapshot of this directory and
     /// that snapshot is still stored, no file is read.
-    pub fn snapshot_with(&self, dir: &Path, req: &SnapshotRequest, progress: &dyn Progress) -> Result<Snapshot, StoreError> {
+    pub fn snapshot_with(
+        &self,
+        dir: &Path,
+        req: &SnapshotRequest,
+        progress: &dyn Progress,
+    ) -> Result<Snapshot, StoreError> {
         let start = SystemTime::now();
         let source = fs::canonicalize(dir).map_err(io_at(dir))?;
         let entries = walk::walk(&source).map_err(SnapshotError::from)?;
@@ -262,11 +280,22 @@ impl Store {
             Some(_) => {
                 let p = staging.path.join("snapshot.tar.gz");
                 let file = File::create(&p).map_err(io_at(&p))?;
-                Some(GzTarget { file, path: p, level: req.level })
+                Some(GzTarget {
+                    file,
+                    path: p,
+                    level: req.level,
+                })
             }
             None => None,
         };
-        let produced = snapshot::produce(&source, &entries, &req.opts, gz_target, Some(&tree), progress)?;
+        let produced = snapshot::produce(
+            &source,
+            &entries,
+            &req.opts,
+            gz_target,
+            Some(&tree),
+            progress,
+        )?;
         let meta = SnapshotMeta {
             digest: produced.digest,
             files: produced.files,
@@ -282,7 +311,13 @@ impl Store {
         if statcache::is_racy(&entries, start) {
             let _ = fs::remove_file(&cache_file);
         } else {
-            let rec = statcache::new_record(source, manifest, produced.digest, produced.files, produced.bytes);
+            let rec = statcache::new_record(
+                source,
+                manifest,
+                produced.digest,
+                produced.files,
+                produced.bytes,
+            );
             statcache::save(&cache_file, &rec).map_err(io_at(&cache_file))?;
         }
         Ok(Snapshot {
@@ -298,9 +333,17 @@ impl Store {
     /// Writes meta and lock, syncs and renames the staging directory into
     /// `snapshots/<hex>`. If that entry already exists (same content), the
     /// existing one wins; a compressed form it lacks is moved in.
-    fn commit_snapshot(&self, staging: &mut Staging, meta: &SnapshotMeta) -> Result<PathBuf, StoreError> {
+    fn commit_snapshot(
+        &self,
+        staging: &mut Staging,
+        meta: &SnapshotMeta,
+    ) -> Result<PathBuf, StoreError> {
         let meta_path = staging.path.join("meta.json");
-        fs::write(&meta_path, serde_json::to_vec_pretty(meta).expect("meta serializes")).map_err(io_at(&meta_path))?;
+        fs::write(
+            &meta_path,
+            serde_json::to_vec_pretty(meta).expect("meta serializes"),
+        )
+        .map_err(io_at(&meta_path))?;
         let lock = staging.path.join("lock");
         File::create(&lock).map_err(io_at(&lock))?;
         let dest = self.entry_dir(EntryKind::Snapshot, &meta.digest);
@@ -318,7 +361,10 @@ impl Store {
     /// already the staging directory stays uncommitted (and is removed on drop).
     pub(crate) fn commit(&self, staging: &mut Staging, dest: &Path) -> Result<(), StoreError> {
         let dirf = File::open(&staging.path).map_err(io_at(&staging.path))?;
-        rustix::fs::syncfs(&dirf).map_err(|e| StoreError::Io { path: staging.path.clone(), source: e.into() })?;
+        rustix::fs::syncfs(&dirf).map_err(|e| StoreError::Io {
+            path: staging.path.clone(),
+            source: e.into(),
+        })?;
         if dest.exists() {
             return Ok(());
         }
@@ -330,17 +376,29 @@ impl Store {
             }
             // lost a race with another process storing the same content
             Err(_) if dest.exists() => Ok(()),
-            Err(e) => Err(StoreError::Io { path: dest.to_path_buf(), source: e }),
+            Err(e) => Err(StoreError::Io {
+                path: dest.to_path_buf(),
+                source: e,
+            }),
         }
     }
 
     /// A fresh staging directory `tmp/<kind>-<pid>-<n>`.
     pub(crate) fn staging(&self, kind: &str) -> Result<Staging, StoreError> {
-        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
         let n = STAGING_SEQ.fetch_add(1, Ordering::Relaxed);
-        let path = self.root.join("tmp").join(format!("{kind}-{}-{n}-{nanos}", std::process::id()));
+        let path = self
+            .root
+            .join("tmp")
+            .join(format!("{kind}-{}-{n}-{nanos}", std::process::id()));
         fs::create_dir(&path).map_err(io_at(&path))?;
-        Ok(Staging { path, committed: false })
+        Ok(Staging {
+            path,
+            committed: false,
+        })
     }
 
     /// The read-only tree of a stored snapshot.
@@ -368,7 +426,10 @@ impl Store {
         let dir = self.entry_dir(kind, digest);
         let lock_path = dir.join("lock");
         let lock = File::open(&lock_path).map_err(|_| StoreError::NotFound(*digest))?;
-        rustix::fs::flock(&lock, FlockOperation::LockShared).map_err(|e| StoreError::Io { path: lock_path.clone(), source: e.into() })?;
+        rustix::fs::flock(&lock, FlockOperation::LockShared).map_err(|e| StoreError::Io {
+            path: lock_path.clone(),
+            source: e.into(),
+        })?;
         // gc may have moved the entry away between open and flock
         use std::os::unix::fs::MetadataExt;
         let held = lock.metadata().map_err(io_at(&lock_path))?;
@@ -388,38 +449,71 @@ impl Store {
     /// staging, checks the stream digest (against `expected` when given) and
     /// that the stream is exactly the canonical snapshot of what it holds, then
     /// stores it. A rejected import leaves nothing behind.
-    pub fn import(&self, archive: &Path, expected: Option<&Digest>, progress: &dyn Progress) -> Result<Snapshot, StoreError> {
-        let mut file = File::open(archive).map_err(io_at(archive))?;
-        let mut magic = [0u8; 2];
-        let gzipped = file.read(&mut magic).map_err(io_at(archive))? == 2 && magic == [0x1f, 0x8b];
-        let file = File::open(archive).map_err(io_at(archive))?;
-        let staging = self.staging("import")?;
-        let mut staging = staging;
+    pub fn import(
+        &self,
+        archive: &Path,
+        expected: Option<&Digest>,
+        progress: &dyn Progress,
+    ) -> Result<Snapshot, StoreError> {
+        let file: Box<dyn Read> = if archive == Path::new("-") {
+            Box::new(io::stdin().lock())
+        } else {
+            Box::new(File::open(archive).map_err(io_at(archive))?)
+        };
+        let mut staging = self.staging("import")?;
         let tree = staging.path.join("tree");
         fs::create_dir(&tree).map_err(io_at(&tree))?;
+        // Keep the bytes as read (the transport form) while extracting them.
+        let kept_path = staging.path.join("snapshot.tar.gz");
+        let kept = File::create(&kept_path).map_err(io_at(&kept_path))?;
+        let mut input = io::BufReader::with_capacity(
+            1 << 20,
+            Tee {
+                inner: file,
+                copy: kept,
+            },
+        );
+        let gzipped = io::BufRead::fill_buf(&mut input)
+            .map_err(io_at(archive))?
+            .starts_with(&[0x1f, 0x8b]);
         progress.begin("import", 0, 0);
         let opts = ExtractOptions::new(ExtractMode::Snapshot);
         let res = if gzipped {
-            extract::extract(flate2::read::MultiGzDecoder::new(io::BufReader::new(file)), &tree, &opts, progress)
+            extract::extract(
+                flate2::bufread::MultiGzDecoder::new(&mut input),
+                &tree,
+                &opts,
+                progress,
+            )
         } else {
-            extract::extract(io::BufReader::new(file), &tree, &opts, progress)
+            extract::extract(&mut input, &tree, &opts, progress)
         };
         progress.finish();
         let got = res?;
+        io::copy(&mut input, &mut io::sink()).map_err(io_at(archive))?;
+        let Tee { copy: kept, .. } = input.into_inner();
+        drop(kept);
+        if !gzipped {
+            fs::remove_file(&kept_path).map_err(io_at(&kept_path))?;
+        }
         if let Some(exp) = expected
             && *exp != got.stream_digest
         {
-            return Err(StoreError::DigestMismatch { expected: *exp, actual: got.stream_digest });
+            return Err(StoreError::DigestMismatch {
+                expected: *exp,
+                actual: got.stream_digest,
+            });
         }
-        let opts = SnapshotOptions { mtime: got.first_mtime.unwrap_or(0) };
+        let opts = SnapshotOptions {
+            mtime: got.first_mtime.unwrap_or(0),
+        };
         let entries = walk::walk(&tree).map_err(SnapshotError::from)?;
         let canonical = snapshot::produce(&tree, &entries, &opts, None, None, &crate::NoProgress)?;
         if canonical.digest != got.stream_digest {
-            return Err(StoreError::NotCanonical { stream: got.stream_digest, canonical: canonical.digest });
-        }
-        if gzipped {
-            let gz = staging.path.join("snapshot.tar.gz");
-            fs::copy(archive, &gz).map_err(io_at(&gz))?;
+            return Err(StoreError::NotCanonical {
+                stream: got.stream_digest,
+                canonical: canonical.digest,
+            });
         }
         let meta = SnapshotMeta {
             digest: canonical.digest,
@@ -443,7 +537,13 @@ impl Store {
     /// Writes the `.tar.gz` form of a stored snapshot to `out` (atomically);
     /// returns its size. Uses the kept compressed form when there is one, else
     /// regenerates it from the tree and checks the digest on the way.
-    pub fn export(&self, digest: &Digest, out: &Path, level: i32, progress: &dyn Progress) -> Result<u64, StoreError> {
+    pub fn export(
+        &self,
+        digest: &Digest,
+        out: &Path,
+        level: i32,
+        progress: &dyn Progress,
+    ) -> Result<u64, StoreError> {
         let _pin = self.pin(EntryKind::Snapshot, digest)?;
         let dir = self.entry_dir(EntryKind::Snapshot, digest);
         let kept = dir.join("snapshot.tar.gz");
@@ -456,7 +556,11 @@ impl Store {
         // Regenerate into the entry (kept for the next export), then copy out.
         let tmp = tmp_sibling(&kept);
         let file = File::create(&tmp).map_err(io_at(&tmp))?;
-        let target = GzTarget { file, path: tmp.clone(), level };
+        let target = GzTarget {
+            file,
+            path: tmp.clone(),
+            level,
+        };
         let opts = SnapshotOptions { mtime: meta.mtime };
         let produced = snapshot::produce(&tree, &entries, &opts, Some(target), None, progress);
         let produced = match produced {
@@ -468,7 +572,10 @@ impl Store {
         };
         if produced.digest != *digest {
             let _ = fs::remove_file(&tmp);
-            return Err(StoreError::Corrupt { digest: *digest, why: format!("its tree now snapshots to {}", produced.digest) });
+            return Err(StoreError::Corrupt {
+                digest: *digest,
+                why: format!("its tree now snapshots to {}", produced.digest),
+            });
         }
         fs::rename(&tmp, &kept).map_err(io_at(&kept))?;
         copy_atomic(&kept, out)
@@ -482,26 +589,42 @@ impl Store {
             for de in fs::read_dir(&dir).map_err(io_at(&dir))? {
                 let de = de.map_err(io_at(&dir))?;
                 let name = de.file_name();
-                let Some(digest) = name.to_str().and_then(|n| Digest::from_hex(n).ok()) else { continue };
+                let Some(digest) = name.to_str().and_then(|n| Digest::from_hex(n).ok()) else {
+                    continue;
+                };
                 let path = de.path();
                 let meta_path = path.join("meta.json");
                 let bytes = match kind {
-                    EntryKind::Snapshot => read_json::<SnapshotMeta>(&meta_path).map(|m| m.bytes).unwrap_or(0),
-                    EntryKind::Image => {
-                        read_json::<crate::image::ImageMeta>(&meta_path).map(|m| m.bytes).unwrap_or(0)
-                    }
+                    EntryKind::Snapshot => read_json::<SnapshotMeta>(&meta_path)
+                        .map(|m| m.bytes)
+                        .unwrap_or(0),
+                    EntryKind::Image => read_json::<crate::image::ImageMeta>(&meta_path)
+                        .map(|m| m.bytes)
+                        .unwrap_or(0),
                 };
-                let gz = fs::metadata(path.join("snapshot.tar.gz")).map(|m| m.len()).unwrap_or(0);
+                let gz = fs::metadata(path.join("snapshot.tar.gz"))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
                 let last_used = fs::metadata(path.join("lock"))
                     .and_then(|m| m.modified())
                     .ok()
                     .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
                     .map(|d| d.as_secs())
                     .unwrap_or(0);
-                out.push(StoreEntry { kind, digest, bytes: bytes + gz, last_used, path });
+                out.push(StoreEntry {
+                    kind,
+                    digest,
+                    bytes: bytes + gz,
+                    last_used,
+                    path,
+                });
             }
         }
-        out.sort_by(|a, b| a.last_used.cmp(&b.last_used).then_with(|| a.digest.cmp(&b.digest)));
+        out.sort_by(|a, b| {
+            a.last_used
+                .cmp(&b.last_used)
+                .then_with(|| a.digest.cmp(&b.digest))
+        });
         Ok(out)
     }
 
@@ -522,7 +645,9 @@ impl Store {
         };
         // oldest first (list() sorts by last use)
         for e in entries {
-            let too_old = policy.max_age.is_some_and(|age| now.saturating_sub(e.last_used) > age.as_secs());
+            let too_old = policy
+                .max_age
+                .is_some_and(|age| now.saturating_sub(e.last_used) > age.as_secs());
             let too_big = policy.max_bytes.is_some_and(|max| total > max);
             if !(too_old || too_big) {
                 report.kept_bytes += e.bytes;
@@ -549,7 +674,9 @@ impl Store {
             let de = de.map_err(io_at(&tmp))?;
             let name = de.file_name().to_string_lossy().into_owned();
             let pid = name.split('-').nth(1).and_then(|p| p.parse::<u32>().ok());
-            let alive = pid.is_some_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists());
+            let alive = pid.is_some_and(|p| {
+                p == std::process::id() || Path::new(&format!("/proc/{p}")).exists()
+            });
             if !alive {
                 report.stale_staging += 1;
                 if !policy.dry_run {
@@ -568,10 +695,18 @@ impl Store {
         match rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
             Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false),
-            Err(e) => return Err(StoreError::Io { path: lock_path, source: e.into() }),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: lock_path,
+                    source: e.into(),
+                });
+            }
         }
         let n = STAGING_SEQ.fetch_add(1, Ordering::Relaxed);
-        let grave = self.root.join("tmp").join(format!("gc-{}-{n}-{}", std::process::id(), e.digest.hex()));
+        let grave =
+            self.root
+                .join("tmp")
+                .join(format!("gc-{}-{n}-{}", std::process::id(), e.digest.hex()));
         fs::rename(&e.path, &grave).map_err(io_at(&e.path))?;
         sync_dir(&self.root.join(e.kind.dir()))?;
         drop(lock);
@@ -588,16 +723,24 @@ fn touch(path: &Path) {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|f| f.sync_all()).map_err(io_at(dir))
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_at(dir))
 }
 
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StoreError> {
     let bytes = fs::read(path).map_err(io_at(path))?;
-    serde_json::from_slice(&bytes).map_err(|e| StoreError::Io { path: path.to_path_buf(), source: io::Error::other(e) })
+    serde_json::from_slice(&bytes).map_err(|e| StoreError::Io {
+        path: path.to_path_buf(),
+        source: io::Error::other(e),
+    })
 }
 
 fn tmp_sibling(out: &Path) -> PathBuf {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     out.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -635,4 +778,18 @@ pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
     }
     make_writable(path)?;
     fs::remove_dir_all(path)
+}
+
+/// Copies everything read through it into `copy`.
+struct Tee<R> {
+    inner: R,
+    copy: File,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        io::Write::write_all(&mut self.copy, &buf[..n])?;
+        Ok(n)
+    }
 }

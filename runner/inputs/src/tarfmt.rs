@@ -43,7 +43,15 @@ pub fn normalized_mode(kind: Type, owner_exec: bool) -> u32 {
 
 /// Appends the header block(s) for one entry to `out`. `name` is the full tar
 /// name (`./` prefixed, directories with a trailing `/`).
-pub fn append_header(out: &mut Vec<u8>, name: &[u8], kind: Type, mode: u32, size: u64, mtime: u64, link: &[u8]) {
+pub fn append_header(
+    out: &mut Vec<u8>,
+    name: &[u8],
+    kind: Type,
+    mode: u32,
+    size: u64,
+    mtime: u64,
+    link: &[u8],
+) {
     if name.len() > NAME_FIELD {
         append_long(out, name, b'L', mtime);
     }

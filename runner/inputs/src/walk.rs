@@ -89,7 +89,9 @@ pub enum WalkError {
     NotADirectory(PathBuf),
     #[error("{path}: {kind} cannot be snapshotted (only files, directories and symlinks can)")]
     Special { path: PathBuf, kind: &'static str },
-    #[error("{path}: symlink target {target:?} leaves the tree (targets must be relative, with '..' only at the start, and stay inside)")]
+    #[error(
+        "{path}: symlink target {target:?} leaves the tree (targets must be relative, with '..' only at the start, and stay inside)"
+    )]
     LinkEscapes { path: PathBuf, target: String },
 }
 
@@ -104,7 +106,11 @@ pub fn walk(root: &Path) -> Result<Vec<Entry>, WalkError> {
     if !meta.is_dir() {
         return Err(WalkError::NotADirectory(root.to_path_buf()));
     }
-    let mut out = vec![Entry { rel: Vec::new(), kind: Kind::Dir, stat: StatKey::of(&meta) }];
+    let mut out = vec![Entry {
+        rel: Vec::new(),
+        kind: Kind::Dir,
+        stat: StatKey::of(&meta),
+    }];
     walk_dir(root, &[], &mut out)?;
     Ok(out)
 }
@@ -133,15 +139,32 @@ fn walk_dir(dir: &Path, rel: &[u8], out: &mut Vec<Entry>) -> Result<(), WalkErro
         let ft = md.file_type();
         let stat = StatKey::of(&md);
         if ft.is_dir() {
-            out.push(Entry { rel: child_rel.clone(), kind: Kind::Dir, stat });
+            out.push(Entry {
+                rel: child_rel.clone(),
+                kind: Kind::Dir,
+                stat,
+            });
             walk_dir(&path, &child_rel, out)?;
         } else if ft.is_file() {
-            let kind = Kind::File { size: md.len(), owner_exec: md.mode() & 0o100 != 0 };
-            out.push(Entry { rel: child_rel, kind, stat });
+            let kind = Kind::File {
+                size: md.len(),
+                owner_exec: md.mode() & 0o100 != 0,
+            };
+            out.push(Entry {
+                rel: child_rel,
+                kind,
+                stat,
+            });
         } else if ft.is_symlink() {
             let target = fs::read_link(&path).map_err(io_err(&path))?;
             let target = target.as_os_str().as_bytes().to_vec();
-            let entry = Entry { rel: child_rel, kind: Kind::Symlink { target: target.clone() }, stat };
+            let entry = Entry {
+                rel: child_rel,
+                kind: Kind::Symlink {
+                    target: target.clone(),
+                },
+                stat,
+            };
             if !link_stays_inside(entry.parent_depth(), &target) {
                 return Err(WalkError::LinkEscapes {
                     path,

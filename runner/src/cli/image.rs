@@ -53,7 +53,9 @@ fn import(a: ImportArgs) -> Result<()> {
     let store = a.store.open()?;
     let (dir, reference) = cloister_inputs::image::parse_layout_arg(&a.layout);
     let progress = TtyProgress::new();
-    let opts = ImportOptions { strip_setid: a.strip_setid };
+    let opts = ImportOptions {
+        strip_setid: a.strip_setid,
+    };
     let img = cloister_inputs::import_layout(&store, &dir, reference.as_deref(), &opts, &progress)
         .with_context(|| format!("importing {}", a.layout))?;
     if a.json {
@@ -71,7 +73,13 @@ fn list(a: ListArgs) -> Result<()> {
         print_json(&images);
     } else {
         for i in images {
-            println!("{}\t{}\t{} layers\t{} bytes", i.manifest_digest, i.refs.join(","), i.layers, i.bytes);
+            println!(
+                "{}\t{}\t{} layers\t{} bytes",
+                i.manifest_digest,
+                i.refs.join(","),
+                i.layers,
+                i.bytes
+            );
         }
     }
     Ok(())

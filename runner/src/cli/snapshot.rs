@@ -123,15 +123,31 @@ fn snapshot(a: Args) -> Result<()> {
             }
             None => {
                 let entries = cloister_inputs::walk::walk(&dir)?;
-                let p = cloister_inputs::snapshot::produce(&dir, &entries, &opts, None, None, &progress)
-                    .with_context(|| format!("snapshotting {}", dir.display()))?;
-                Output { digest: p.digest, files: p.files, bytes: p.bytes, tree: None, cached: false, out: None, out_bytes: None }
+                let p = cloister_inputs::snapshot::produce(
+                    &dir, &entries, &opts, None, None, &progress,
+                )
+                .with_context(|| format!("snapshotting {}", dir.display()))?;
+                Output {
+                    digest: p.digest,
+                    files: p.files,
+                    bytes: p.bytes,
+                    tree: None,
+                    cached: false,
+                    out: None,
+                    out_bytes: None,
+                }
             }
         }
     } else {
         let store = a.store.open()?;
-        let req = SnapshotRequest { opts, out: a.out.clone(), level: a.level };
-        let s = store.snapshot_with(&dir, &req, &progress).with_context(|| format!("snapshotting {}", dir.display()))?;
+        let req = SnapshotRequest {
+            opts,
+            out: a.out.clone(),
+            level: a.level,
+        };
+        let s = store
+            .snapshot_with(&dir, &req, &progress)
+            .with_context(|| format!("snapshotting {}", dir.display()))?;
         Output {
             digest: s.digest,
             files: s.files,

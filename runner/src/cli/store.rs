@@ -74,7 +74,11 @@ fn gc(a: GcArgs) -> Result<()> {
         bail!("give a policy: --max-bytes SIZE and/or --max-age AGE");
     }
     let store = a.store.open()?;
-    let policy = GcPolicy { max_age: a.max_age, max_bytes: a.max_bytes, dry_run: a.dry_run };
+    let policy = GcPolicy {
+        max_age: a.max_age,
+        max_bytes: a.max_bytes,
+        dry_run: a.dry_run,
+    };
     let r = store.gc(&policy)?;
     if a.json {
         print_json(&r);
@@ -135,7 +139,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("not a size: {s:?} (use e.g. 512M or 10G)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("not a size: {s:?} (use e.g. 512M or 10G)"))?;
     let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "K" | "KB" | "KIB" => 1 << 10,
@@ -144,7 +150,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "T" | "TB" | "TIB" => 1 << 40,
         _ => return Err(format!("unknown size unit in {s:?} (use K, M, G or T)")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size too large: {s:?}"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size too large: {s:?}"))
 }
 
 /// Parses `45s`, `90m`, `12h`, `30d`, `2w` (a bare number is seconds).
@@ -152,7 +159,9 @@ pub fn parse_age(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("not an age: {s:?} (use e.g. 30d or 12h)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("not an age: {s:?} (use e.g. 30d or 12h)"))?;
     let mult = match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -174,8 +183,15 @@ pub struct TtyProgress {
 
 impl TtyProgress {
     pub fn new() -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()));
-        TtyProgress { bar, what: Mutex::new(String::new()), files: AtomicU64::new(0), total_files: AtomicU64::new(0) }
+        let bar = std::io::stderr()
+            .is_terminal()
+            .then(|| ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()));
+        TtyProgress {
+            bar,
+            what: Mutex::new(String::new()),
+            files: AtomicU64::new(0),
+            total_files: AtomicU64::new(0),
+        }
     }
 
     fn message(&self) -> String {
@@ -198,12 +214,17 @@ impl Progress for TtyProgress {
         if bytes > 0 {
             bar.set_length(bytes);
             bar.set_style(
-                ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                    .expect("valid template"),
+                ProgressStyle::with_template(
+                    "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .expect("valid template"),
             );
         } else {
             bar.unset_length();
-            bar.set_style(ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec}").expect("valid template"));
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec}")
+                    .expect("valid template"),
+            );
         }
         bar.set_message(self.message());
     }
@@ -219,6 +240,7 @@ impl Progress for TtyProgress {
         if let Some(bar) = &self.bar {
             bar.set_message(self.message());
             bar.finish();
+            eprintln!();
         }
     }
 }
