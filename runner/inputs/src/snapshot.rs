@@ -233,7 +233,6 @@ fn write_entries(
     progress: &dyn Progress,
 ) -> Result<(), SnapshotError> {
     let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(opts.mtime);
-    let mut buf_file = Vec::new();
     for e in entries {
         let name = e.tar_name();
         let src = root.join(OsStr::from_bytes(&e.rel));
@@ -294,15 +293,7 @@ fn write_entries(
                     ),
                     None => None,
                 };
-                copy_file(
-                    &src,
-                    &e.stat,
-                    *size,
-                    out,
-                    dst_file.as_mut(),
-                    dst.as_deref(),
-                    &mut buf_file,
-                )?;
+                copy_file(&src, &e.stat, *size, out, dst_file.as_mut(), dst.as_deref())?;
                 if let (Some(f), Some(dst)) = (dst_file, &dst) {
                     let ro = if *owner_exec { 0o555 } else { 0o444 };
                     f.set_permissions(fs::Permissions::from_mode(ro))
@@ -347,7 +338,6 @@ fn copy_file(
     out: &mut Stream,
     mut dst: Option<&mut File>,
     dst_path: Option<&Path>,
-    _scratch: &mut Vec<u8>,
 ) -> Result<(), SnapshotError> {
     let io_err = |source| SnapshotError::Io {
         path: src.to_path_buf(),
