@@ -7,3 +7,24 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -qq --no-install-recommends tar gzip busybox-static util-linux coreutils >/dev/null
 export CLOISTER_TEST_BUSYBOX=/bin/busybox
 test -x "$CLOISTER_TEST_BUSYBOX"
+
+# Vendoring recipes (cookbook/vendoring-*.md): the toolchains, and the
+# "vendor" step of each recipe, which is the only one that needs a registry.
+# The tests then snapshot these directories and build offline in the sandbox.
+command -v go >/dev/null || apt-get install -y -qq --no-install-recommends golang-go >/dev/null
+command -v npm >/dev/null || apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+command -v python3 >/dev/null || apt-get install -y -qq --no-install-recommends python3 python3-pip >/dev/null
+command -v pnpm >/dev/null || npm install -g --silent pnpm@9 >/dev/null
+CLOISTER_TEST_VENDOR_CACHE=/var/cache/cloister-tests/vendor
+export CLOISTER_TEST_VENDOR_CACHE
+mkdir -p "$CLOISTER_TEST_VENDOR_CACHE"
+_fixtures="$PWD/tests/fixtures"
+_work="$(mktemp -d)"
+cp -r "$_fixtures/npm-app" "$_work/npm" && cp -r "$_fixtures/npm-app" "$_work/pnpm"
+rm -f "$_work/npm/pnpm-lock.yaml" "$_work/pnpm/package-lock.json"
+(cd "$_work/npm" && npm ci --silent --ignore-scripts --no-audit --no-fund --cache "$CLOISTER_TEST_VENDOR_CACHE/npm-cache" >/dev/null)
+(cd "$_work/pnpm" && pnpm fetch --silent --store-dir "$CLOISTER_TEST_VENDOR_CACHE/pnpm-store" >/dev/null)
+python3 -m pip download --quiet --disable-pip-version-check --require-hashes --only-binary=:all: --no-deps \
+    -r "$_fixtures/pip-app/requirements.txt" -d "$CLOISTER_TEST_VENDOR_CACHE/wheelhouse"
+rm -rf "$_work"
+unset _fixtures _work
