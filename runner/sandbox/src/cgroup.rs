@@ -151,6 +151,16 @@ pub fn own_cgroup(proc_self_cgroup: &str, controller: &str) -> Option<String> {
     })
 }
 
+/// The parent cgroup path: `parent` when absolute, `parent` below the
+/// runner's own cgroup when relative, the runner's own cgroup when `None`.
+fn parent_path(parent: Option<&str>, own: &str) -> String {
+    match parent {
+        Some(p) if p.starts_with('/') => p.to_string(),
+        Some(p) => format!("{}/{}", own.trim_end_matches('/'), p),
+        None => own.to_string(),
+    }
+}
+
 /// `mount` joined with a cgroup path, with the mount's own root stripped.
 fn dir_for(mount: &Path, mount_root: &Path, cgroup_path: &str) -> PathBuf {
     let p = Path::new(cgroup_path);
@@ -192,8 +202,9 @@ fn read_key(path: &Path, key: &str) -> Option<u64> {
 }
 
 impl Cgroup {
-    /// Creates the run's cgroup `name` below `parent` (a cgroup path; `None`
-    /// = the runner's own cgroup) and writes `limits`. Controllers needed for
+    /// Creates the run's cgroup `name` below `parent` (an absolute cgroup
+    /// path, or one relative to the runner's own cgroup; `None` = the
+    /// runner's own cgroup) and writes `limits`. Controllers needed for
     /// a requested limit must exist and be writable.
     pub fn create(
         layout: &Layout,
@@ -217,10 +228,8 @@ impl Cgroup {
     ) -> Result<Cgroup, CgroupError> {
         match layout {
             Layout::V2 { mount } => {
-                let parent_path = match parent {
-                    Some(p) => p.to_string(),
-                    None => own_cgroup(proc_self_cgroup, "").ok_or(CgroupError::NoHierarchy)?,
-                };
+                let own = own_cgroup(proc_self_cgroup, "").ok_or(CgroupError::NoHierarchy)?;
+                let parent_path = parent_path(parent, &own);
                 let parent_dir = dir_for(mount, Path::new("/"), &parent_path);
                 check_parent_writable(&parent_dir)?;
                 let mut wanted: Vec<&'static str> = Vec::new();
@@ -310,11 +319,9 @@ impl Cgroup {
                             }
                             continue;
                         };
-                        let parent_path = match parent {
-                            Some(p) => p.to_string(),
-                            None => own_cgroup(proc_self_cgroup, ctrl)
-                                .ok_or(CgroupError::NoController(ctrl))?,
-                        };
+                        let own = own_cgroup(proc_self_cgroup, ctrl)
+                            .ok_or(CgroupError::NoController(ctrl))?;
+                        let parent_path = parent_path(parent, &own);
                         let parent_dir = dir_for(&h.mount, &h.mount_root, &parent_path);
                         let dir = parent_dir.join(name);
                         if created.contains(&dir) {

@@ -54,9 +54,9 @@ pub struct Args {
     /// binds.
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
-    /// Create the run's cgroup below this cgroup (a path like those in
-    /// /proc/self/cgroup; a delegated one for rootless use). Default: the
-    /// runner's own cgroup.
+    /// Create the run's cgroup below this cgroup: an absolute cgroup path
+    /// (as in /proc/self/cgroup) or one relative to the runner's own cgroup
+    /// (a delegated one for rootless use). Default: the runner's own cgroup.
     #[arg(long, value_name = "PATH", env = "CLOISTER_CGROUP_PARENT")]
     cgroup_parent: Option<String>,
     /// Print one JSON object describing the run on stdout after it ends.
