@@ -48,8 +48,16 @@ pub fn syscall_probes() -> Vec<SyscallProbe> {
     let mut out = vec![
         // ptrace(bad request, pid -1): ESRCH when not filtered
         p("ptrace", n("ptrace"), &[0xffff, BAD_FD, 0, 0]),
-        p("process_vm_readv", n("process_vm_readv"), &[0, 0, 0, 0, 0, 1]),
-        p("process_vm_writev", n("process_vm_writev"), &[0, 0, 0, 0, 0, 1]),
+        p(
+            "process_vm_readv",
+            n("process_vm_readv"),
+            &[0, 0, 0, 0, 0, 1],
+        ),
+        p(
+            "process_vm_writev",
+            n("process_vm_writev"),
+            &[0, 0, 0, 0, 0, 1],
+        ),
         p("mount", n("mount"), &[BAD_PTR, BAD_PTR, BAD_PTR, 0, 0]),
         p("umount2", n("umount2"), &[BAD_PTR, BAD_FLAGS]),
         p("pivot_root", n("pivot_root"), &[BAD_PTR, BAD_PTR]),
@@ -58,9 +66,17 @@ pub fn syscall_probes() -> Vec<SyscallProbe> {
         p("fsconfig", n("fsconfig"), &[BAD_FD, 0xff, 0, 0, 0]),
         p("fsmount", n("fsmount"), &[BAD_FD, 0, 0]),
         p("fspick", n("fspick"), &[BAD_FD, BAD_PTR, BAD_FLAGS]),
-        p("move_mount", n("move_mount"), &[BAD_FD, BAD_PTR, BAD_FD, BAD_PTR, BAD_FLAGS]),
+        p(
+            "move_mount",
+            n("move_mount"),
+            &[BAD_FD, BAD_PTR, BAD_FD, BAD_PTR, BAD_FLAGS],
+        ),
         p("open_tree", n("open_tree"), &[BAD_FD, BAD_PTR, BAD_FLAGS]),
-        p("mount_setattr", n("mount_setattr"), &[BAD_FD, BAD_PTR, BAD_FLAGS, 0, 0]),
+        p(
+            "mount_setattr",
+            n("mount_setattr"),
+            &[BAD_FD, BAD_PTR, BAD_FLAGS, 0, 0],
+        ),
         // unshare(CSIGNAL bit): EINVAL when not filtered
         p("unshare", n("unshare"), &[1]),
         p("setns", n("setns"), &[BAD_FD, 0]),
@@ -81,14 +97,30 @@ pub fn syscall_probes() -> Vec<SyscallProbe> {
         p("add_key", n("add_key"), &[BAD_PTR, BAD_PTR, 0, 0, 0]),
         p("request_key", n("request_key"), &[BAD_PTR, BAD_PTR, 0, 0]),
         p("bpf", n("bpf"), &[0xffff, 0, 0]),
-        p("perf_event_open", n("perf_event_open"), &[0, 0, BAD_FD, BAD_FD, 0]),
+        p(
+            "perf_event_open",
+            n("perf_event_open"),
+            &[0, 0, BAD_FD, BAD_FD, 0],
+        ),
         // UFFD_USER_MODE_ONLY | O_RDWR: EINVAL when not filtered
         p("userfaultfd", n("userfaultfd"), &[1 | 2]),
         p("io_uring_setup", n("io_uring_setup"), &[1, 0]),
-        p("io_uring_enter", n("io_uring_enter"), &[BAD_FD, 0, 0, 0, 0, 0]),
-        p("io_uring_register", n("io_uring_register"), &[BAD_FD, 0, 0, 0]),
+        p(
+            "io_uring_enter",
+            n("io_uring_enter"),
+            &[BAD_FD, 0, 0, 0, 0, 0],
+        ),
+        p(
+            "io_uring_register",
+            n("io_uring_register"),
+            &[BAD_FD, 0, 0, 0],
+        ),
         p("kexec_load", n("kexec_load"), &[0, 0, 0, BAD_FLAGS]),
-        p("kexec_file_load", n("kexec_file_load"), &[BAD_FD, BAD_FD, 0, 0, BAD_FLAGS]),
+        p(
+            "kexec_file_load",
+            n("kexec_file_load"),
+            &[BAD_FD, BAD_FD, 0, 0, BAD_FLAGS],
+        ),
         // a zero-length image: ENOEXEC when not filtered
         p("init_module", n("init_module"), &[0, 0, 0]),
         p("finit_module", n("finit_module"), &[BAD_FD, 0, 0]),
@@ -100,9 +132,17 @@ pub fn syscall_probes() -> Vec<SyscallProbe> {
         // wrong magic numbers: EINVAL when not filtered
         p("reboot", n("reboot"), &[0, 0, 0, 0]),
         p("ioctl(TIOCSTI)", n("ioctl"), &[BAD_FD, 0x5412, BAD_PTR]),
-        p("ioctl(TIOCSTI|high bits)", n("ioctl"), &[BAD_FD, 0x1_0000_5412, BAD_PTR]),
+        p(
+            "ioctl(TIOCSTI|high bits)",
+            n("ioctl"),
+            &[BAD_FD, 0x1_0000_5412, BAD_PTR],
+        ),
         p("ioctl(TIOCLINUX)", n("ioctl"), &[BAD_FD, 0x541c, BAD_PTR]),
-        p("ioctl(TIOCLINUX|high bits)", n("ioctl"), &[BAD_FD, 0xffff_ffff_0000_541c, BAD_PTR]),
+        p(
+            "ioctl(TIOCLINUX|high bits)",
+            n("ioctl"),
+            &[BAD_FD, 0xffff_ffff_0000_541c, BAD_PTR],
+        ),
     ]);
     for (name, idx) in crate::seccomp::chmod_calls() {
         for (bit, what) in [(0o4000u64, "setuid"), (0o2000, "setgid")] {
@@ -132,8 +172,16 @@ pub fn syscall_probes() -> Vec<SyscallProbe> {
 pub fn allowed_probes() -> Vec<SyscallProbe> {
     let mut out = vec![
         p("fchmod(0755)", libc::SYS_fchmod, &[BAD_FD, 0o755]),
-        p("ioctl(TCGETS)", libc::SYS_ioctl, &[BAD_FD, libc::TCGETS, BAD_PTR]),
-        p("clone(fork flags, bad)", libc::SYS_clone, &[libc::CLONE_THREAD as u64, 0, 0, 0, 0]),
+        p(
+            "ioctl(TCGETS)",
+            libc::SYS_ioctl,
+            &[BAD_FD, libc::TCGETS, BAD_PTR],
+        ),
+        p(
+            "clone(fork flags, bad)",
+            libc::SYS_clone,
+            &[libc::CLONE_THREAD as u64, 0, 0, 0, 0],
+        ),
     ];
     for probe in &mut out {
         probe.filtered_errno = 0;

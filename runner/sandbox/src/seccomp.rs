@@ -41,7 +41,9 @@ pub enum PolicyError {
     Allows(String),
     #[error("seccomp policy denies {0}, which every build needs")]
     Denies(String),
-    #[error("seccomp policy filter {filter:?} has both an unconditional rule and argument rules for {syscall} (seccompiler would drop the unconditional one)")]
+    #[error(
+        "seccomp policy filter {filter:?} has both an unconditional rule and argument rules for {syscall} (seccompiler would drop the unconditional one)"
+    )]
     MixedRules { filter: String, syscall: String },
 }
 
@@ -110,7 +112,8 @@ impl SeccompPolicy {
 
     /// Parses, compiles and checks a policy.
     pub fn parse(name: &str, json: &str) -> Result<SeccompPolicy, PolicyError> {
-        let value: Value = serde_json::from_str(json).map_err(|e| PolicyError::Json(e.to_string()))?;
+        let value: Value =
+            serde_json::from_str(json).map_err(|e| PolicyError::Json(e.to_string()))?;
         let digest = format!(
             "sha256:{}",
             hex::encode(Sha256::digest(canonical_json(&value).as_bytes()))
@@ -188,7 +191,9 @@ impl SeccompPolicy {
 /// rules alone, which would silently narrow the denial.
 fn check_rule_shapes(value: &Value) -> Result<(), PolicyError> {
     let Some(filters) = value.as_object() else {
-        return Err(PolicyError::Json("top level must be an object of filters".into()));
+        return Err(PolicyError::Json(
+            "top level must be an object of filters".into(),
+        ));
     };
     for (filter, body) in filters {
         let rules = body
@@ -198,7 +203,10 @@ fn check_rule_shapes(value: &Value) -> Result<(), PolicyError> {
         let mut plain = std::collections::BTreeSet::new();
         let mut conditional = std::collections::BTreeSet::new();
         for rule in rules {
-            let name = rule.get("syscall").and_then(Value::as_str).unwrap_or_default();
+            let name = rule
+                .get("syscall")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if rule.get("args").is_some_and(|a| !a.is_null()) {
                 conditional.insert(name.to_string());
             } else {
@@ -537,7 +545,10 @@ fn required_allows() -> Vec<(String, Call)> {
         ("read".to_string(), Call::new(libc::SYS_read, &[])),
         ("write".to_string(), Call::new(libc::SYS_write, &[])),
         ("execve".to_string(), Call::new(libc::SYS_execve, &[])),
-        ("exit_group".to_string(), Call::new(libc::SYS_exit_group, &[])),
+        (
+            "exit_group".to_string(),
+            Call::new(libc::SYS_exit_group, &[]),
+        ),
         (
             "clone for fork".to_string(),
             Call::new(libc::SYS_clone, &[libc::SIGCHLD as u64]),
@@ -569,6 +580,12 @@ fn required_allows() -> Vec<(String, Call)> {
         out.push((format!("{name} 01777"), Call { nr, args }));
     }
     out
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// The shipped default policy's text.
+    pub(crate) const DEFAULT_POLICY: &str = super::EMBEDDED[0].1;
 }
 
 #[cfg(test)]
@@ -619,7 +636,10 @@ mod tests {
         let rules = v["deny_eperm"]["filter"].as_array_mut().unwrap();
         rules.retain(|r| r["syscall"] != "ptrace");
         let err = SeccompPolicy::parse("weak", &v.to_string()).unwrap_err();
-        assert!(matches!(err, PolicyError::Allows(ref s) if s == "ptrace"), "{err}");
+        assert!(
+            matches!(err, PolicyError::Allows(ref s) if s == "ptrace"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -641,7 +661,10 @@ mod tests {
             .unwrap()
             .push(serde_json::json!({"syscall": "ioctl", "comment": "all ioctls"}));
         let err = SeccompPolicy::parse("mixed", &v.to_string()).unwrap_err();
-        assert!(matches!(err, PolicyError::MixedRules { ref syscall, .. } if syscall == "ioctl"), "{err}");
+        assert!(
+            matches!(err, PolicyError::MixedRules { ref syscall, .. } if syscall == "ioctl"),
+            "{err}"
+        );
     }
 
     #[test]

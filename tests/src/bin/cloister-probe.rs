@@ -191,7 +191,14 @@ fn suite(args: &SuiteArgs) -> Vec<Value> {
             }
         }
     }
-    for p in ["/dev/mem", "/dev/kmem", "/dev/port", "/dev/kmsg", "/dev/vda", "/dev/sda"] {
+    for p in [
+        "/dev/mem",
+        "/dev/kmem",
+        "/dev/port",
+        "/dev/kmsg",
+        "/dev/vda",
+        "/dev/sda",
+    ] {
         if Path::new(p).exists() {
             bad.push(p.to_string());
         }
@@ -415,6 +422,8 @@ fn main() {
         }
         "middle" => {
             let me = std::env::current_exe().expect("current_exe");
+            // Deliberately never waited for: the point is an orphan.
+            #[allow(clippy::zombie_processes)]
             let child = std::process::Command::new(&me)
                 .args(["grandchild", &args[2]])
                 .spawn()
@@ -442,7 +451,9 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("usage: cloister-probe suite|syscalls|alloc MIB|threads N|tree MARKER [--exit]|spin MS");
+            eprintln!(
+                "usage: cloister-probe suite|syscalls|alloc MIB|threads N|tree MARKER [--exit]|spin MS"
+            );
             std::process::exit(2);
         }
     }
