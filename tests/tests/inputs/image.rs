@@ -8,7 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// busybox-static's binary (CI installs the `busybox-static` package).
-fn busybox() -> Vec<u8> {
+pub fn busybox() -> Vec<u8> {
     let path = std::env::var("CLOISTER_TEST_BUSYBOX").unwrap_or_else(|_| "/bin/busybox".into());
     let data = fs::read(&path).unwrap_or_else(|e| {
         panic!("{path}: {e}: install busybox-static (.ci/setup.d/20-inputs.sh)")
@@ -27,7 +27,7 @@ fn put_blob(layout: &Path, data: &[u8]) -> (String, u64) {
 
 /// Writes an image layout with the given layers (uncompressed tar, gzip?)
 /// under `refs`; returns the manifest digest.
-fn build_layout(layout: &Path, layers: &[(Vec<u8>, bool)], refs: &[&str]) -> String {
+pub fn build_layout(layout: &Path, layers: &[(Vec<u8>, bool)], refs: &[&str]) -> String {
     fs::create_dir_all(layout).unwrap();
     fs::write(
         layout.join("oci-layout"),
@@ -75,7 +75,7 @@ fn build_layout(layout: &Path, layers: &[(Vec<u8>, bool)], refs: &[&str]) -> Str
 
 /// Base layer: busybox with /bin/sh, /etc files, /opt with content a later
 /// opaque marker hides, empty mount points.
-fn base_layer() -> Vec<u8> {
+pub fn base_layer() -> Vec<u8> {
     let mut t = RawTar::default();
     t.dir("bin/")
         .entry(b"bin/busybox", b'0', 0o755, &busybox(), b"")
@@ -95,7 +95,7 @@ fn base_layer() -> Vec<u8> {
 }
 
 /// Upper layer: a whiteout, an opaque directory, a replaced file, a hard link.
-fn upper_layer() -> Vec<u8> {
+pub fn upper_layer() -> Vec<u8> {
     let mut t = RawTar::default();
     t.file("etc/.wh.gone", b"")
         .file("etc/motd", b"hi again\n")
