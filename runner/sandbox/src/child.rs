@@ -64,6 +64,8 @@ pub(crate) struct Plan {
     pub stdio: [Option<RawFd>; 3],
     pub report_fd: RawFd,
     pub go_fd: RawFd,
+    /// cgroup v1 `tasks` files the init writes "0" to (moving itself).
+    pub cgroup_tasks: Vec<RawFd>,
     pub cap_last: u32,
 }
 
@@ -140,6 +142,7 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
 }
 
 fn close_all_but(keep: RawFd) {
+    // (the cgroup tasks fds, the go pipe and any leaked fd go too)
     let keep = keep.max(3) as u32;
     let _ = sys::close_range(3, keep - 1);
     let _ = sys::close_range(keep + 1, u32::MAX);
@@ -148,22 +151,39 @@ fn close_all_but(keep: RawFd) {
 fn init_setup(plan: &Plan) -> Result<(), Failure> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(fail("init", "set the parent-death signal"))?;
-    // Wait until the runner has written the id maps and placed us in the
-    // cgroup. EOF means the runner died: leave.
-    let mut byte = [0u8; 1];
-    match nix::unistd::read(unsafe_borrow(plan.go_fd), &mut byte) {
-        Ok(1) => {}
-        _ => sys::exit_now(125),
+    // Wait until the runner has written the id maps. EOF means the runner
+    // died: leave.
+    wait_go(plan.go_fd);
+    for fd in &plan.cgroup_tasks {
+        nix::unistd::write(unsafe_borrow(*fd), b"0")
+            .map_err(fail("cgroup", "move the sandbox init into the run's cgroup"))?;
     }
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-        .map_err(fail("namespaces", "create the cgroup namespace"))?;
     build_root(plan)?;
     nix::unistd::sethostname(&plan.hostname).map_err(fail("uts", "set the hostname"))?;
     sys::loopback_up().map_err(fail("network", "bring loopback up"))?;
     enter_root()?;
     nix::unistd::chdir(&plan.workdir).map_err(fail("workdir", plan.workdir.display()))?;
     verify_cwd(&plan.workdir)?;
+    // On cgroup v2 the runner moves us into the run's cgroup meanwhile; wait
+    // for it before anything is forked, then make that cgroup the
+    // namespace's root.
+    wait_go(plan.go_fd);
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+        .map_err(fail("namespaces", "create the cgroup namespace"))?;
     Ok(())
+}
+
+/// Blocks until the runner sends one byte; leaves quietly on EOF (the runner
+/// died or gave up).
+fn wait_go(fd: RawFd) {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(unsafe_borrow(fd), &mut byte) {
+            Ok(1) => return,
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => sys::exit_now(125),
+        }
+    }
 }
 
 const BASE: &str = "/tmp";
@@ -306,8 +326,9 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
     // Second pass: an initial bind ignores MS_RDONLY, so every bind (and
     // every mount below it) is remounted read-only (or just nosuid, nodev for
     // writable binds) and the result checked.
+    let mounts = own_mounts()?;
     for (destination, writable) in &remounts {
-        remount_tree(&inside(destination), !writable)?;
+        remount_tree(&mounts, &inside(destination), !writable)?;
     }
     mask_proc(plan)?;
     remount_one(&inside(Path::new("/dev")), true, MsFlags::MS_NOEXEC)?;
@@ -512,24 +533,28 @@ fn remount_one(path: &Path, readonly: bool, extra: MsFlags) -> Result<(), Failur
     Ok(())
 }
 
-/// Remounts a bind and every mount below it.
-fn remount_tree(path: &Path, readonly: bool) -> Result<(), Failure> {
-    // Our own mount table, through the host's /proc (still reachable during
-    // setup); mount points are relative to the scratch root.
+/// Our own mount table, through the host's /proc (still reachable during
+/// setup); mount points are relative to the scratch root.
+fn own_mounts() -> Result<Vec<mountinfo::MountInfo>, Failure> {
     let text = std::fs::read_to_string(Path::new(OLDROOT).join("proc/self/mountinfo"))
         .map_err(fail("remount", "read mountinfo"))?;
-    let mounts = mountinfo::parse(&text).map_err(fail("remount", "parse mountinfo"))?;
-    let mut points: Vec<PathBuf> = mounts
-        .into_iter()
-        .map(|m| m.mount_point)
+    mountinfo::parse(&text).map_err(fail("remount", "parse mountinfo"))
+}
+
+/// Remounts a bind and every mount below it (`mounts`: the mount table
+/// after all binds were made).
+fn remount_tree(mounts: &[mountinfo::MountInfo], path: &Path, readonly: bool) -> Result<(), Failure> {
+    let mut points: Vec<&Path> = mounts
+        .iter()
+        .map(|m| m.mount_point.as_path())
         .filter(|p| p.starts_with(path))
         .collect();
     points.dedup();
     if points.is_empty() {
-        points.push(path.to_path_buf());
+        points.push(path);
     }
     for p in points {
-        remount_one(&p, readonly, MsFlags::MS_NODEV)?;
+        remount_one(p, readonly, MsFlags::MS_NODEV)?;
     }
     Ok(())
 }
@@ -541,15 +566,11 @@ fn mask_proc(plan: &Plan) -> Result<(), Failure> {
         if std::fs::symlink_metadata(&target).is_err() {
             continue;
         }
-        mount(
-            Some(&target),
-            &target,
-            none,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            none,
-        )
-        .map_err(fail("proc", format!("bind {}", p.display())))?;
-        remount_tree(&target, true)?;
+        // A fresh proc has no mounts below these paths, so a plain bind and
+        // one remount cover the whole subtree.
+        mount(Some(&target), &target, none, MsFlags::MS_BIND, none)
+            .map_err(fail("proc", format!("bind {}", p.display())))?;
+        remount_one(&target, true, MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)?;
     }
     for p in &plan.masked {
         let target = inside(p);

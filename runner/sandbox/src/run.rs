@@ -292,6 +292,7 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
         stdio: [None; 3],
         report_fd: -1,
         go_fd: -1,
+        cgroup_tasks: Vec::new(),
         cap_last,
     })
 }
@@ -425,6 +426,19 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
             cg.remove();
         }
     };
+    let self_attach = match cgroup.as_ref().map(Cgroup::self_attach_files).transpose() {
+        Ok(files) => files.flatten(),
+        Err(e) => {
+            cleanup(&cgroup);
+            return Err(SandboxError::Setup {
+                stage: "cgroup".into(),
+                message: e.to_string(),
+            });
+        }
+    };
+    if let Some(files) = &self_attach {
+        plan.cgroup_tasks = files.iter().map(AsRawFd::as_raw_fd).collect();
+    }
     let pipes = (|| {
         let go = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let report = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -473,22 +487,30 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
     drop(report_w);
     drop(keep);
 
+    // Phase 1: id maps, then let the init build the root. Phase 2 (while it
+    // does): move it into the cgroup, then let it start the command.
     let release = (|| {
         write_proc(pid, "setgroups", "deny")?;
         write_proc(pid, "uid_map", &format!("{uid} {uid} 1\n"))?;
         write_proc(pid, "gid_map", &format!("{gid} {gid} 1\n"))?;
-        if let Some(cg) = &cgroup {
+        let go = |what: &str| {
+            nix::unistd::write(&go_w, b"g").map(drop).map_err(|e| SandboxError::Setup {
+                stage: "start".into(),
+                message: format!("release the sandbox init ({what}): {e}"),
+            })
+        };
+        go("setup")?;
+        if let (Some(cg), None) = (&cgroup, &self_attach) {
             cg.add_pid(pid).map_err(|e| SandboxError::Setup {
                 stage: "cgroup".into(),
                 message: e.to_string(),
             })?;
         }
-        nix::unistd::write(&go_w, b"g").map_err(|e| SandboxError::Setup {
-            stage: "start".into(),
-            message: format!("release the sandbox init: {e}"),
-        })?;
+        // EPIPE here means the init already failed; its report says why.
+        let _ = go("command");
         Ok(())
     })();
+    drop(self_attach);
     let pidfd = sys::pidfd_open(pid);
     let (release, pidfd) = match (release, pidfd) {
         (Ok(()), Ok(fd)) => (Ok(()), Some(fd)),
