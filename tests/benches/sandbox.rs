@@ -119,7 +119,9 @@ fn bwrap_base() -> Vec<String> {
 fn quote(args: &[String]) -> String {
     args.iter()
         .map(|a| {
-            if a.chars().all(|c| c.is_ascii_alphanumeric() || "/-_.:=".contains(c)) {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/-_.:=".contains(c))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', "'\\''"))
@@ -140,7 +142,15 @@ fn startup(bin: &Path, runs: u32) -> Result<(f64, f64)> {
     bwrap.push("/bin/true".into());
     let json = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
     let status = Command::new("hyperfine")
-        .args(["-N", "--warmup", "10", "--runs", &runs.to_string(), "--style", "basic"])
+        .args([
+            "-N",
+            "--warmup",
+            "10",
+            "--runs",
+            &runs.to_string(),
+            "--style",
+            "basic",
+        ])
         .arg("--export-json")
         .arg(json.path())
         .args(["-n", "cloister-runner run", &quote(&ours)])
@@ -150,8 +160,9 @@ fn startup(bin: &Path, runs: u32) -> Result<(f64, f64)> {
     if !status.success() {
         return Err("hyperfine failed".into());
     }
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(json.path()).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(json.path()).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
     let median = |i: usize| v["results"][i]["median"].as_f64().unwrap_or(f64::NAN) * 1000.0;
     Ok((median(0), median(1)))
 }
@@ -175,21 +186,34 @@ fn probe_coverage(bin: &Path) -> Result<((usize, usize), (usize, usize))> {
             )
         })?;
         let checks = v["checks"].as_array().ok_or("no checks")?;
-        Ok((checks.iter().filter(|c| c["blocked"] == true).count(), checks.len()))
+        Ok((
+            checks.iter().filter(|c| c["blocked"] == true).count(),
+            checks.len(),
+        ))
     };
     // Both get the same leaked fd (7) from their caller.
     let leak = "exec 7</etc/hostname; exec \"$@\"";
     let mut ours = Command::new("bash");
     ours.args(["-c", leak, "bash"])
         .arg(bin.join("cloister-runner"))
-        .args(["run", "--ro-bind", &format!("{probe}:/probe/cloister-probe"), "--"])
+        .args([
+            "run",
+            "--ro-bind",
+            &format!("{probe}:/probe/cloister-probe"),
+            "--",
+        ])
         .arg("/probe/cloister-probe")
         .args(&probe_args);
     let mut bwrap = Command::new("bash");
     bwrap
         .args(["-c", leak, "bash"])
         .args(bwrap_base())
-        .args(["--ro-bind", &probe, "/probe/cloister-probe", "/probe/cloister-probe"])
+        .args([
+            "--ro-bind",
+            &probe,
+            "/probe/cloister-probe",
+            "/probe/cloister-probe",
+        ])
         .args(&probe_args);
     let ours = count(ours.output().map_err(|e| e.to_string())?)?;
     let bwrap = count(bwrap.output().map_err(|e| e.to_string())?)?;
@@ -279,18 +303,32 @@ fn median_ms(v: &mut [Duration]) -> f64 {
 fn run() -> Result<()> {
     need("bwrap")?;
     need("hyperfine")?;
-    let runs: u32 = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
-    let builds: u32 = std::env::var("BENCH_BUILDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let runs: u32 = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let builds: u32 = std::env::var("BENCH_BUILDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let bin = build_binaries()?;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("== sandbox start-up ({runs} runs each, load average {})", load.split_whitespace().next().unwrap_or("?"));
+    println!(
+        "== sandbox start-up ({runs} runs each, load average {})",
+        load.split_whitespace().next().unwrap_or("?")
+    );
     let (ours, bwrap) = startup(&bin, runs)?;
     println!("\n== probe suite coverage");
     let ((ob, ot), (bb, bt)) = probe_coverage(&bin)?;
-    println!("== real build: tests/fixtures/repo-a, cargo build --release --frozen --offline ({builds} each, alternating)");
+    println!(
+        "== real build: tests/fixtures/repo-a, cargo build --release --frozen --offline ({builds} each, alternating)"
+    );
     let (inside, outside) = real_build(&bin, builds)?;
     println!();
-    println!("start-up median   cloister-runner run: {ours:8.2} ms   bwrap: {bwrap:8.2} ms   ratio ours/bwrap: {:.2}", ours / bwrap);
+    println!(
+        "start-up median   cloister-runner run: {ours:8.2} ms   bwrap: {bwrap:8.2} ms   ratio ours/bwrap: {:.2}",
+        ours / bwrap
+    );
     println!(
         "probe checks blocked   cloister-runner: {ob}/{ot} ({:.0}%)   bwrap: {bb}/{bt} ({:.0}%)",
         100.0 * ob as f64 / ot as f64,

@@ -64,6 +64,11 @@ pub(crate) struct Plan {
     pub stdio: [Option<RawFd>; 3],
     pub report_fd: RawFd,
     pub go_fd: RawFd,
+    /// Wait for the runner's go (after it wrote cgroup.procs, v2) before
+    /// forking the command.
+    pub wait_for_cgroup: bool,
+    pub uid: u32,
+    pub gid: u32,
     /// cgroup v1 `tasks` files the init writes "0" to (moving itself).
     pub cgroup_tasks: Vec<RawFd>,
     pub cap_last: u32,
@@ -151,12 +156,21 @@ fn close_all_but(keep: RawFd) {
 fn init_setup(plan: &Plan) -> Result<(), Failure> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(fail("init", "set the parent-death signal"))?;
-    // Wait until the runner has written the id maps. EOF means the runner
-    // died: leave.
-    wait_go(plan.go_fd);
+    // If the runner died before the line above, its end of the go pipe is
+    // closed: leave. (From here on its death kills us.)
+    if runner_gone(plan.go_fd) {
+        sys::exit_now(125);
+    }
+    // Our own id maps: one line mapping our own uid and gid, which the
+    // kernel lets the namespace's first process write without privilege on
+    // the host (so root and rootless take the same path, and the runner has
+    // nothing to do between the clone and the command).
+    write_id_maps(plan.uid, plan.gid)?;
     for fd in &plan.cgroup_tasks {
-        nix::unistd::write(unsafe_borrow(*fd), b"0")
-            .map_err(fail("cgroup", "move the sandbox init into the run's cgroup"))?;
+        nix::unistd::write(unsafe_borrow(*fd), b"0").map_err(fail(
+            "cgroup",
+            "move the sandbox init into the run's cgroup",
+        ))?;
     }
     build_root(plan)?;
     nix::unistd::sethostname(&plan.hostname).map_err(fail("uts", "set the hostname"))?;
@@ -165,12 +179,40 @@ fn init_setup(plan: &Plan) -> Result<(), Failure> {
     nix::unistd::chdir(&plan.workdir).map_err(fail("workdir", plan.workdir.display()))?;
     verify_cwd(&plan.workdir)?;
     // On cgroup v2 the runner moves us into the run's cgroup meanwhile; wait
-    // for it before anything is forked, then make that cgroup the
+    // for it before anything is forked. Then that cgroup becomes the
     // namespace's root.
-    wait_go(plan.go_fd);
+    if plan.wait_for_cgroup {
+        wait_go(plan.go_fd);
+    }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .map_err(fail("namespaces", "create the cgroup namespace"))?;
     Ok(())
+}
+
+fn write_id_maps(uid: u32, gid: u32) -> Result<(), Failure> {
+    for (file, content) in [
+        ("/proc/self/setgroups", "deny".to_string()),
+        ("/proc/self/gid_map", format!("{gid} {gid} 1\n")),
+        ("/proc/self/uid_map", format!("{uid} {uid} 1\n")),
+    ] {
+        std::fs::write(file, content).map_err(fail("user namespace", format!("write {file}")))?;
+    }
+    Ok(())
+}
+
+/// Whether the runner's end of the go pipe is closed (it died).
+fn runner_gone(fd: RawFd) -> bool {
+    let mut pfd = [nix::poll::PollFd::new(
+        unsafe_borrow(fd),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    match nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO) {
+        Ok(0) => false,
+        Ok(_) => pfd[0]
+            .revents()
+            .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLHUP)),
+        Err(_) => true,
+    }
 }
 
 /// Blocks until the runner sends one byte; leaves quietly on EOF (the runner
@@ -543,7 +585,11 @@ fn own_mounts() -> Result<Vec<mountinfo::MountInfo>, Failure> {
 
 /// Remounts a bind and every mount below it (`mounts`: the mount table
 /// after all binds were made).
-fn remount_tree(mounts: &[mountinfo::MountInfo], path: &Path, readonly: bool) -> Result<(), Failure> {
+fn remount_tree(
+    mounts: &[mountinfo::MountInfo],
+    path: &Path,
+    readonly: bool,
+) -> Result<(), Failure> {
     let mut points: Vec<&Path> = mounts
         .iter()
         .map(|m| m.mount_point.as_path())

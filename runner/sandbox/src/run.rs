@@ -292,6 +292,9 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
         stdio: [None; 3],
         report_fd: -1,
         go_fd: -1,
+        wait_for_cgroup: false,
+        uid,
+        gid,
         cgroup_tasks: Vec::new(),
         cap_last,
     })
@@ -377,14 +380,6 @@ fn catch_termination_signals() -> Result<(), SandboxError> {
     Ok(())
 }
 
-fn write_proc(pid: i32, file: &str, content: &str) -> Result<(), SandboxError> {
-    let path = format!("/proc/{pid}/{file}");
-    std::fs::write(&path, content).map_err(|e| SandboxError::Setup {
-        stage: "user namespace".into(),
-        message: format!("write {path}: {e}"),
-    })
-}
-
 /// Runs `spec` in a fresh sandbox. Must be called from a single-threaded
 /// process (it forks); returns when every process of the run is gone.
 pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
@@ -439,6 +434,8 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
     if let Some(files) = &self_attach {
         plan.cgroup_tasks = files.iter().map(AsRawFd::as_raw_fd).collect();
     }
+    let runner_attaches = cgroup.is_some() && self_attach.is_none();
+    plan.wait_for_cgroup = runner_attaches;
     let pipes = (|| {
         let go = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let report = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -487,27 +484,18 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
     drop(report_w);
     drop(keep);
 
-    // Phase 1: id maps, then let the init build the root. Phase 2 (while it
-    // does): move it into the cgroup, then let it start the command.
+    // The init writes its own id maps and (cgroup v1) moves itself into the
+    // cgroup. On v2 the runner moves it, while it builds the root, and then
+    // lets it start the command.
     let release = (|| {
-        write_proc(pid, "setgroups", "deny")?;
-        write_proc(pid, "uid_map", &format!("{uid} {uid} 1\n"))?;
-        write_proc(pid, "gid_map", &format!("{gid} {gid} 1\n"))?;
-        let go = |what: &str| {
-            nix::unistd::write(&go_w, b"g").map(drop).map_err(|e| SandboxError::Setup {
-                stage: "start".into(),
-                message: format!("release the sandbox init ({what}): {e}"),
-            })
-        };
-        go("setup")?;
-        if let (Some(cg), None) = (&cgroup, &self_attach) {
+        if runner_attaches && let Some(cg) = &cgroup {
             cg.add_pid(pid).map_err(|e| SandboxError::Setup {
                 stage: "cgroup".into(),
                 message: e.to_string(),
             })?;
+            // EPIPE means the init already failed; its report says why.
+            let _ = nix::unistd::write(&go_w, b"g");
         }
-        // EPIPE here means the init already failed; its report says why.
-        let _ = go("command");
         Ok(())
     })();
     drop(self_attach);
@@ -529,7 +517,6 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         cleanup(&cgroup);
         return Err(e);
     }
-    drop(go_w);
     let pidfd = pidfd.expect("pidfd present when release succeeded");
 
     // Wait for the init, with the timeout and termination signals.
@@ -568,6 +555,8 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         }
     };
     let wall = start.elapsed();
+    // Held open until now: the init takes a closed pipe to mean the runner died.
+    drop(go_w);
     let mut text = String::new();
     let _ = std::fs::File::from(report_r).read_to_string(&mut text);
 
