@@ -680,11 +680,17 @@ fn drop_capabilities(cap_last: u32) -> Result<(), Failure> {
             format!("drop {cap} from the bounding set"),
         ))?;
     }
-    sys::ambient_clear().map_err(fail("capabilities", "clear the ambient set"))?;
-    sys::capset_empty().map_err(fail(
-        "capabilities",
-        "clear effective/permitted/inheritable",
-    ))?;
+    // Bounding above by number up to the kernel's last capability (the caps
+    // crate only knows the capabilities of its release); the other sets
+    // through caps. Effective goes before permitted (it must stay a subset).
+    for set in [
+        caps::CapSet::Ambient,
+        caps::CapSet::Inheritable,
+        caps::CapSet::Effective,
+        caps::CapSet::Permitted,
+    ] {
+        caps::clear(None, set).map_err(fail("capabilities", format!("clear the {set:?} set")))?;
+    }
     Ok(())
 }
 
