@@ -156,6 +156,9 @@ fn close_all_but(keep: RawFd) {
 fn init_setup(plan: &Plan) -> Result<(), Failure> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(fail("init", "set the parent-death signal"))?;
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        sys::default_signal(sig).map_err(fail("init", "reset signal handlers"))?;
+    }
     // If the runner died before the line above, its end of the go pipe is
     // closed: leave. (From here on its death kills us.)
     if runner_gone(plan.go_fd) {
@@ -236,19 +239,6 @@ fn mkdir_p(path: &Path) -> Result<(), Failure> {
     std::fs::create_dir_all(path).map_err(fail("mount", format!("create {}", path.display())))
 }
 
-fn touch(path: &Path) -> Result<(), Failure> {
-    if let Some(parent) = path.parent() {
-        mkdir_p(parent)?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .open(path)
-        .map(drop)
-        .map_err(fail("mount", format!("create {}", path.display())))
-}
-
 /// `/newroot` + an absolute path inside the sandbox.
 fn inside(path: &Path) -> PathBuf {
     Path::new(NEWROOT).join(path.strip_prefix("/").unwrap_or(path))
@@ -257,6 +247,124 @@ fn inside(path: &Path) -> PathBuf {
 /// `/oldroot` + an absolute host path.
 fn host(path: &Path) -> PathBuf {
     Path::new(OLDROOT).join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// Creates mount points inside `/newroot` without ever following a symlink
+/// and only on filesystems the sandbox itself mounted (its tmpfs mounts):
+/// during setup the host's root is reachable below `/oldroot`, so a symlink
+/// from an image (or a missing directory inside a host bind) must never lead
+/// a `mkdir` or a file write onto the host.
+struct Root {
+    /// `st_dev` of every tmpfs the sandbox mounted.
+    ours: Vec<u64>,
+}
+
+impl Root {
+    fn note_tmpfs(&mut self, path: &Path) -> Result<(), Failure> {
+        let st = nix::sys::stat::lstat(path).map_err(fail("mount", path.display()))?;
+        self.ours.push(st.st_dev);
+        Ok(())
+    }
+
+    /// Walks `dest`'s parent directories, creating missing ones; returns the
+    /// path of `dest` below `/newroot`.
+    fn parent(&self, dest: &Path) -> Result<PathBuf, Failure> {
+        let refuse = |why: String| Failure {
+            stage: "mount",
+            message: format!("mount point {}: {why}", dest.display()),
+        };
+        let mut cur = PathBuf::from(NEWROOT);
+        let comps: Vec<_> = dest
+            .components()
+            .filter(|c| matches!(c, std::path::Component::Normal(_)))
+            .collect();
+        if comps.is_empty() {
+            return Err(refuse("is the root".into()));
+        }
+        for c in &comps[..comps.len() - 1] {
+            let next = cur.join(c);
+            match std::fs::symlink_metadata(&next) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(refuse(format!("{} is a symlink", display_inside(&next))));
+                }
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(refuse(format!(
+                        "{} is not a directory",
+                        display_inside(&next)
+                    )));
+                }
+                Err(_) => {
+                    self.check_ours(&cur, &refuse)?;
+                    std::fs::create_dir(&next)
+                        .map_err(fail("mount", format!("create {}", display_inside(&next))))?;
+                }
+            }
+            cur = next;
+        }
+        Ok(cur.join(comps[comps.len() - 1]))
+    }
+
+    fn check_ours(&self, dir: &Path, refuse: &dyn Fn(String) -> Failure) -> Result<(), Failure> {
+        let st = nix::sys::stat::lstat(dir).map_err(fail("mount", dir.display()))?;
+        if !self.ours.contains(&st.st_dev) {
+            return Err(refuse(format!(
+                "{} is inside a bind mount or image; it must exist there already",
+                display_inside(dir)
+            )));
+        }
+        Ok(())
+    }
+
+    /// A directory mount point.
+    fn dir(&self, dest: &Path) -> Result<PathBuf, Failure> {
+        self.leaf(dest, true)
+    }
+
+    /// A file mount point.
+    fn file(&self, dest: &Path) -> Result<PathBuf, Failure> {
+        self.leaf(dest, false)
+    }
+
+    fn leaf(&self, dest: &Path, dir: bool) -> Result<PathBuf, Failure> {
+        let target = self.parent(dest)?;
+        let refuse = |why: String| Failure {
+            stage: "mount",
+            message: format!("mount point {}: {why}", dest.display()),
+        };
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.file_type().is_symlink() => Err(refuse("is a symlink".into())),
+            Ok(m) if m.is_dir() == dir => Ok(target),
+            Ok(_) => Err(refuse(format!(
+                "exists and is not a {}",
+                if dir { "directory" } else { "file" }
+            ))),
+            Err(_) => {
+                let parent = target.parent().unwrap_or(Path::new(NEWROOT));
+                self.check_ours(parent, &refuse)?;
+                if dir {
+                    std::fs::create_dir(&target)
+                        .map_err(fail("mount", format!("create {}", dest.display())))?;
+                } else {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .mode(0o644)
+                        .open(&target)
+                        .map_err(fail("mount", format!("create {}", dest.display())))?;
+                }
+                Ok(target)
+            }
+        }
+    }
+}
+
+fn display_inside(p: &Path) -> String {
+    match p.strip_prefix(NEWROOT) {
+        Ok(rest) => format!("/{}", rest.display()),
+        Err(_) => p.display().to_string(),
+    }
 }
 
 fn build_root(plan: &Plan) -> Result<(), Failure> {
@@ -290,12 +398,14 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
         Some("mode=0755"),
     )
     .map_err(fail("mount", "mount the root tmpfs"))?;
+    let mut root = Root { ours: Vec::new() };
+    root.note_tmpfs(Path::new(NEWROOT))?;
 
     let mut remounts: Vec<(PathBuf, bool)> = Vec::new();
     if let Some(rootfs) = &plan.rootfs {
-        populate_from_rootfs(rootfs, &mut remounts)?;
+        populate_from_rootfs(&root, rootfs, &mut remounts)?;
     }
-    build_dev()?;
+    build_dev(&mut root)?;
     for m in &plan.mounts {
         match m {
             Planned::Bind {
@@ -304,7 +414,7 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
                 writable,
                 optional,
             } => {
-                if bind(source, destination, *optional)? {
+                if bind(&root, source, destination, *optional)? {
                     remounts.push((destination.clone(), *writable));
                 }
             }
@@ -313,8 +423,7 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
                 flags,
                 data,
             } => {
-                let target = inside(destination);
-                mkdir_p(&target)?;
+                let target = root.dir(destination)?;
                 mount(
                     Some("tmpfs"),
                     &target,
@@ -323,10 +432,10 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
                     Some(data.as_str()),
                 )
                 .map_err(fail("mount", format!("tmpfs on {}", destination.display())))?;
+                root.note_tmpfs(&target)?;
             }
             Planned::Proc { destination } => {
-                let target = inside(destination);
-                mkdir_p(&target)?;
+                let target = root.dir(destination)?;
                 mount(
                     Some("proc"),
                     &target,
@@ -337,8 +446,7 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
                 .map_err(fail("proc", "mount a fresh /proc"))?;
             }
             Planned::Devpts { destination, data } => {
-                let target = inside(destination);
-                mkdir_p(&target)?;
+                let target = root.dir(destination)?;
                 mount(
                     Some("devpts"),
                     &target,
@@ -355,14 +463,25 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
         }
     }
     if !plan.etc_files.is_empty() {
-        let etc = inside(Path::new("/etc"));
-        mkdir_p(&etc)?;
+        let etc = root.dir(Path::new("/etc"))?;
         for (name, content) in &plan.etc_files {
             let path = etc.join(name);
             if std::fs::symlink_metadata(&path).is_ok() {
                 continue;
             }
-            std::fs::write(&path, content).map_err(fail("etc", format!("write /etc/{name}")))?;
+            root.check_ours(&etc, &|why| Failure {
+                stage: "etc",
+                message: format!("/etc: {why}"),
+            })?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .mode(0o644)
+                .open(&path)
+                .map_err(fail("etc", format!("write /etc/{name}")))?;
+            std::io::Write::write_all(&mut f, content.as_bytes())
+                .map_err(fail("etc", format!("write /etc/{name}")))?;
         }
     }
     // Second pass: an initial bind ignores MS_RDONLY, so every bind (and
@@ -398,9 +517,8 @@ fn ms_flags(flags: &MountFlags) -> MsFlags {
 /// Binds host `source` at `destination`; a host symlink is recreated as the
 /// same symlink instead (so `/bin -> usr/bin` stays a link). Returns whether
 /// a mount was made (and so needs the read-only pass).
-fn bind(source: &Path, destination: &Path, optional: bool) -> Result<bool, Failure> {
+fn bind(root: &Root, source: &Path, destination: &Path, optional: bool) -> Result<bool, Failure> {
     let src = host(source);
-    let target = inside(destination);
     let meta = match std::fs::symlink_metadata(&src) {
         Ok(m) => m,
         Err(_) if optional => return Ok(false),
@@ -413,18 +531,22 @@ fn bind(source: &Path, destination: &Path, optional: bool) -> Result<bool, Failu
     };
     if meta.file_type().is_symlink() && source == destination {
         let link = std::fs::read_link(&src).map_err(fail("mount", source.display()))?;
+        let target = root.parent(destination)?;
         if let Some(parent) = target.parent() {
-            mkdir_p(parent)?;
+            root.check_ours(parent, &|why| Failure {
+                stage: "mount",
+                message: format!("link {}: {why}", destination.display()),
+            })?;
         }
         symlink(&link, &target)
             .map_err(fail("mount", format!("link {}", destination.display())))?;
         return Ok(false);
     }
-    if std::fs::metadata(&src).map(|m| m.is_dir()).unwrap_or(false) {
-        mkdir_p(&target)?;
+    let target = if std::fs::metadata(&src).map(|m| m.is_dir()).unwrap_or(false) {
+        root.dir(destination)?
     } else {
-        touch(&target)?;
-    }
+        root.file(destination)?
+    };
     let none: Option<&str> = None;
     mount(
         Some(&src),
@@ -444,7 +566,11 @@ fn bind(source: &Path, destination: &Path, optional: bool) -> Result<bool, Failu
 /// (directories and files bound read-only, symlinks copied), so mount points
 /// the sandbox needs (/dev, /proc, /tmp, bind targets) can be created on the
 /// tmpfs without writing into the image.
-fn populate_from_rootfs(rootfs: &Path, remounts: &mut Vec<(PathBuf, bool)>) -> Result<(), Failure> {
+fn populate_from_rootfs(
+    root: &Root,
+    rootfs: &Path,
+    remounts: &mut Vec<(PathBuf, bool)>,
+) -> Result<(), Failure> {
     let dir = host(rootfs);
     let entries = std::fs::read_dir(&dir).map_err(fail("rootfs", rootfs.display()))?;
     let mut names: Vec<_> = entries
@@ -460,19 +586,21 @@ fn populate_from_rootfs(rootfs: &Path, remounts: &mut Vec<(PathBuf, bool)>) -> R
         let inner = Path::new("/").join(&name);
         let src = dir.join(&name);
         let meta = std::fs::symlink_metadata(&src).map_err(fail("rootfs", src.display()))?;
-        let target = inside(&inner);
         if meta.file_type().is_symlink() {
+            // Copied as a link: it resolves inside the sandbox after the
+            // pivot; mount point creation never follows it (see `Root`).
             let link = std::fs::read_link(&src).map_err(fail("rootfs", src.display()))?;
+            let target = inside(&inner);
             symlink(&link, &target).map_err(fail("rootfs", target.display()))?;
             continue;
         }
-        if meta.is_dir() {
-            mkdir_p(&target)?;
+        let target = if meta.is_dir() {
+            root.dir(&inner)?
         } else if meta.is_file() {
-            touch(&target)?;
+            root.file(&inner)?
         } else {
             continue;
-        }
+        };
         let none: Option<&str> = None;
         mount(
             Some(&src),
@@ -489,9 +617,8 @@ fn populate_from_rootfs(rootfs: &Path, remounts: &mut Vec<(PathBuf, bool)>) -> R
 
 const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
-fn build_dev() -> Result<(), Failure> {
-    let dev = inside(Path::new("/dev"));
-    mkdir_p(&dev)?;
+fn build_dev(root: &mut Root) -> Result<(), Failure> {
+    let dev = root.dir(Path::new("/dev"))?;
     mount(
         Some("tmpfs"),
         &dev,
@@ -500,10 +627,10 @@ fn build_dev() -> Result<(), Failure> {
         Some("mode=0755"),
     )
     .map_err(fail("dev", "mount /dev"))?;
+    root.note_tmpfs(&dev)?;
     let none: Option<&str> = None;
     for node in DEV_NODES {
-        let target = dev.join(node);
-        touch(&target)?;
+        let target = root.file(&Path::new("/dev").join(node))?;
         mount(
             Some(&host(&Path::new("/dev").join(node))),
             &target,

@@ -230,7 +230,11 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
             });
         }
     }
-    let image_has_etc = rootfs.as_ref().is_some_and(|r| r.join("etc").is_dir());
+    // Any /etc entry in the image (a directory or a link) is the image's own;
+    // it is never written to.
+    let image_has_etc = rootfs
+        .as_ref()
+        .is_some_and(|r| std::fs::symlink_metadata(r.join("etc")).is_ok());
     let etc = if etc_bound || image_has_etc {
         Vec::new()
     } else {

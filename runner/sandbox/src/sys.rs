@@ -276,3 +276,15 @@ pub(crate) fn poll_readable(fd: RawFd, timeout: std::time::Duration) -> io::Resu
     }
     Ok(ret > 0)
 }
+
+/// Restores the default disposition of `sig` (the sandbox init must not keep
+/// the runner's handlers: a pid-namespace init only receives signals it
+/// handles, so with the defaults the build cannot signal it at all).
+pub(crate) fn default_signal(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: installing SIG_DFL involves no handler code at all.
+    let old = unsafe { libc::signal(sig, libc::SIG_DFL) };
+    if old == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
