@@ -352,6 +352,12 @@ impl Cgroup {
                             "cpu" => limits.cpus.is_some(),
                             _ => false,
                         };
+                        // Only the hierarchies a limit needs: every extra
+                        // cgroup costs each run (cpu time then comes from
+                        // rusage, see `run`).
+                        if !needed {
+                            continue;
+                        }
                         let Some(h) = find(ctrl) else {
                             if needed {
                                 return Err(CgroupError::NoController(ctrl));

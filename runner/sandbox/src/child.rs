@@ -114,6 +114,9 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     if let Err(f) = init_setup(plan) {
         report_failure(plan.report_fd, &f);
     }
+    // Not dumpable from here on: the command's processes cannot open the
+    // init's /proc files (fds, memory) even before its capabilities go.
+    let _ = nix::sys::prctl::set_dumpable(false);
     let child = match sys::fork() {
         Ok(Forked::Child) => exec_command(plan),
         Ok(Forked::Parent(pid)) => pid,
@@ -127,7 +130,6 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     };
     // The init holds nothing but the report pipe from here on.
     close_all_but(plan.report_fd);
-    let _ = nix::sys::prctl::set_dumpable(false);
     let _ = drop_capabilities(plan.cap_last);
     let status = loop {
         match waitpid(Pid::from_raw(-1), None) {
