@@ -914,7 +914,16 @@ fn prepare_exec(plan: &Plan) -> Result<(), Failure> {
     nix::unistd::setsid().map_err(fail("exec", "start a new session"))?;
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(fail("exec", "set the parent-death signal"))?;
+    // Copy the stream sources out of the way first, so installing one as
+    // 0, 1 or 2 cannot clobber another that happens to have that number.
+    let mut sources = [None; 3];
     for (i, fd) in plan.stdio.iter().enumerate() {
+        if let Some(fd) = fd {
+            sources[i] =
+                Some(sys::dup_above(*fd, 10).map_err(fail("exec", format!("copy fd {fd}")))?);
+        }
+    }
+    for (i, fd) in sources.iter().enumerate() {
         if let Some(fd) = fd {
             sys::dup2(*fd, i as RawFd).map_err(fail("exec", format!("install fd {i}")))?;
         }
