@@ -114,6 +114,9 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     if let Err(f) = init_setup(plan) {
         report_failure(plan.report_fd, &f);
     }
+    // Not dumpable from here on: the command's processes cannot open the
+    // init's /proc files (fds, memory) even before its capabilities go.
+    let _ = nix::sys::prctl::set_dumpable(false);
     let child = match sys::fork() {
         Ok(Forked::Child) => exec_command(plan),
         Ok(Forked::Parent(pid)) => pid,
@@ -127,7 +130,6 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     };
     // The init holds nothing but the report pipe from here on.
     close_all_but(plan.report_fd);
-    let _ = nix::sys::prctl::set_dumpable(false);
     let _ = drop_capabilities(plan.cap_last);
     let status = loop {
         match waitpid(Pid::from_raw(-1), None) {
@@ -912,7 +914,16 @@ fn prepare_exec(plan: &Plan) -> Result<(), Failure> {
     nix::unistd::setsid().map_err(fail("exec", "start a new session"))?;
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(fail("exec", "set the parent-death signal"))?;
+    // Copy the stream sources out of the way first, so installing one as
+    // 0, 1 or 2 cannot clobber another that happens to have that number.
+    let mut sources = [None; 3];
     for (i, fd) in plan.stdio.iter().enumerate() {
+        if let Some(fd) = fd {
+            sources[i] =
+                Some(sys::dup_above(*fd, 10).map_err(fail("exec", format!("copy fd {fd}")))?);
+        }
+    }
+    for (i, fd) in sources.iter().enumerate() {
         if let Some(fd) = fd {
             sys::dup2(*fd, i as RawFd).map_err(fail("exec", format!("install fd {i}")))?;
         }

@@ -76,7 +76,9 @@ pub struct Outcome {
     pub wall: Duration,
     /// CPU time (user + system) of every process of the run.
     pub cpu: Duration,
-    /// Peak memory of the run's cgroup; `None` when the run had no cgroup.
+    /// Peak memory: of the run's memory cgroup when it has one (a memory
+    /// limit was set), otherwise the peak resident size of its largest
+    /// process (rusage).
     pub peak_memory_bytes: Option<u64>,
     /// The limit that stopped the run, if one did.
     pub limit_hit: Option<LimitKind>,
@@ -570,7 +572,10 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         .as_ref()
         .and_then(Cgroup::cpu_time)
         .unwrap_or(rusage_cpu);
-    let peak_memory_bytes = cgroup.as_ref().and_then(Cgroup::peak_memory);
+    let peak_memory_bytes = cgroup
+        .as_ref()
+        .and_then(Cgroup::peak_memory)
+        .or(Some(usage.ru_maxrss.max(0) as u64 * 1024));
     let limit_hit = if timed_out {
         Some(LimitKind::Timeout)
     } else if cgroup.as_ref().is_some_and(Cgroup::oom_killed) {

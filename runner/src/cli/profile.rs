@@ -4,6 +4,7 @@
 
 use cloister_sandbox::Profile;
 use serde::Serialize;
+use std::io::Write;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Subcommand)]
@@ -50,6 +51,27 @@ fn check(name: &str, json: bool) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let text = match render(&profile, json) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cloister-runner: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // A closed stdout (`| head -1`) is not an error worth a panic.
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+/// The text `profile check` prints.
+fn render(profile: &Profile, json: bool) -> Result<String, serde_json::Error> {
     if json {
         let out = CheckResult {
             name: profile.name(),
@@ -65,20 +87,34 @@ fn check(name: &str, json: bool) -> ExitCode {
                 .map(|l| l.to_string())
                 .collect(),
         };
-        match serde_json::to_string(&out) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("cloister-runner: {e}");
-                return ExitCode::from(1);
-            }
-        }
+        Ok(format!("{}\n", serde_json::to_string(&out)?))
     } else {
-        println!("{}  {}", profile.digest(), profile.name());
-        println!(
-            "seccomp: {}  {}",
+        Ok(format!(
+            "{}  {}\nseccomp: {}  {}\n",
+            profile.digest(),
+            profile.name(),
             profile.seccomp().digest(),
             profile.seccomp().name()
-        );
+        ))
     }
-    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Golden file: the profile digest goes into provenance, so any change
+    /// to the shipped profile or policy shows up here for review.
+    #[test]
+    fn profile_check_output_matches_the_golden_file() {
+        let profile = Profile::load("default").unwrap();
+        let got = render(&profile, true).unwrap();
+        let want = include_str!("testdata/profile-check-default.json");
+        assert_eq!(
+            got, want,
+            "update testdata/profile-check-default.json after review"
+        );
+        let text = render(&profile, false).unwrap();
+        assert!(text.starts_with(profile.digest()));
+    }
 }

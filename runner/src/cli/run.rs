@@ -280,6 +280,42 @@ pub fn exec(args: Args) -> ExitCode {
 mod tests {
     use super::*;
 
+    /// Golden file: the result object is the runner daemon's wire format.
+    #[test]
+    fn run_result_matches_the_golden_file() {
+        let isolation = IsolationFacts {
+            network: "none".into(),
+            namespaces: ["cgroup", "ipc", "mnt", "net", "pid", "user", "uts"]
+                .map(String::from)
+                .to_vec(),
+            no_new_privs: true,
+            capabilities: vec![],
+            seccomp_policy: format!("sha256:{}", "a".repeat(64)),
+            profile: format!("sha256:{}", "b".repeat(64)),
+            rootless: true,
+        };
+        let result = RunResult {
+            exit_code: None,
+            signal: Some(9),
+            status_code: 137,
+            wall_ms: 1000,
+            cpu_ms: 250,
+            peak_memory_bytes: Some(33554432),
+            limit_hit: Some(LimitKind::Memory),
+            unapplied_limits: &[],
+            isolation: &isolation,
+        };
+        let got = format!("{}\n", serde_json::to_string(&result).unwrap());
+        assert_eq!(got, include_str!("testdata/run-result.json"));
+        let error = RunError {
+            error: "sandbox setup failed at mount: x".into(),
+            status_code: 125,
+            isolation: None,
+        };
+        let got = format!("{}\n", serde_json::to_string(&error).unwrap());
+        assert_eq!(got, include_str!("testdata/run-error.json"));
+    }
+
     #[test]
     fn byte_sizes_parse_with_binary_suffixes() {
         assert_eq!(parse_bytes("4096"), Ok(4096));
