@@ -4,3 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod config;
+pub mod service;
+pub mod storage;
