@@ -387,7 +387,7 @@ impl Storage for PgStorage {
         to_ms: i64,
     ) -> Result<UsageCounts, StorageError> {
         let rows = sqlx::query(
-            "SELECT event, SUM(units) AS n FROM usage_events \
+            "SELECT event, SUM(units)::BIGINT AS n FROM usage_events \
              WHERE tenant_id = $1 AND occurred_at_ms >= $2 AND occurred_at_ms < $3 GROUP BY event",
         )
         .bind(tenant_id)

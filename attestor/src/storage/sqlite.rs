@@ -49,6 +49,23 @@ impl SqliteStorage {
     }
 }
 
+impl SqliteStorage {
+    /// A PRAGMA's value as one connection of the pool sees it (tests check
+    /// `journal_mode` and `synchronous` with it).
+    pub async fn pragma(&self, name: &str) -> Result<String, StorageError> {
+        if !name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            return Err(StorageError::Url(format!("bad pragma {name:?}")));
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(match row.try_get::<i64, _>(0) {
+            Ok(n) => n.to_string(),
+            Err(_) => row.try_get::<String, _>(0)?,
+        })
+    }
+}
+
 fn tenant_from(row: &sqlx::sqlite::SqliteRow) -> Result<Tenant, StorageError> {
     Ok(Tenant {
         id: row.try_get("id")?,
