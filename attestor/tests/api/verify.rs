@@ -1,0 +1,1 @@
+//! Verify tests (after attestor-core).
