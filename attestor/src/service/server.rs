@@ -238,7 +238,7 @@ fn load_tls(tls: &crate::config::TlsConfig) -> Result<tokio_rustls::TlsAcceptor,
     }
     let key = PrivateKeyDer::from_pem_file(&tls.key)
         .map_err(|e| ServeError::Tls(format!("key {}: {e}", tls.key.display())))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ServeError::Tls(e.to_string()))?
