@@ -7,6 +7,7 @@
 //! Loading is the only place that reads the environment; the service gets a
 //! finished, validated [`Config`] and never looks anything up per request.
 
+use cloister_attestor_core::keys::Algorithm;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,9 @@ pub struct Config {
     /// Group given to the signing socket (the runner daemon's group); the
     /// socket's mode is 0660.
     pub sign_socket_group: Option<String>,
+    /// Algorithm of the signing key generated on first use.
+    #[serde(with = "algorithm_name")]
+    pub key_algorithm: Algorithm,
     /// Serve the consumer API over TLS with this certificate chain and key.
     pub tls: Option<TlsConfig>,
     pub limits: Limits,
@@ -60,6 +64,22 @@ pub struct Config {
     pub metering: Metering,
     pub auth: Auth,
     pub log: Log,
+}
+
+/// `ecdsa-p256` / `ed25519` in TOML.
+mod algorithm_name {
+    use super::Algorithm;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub fn serialize<S: Serializer>(a: &Algorithm, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(a.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Algorithm, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse()
+            .map_err(|_| D::Error::custom("expected ecdsa-p256 or ed25519"))
+    }
 }
 
 /// PEM files for the consumer listener.
@@ -129,6 +149,7 @@ impl Default for Config {
                 .expect("default listen address parses"),
             sign_socket: None,
             sign_socket_group: None,
+            key_algorithm: Algorithm::EcdsaP256,
             tls: None,
             limits: Limits::default(),
             rate_limit: RateLimit::default(),
@@ -289,6 +310,12 @@ impl Config {
         }
         if let Some((_, v)) = var("SIGN_SOCKET") {
             self.sign_socket = Some(PathBuf::from(v));
+        }
+        if let Some((n, v)) = var("KEY_ALGORITHM") {
+            self.key_algorithm = v.parse().map_err(|_| ConfigError::Env {
+                name: n,
+                message: "expected ecdsa-p256 or ed25519".into(),
+            })?;
         }
         if let Some((_, v)) = var("SIGN_SOCKET_GROUP") {
             self.sign_socket_group = Some(v);

@@ -5,6 +5,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod keyring;
 pub mod service;
 pub mod storage;
-pub mod keyring;

@@ -25,6 +25,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
+use cloister_attestor_core::verify::{
+    Reason, Verdict, VerifyRequest, check_request, normalize_source_uri,
+};
 use http_body_util::BodyExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -33,6 +36,8 @@ use std::collections::BTreeMap;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/v1/verify", axum::routing::post(verify))
+        .route("/v1/keys", get(keys))
         .route("/v1/attestations", get(attestations))
         .route("/v1/usage", get(usage))
 }
@@ -205,6 +210,262 @@ pub fn request_hash(parts: &[&[u8]]) -> String {
     hex::encode(h.finalize())
 }
 
+// ---------------------------------------------------------------- verify
+
+/// `POST /v1/verify` request. The expectations are those of
+/// `cloister-attestor verify` (and slsa-verifier's `verify-artifact`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifyBody {
+    /// `sha256:<64 hex>` of the artifact.
+    pub artifact_digest: String,
+    /// Expected source repository (`github.com/o/r`, `https://…`, `git+https://…`).
+    pub source_uri: String,
+    pub source_tag: Option<String>,
+    /// Semver tag (`v1`, `v1.2`, `v1.2.3`): every component given must match.
+    pub source_versioned_tag: Option<String>,
+    pub source_branch: Option<String>,
+    /// `name` (any version) or `name@version`.
+    pub builder_id: Option<String>,
+    /// A DSSE envelope or a Sigstore bundle (v0.3) as a JSON object; when
+    /// absent the attestation store is searched by `artifactDigest`.
+    #[schema(value_type = Option<Object>)]
+    pub provenance: Option<Box<RawValue>>,
+    /// Return the verified in-toto statement as `provenance`.
+    #[serde(default)]
+    pub include_provenance: bool,
+}
+
+/// One reason a verification failed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReasonBody {
+    /// Stable snake_case code (cookbook/verification-reasons.md).
+    pub code: String,
+    pub message: String,
+}
+
+/// The verdict; `verified: false` is still a 200.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyResponse {
+    pub verified: bool,
+    /// Empty when verified.
+    pub reasons: Vec<ReasonBody>,
+    /// `runDetails.builder.id` of the verified provenance.
+    pub builder_id: Option<String>,
+    /// 3 (SLSA Build L3) when verified.
+    pub slsa_level: Option<u8>,
+    /// The subject that matched the artifact.
+    #[schema(value_type = Option<Object>)]
+    pub subject: Option<serde_json::Value>,
+    /// The verified statement, when `includeProvenance` was set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub provenance: Option<serde_json::Value>,
+}
+
+/// Service-only reason: nothing in the store has the artifact as a subject.
+pub const PROVENANCE_NOT_FOUND: &str = "provenance_not_found";
+/// How many stored attestations of one digest are tried, newest first.
+pub const STORE_CANDIDATES: u32 = 20;
+
+fn reason_body(r: &Reason) -> ReasonBody {
+    ReasonBody {
+        code: r.code.as_str().to_owned(),
+        message: r.message.clone(),
+    }
+}
+
+/// Verifies provenance for an artifact. Metered as `attestation.verify`.
+#[utoipa::path(post, path = "/v1/verify", tag = "verification",
+    request_body = VerifyBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retry-safe request id: a retry within 24 h returns the stored result and is not counted again")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The verdict (verified or not)", body = VerifyResponse),
+        (status = 400, description = "Body is not JSON, or a bad Idempotency-Key", body = super::error::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = super::error::ErrorBody),
+        (status = 413, description = "Body over the configured limit", body = super::error::ErrorBody),
+        (status = 422, description = "Missing, unknown or invalid fields; or an Idempotency-Key reused for another request", body = super::error::ErrorBody),
+        (status = 429, description = "Rate limited", body = super::error::ErrorBody),
+        (status = 503, description = "Storage unavailable; nothing recorded, retry", body = super::error::ErrorBody)))]
+pub async fn verify(
+    State(state): State<AppState>,
+    who: Authed,
+    key: IdempotencyKey,
+    LimitedBody(raw): LimitedBody,
+) -> Result<Response, AppError> {
+    let body: VerifyBody = parse_json(&raw)?;
+    let req = VerifyRequest {
+        artifact_digest: body.artifact_digest,
+        source_uri: body.source_uri,
+        source_tag: body.source_tag,
+        source_versioned_tag: body.source_versioned_tag,
+        source_branch: body.source_branch,
+        builder_id: body.builder_id,
+    };
+    if let Err(reason) = check_request(&req) {
+        return Err(AppError::unprocessable("invalid_request", reason.message));
+    }
+    if let Some(p) = &body.provenance
+        && !p.get().trim_start().starts_with('{')
+    {
+        return Err(AppError::unprocessable(
+            "invalid_request",
+            "provenance must be a JSON object (a DSSE envelope or a Sigstore bundle)",
+        ));
+    }
+    let trusted = state
+        .trusted
+        .get()
+        .map_err(|e| AppError::Internal(format!("keyring: {e}")))?;
+    let verdict: Option<Verdict> = match &body.provenance {
+        // The exact bytes the client sent for the provenance field.
+        Some(p) => Some(cloister_attestor_core::verify::verify(
+            p.get().as_bytes(),
+            &trusted,
+            &req,
+        )),
+        None => {
+            let rows = state
+                .storage
+                .find_attestations(
+                    &AttestationFilter::Subject(req.artifact_digest.clone()),
+                    &Page {
+                        limit: STORE_CANDIDATES,
+                        before: None,
+                    },
+                )
+                .await?;
+            let mut first_failure = None;
+            let mut verified = None;
+            for row in rows {
+                let v =
+                    cloister_attestor_core::verify::verify(row.envelope.as_bytes(), &trusted, &req);
+                if v.verified {
+                    verified = Some(v);
+                    break;
+                }
+                first_failure.get_or_insert(v);
+            }
+            verified.or(first_failure)
+        }
+    };
+    let response = match verdict {
+        Some(v) => {
+            for r in &v.reasons {
+                state
+                    .metrics
+                    .verify_outcomes
+                    .get_or_create(&super::metrics::VerifyLabels {
+                        outcome: "failed",
+                        reason: r.code.as_str().to_owned(),
+                    })
+                    .inc();
+            }
+            VerifyResponse {
+                verified: v.verified,
+                reasons: v.reasons.iter().map(reason_body).collect(),
+                builder_id: v.builder_id.clone(),
+                slsa_level: v.slsa_level,
+                subject: v
+                    .subject
+                    .as_ref()
+                    .and_then(|s| serde_json::to_value(s).ok()),
+                provenance: if body.include_provenance && v.verified {
+                    v.statement.clone()
+                } else {
+                    None
+                },
+            }
+        }
+        None => VerifyResponse {
+            verified: false,
+            reasons: vec![ReasonBody {
+                code: PROVENANCE_NOT_FOUND.to_owned(),
+                message: format!(
+                    "no stored attestation has {} as a subject; send the provenance",
+                    req.artifact_digest
+                ),
+            }],
+            builder_id: None,
+            slsa_level: None,
+            subject: None,
+            provenance: None,
+        },
+    };
+    let labels = if response.verified {
+        Some(super::metrics::VerifyLabels {
+            outcome: "verified",
+            reason: "none".to_owned(),
+        })
+    } else if response
+        .reasons
+        .first()
+        .is_some_and(|r| r.code == PROVENANCE_NOT_FOUND)
+    {
+        Some(super::metrics::VerifyLabels {
+            outcome: "failed",
+            reason: PROVENANCE_NOT_FOUND.to_owned(),
+        })
+    } else {
+        None
+    };
+    if let Some(l) = labels {
+        state.metrics.verify_outcomes.get_or_create(&l).inc();
+    }
+    let out = serde_json::to_vec(&response).map_err(|e| AppError::Internal(e.to_string()))?;
+    let hash = request_hash(&[b"POST /v1/verify", &raw]);
+    metered(&state, &who, EVENT_VERIFY, key, hash, StatusCode::OK, out).await
+}
+
+// ---------------------------------------------------------------- keys
+
+/// A trusted public key.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyBody {
+    /// Hex SHA-256 of the SPKI DER.
+    pub keyid: String,
+    /// `ecdsa-p256` or `ed25519`.
+    pub algorithm: String,
+    /// PEM (SubjectPublicKeyInfo).
+    pub public_key: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct KeysResponse {
+    pub keys: Vec<KeyBody>,
+}
+
+/// The public keys this attestor's signatures verify with (active and
+/// rotated-but-unexpired), for offline verification.
+#[utoipa::path(get, path = "/v1/keys", tag = "verification",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Trusted public keys", body = KeysResponse),
+        (status = 401, description = "Missing or invalid API key", body = super::error::ErrorBody),
+        (status = 429, description = "Rate limited", body = super::error::ErrorBody)))]
+pub async fn keys(
+    State(state): State<AppState>,
+    _who: Authed,
+) -> Result<Json<KeysResponse>, AppError> {
+    let trusted = state
+        .trusted
+        .get()
+        .map_err(|e| AppError::Internal(format!("keyring: {e}")))?;
+    Ok(Json(KeysResponse {
+        keys: trusted
+            .iter()
+            .map(|k| KeyBody {
+                keyid: k.keyid().to_owned(),
+                algorithm: k.algorithm().as_str().to_owned(),
+                public_key: k.to_pem(),
+            })
+            .collect(),
+    }))
+}
+
 // ---------------------------------------------------------------- attestations
 
 /// Query of `GET /v1/attestations`: exactly one of `subject`, `repo`, `builder`.
@@ -291,7 +552,7 @@ pub async fn attestations(
             }
             AttestationFilter::Subject(s.clone())
         }
-        (None, Some(r), None) => AttestationFilter::Repo(r.clone()),
+        (None, Some(r), None) => AttestationFilter::Repo(normalize_source_uri(r)),
         (None, None, Some(b)) => AttestationFilter::Builder(b.clone()),
         _ => {
             return Err(AppError::bad_request(

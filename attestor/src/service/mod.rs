@@ -13,13 +13,15 @@
 //! `server` (listeners, TLS, graceful shutdown, logging), `clock`, `error`.
 
 use crate::config::Config;
+use crate::keyring::{Keyring, KeyringError};
 use crate::storage::Storage;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use cloister_attestor_core::keys::PublicKey;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 pub mod api;
@@ -32,6 +34,7 @@ pub mod openapi;
 pub mod ops;
 pub mod ratelimit;
 pub mod server;
+pub mod sign;
 
 pub use error::AppError;
 
@@ -40,6 +43,8 @@ pub struct App {
     pub config: Config,
     pub storage: Arc<dyn Storage>,
     pub clock: Arc<dyn clock::Clock>,
+    pub keyring: Arc<Keyring>,
+    pub trusted: TrustedKeys,
     pub metrics: Arc<metrics::Metrics>,
     pub meter: metering::Meter,
     pub auth_cache: auth::AuthCache,
@@ -71,6 +76,7 @@ impl App {
     pub fn new(
         config: Config,
         storage: Arc<dyn Storage>,
+        keyring: Arc<Keyring>,
         clock: Arc<dyn clock::Clock>,
     ) -> (Arc<App>, tokio::task::JoinHandle<()>) {
         let metrics = Arc::new(metrics::Metrics::new(storage.backend()));
@@ -88,9 +94,11 @@ impl App {
                 config.rate_limit.per_second,
                 config.rate_limit.burst,
             ),
+            trusted: TrustedKeys::new(keyring.clone(), clock.clone()),
             config,
             storage,
             clock,
+            keyring,
             metrics,
             meter,
         };
@@ -117,11 +125,49 @@ pub fn consumer_router(state: AppState) -> Router {
 /// The signing router (Unix socket, runner daemon only).
 pub fn signing_router(state: AppState) -> Router {
     Router::new()
+        .merge(sign::routes())
         .route("/healthz", axum::routing::get(ops::healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// The keyring's trusted public keys (active + rotated, not expired), read
+/// from disk at most once per [`TrustedKeys::REFRESH`] rather than per
+/// request; a rotation or expiry takes effect within that time.
+pub struct TrustedKeys {
+    keyring: Arc<Keyring>,
+    clock: Arc<dyn clock::Clock>,
+    cache: RwLock<Option<(Instant, Arc<Vec<PublicKey>>)>>,
+}
+
+impl TrustedKeys {
+    pub const REFRESH: Duration = Duration::from_secs(1);
+
+    pub fn new(keyring: Arc<Keyring>, clock: Arc<dyn clock::Clock>) -> Self {
+        Self {
+            keyring,
+            clock,
+            cache: RwLock::new(None),
+        }
+    }
+
+    /// The keys trusted now.
+    pub fn get(&self) -> Result<Arc<Vec<PublicKey>>, KeyringError> {
+        if let Some((at, keys)) = self.cache.read().expect("trusted keys lock").as_ref()
+            && at.elapsed() < Self::REFRESH
+        {
+            return Ok(keys.clone());
+        }
+        let now = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(self.clock.now_ms()) * 1_000_000,
+        )
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let keys = Arc::new(self.keyring.trusted_keys(now)?);
+        *self.cache.write().expect("trusted keys lock") = Some((Instant::now(), keys.clone()));
+        Ok(keys)
+    }
 }
 
 async fn not_found() -> AppError {

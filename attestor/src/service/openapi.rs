@@ -20,6 +20,8 @@ Every /v1 route except /v1/openapi.json needs `Authorization: Bearer KEY`. Error
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     paths(
+        api::verify,
+        api::keys,
         api::attestations,
         api::usage,
         ops::healthz,

@@ -7,6 +7,7 @@
 use super::clock::Clock;
 use super::{App, AppState};
 use crate::config::Config;
+use crate::keyring::{Keyring, KeyringError};
 use crate::storage::{self, StorageError};
 use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;
@@ -29,6 +30,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("keyring: {0}")]
+    Keyring(#[from] KeyringError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -107,6 +110,10 @@ impl Running {
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, ServeError> {
     create_state_dir(&config.state_dir)?;
     let storage = storage::open(&config.storage_url()).await?;
+    let keyring = Arc::new(Keyring::open(&config.state_dir)?);
+    // "Signing key generated on first use": an empty keyring gets one now.
+    let signer = keyring.ensure_active(config.key_algorithm)?;
+    tracing::info!(keyid = signer.keyid(), "signing key active");
     let tls = config.tls.as_ref().map(load_tls).transpose()?;
     let sign_path = config.sign_socket_path();
     let sign_group = config
@@ -126,7 +133,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Ser
     })?;
     let unix = bind_socket(&sign_path, sign_group)?;
 
-    let (app, meter_task) = App::new(config, storage, clock);
+    let (app, meter_task) = App::new(config, storage, keyring, clock);
     let state = AppState(app.clone());
     let shutdown = CancellationToken::new();
     let consumer = super::consumer_router(state.clone());

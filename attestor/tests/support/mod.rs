@@ -310,3 +310,84 @@ impl Client {
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_cloister-attestor")
 }
+
+/// One HTTP/1.1 request over a Unix socket (the signing socket).
+pub async fn unix_request(
+    socket: &std::path::Path,
+    method: Method,
+    path: &str,
+    body: impl Into<Bytes>,
+) -> Resp {
+    let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(Full::new(body.into()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    Resp {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// The build record fixture (the shape the runner daemon sends).
+pub fn build_record() -> serde_json::Value {
+    serde_json::from_str(include_str!("../golden/build-record.json")).unwrap()
+}
+
+/// The fixture's artifact digest and repository.
+pub const ARTIFACT: &str =
+    "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+pub const REPO: &str = "https://github.com/example/repo-a";
+
+impl TestServer {
+    /// Signs the fixture record (optionally changed) through the signing socket.
+    pub async fn sign(&self, record: &serde_json::Value) -> serde_json::Value {
+        let sock = self.running.as_ref().unwrap().sign_socket.clone();
+        let r = unix_request(
+            &sock,
+            Method::POST,
+            "/v1/sign",
+            serde_json::to_vec(record).unwrap(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        r.json()
+    }
+
+    /// POST /v1/verify with a key and optional Idempotency-Key.
+    pub async fn verify(&self, key: &str, idem: Option<&str>, body: &serde_json::Value) -> Resp {
+        self.verify_raw(key, idem, serde_json::to_vec(body).unwrap())
+            .await
+    }
+
+    pub async fn verify_raw(&self, key: &str, idem: Option<&str>, body: impl Into<Bytes>) -> Resp {
+        let auth = format!("Bearer {key}");
+        let mut h = vec![
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ];
+        if let Some(k) = idem {
+            h.push(("idempotency-key", k));
+        }
+        self.post("/v1/verify", &h, body).await
+    }
+
+    /// The caller's count of one event this month.
+    pub async fn count(&self, key: &str, event: &str) -> i64 {
+        self.get("/v1/usage", Some(key)).await.json()["events"][event]
+            .as_i64()
+            .unwrap()
+    }
+}
