@@ -196,6 +196,52 @@ pub fn write_private_file(path: &Path, pem: &str) -> Result<(), KeyringError> {
     f.sync_all().map_err(io(path))
 }
 
+/// Errors reading a passphrase.
+#[derive(Debug, Error)]
+pub enum PassphraseError {
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("environment variable {0} is not set")]
+    EnvMissing(String),
+    #[error("the passphrase is empty")]
+    Empty,
+}
+
+/// Reads a passphrase from a file (one trailing newline dropped) or from an
+/// environment variable; `None` when neither is given.
+pub fn read_passphrase(
+    file: Option<&Path>,
+    env: Option<&str>,
+) -> Result<Option<Zeroizing<Vec<u8>>>, PassphraseError> {
+    let mut pass = match (file, env) {
+        (Some(path), _) => {
+            Zeroizing::new(fs::read(path).map_err(|source| PassphraseError::File {
+                path: path.to_owned(),
+                source,
+            })?)
+        }
+        (None, Some(var)) => Zeroizing::new(
+            std::env::var_os(var)
+                .ok_or_else(|| PassphraseError::EnvMissing(var.to_owned()))?
+                .into_encoded_bytes(),
+        ),
+        (None, None) => return Ok(None),
+    };
+    if pass.last() == Some(&b'\n') {
+        pass.pop();
+        if pass.last() == Some(&b'\r') {
+            pass.pop();
+        }
+    }
+    if pass.is_empty() {
+        return Err(PassphraseError::Empty);
+    }
+    Ok(Some(pass))
+}
+
 impl Keyring {
     /// Opens (creating with mode 0700 when missing) the keyring in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Self, KeyringError> {
