@@ -63,6 +63,7 @@ pub struct Config {
     pub rate_limit: RateLimit,
     pub metering: Metering,
     pub auth: Auth,
+    pub verify: Verify,
     pub log: Log,
 }
 
@@ -124,6 +125,22 @@ pub struct Auth {
     pub cache_ttl_ms: u64,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Verify {
+    /// Verdicts remembered for identical (provenance bytes, request, trusted
+    /// keys); 0 disables the cache.
+    pub cache_entries: usize,
+}
+
+impl Default for Verify {
+    fn default() -> Self {
+        Self {
+            cache_entries: 4096,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -155,6 +172,7 @@ impl Default for Config {
             rate_limit: RateLimit::default(),
             metering: Metering::default(),
             auth: Auth::default(),
+            verify: Verify::default(),
             log: Log::default(),
         }
     }
@@ -346,6 +364,9 @@ impl Config {
         }
         if let Some((n, v)) = var("AUTH_CACHE_TTL_MS") {
             self.auth.cache_ttl_ms = parsed(&n, v)?;
+        }
+        if let Some((n, v)) = var("VERIFY_CACHE_ENTRIES") {
+            self.verify.cache_entries = parsed(&n, v)?;
         }
         if let Some((n, v)) = var("LOG_FORMAT") {
             self.log.format = match v.as_str() {

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -319,13 +320,9 @@ pub async fn verify(
         .trusted
         .get()
         .map_err(|e| AppError::Internal(format!("keyring: {e}")))?;
-    let verdict: Option<Verdict> = match &body.provenance {
+    let verdict: Option<Arc<Verdict>> = match &body.provenance {
         // The exact bytes the client sent for the provenance field.
-        Some(p) => Some(cloister_attestor_core::verify::verify(
-            p.get().as_bytes(),
-            &trusted,
-            &req,
-        )),
+        Some(p) => Some(state.verdicts.verify(p.get().as_bytes(), &trusted, &req)),
         None => {
             let rows = state
                 .storage
@@ -340,8 +337,9 @@ pub async fn verify(
             let mut first_failure = None;
             let mut verified = None;
             for row in rows {
-                let v =
-                    cloister_attestor_core::verify::verify(row.envelope.as_bytes(), &trusted, &req);
+                let v = state
+                    .verdicts
+                    .verify(row.envelope.as_bytes(), &trusted, &req);
                 if v.verified {
                     verified = Some(v);
                     break;

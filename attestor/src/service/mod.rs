@@ -35,6 +35,7 @@ pub mod ops;
 pub mod ratelimit;
 pub mod server;
 pub mod sign;
+pub mod verdicts;
 
 pub use error::AppError;
 
@@ -45,6 +46,7 @@ pub struct App {
     pub clock: Arc<dyn clock::Clock>,
     pub keyring: Arc<Keyring>,
     pub trusted: TrustedKeys,
+    pub verdicts: verdicts::VerdictCache,
     pub metrics: Arc<metrics::Metrics>,
     pub meter: metering::Meter,
     pub auth_cache: auth::AuthCache,
@@ -95,6 +97,7 @@ impl App {
                 config.rate_limit.burst,
             ),
             trusted: TrustedKeys::new(keyring.clone(), clock.clone()),
+            verdicts: verdicts::VerdictCache::new(config.verify.cache_entries),
             config,
             storage,
             clock,
