@@ -300,24 +300,13 @@ impl Storage for SqliteStorage {
         batch: &[UsageWrite],
         replay_since_ms: i64,
     ) -> Result<Vec<UsageOutcome>, StorageError> {
-        // Set-based: a constant number of statements per batch, whatever its size.
+        // Set-based, a constant number of statements per batch. `BEGIN
+        // IMMEDIATE` holds SQLite's single write lock for the whole
+        // transaction, so what the first SELECT sees cannot change before
+        // the INSERTs: existing keys are looked up once (usually none), new
+        // ones inserted without per-row results.
         let prepared = prepare_batch(batch)?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let fresh_rows = sqlx::query(
-            "INSERT INTO idempotency (tenant_id, event, key, request_hash, status, body, created_at_ms) \
-             SELECT j.value ->> 't', j.value ->> 'e', j.value ->> 'k', j.value ->> 'h', \
-                    j.value ->> 's', CAST(j.value ->> 'b' AS BLOB), j.value ->> 'a' \
-             FROM json_each(?1) AS j WHERE true \
-             ON CONFLICT (tenant_id, event, key) DO UPDATE SET \
-               request_hash = excluded.request_hash, status = excluded.status, \
-               body = excluded.body, created_at_ms = excluded.created_at_ms \
-             WHERE idempotency.created_at_ms < ?2 \
-             RETURNING tenant_id, event, key",
-        )
-        .bind(&prepared.client_rows)
-        .bind(replay_since_ms)
-        .fetch_all(&mut *tx)
-        .await?;
         let index: BTreeMap<(String, String, String), usize> = batch
             .iter()
             .enumerate()
@@ -335,25 +324,12 @@ impl Storage for SqliteStorage {
                 )
             })
             .collect();
-        let pos = |r: &sqlx::sqlite::SqliteRow| -> Result<usize, StorageError> {
-            let k: (String, String, String) = (
-                r.try_get("tenant_id")?,
-                r.try_get("event")?,
-                r.try_get("key")?,
-            );
-            index
-                .get(&k)
-                .copied()
-                .ok_or_else(|| StorageError::Corrupt("unexpected idempotency row".into()))
-        };
-        let mut fresh = std::collections::BTreeSet::new();
-        for r in &fresh_rows {
-            fresh.insert(pos(r)?);
-        }
+        let mut fresh: std::collections::BTreeSet<usize> = index.values().copied().collect();
         let mut stored = BTreeMap::new();
-        if fresh.len() < index.len() {
+        let mut expired = Vec::new();
+        if !index.is_empty() {
             let rows = sqlx::query(
-                "SELECT i.tenant_id, i.event, i.key, i.request_hash, i.status, i.body \
+                "SELECT i.tenant_id, i.event, i.key, i.request_hash, i.status, i.body, i.created_at_ms \
                  FROM idempotency AS i JOIN json_each(?1) AS j \
                    ON i.tenant_id = j.value ->> 't' AND i.event = j.value ->> 'e' AND i.key = j.value ->> 'k'",
             )
@@ -361,10 +337,21 @@ impl Storage for SqliteStorage {
             .fetch_all(&mut *tx)
             .await?;
             for r in &rows {
-                let p = pos(r)?;
-                if fresh.contains(&p) {
+                let k: (String, String, String) = (
+                    r.try_get("tenant_id")?,
+                    r.try_get("event")?,
+                    r.try_get("key")?,
+                );
+                let p = *index
+                    .get(&k)
+                    .ok_or_else(|| StorageError::Corrupt("unexpected idempotency row".into()))?;
+                let created: i64 = r.try_get("created_at_ms")?;
+                if created < replay_since_ms {
+                    // Past the window: the key counts again and its record is replaced.
+                    expired.push(k);
                     continue;
                 }
+                fresh.remove(&p);
                 let status: i64 = r.try_get("status")?;
                 stored.insert(
                     p,
@@ -378,6 +365,35 @@ impl Storage for SqliteStorage {
                     ),
                 );
             }
+        }
+        for (t, e, k) in &expired {
+            sqlx::query("DELETE FROM idempotency WHERE tenant_id = ? AND event = ? AND key = ?")
+                .bind(t)
+                .bind(e)
+                .bind(k)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !fresh.is_empty() {
+            let rows: Vec<serde_json::Value> = serde_json::from_str(&prepared.client_rows)
+                .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            let rows: Vec<&serde_json::Value> = rows
+                .iter()
+                .filter(|r| {
+                    r["i"]
+                        .as_u64()
+                        .is_some_and(|i| fresh.contains(&(i as usize)))
+                })
+                .collect();
+            sqlx::query(
+                "INSERT INTO idempotency (tenant_id, event, key, request_hash, status, body, created_at_ms) \
+                 SELECT j.value ->> 't', j.value ->> 'e', j.value ->> 'k', j.value ->> 'h', \
+                        j.value ->> 's', CAST(j.value ->> 'b' AS BLOB), j.value ->> 'a' \
+                 FROM json_each(?1) AS j",
+            )
+            .bind(serde_json::to_string(&rows).map_err(|e| StorageError::Corrupt(e.to_string()))?)
+            .execute(&mut *tx)
+            .await?;
         }
         let (outcomes, recorded) = resolve_batch(batch, &prepared, &fresh, &stored)?;
         if recorded.iter().any(|r| *r) {
