@@ -4,7 +4,13 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod build;
+mod cancel;
+mod common;
 mod image;
+mod jobs;
+mod logs;
+mod serve;
 mod profile;
 mod run;
 mod snapshot;
@@ -33,6 +39,16 @@ enum Command {
     /// Import OCI builder images.
     #[command(subcommand)]
     Image(image::Command),
+    /// Run the job daemon (API on a Unix socket, optional TCP).
+    Serve(serve::Args),
+    /// Submit a build job to the daemon, stream its log, wait for it.
+    Build(build::Args),
+    /// List the daemon's jobs.
+    Jobs(jobs::Args),
+    /// Print a job's log.
+    Logs(logs::Args),
+    /// Cancel a queued or running job.
+    Cancel(cancel::Args),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -44,5 +60,10 @@ pub fn main() -> ExitCode {
         Command::Snapshot(args) => snapshot::exec(args),
         Command::Store(cmd) => store::exec(cmd),
         Command::Image(cmd) => image::exec(cmd),
+        Command::Serve(args) => serve::exec(args),
+        Command::Build(args) => build::exec(args),
+        Command::Jobs(args) => jobs::exec(args),
+        Command::Logs(args) => logs::exec(args),
+        Command::Cancel(args) => cancel::exec(args),
     }
 }
