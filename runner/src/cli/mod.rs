@@ -42,7 +42,7 @@ enum Command {
     /// Run the job daemon (API on a Unix socket, optional TCP).
     Serve(serve::Args),
     /// Submit a build job to the daemon, stream its log, wait for it.
-    Build(build::Args),
+    Build(Box<build::Args>),
     /// List the daemon's jobs.
     Jobs(jobs::Args),
     /// Print a job's log.
@@ -61,7 +61,7 @@ pub fn main() -> ExitCode {
         Command::Store(cmd) => store::exec(cmd),
         Command::Image(cmd) => image::exec(cmd),
         Command::Serve(args) => serve::exec(args),
-        Command::Build(args) => build::exec(args),
+        Command::Build(args) => build::exec(*args),
         Command::Jobs(args) => jobs::exec(args),
         Command::Logs(args) => logs::exec(args),
         Command::Cancel(args) => cancel::exec(args),

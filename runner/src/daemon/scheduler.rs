@@ -164,11 +164,7 @@ impl Scheduler {
             }
             let _ = tokio::time::timeout(std::time::Duration::from_millis(100), rx.changed()).await;
         }
-        Ok(self
-            .store
-            .get(id)
-            .await?
-            .ok_or_else(|| SchedulerError::NotFound(id.into()))?)
+        self.store.get(id).await?.ok_or_else(|| SchedulerError::NotFound(id.into()))
     }
 
     /// Whether the daemon is draining.

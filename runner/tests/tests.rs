@@ -1,0 +1,15 @@
+//! The runner crate's integration tests: the `cloister-runner` binary as a
+//! daemon and its client commands. Jobs that need both daemons end to end
+//! (attestation, repos A/B/C) live in the top-level `tests/tests/e2e.rs`.
+//!
+//! Module tree:
+//! - `harness`: a daemon in a temporary state dir, fixture git repos
+//! - `config`: configuration validated at start, systemd units verified
+//! - `api`: socket mode and group, bearer token on TCP, spec validation, sd_notify
+//! - `source`: a dirty tree or another commit fails the job before any build
+
+mod harness;
+
+mod api;
+mod config;
+mod source;
