@@ -4,12 +4,14 @@
 //!
 //! Module tree:
 //! - `harness`: a daemon in a temporary state dir, fixture git repos
-//! - `config`: configuration validated at start, systemd units verified
-//! - `api`: socket mode and group, bearer token on TCP, spec validation, sd_notify
-//! - `source`: a dirty tree or another commit fails the job before any build
+//! - `daemon::config`: configuration validated at start, systemd units verified
+//! - `daemon::api`: socket mode and group, bearer token on TCP, spec validation, sd_notify
+//! - `daemon::source`: a dirty tree or another commit fails the job before any build
 
 mod harness;
 
-mod api;
-mod config;
-mod source;
+mod daemon {
+    mod api;
+    mod config;
+    mod source;
+}
