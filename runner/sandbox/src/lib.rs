@@ -1,3 +1,24 @@
 //! The sandbox: runs one untrusted command in fresh Linux namespaces with no
 //! network, a synthesized root, resource limits, no capabilities and a seccomp
-//! filter. This is the only crate in the workspace allowed to use `unsafe`.
+//! filter. This is the only crate in the workspace allowed to use `unsafe`
+//! (all of it in `sys`, plus one signal handler installation in `run`).
+//!
+//! API: [`Profile`] (validated OCI runtime-spec profile), [`SeccompPolicy`],
+//! [`SandboxSpec`] (what to run), [`run`] → [`Outcome`], [`IsolationFacts`]
+//! (what provenance records about the isolation).
+
+pub mod cgroup;
+mod child;
+pub mod facts;
+pub mod mountinfo;
+pub mod profile;
+mod run;
+pub mod seccomp;
+pub mod spec;
+mod sys;
+
+pub use facts::IsolationFacts;
+pub use profile::{Profile, ProfileError};
+pub use run::{Outcome, SandboxError, run};
+pub use seccomp::{PolicyError, SeccompPolicy};
+pub use spec::{Bind, LimitKind, Limits, MilliCpus, SandboxSpec, Stdio};

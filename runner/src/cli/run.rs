@@ -1,11 +1,265 @@
-//! `cloister-runner run` (placeholder: replaced by the owning work item).
+//! `cloister-runner run [OPTIONS] -- CMD [ARGS...]`: runs one command in a
+//! fresh sandbox and exits with its status (128+N when killed by signal N;
+//! 125 when the sandbox could not be set up, 126/127 when the command could
+//! not be executed / found). With `--json` (or `--result FILE`) one JSON
+//! object describes the run.
 
+use cloister_sandbox::{
+    Bind, IsolationFacts, LimitKind, MilliCpus, Outcome, Profile, SandboxError, SandboxSpec, Stdio,
+};
+use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(
+    after_help = "Exit status: the command's; 128+N if it was killed by signal N; 125 if the \
+sandbox could not be set up (one-line reason on stderr); 126/127 if the command could not be \
+executed / was not found.\n\nFor a supervisor: `--stdout FILE --stderr FILE --result FILE` keeps \
+the command's output and the JSON result apart."
+)]
+pub struct Args {
+    /// Sandbox profile: a name (searched in $CLOISTER_PROFILE_DIR,
+    /// /usr/share/cloister/sandbox-profiles, then the built-in ones) or a path.
+    #[arg(long, default_value = "default", value_name = "NAME|PATH")]
+    profile: String,
+    /// Mount host SRC read-only at DST inside (repeatable).
+    #[arg(long = "ro-bind", value_name = "SRC:DST")]
+    ro_bind: Vec<Bind>,
+    /// Mount host SRC writable at DST inside (still nosuid, nodev; repeatable).
+    #[arg(long, value_name = "SRC:DST")]
+    bind: Vec<Bind>,
+    /// Working directory inside the sandbox (default: the profile's cwd).
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<PathBuf>,
+    /// Set an environment variable (repeatable). The environment is otherwise
+    /// the profile's: PATH, HOME, TMPDIR, LANG=C.UTF-8, SOURCE_DATE_EPOCH.
+    #[arg(long, value_name = "K=V", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// Kill the whole process tree after SECS seconds of wall-clock time.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    timeout: Option<Duration>,
+    /// Memory limit in bytes (suffixes K, M, G: powers of 1024).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    memory: Option<u64>,
+    /// Maximum number of processes and threads.
+    #[arg(long, value_name = "N")]
+    pids: Option<u64>,
+    /// CPU limit in CPUs (e.g. 2 or 0.5).
+    #[arg(long, value_name = "N")]
+    cpus: Option<MilliCpus>,
+    /// Use this unpacked image directory as / instead of the profile's host
+    /// binds.
+    #[arg(long, value_name = "DIR")]
+    rootfs: Option<PathBuf>,
+    /// Create the run's cgroup below this cgroup (a path like those in
+    /// /proc/self/cgroup; a delegated one for rootless use). Default: the
+    /// runner's own cgroup.
+    #[arg(long, value_name = "PATH", env = "CLOISTER_CGROUP_PARENT")]
+    cgroup_parent: Option<String>,
+    /// Print one JSON object describing the run on stdout after it ends.
+    #[arg(long)]
+    json: bool,
+    /// Write the JSON object to FILE instead of stdout (implies --json).
+    #[arg(long, value_name = "FILE")]
+    result: Option<PathBuf>,
+    /// The command's stdin (default: inherited).
+    #[arg(long, value_name = "FILE")]
+    stdin: Option<PathBuf>,
+    /// Send the command's stdout to FILE (created or truncated).
+    #[arg(long, value_name = "FILE")]
+    stdout: Option<PathBuf>,
+    /// Send the command's stderr to FILE (created or truncated).
+    #[arg(long, value_name = "FILE")]
+    stderr: Option<PathBuf>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+}
 
-pub fn exec(_args: Args) -> ExitCode {
-    eprintln!("cloister-runner: run is not built yet");
-    ExitCode::from(2)
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not K=V")),
+    }
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: u64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number of seconds"))?;
+    if secs == 0 {
+        return Err("the timeout must be at least 1 second".into());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?} is not a positive number of bytes"))
+}
+
+/// The JSON object `--json` prints.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RunResult<'a> {
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    /// The status `cloister-runner run` exits with.
+    status_code: i32,
+    wall_ms: u64,
+    cpu_ms: u64,
+    peak_memory_bytes: Option<u64>,
+    limit_hit: Option<LimitKind>,
+    unapplied_limits: &'a [LimitKind],
+    isolation: &'a IsolationFacts,
+}
+
+/// The JSON object printed instead when the run could not happen.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RunError<'a> {
+    error: String,
+    status_code: i32,
+    isolation: Option<&'a IsolationFacts>,
+}
+
+fn open_out(path: &PathBuf) -> std::io::Result<Stdio> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    Ok(Stdio::Fd(f.into()))
+}
+
+fn emit_json(args: &Args, value: &impl Serialize) -> Result<(), String> {
+    let mut text = serde_json::to_string(value).map_err(|e| e.to_string())?;
+    text.push('\n');
+    match &args.result {
+        Some(path) => std::fs::write(path, text)
+            .map_err(|e| format!("write the result to {}: {e}", path.display())),
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| format!("write the result: {e}"))
+        }
+    }
+}
+
+fn fail(args: &Args, code: i32, message: &str, facts: Option<&IsolationFacts>) -> ExitCode {
+    eprintln!("cloister-runner: {message}");
+    if args.json || args.result.is_some() {
+        let err = RunError {
+            error: message.to_string(),
+            status_code: code,
+            isolation: facts,
+        };
+        if let Err(e) = emit_json(args, &err) {
+            eprintln!("cloister-runner: {e}");
+        }
+    }
+    ExitCode::from(code as u8)
+}
+
+pub fn exec(args: Args) -> ExitCode {
+    let profile = match Profile::load(&args.profile) {
+        Ok(p) => p,
+        Err(e) => return fail(&args, 125, &format!("profile {}: {e}", args.profile), None),
+    };
+    let mut spec = SandboxSpec::new(args.command.clone(), profile);
+    spec.ro_binds = args.ro_bind.clone();
+    spec.binds = args.bind.clone();
+    spec.workdir = args.workdir.clone();
+    spec.env = args.env.clone();
+    spec.rootfs = args.rootfs.clone();
+    spec.limits.timeout = args.timeout;
+    spec.limits.memory = args.memory;
+    spec.limits.pids = args.pids;
+    spec.limits.cpus = args.cpus;
+    spec.cgroup_parent = args.cgroup_parent.clone();
+    let streams = (|| -> std::io::Result<()> {
+        if let Some(p) = &args.stdin {
+            spec.stdin = Stdio::Fd(std::fs::File::open(p)?.into());
+        }
+        if let Some(p) = &args.stdout {
+            spec.stdout = open_out(p)?;
+        }
+        if let Some(p) = &args.stderr {
+            spec.stderr = open_out(p)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = streams {
+        return fail(&args, 125, &format!("open a standard stream file: {e}"), None);
+    }
+    let facts = IsolationFacts::for_spec(&spec);
+    let outcome: Result<Outcome, SandboxError> = cloister_sandbox::run(&spec);
+    drop(spec);
+    match outcome {
+        Ok(outcome) => {
+            for limit in &outcome.unapplied_limits {
+                eprintln!(
+                    "cloister-runner: warning: the {limit} limit was not applied (no writable cgroup; the profile marks it optional)"
+                );
+            }
+            let code = outcome.status_code();
+            if args.json || args.result.is_some() {
+                let result = RunResult {
+                    exit_code: outcome.exit_code,
+                    signal: outcome.signal,
+                    status_code: code,
+                    wall_ms: outcome.wall.as_millis() as u64,
+                    cpu_ms: outcome.cpu.as_millis() as u64,
+                    peak_memory_bytes: outcome.peak_memory_bytes,
+                    limit_hit: outcome.limit_hit,
+                    unapplied_limits: &outcome.unapplied_limits,
+                    isolation: &outcome.isolation,
+                };
+                if let Err(e) = emit_json(&args, &result) {
+                    eprintln!("cloister-runner: {e}");
+                    return ExitCode::from(125);
+                }
+            }
+            ExitCode::from((code & 0xff) as u8)
+        }
+        Err(e) => fail(&args, e.exit_code(), &e.to_string(), Some(&facts)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_sizes_parse_with_binary_suffixes() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1g"), Ok(1 << 30));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("12X").is_err());
+        assert!(parse_bytes("-1").is_err());
+    }
+
+    #[test]
+    fn env_and_timeout_arguments_are_checked() {
+        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("novalue").is_err());
+        assert_eq!(parse_secs("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("1.5").is_err());
+    }
 }

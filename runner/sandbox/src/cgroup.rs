@@ -1,0 +1,496 @@
+//! Per-run cgroups on cgroup v1 and v2: memory, pids and cpu limits, the
+//! measurements a run reports (peak memory, cpu time, whether a limit was
+//! hit) and killing every process of the run.
+//!
+//! The hierarchy is detected from mountinfo: if v1 hierarchies carry the
+//! controllers we use (memory, pids, cpu, cpuacct) they are used (this
+//! includes the "hybrid" layout where an empty cgroup2 is mounted beside
+//! them); otherwise the cgroup2 mount is. A run's cgroup is created below a
+//! parent cgroup: the runner's own (from `/proc/self/cgroup`) unless the
+//! caller names one (a delegated cgroup for rootless use). Nothing here
+//! falls back silently: a limit that cannot be written is an error.
+
+use crate::mountinfo::{self, MountInfo};
+use crate::spec::MilliCpus;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Why a cgroup could not be set up or read.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("no cgroup hierarchy is mounted")]
+    NoHierarchy,
+    #[error("the {0} cgroup controller is not available")]
+    NoController(&'static str),
+    #[error("cgroup parent {path} is not writable by this user (delegate a cgroup and pass it as the cgroup parent)")]
+    NotWritable { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("cannot read the cgroup layout: {0}")]
+    Layout(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
+    move |source| CgroupError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A cgroup v1 hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct V1Hierarchy {
+    pub controllers: Vec<String>,
+    pub mount: PathBuf,
+    /// The cgroup the mount shows at its top (mountinfo field 4).
+    pub mount_root: PathBuf,
+}
+
+/// The cgroup layout of this machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    V1(Vec<V1Hierarchy>),
+    V2 { mount: PathBuf },
+}
+
+const V1_CONTROLLERS: &[&str] = &["memory", "pids", "cpu", "cpuacct"];
+
+impl Layout {
+    /// Detects the layout from the current mounts.
+    pub fn detect() -> Result<Layout, CgroupError> {
+        let mounts = mountinfo::current().map_err(|e| CgroupError::Layout(e.to_string()))?;
+        Self::from_mounts(&mounts)
+    }
+
+    /// The layout described by a mount table.
+    pub fn from_mounts(mounts: &[MountInfo]) -> Result<Layout, CgroupError> {
+        let mut v1 = Vec::new();
+        for m in mounts.iter().filter(|m| m.fs_type == "cgroup") {
+            let controllers: Vec<String> = m
+                .super_options
+                .iter()
+                .filter(|o| V1_CONTROLLERS.contains(&o.as_str()))
+                .cloned()
+                .collect();
+            if !controllers.is_empty() && !v1.iter().any(|h: &V1Hierarchy| h.mount == m.mount_point)
+            {
+                v1.push(V1Hierarchy {
+                    controllers,
+                    mount: m.mount_point.clone(),
+                    mount_root: m.root.clone(),
+                });
+            }
+        }
+        if !v1.is_empty() {
+            return Ok(Layout::V1(v1));
+        }
+        match mounts.iter().find(|m| m.fs_type == "cgroup2") {
+            Some(m) => Ok(Layout::V2 {
+                mount: m.mount_point.clone(),
+            }),
+            None => Err(CgroupError::NoHierarchy),
+        }
+    }
+
+    /// `"v1"` or `"v2"`.
+    pub fn version(&self) -> &'static str {
+        match self {
+            Layout::V1(_) => "v1",
+            Layout::V2 { .. } => "v2",
+        }
+    }
+}
+
+/// The limits a run's cgroup enforces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupLimits {
+    pub memory: Option<u64>,
+    pub pids: Option<u64>,
+    pub cpus: Option<MilliCpus>,
+}
+
+/// CFS period used for cpu limits (100 ms, the kernel default).
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// The cgroup of one run.
+#[derive(Debug)]
+pub struct Cgroup {
+    version: Version,
+}
+
+#[derive(Debug)]
+enum Version {
+    V1 {
+        memory: Option<PathBuf>,
+        pids: Option<PathBuf>,
+        cpu: Option<PathBuf>,
+        cpuacct: Option<PathBuf>,
+        /// Every directory created, deepest last, for removal.
+        dirs: Vec<PathBuf>,
+    },
+    V2 {
+        dir: PathBuf,
+    },
+}
+
+/// The runner's own cgroup path for a controller (`""` = the v2 line), from
+/// the text of `/proc/self/cgroup`.
+pub fn own_cgroup(proc_self_cgroup: &str, controller: &str) -> Option<String> {
+    proc_self_cgroup.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let _id = parts.next()?;
+        let ctrls = parts.next()?;
+        let path = parts.next()?;
+        let matches = if controller.is_empty() {
+            ctrls.is_empty()
+        } else {
+            ctrls.split(',').any(|c| c == controller)
+        };
+        matches.then(|| path.to_string())
+    })
+}
+
+/// `mount` joined with a cgroup path, with the mount's own root stripped.
+fn dir_for(mount: &Path, mount_root: &Path, cgroup_path: &str) -> PathBuf {
+    let p = Path::new(cgroup_path);
+    let rel = p.strip_prefix(mount_root).unwrap_or(p);
+    let rel = rel.strip_prefix("/").unwrap_or(rel);
+    mount.join(rel)
+}
+
+fn check_parent_writable(dir: &Path) -> Result<(), CgroupError> {
+    if !dir.is_dir() {
+        return Err(CgroupError::Io {
+            path: dir.to_path_buf(),
+            source: io::Error::from(io::ErrorKind::NotFound),
+        });
+    }
+    if nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_err() {
+        return Err(CgroupError::NotWritable {
+            path: dir.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    std::fs::write(path, value).map_err(io_err(path))
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The value of `key` in a flat-keyed file (`memory.events`, `cpu.stat`).
+fn read_key(path: &Path, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+impl Cgroup {
+    /// Creates the run's cgroup `name` below `parent` (a cgroup path; `None`
+    /// = the runner's own cgroup) and writes `limits`. Controllers needed for
+    /// a requested limit must exist and be writable.
+    pub fn create(
+        layout: &Layout,
+        parent: Option<&str>,
+        name: &str,
+        limits: &CgroupLimits,
+    ) -> Result<Cgroup, CgroupError> {
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(io_err(Path::new("/proc/self/cgroup")))?;
+        Self::create_with(layout, parent, &own, name, limits)
+    }
+
+    /// [`Cgroup::create`] with the text of `/proc/self/cgroup` given, so the
+    /// file writing can be exercised against a directory layout in tests.
+    pub fn create_with(
+        layout: &Layout,
+        parent: Option<&str>,
+        proc_self_cgroup: &str,
+        name: &str,
+        limits: &CgroupLimits,
+    ) -> Result<Cgroup, CgroupError> {
+        match layout {
+            Layout::V2 { mount } => {
+                let parent_path = match parent {
+                    Some(p) => p.to_string(),
+                    None => own_cgroup(proc_self_cgroup, "").ok_or(CgroupError::NoHierarchy)?,
+                };
+                let parent_dir = dir_for(mount, Path::new("/"), &parent_path);
+                check_parent_writable(&parent_dir)?;
+                let mut wanted: Vec<&'static str> = Vec::new();
+                if limits.memory.is_some() {
+                    wanted.push("memory");
+                }
+                if limits.pids.is_some() {
+                    wanted.push("pids");
+                }
+                if limits.cpus.is_some() {
+                    wanted.push("cpu");
+                }
+                let available = std::fs::read_to_string(parent_dir.join("cgroup.controllers"))
+                    .map_err(io_err(&parent_dir.join("cgroup.controllers")))?;
+                let enabled = std::fs::read_to_string(parent_dir.join("cgroup.subtree_control"))
+                    .map_err(io_err(&parent_dir.join("cgroup.subtree_control")))?;
+                // memory is enabled whenever available so peak memory can be
+                // reported even without a memory limit.
+                let mut to_enable = Vec::new();
+                for c in wanted.iter().copied().chain(["memory"]) {
+                    let is_enabled = enabled.split_whitespace().any(|e| e == c);
+                    let is_available = available.split_whitespace().any(|e| e == c);
+                    if is_enabled || to_enable.contains(&c) {
+                        continue;
+                    }
+                    if !is_available {
+                        if wanted.contains(&c) {
+                            return Err(CgroupError::NoController(c));
+                        }
+                        continue;
+                    }
+                    to_enable.push(c);
+                }
+                if !to_enable.is_empty() {
+                    let line: Vec<String> = to_enable.iter().map(|c| format!("+{c}")).collect();
+                    write(&parent_dir.join("cgroup.subtree_control"), &line.join(" "))?;
+                }
+                let dir = parent_dir.join(name);
+                std::fs::create_dir(&dir).map_err(io_err(&dir))?;
+                let cg = Cgroup {
+                    version: Version::V2 { dir: dir.clone() },
+                };
+                let res = (|| {
+                    if let Some(bytes) = limits.memory {
+                        write(&dir.join("memory.max"), &bytes.to_string())?;
+                        // No swap: the memory limit is the limit.
+                        let swap = dir.join("memory.swap.max");
+                        if swap.exists() {
+                            write(&swap, "0")?;
+                        }
+                        // Kill the whole cgroup on OOM rather than one process.
+                        let group = dir.join("memory.oom.group");
+                        if group.exists() {
+                            write(&group, "1")?;
+                        }
+                    }
+                    if let Some(n) = limits.pids {
+                        write(&dir.join("pids.max"), &n.to_string())?;
+                    }
+                    if let Some(MilliCpus(m)) = limits.cpus {
+                        let quota = u64::from(m) * CPU_PERIOD_US / 1000;
+                        write(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = res {
+                    cg.remove();
+                    return Err(e);
+                }
+                Ok(cg)
+            }
+            Layout::V1(hierarchies) => {
+                let find = |ctrl: &str| hierarchies.iter().find(|h| h.controllers.iter().any(|c| c == ctrl));
+                let mut created: Vec<PathBuf> = Vec::new();
+                let mut paths: [Option<PathBuf>; 4] = Default::default();
+                let result = (|| {
+                    for (i, ctrl) in V1_CONTROLLERS.iter().enumerate() {
+                        let needed = match *ctrl {
+                            "memory" => limits.memory.is_some(),
+                            "pids" => limits.pids.is_some(),
+                            "cpu" => limits.cpus.is_some(),
+                            _ => false,
+                        };
+                        let Some(h) = find(ctrl) else {
+                            if needed {
+                                return Err(CgroupError::NoController(ctrl));
+                            }
+                            continue;
+                        };
+                        let parent_path = match parent {
+                            Some(p) => p.to_string(),
+                            None => own_cgroup(proc_self_cgroup, ctrl)
+                                .ok_or(CgroupError::NoController(ctrl))?,
+                        };
+                        let parent_dir = dir_for(&h.mount, &h.mount_root, &parent_path);
+                        let dir = parent_dir.join(name);
+                        if created.contains(&dir) {
+                            paths[i] = Some(dir);
+                            continue;
+                        }
+                        if let Err(e) = check_parent_writable(&parent_dir) {
+                            if needed {
+                                return Err(e);
+                            }
+                            continue;
+                        }
+                        std::fs::create_dir(&dir).map_err(io_err(&dir))?;
+                        created.push(dir.clone());
+                        paths[i] = Some(dir);
+                    }
+                    Ok(())
+                })();
+                let [memory, pids, cpu, cpuacct] = paths;
+                let cg = Cgroup {
+                    version: Version::V1 {
+                        memory,
+                        pids,
+                        cpu,
+                        cpuacct,
+                        dirs: created,
+                    },
+                };
+                if let Err(e) = result.and_then(|()| cg.write_v1_limits(limits)) {
+                    cg.remove();
+                    return Err(e);
+                }
+                Ok(cg)
+            }
+        }
+    }
+
+    fn write_v1_limits(&self, limits: &CgroupLimits) -> Result<(), CgroupError> {
+        let Version::V1 {
+            memory, pids, cpu, ..
+        } = &self.version
+        else {
+            return Ok(());
+        };
+        if let (Some(bytes), Some(dir)) = (limits.memory, memory) {
+            write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+            let memsw = dir.join("memory.memsw.limit_in_bytes");
+            if memsw.exists() {
+                write(&memsw, &bytes.to_string())?;
+            }
+            let swappiness = dir.join("memory.swappiness");
+            if swappiness.exists() {
+                // best effort: the root cgroup refuses it, children accept it
+                let _ = std::fs::write(&swappiness, "0");
+            }
+        }
+        if let (Some(n), Some(dir)) = (limits.pids, pids) {
+            write(&dir.join("pids.max"), &n.to_string())?;
+        }
+        if let (Some(MilliCpus(m)), Some(dir)) = (limits.cpus, cpu) {
+            let quota = u64::from(m) * CPU_PERIOD_US / 1000;
+            write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+            write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The directories of this cgroup (one for v2, one per hierarchy for v1).
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        match &self.version {
+            Version::V2 { dir } => vec![dir.clone()],
+            Version::V1 { dirs, .. } => dirs.clone(),
+        }
+    }
+
+    /// Moves process `pid` (and its future children) into the cgroup.
+    pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
+        for dir in self.dirs() {
+            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn procs_file(&self) -> Option<PathBuf> {
+        self.dirs().first().map(|d| d.join("cgroup.procs"))
+    }
+
+    /// Kills every process in the cgroup (`cgroup.kill` on v2 where the
+    /// kernel has it; otherwise SIGKILL to each listed pid until none is
+    /// left).
+    pub fn kill_all(&self) {
+        if let Version::V2 { dir } = &self.version {
+            let kill = dir.join("cgroup.kill");
+            if kill.exists() && std::fs::write(&kill, "1").is_ok() {
+                return;
+            }
+        }
+        let Some(procs) = self.procs_file() else {
+            return;
+        };
+        for _ in 0..1000 {
+            let Ok(text) = std::fs::read_to_string(&procs) else {
+                return;
+            };
+            let pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+            if pids.is_empty() {
+                return;
+            }
+            for pid in pids {
+                let _ = crate::sys::kill(pid, libc::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Highest memory use of the run in bytes.
+    pub fn peak_memory(&self) -> Option<u64> {
+        match &self.version {
+            Version::V2 { dir } => read_u64(&dir.join("memory.peak")),
+            Version::V1 { memory, .. } => {
+                read_u64(&memory.as_ref()?.join("memory.max_usage_in_bytes"))
+            }
+        }
+    }
+
+    /// CPU time used by the run.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        match &self.version {
+            Version::V2 { dir } => {
+                read_key(&dir.join("cpu.stat"), "usage_usec").map(Duration::from_micros)
+            }
+            Version::V1 { cpuacct, .. } => {
+                read_u64(&cpuacct.as_ref()?.join("cpuacct.usage")).map(Duration::from_nanos)
+            }
+        }
+    }
+
+    /// Whether the kernel OOM-killed a process of the run.
+    pub fn oom_killed(&self) -> bool {
+        let n = match &self.version {
+            Version::V2 { dir } => read_key(&dir.join("memory.events"), "oom_kill"),
+            Version::V1 { memory, .. } => memory
+                .as_ref()
+                .and_then(|d| read_key(&d.join("memory.oom_control"), "oom_kill")),
+        };
+        n.unwrap_or(0) > 0
+    }
+
+    /// Whether a fork failed because the pid limit was reached.
+    pub fn pids_limit_hit(&self) -> bool {
+        let file = match &self.version {
+            Version::V2 { dir } => Some(dir.join("pids.events")),
+            Version::V1 { pids, .. } => pids.as_ref().map(|d| d.join("pids.events")),
+        };
+        file.and_then(|f| read_key(&f, "max")).unwrap_or(0) > 0
+    }
+
+    /// Removes the cgroup's directories, killing anything left first.
+    pub fn remove(&self) {
+        let mut dirs = self.dirs();
+        dirs.reverse();
+        for dir in dirs {
+            for attempt in 0..200 {
+                match std::fs::remove_dir(&dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => break,
+                    Err(_) if attempt < 199 => {
+                        self.kill_all();
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Cgroup file-writing tests.

@@ -1,0 +1,791 @@
+//! Sandbox profiles: OCI runtime-spec `config.json` documents (parsed with
+//! `oci-spec`) that say which namespaces, mounts, rlimits, resource limits
+//! and seccomp policy a sandbox gets. A profile is validated when loaded: one
+//! that shares a host namespace, grants a capability, mounts a host path
+//! outside [`HOST_PATH_ALLOW_LIST`] or leaves out a masked or read-only
+//! `/proc` path is refused with the reason. Its identity is the sha256 of its
+//! canonical JSON ([`Profile::digest`]), which goes into provenance.
+
+use crate::seccomp::{PolicyError, SeccompPolicy};
+use crate::spec::{LimitKind, MilliCpus};
+use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Spec};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+
+/// Environment variable naming a directory searched first for profiles.
+pub const PROFILE_DIR_ENV: &str = "CLOISTER_PROFILE_DIR";
+/// System-wide profile directory, searched after [`PROFILE_DIR_ENV`].
+pub const SYSTEM_PROFILE_DIR: &str = "/usr/share/cloister/sandbox-profiles";
+
+/// Host paths a profile may bind into the sandbox (read-only, nosuid, nodev),
+/// with everything below them. Anything else on the host stays invisible.
+pub const HOST_PATH_ALLOW_LIST: &[&str] = &[
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc/alternatives",
+    "/etc/ld.so.cache",
+    "/etc/ssl/certs",
+];
+
+/// `/proc` paths every profile must mask (kernel memory, keys, timers).
+pub const REQUIRED_MASKED_PATHS: &[&str] = &["/proc/kcore", "/proc/keys", "/proc/timer_list"];
+/// `/proc` paths every profile must make read-only (kernel knobs).
+pub const REQUIRED_READONLY_PATHS: &[&str] =
+    &["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"];
+
+/// The namespaces every profile must create fresh.
+pub const REQUIRED_NAMESPACES: &[LinuxNamespaceType] = &[
+    LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Mount,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Uts,
+];
+
+/// Annotation naming the seccomp policy (`sandbox-profiles/seccomp/<name>.json`).
+pub const ANNOTATION_SECCOMP: &str = "org.cloister.seccomp";
+/// Annotation listing limits (`memory,pids,cpu`) the sandbox may run without
+/// when it cannot apply them (no writable cgroup); all others are required.
+pub const ANNOTATION_OPTIONAL_LIMITS: &str = "org.cloister.optional-limits";
+/// Annotation naming a builder image to use as the root filesystem.
+pub const ANNOTATION_IMAGE: &str = "org.cloister.image";
+/// Annotation carrying the profile's name.
+pub const ANNOTATION_NAME: &str = "org.cloister.profile";
+
+const EMBEDDED: &[(&str, &str)] = &[
+    ("default", include_str!("../../../sandbox-profiles/default.json")),
+    ("dev", include_str!("../../../sandbox-profiles/dev.json")),
+];
+
+/// Why a profile was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("no profile named {0:?} (searched ${PROFILE_DIR_ENV}, {SYSTEM_PROFILE_DIR} and the built-in profiles)")]
+    NotFound(String),
+    #[error("cannot read profile {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("profile is not valid OCI runtime-spec JSON: {0}")]
+    Parse(String),
+    #[error("profile has a field the sandbox does not understand: {0}")]
+    UnknownField(String),
+    #[error("profile shares the host {0} namespace (every namespace must be new)")]
+    SharedNamespace(String),
+    #[error("profile joins an existing {0} namespace by path, which shares it with the host")]
+    NamespacePath(String),
+    #[error("profile grants capability {cap} in the {set} set (every set must be empty)")]
+    Capability { set: &'static str, cap: String },
+    #[error("profile mounts host path {0} which is outside the allow-list ({list})", list = HOST_PATH_ALLOW_LIST.join(", "))]
+    HostPathNotAllowed(String),
+    #[error("profile mounts host path {0} writable (host binds in a profile are read-only)")]
+    WritableHostBind(String),
+    #[error("profile mounts {destination} with type {kind:?}, which the sandbox does not allow")]
+    MountType { kind: String, destination: String },
+    #[error("profile mount {0:?}: {1}")]
+    BadMount(String, &'static str),
+    #[error("profile sets noNewPrivileges to false")]
+    NoNewPrivs,
+    #[error("profile does not mask {0}")]
+    MissingMasked(&'static str),
+    #[error("profile does not make {0} read-only")]
+    MissingReadonly(&'static str),
+    #[error("profile has an OCI seccomp section; name a cloister seccomp policy with the {ANNOTATION_SECCOMP} annotation instead")]
+    OciSeccomp,
+    #[error("profile has no {ANNOTATION_SECCOMP} annotation naming its seccomp policy")]
+    NoSeccomp,
+    #[error("profile uses {0}, which runs or exposes host resources")]
+    Forbidden(&'static str),
+    #[error("profile {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("profile's seccomp policy: {0}")]
+    Policy(#[from] PolicyError),
+}
+
+/// One mount the sandbox makes, as interpreted from the profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountEntry {
+    /// A read-only, nosuid, nodev bind of an allow-listed host path.
+    HostBind {
+        source: PathBuf,
+        destination: PathBuf,
+        /// Skipped when the source does not exist on this host.
+        optional: bool,
+    },
+    /// A fresh tmpfs.
+    Tmpfs {
+        destination: PathBuf,
+        flags: MountFlags,
+        data: String,
+    },
+    /// A fresh proc for the sandbox's pid namespace.
+    Proc { destination: PathBuf },
+    /// A new devpts instance.
+    Devpts { destination: PathBuf, data: String },
+}
+
+/// Flags for a tmpfs or devpts mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MountFlags {
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+    pub readonly: bool,
+}
+
+/// One resource limit (`setrlimit`) applied before exec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rlimit {
+    pub resource: i32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// A validated sandbox profile.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    name: String,
+    digest: String,
+    seccomp: SeccompPolicy,
+    mounts: Vec<MountEntry>,
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+    hostname: String,
+    rlimits: Vec<Rlimit>,
+    memory: Option<u64>,
+    pids: Option<u64>,
+    cpus: Option<MilliCpus>,
+    optional_limits: BTreeSet<LimitKind>,
+    masked_paths: Vec<PathBuf>,
+    readonly_paths: Vec<PathBuf>,
+    image: Option<String>,
+    namespaces: Vec<String>,
+}
+
+impl Profile {
+    /// Loads a profile by name (searching `$CLOISTER_PROFILE_DIR`,
+    /// [`SYSTEM_PROFILE_DIR`], then the built-in copies) or by path (anything
+    /// containing `/` or ending in `.json`), and validates it.
+    pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
+        if name_or_path.contains('/') || name_or_path.ends_with(".json") {
+            let path = Path::new(name_or_path);
+            let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| name_or_path.to_string());
+            let dir = path.parent().map(Path::to_path_buf);
+            return Self::parse_with(&stem, &text, dir.as_deref());
+        }
+        if !is_plain_name(name_or_path) {
+            return Err(ProfileError::NotFound(name_or_path.to_string()));
+        }
+        for dir in search_dirs() {
+            let path = dir.join(format!("{name_or_path}.json"));
+            match std::fs::read_to_string(&path) {
+                Ok(text) => return Self::parse_with(name_or_path, &text, Some(&dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(ProfileError::Read { path, source }),
+            }
+        }
+        match EMBEDDED.iter().find(|(n, _)| *n == name_or_path) {
+            Some((name, text)) => Self::parse_with(name, text, None),
+            None => Err(ProfileError::NotFound(name_or_path.to_string())),
+        }
+    }
+
+    /// Parses and validates profile JSON; the seccomp policy it names is
+    /// looked up like a profile name (under `seccomp/`).
+    pub fn parse(name: &str, json: &str) -> Result<Profile, ProfileError> {
+        Self::parse_with(name, json, None)
+    }
+
+    fn parse_with(
+        fallback_name: &str,
+        json: &str,
+        dir: Option<&Path>,
+    ) -> Result<Profile, ProfileError> {
+        let raw: Value =
+            serde_json::from_str(json).map_err(|e| ProfileError::Parse(e.to_string()))?;
+        let spec: Spec =
+            serde_json::from_value(raw.clone()).map_err(|e| ProfileError::Parse(e.to_string()))?;
+        let reserialized =
+            serde_json::to_value(&spec).map_err(|e| ProfileError::Parse(e.to_string()))?;
+        if let Some(field) = unknown_field(&raw, &reserialized, "") {
+            return Err(ProfileError::UnknownField(field));
+        }
+        let canonical = canonical_json(&reserialized);
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+        let annotations = spec.annotations().clone().unwrap_or_default();
+        let name = annotations
+            .get(ANNOTATION_NAME)
+            .cloned()
+            .unwrap_or_else(|| fallback_name.to_string());
+        let seccomp_name = annotations
+            .get(ANNOTATION_SECCOMP)
+            .ok_or(ProfileError::NoSeccomp)?;
+        // A policy next to a profile file wins over the search path, so a
+        // profile directory is self-contained.
+        let local = dir.map(|d| d.join("seccomp").join(format!("{seccomp_name}.json")));
+        let seccomp = match local {
+            Some(p) if p.is_file() => SeccompPolicy::load(&p.to_string_lossy())?,
+            _ => SeccompPolicy::load(seccomp_name)?,
+        };
+        let mut profile = validate(&spec, name, digest, seccomp)?;
+        profile.image = annotations.get(ANNOTATION_IMAGE).cloned();
+        if let Some(list) = annotations.get(ANNOTATION_OPTIONAL_LIMITS) {
+            for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let kind = match item {
+                    "memory" => LimitKind::Memory,
+                    "pids" => LimitKind::Pids,
+                    "cpu" => LimitKind::Cpu,
+                    other => {
+                        return Err(ProfileError::Invalid {
+                            field: "annotation org.cloister.optional-limits",
+                            reason: format!("unknown limit {other:?} (memory, pids, cpu)"),
+                        });
+                    }
+                };
+                profile.optional_limits.insert(kind);
+            }
+        }
+        Ok(profile)
+    }
+
+    /// The profile's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// `sha256:<hex>` of the canonical JSON (sorted keys, no whitespace) of
+    /// the profile as parsed.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+    /// The seccomp policy the profile names.
+    pub fn seccomp(&self) -> &SeccompPolicy {
+        &self.seccomp
+    }
+    /// The mounts, in order.
+    pub fn mounts(&self) -> &[MountEntry] {
+        &self.mounts
+    }
+    /// The base environment (`process.env`).
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+    /// The default working directory inside the sandbox.
+    pub fn cwd(&self) -> &Path {
+        &self.cwd
+    }
+    /// The sandbox hostname.
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+    /// rlimits applied before exec.
+    pub fn rlimits(&self) -> &[Rlimit] {
+        &self.rlimits
+    }
+    /// Default memory limit in bytes (`linux.resources.memory.limit`).
+    pub fn memory_limit(&self) -> Option<u64> {
+        self.memory
+    }
+    /// Default pid limit (`linux.resources.pids.limit`).
+    pub fn pids_limit(&self) -> Option<u64> {
+        self.pids
+    }
+    /// Default cpu limit (`linux.resources.cpu.quota / period`).
+    pub fn cpu_limit(&self) -> Option<MilliCpus> {
+        self.cpus
+    }
+    /// Limits the sandbox may run without when no cgroup can apply them.
+    pub fn optional_limits(&self) -> &BTreeSet<LimitKind> {
+        &self.optional_limits
+    }
+    /// `/proc` paths hidden from the build.
+    pub fn masked_paths(&self) -> &[PathBuf] {
+        &self.masked_paths
+    }
+    /// `/proc` paths mounted read-only.
+    pub fn readonly_paths(&self) -> &[PathBuf] {
+        &self.readonly_paths
+    }
+    /// A builder image reference (annotation `org.cloister.image`), if any.
+    pub fn image(&self) -> Option<&str> {
+        self.image.as_deref()
+    }
+    /// The namespaces, as short names (`cgroup`, `ipc`, `mnt`, `net`, `pid`,
+    /// `user`, `uts`), sorted.
+    pub fn namespaces(&self) -> &[String] {
+        &self.namespaces
+    }
+}
+
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !name.starts_with('.')
+}
+
+/// Directories searched for named profiles (and `seccomp/` policies), in order.
+pub(crate) fn search_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::var_os(PROFILE_DIR_ENV).filter(|d| !d.is_empty()) {
+        dirs.push(PathBuf::from(dir));
+    }
+    dirs.push(PathBuf::from(SYSTEM_PROFILE_DIR));
+    dirs
+}
+
+/// Whether `path` is absolute and free of `.`/`..` components.
+pub(crate) fn is_clean_absolute(path: &Path) -> bool {
+    path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+}
+
+/// Whether a host path is on the allow-list (equal to or below an entry).
+pub fn host_path_allowed(path: &Path) -> bool {
+    is_clean_absolute(path)
+        && HOST_PATH_ALLOW_LIST
+            .iter()
+            .any(|allowed| path.starts_with(allowed))
+}
+
+fn validate(
+    spec: &Spec,
+    name: String,
+    digest: String,
+    seccomp: SeccompPolicy,
+) -> Result<Profile, ProfileError> {
+    let linux = spec.linux().as_ref().ok_or(ProfileError::Invalid {
+        field: "linux",
+        reason: "missing (namespaces and masked paths live there)".into(),
+    })?;
+    // Namespaces: all new, none joined by path.
+    let namespaces = linux.namespaces().clone().unwrap_or_default();
+    for ns in &namespaces {
+        if ns.path().is_some() {
+            return Err(ProfileError::NamespacePath(ns.typ().to_string()));
+        }
+    }
+    for required in REQUIRED_NAMESPACES {
+        if !namespaces.iter().any(|ns| ns.typ() == *required) {
+            return Err(ProfileError::SharedNamespace(required.to_string()));
+        }
+    }
+    let mut ns_names: Vec<String> = namespaces
+        .iter()
+        .filter(|ns| REQUIRED_NAMESPACES.contains(&ns.typ()))
+        .map(|ns| ns.typ().to_string())
+        .collect();
+    ns_names.sort();
+    ns_names.dedup();
+    if namespaces
+        .iter()
+        .any(|ns| !REQUIRED_NAMESPACES.contains(&ns.typ()))
+    {
+        return Err(ProfileError::Invalid {
+            field: "linux.namespaces",
+            reason: "only cgroup, ipc, mount, network, pid, user and uts are supported".into(),
+        });
+    }
+    if linux.uid_mappings().is_some() || linux.gid_mappings().is_some() {
+        return Err(ProfileError::Invalid {
+            field: "linux.uidMappings/gidMappings",
+            reason: "the sandbox maps the caller's ids itself".into(),
+        });
+    }
+    if linux.seccomp().is_some() {
+        return Err(ProfileError::OciSeccomp);
+    }
+    if linux.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(ProfileError::Forbidden("linux.devices"));
+    }
+    if linux.sysctl().as_ref().is_some_and(|s| !s.is_empty()) {
+        return Err(ProfileError::Forbidden("linux.sysctl"));
+    }
+    if spec.hooks().is_some() {
+        return Err(ProfileError::Forbidden("hooks"));
+    }
+    let masked_paths: Vec<PathBuf> = linux
+        .masked_paths()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    let readonly_paths: Vec<PathBuf> = linux
+        .readonly_paths()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    for p in masked_paths.iter().chain(&readonly_paths) {
+        if !is_clean_absolute(p) || !p.starts_with("/proc") {
+            return Err(ProfileError::Invalid {
+                field: "linux.maskedPaths/readonlyPaths",
+                reason: format!("{} is not a clean absolute path under /proc", p.display()),
+            });
+        }
+    }
+    for required in REQUIRED_MASKED_PATHS {
+        if !masked_paths.iter().any(|p| p == Path::new(required)) {
+            return Err(ProfileError::MissingMasked(required));
+        }
+    }
+    for required in REQUIRED_READONLY_PATHS {
+        if !readonly_paths.iter().any(|p| p == Path::new(required)) {
+            return Err(ProfileError::MissingReadonly(required));
+        }
+    }
+
+    // Process: no capabilities, no_new_privs, env, cwd, rlimits.
+    let process = spec.process().as_ref().ok_or(ProfileError::Invalid {
+        field: "process",
+        reason: "missing".into(),
+    })?;
+    if let Some(caps) = process.capabilities() {
+        let sets = [
+            ("bounding", caps.bounding()),
+            ("effective", caps.effective()),
+            ("inheritable", caps.inheritable()),
+            ("permitted", caps.permitted()),
+            ("ambient", caps.ambient()),
+        ];
+        for (set, caps) in sets {
+            if let Some(cap) = caps.as_ref().and_then(|c| {
+                let mut names: Vec<String> = c.iter().map(|c| c.to_string()).collect();
+                names.sort();
+                names.into_iter().next()
+            }) {
+                return Err(ProfileError::Capability { set, cap });
+            }
+        }
+    }
+    if process.no_new_privileges() == Some(false) {
+        return Err(ProfileError::NoNewPrivs);
+    }
+    let mut env = Vec::new();
+    for entry in process.env().clone().unwrap_or_default() {
+        let (k, v) = entry.split_once('=').ok_or_else(|| ProfileError::Invalid {
+            field: "process.env",
+            reason: format!("{entry:?} is not KEY=VALUE"),
+        })?;
+        env.push((k.to_string(), v.to_string()));
+    }
+    let cwd = process.cwd().clone();
+    if !is_clean_absolute(&cwd) {
+        return Err(ProfileError::Invalid {
+            field: "process.cwd",
+            reason: format!("{} is not a clean absolute path", cwd.display()),
+        });
+    }
+    let mut rlimits = Vec::new();
+    for rl in process.rlimits().clone().unwrap_or_default() {
+        if rl.soft() > rl.hard() {
+            return Err(ProfileError::Invalid {
+                field: "process.rlimits",
+                reason: format!("{:?} soft limit above hard limit", rl.typ()),
+            });
+        }
+        rlimits.push(Rlimit {
+            resource: rlimit_resource(rl.typ()) as i32,
+            soft: rl.soft(),
+            hard: rl.hard(),
+        });
+    }
+
+    // Mounts.
+    let mut mounts = Vec::new();
+    for m in spec.mounts().clone().unwrap_or_default() {
+        let destination = m.destination().clone();
+        let dest_str = destination.display().to_string();
+        if !is_clean_absolute(&destination) || destination == Path::new("/") {
+            return Err(ProfileError::BadMount(
+                dest_str,
+                "destination must be a clean absolute path other than /",
+            ));
+        }
+        let options = m.options().clone().unwrap_or_default();
+        let kind = m.typ().clone().unwrap_or_else(|| "bind".into());
+        let is_bind = kind == "bind" || options.iter().any(|o| o == "bind" || o == "rbind");
+        if is_bind {
+            let source = m.source().clone().ok_or(ProfileError::BadMount(
+                dest_str.clone(),
+                "bind mount without a source",
+            ))?;
+            if !host_path_allowed(&source) {
+                return Err(ProfileError::HostPathNotAllowed(source.display().to_string()));
+            }
+            if !options.iter().any(|o| o == "ro") || options.iter().any(|o| o == "rw") {
+                return Err(ProfileError::WritableHostBind(source.display().to_string()));
+            }
+            for o in &options {
+                if !matches!(
+                    o.as_str(),
+                    "bind" | "rbind" | "ro" | "nosuid" | "nodev" | "noexec" | "optional"
+                ) {
+                    return Err(ProfileError::BadMount(dest_str, "unsupported bind option"));
+                }
+            }
+            mounts.push(MountEntry::HostBind {
+                source,
+                destination,
+                optional: options.iter().any(|o| o == "optional"),
+            });
+            continue;
+        }
+        let mut flags = MountFlags::default();
+        let mut data = Vec::new();
+        for o in &options {
+            match o.as_str() {
+                "nosuid" => flags.nosuid = true,
+                "nodev" => flags.nodev = true,
+                "noexec" => flags.noexec = true,
+                "ro" => flags.readonly = true,
+                "rw" => flags.readonly = false,
+                other if other.contains('=') || other == "newinstance" => {
+                    data.push(other.to_string())
+                }
+                _ => return Err(ProfileError::BadMount(dest_str, "unsupported mount option")),
+            }
+        }
+        match kind.as_str() {
+            "tmpfs" => {
+                for d in &data {
+                    let key = d.split('=').next().unwrap_or_default();
+                    if !matches!(key, "mode" | "size" | "nr_inodes") {
+                        return Err(ProfileError::BadMount(dest_str, "unsupported tmpfs option"));
+                    }
+                }
+                flags.nosuid = true;
+                flags.nodev = true;
+                mounts.push(MountEntry::Tmpfs {
+                    destination,
+                    flags,
+                    data: data.join(","),
+                })
+            }
+            "proc" => {
+                if destination != Path::new("/proc") {
+                    return Err(ProfileError::BadMount(dest_str, "proc belongs at /proc"));
+                }
+                mounts.push(MountEntry::Proc { destination })
+            }
+            "devpts" => {
+                if destination != Path::new("/dev/pts") {
+                    return Err(ProfileError::BadMount(dest_str, "devpts belongs at /dev/pts"));
+                }
+                if !data.iter().any(|d| d == "newinstance") {
+                    return Err(ProfileError::BadMount(
+                        dest_str,
+                        "devpts must be a new instance (newinstance)",
+                    ));
+                }
+                mounts.push(MountEntry::Devpts {
+                    destination,
+                    data: data.join(","),
+                })
+            }
+            other => {
+                return Err(ProfileError::MountType {
+                    kind: other.to_string(),
+                    destination: dest_str,
+                });
+            }
+        }
+    }
+    if !mounts
+        .iter()
+        .any(|m| matches!(m, MountEntry::Proc { .. }))
+    {
+        return Err(ProfileError::Invalid {
+            field: "mounts",
+            reason: "no proc mount at /proc (masked paths would have nothing to mask)".into(),
+        });
+    }
+
+    // Resources.
+    let mut memory = None;
+    let mut pids = None;
+    let mut cpus = None;
+    if let Some(res) = linux.resources() {
+        if let Some(mem) = res.memory()
+            && let Some(limit) = mem.limit()
+        {
+            memory = Some(u64::try_from(limit).map_err(|_| ProfileError::Invalid {
+                field: "linux.resources.memory.limit",
+                reason: "must be positive".into(),
+            })?);
+        }
+        if let Some(p) = res.pids() {
+            pids = Some(u64::try_from(p.limit()).map_err(|_| ProfileError::Invalid {
+                field: "linux.resources.pids.limit",
+                reason: "must be positive".into(),
+            })?);
+        }
+        if let Some(cpu) = res.cpu()
+            && let Some(quota) = cpu.quota()
+        {
+            let period = cpu.period().unwrap_or(100_000);
+            let quota = u64::try_from(quota).map_err(|_| ProfileError::Invalid {
+                field: "linux.resources.cpu.quota",
+                reason: "must be positive".into(),
+            })?;
+            if period == 0 {
+                return Err(ProfileError::Invalid {
+                    field: "linux.resources.cpu.period",
+                    reason: "must be positive".into(),
+                });
+            }
+            cpus = Some(MilliCpus(((quota * 1000) / period).max(1) as u32));
+        }
+    }
+
+    let hostname = spec.hostname().clone().unwrap_or_else(|| "cloister".into());
+    if hostname.is_empty()
+        || hostname.len() > 64
+        || !hostname
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err(ProfileError::Invalid {
+            field: "hostname",
+            reason: format!("{hostname:?} is not a valid host name"),
+        });
+    }
+
+    Ok(Profile {
+        name,
+        digest,
+        seccomp,
+        mounts,
+        env,
+        cwd,
+        hostname,
+        rlimits,
+        memory,
+        pids,
+        cpus,
+        optional_limits: BTreeSet::new(),
+        masked_paths,
+        readonly_paths,
+        image: None,
+        namespaces: ns_names,
+    })
+}
+
+fn rlimit_resource(t: PosixRlimitType) -> u32 {
+    use PosixRlimitType as R;
+    (match t {
+        R::RlimitCpu => libc::RLIMIT_CPU,
+        R::RlimitFsize => libc::RLIMIT_FSIZE,
+        R::RlimitData => libc::RLIMIT_DATA,
+        R::RlimitStack => libc::RLIMIT_STACK,
+        R::RlimitCore => libc::RLIMIT_CORE,
+        R::RlimitRss => libc::RLIMIT_RSS,
+        R::RlimitNproc => libc::RLIMIT_NPROC,
+        R::RlimitNofile => libc::RLIMIT_NOFILE,
+        R::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        R::RlimitAs => libc::RLIMIT_AS,
+        R::RlimitLocks => libc::RLIMIT_LOCKS,
+        R::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        R::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        R::RlimitNice => libc::RLIMIT_NICE,
+        R::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        R::RlimitRttime => libc::RLIMIT_RTTIME,
+    }) as u32
+}
+
+/// The first key present in `raw` but dropped by parsing (a typo or a field
+/// this version of the runtime spec does not have), as a dotted path.
+fn unknown_field(raw: &Value, parsed: &Value, path: &str) -> Option<String> {
+    match (raw, parsed) {
+        (Value::Object(r), Value::Object(p)) => {
+            let mut keys: Vec<&String> = r.keys().collect();
+            keys.sort();
+            for k in keys {
+                let sub = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match p.get(k) {
+                    None if r[k].is_null() => {}
+                    None => return Some(sub),
+                    Some(pv) => {
+                        if let Some(f) = unknown_field(&r[k], pv, &sub) {
+                            return Some(f);
+                        }
+                    }
+                }
+            }
+            None
+        }
+        (Value::Array(r), Value::Array(p)) => r
+            .iter()
+            .zip(p)
+            .enumerate()
+            .find_map(|(i, (rv, pv))| unknown_field(rv, pv, &format!("{path}[{i}]"))),
+        _ => None,
+    }
+}
+
+/// Canonical JSON: object keys sorted bytewise, no insignificant whitespace.
+/// (Sorting is done here rather than relying on serde_json's map order, which
+/// a feature elsewhere in the build could change.)
+pub(crate) fn canonical_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

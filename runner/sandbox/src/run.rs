@@ -1,0 +1,616 @@
+//! The runner's side of one sandboxed run: validate the spec, create the
+//! cgroup, clone the sandbox init into new namespaces, write its id maps,
+//! wait (with the timeout), collect the outcome and clean up.
+//!
+//! Process tree: runner → sandbox init (pid 1 of the new pid namespace,
+//! parent-death signal SIGKILL) → the command. When the init dies for any
+//! reason (the command exited, the runner died, the timeout fired) the kernel
+//! kills every process left in the pid namespace, including double-forked,
+//! setsid'ed ones; the cgroup is killed as well where there is one.
+
+use crate::cgroup::{Cgroup, CgroupError, CgroupLimits, Layout};
+use crate::child::{self, Plan, Planned};
+use crate::facts::IsolationFacts;
+use crate::profile::{MountEntry, is_clean_absolute};
+use crate::spec::{LimitKind, SandboxSpec, Stdio};
+use crate::sys::{self, Forked};
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Why a run could not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("the sandbox must be started from a single-threaded process (this one has {0} threads)")]
+    Threads(usize),
+    #[error("invalid sandbox spec: {0}")]
+    Spec(String),
+    #[error("cannot apply the {limits} limit: {source} (the profile does not mark it optional)")]
+    Cgroup {
+        limits: String,
+        source: CgroupError,
+    },
+    #[error("sandbox setup failed at {stage}: {message}")]
+    Setup { stage: String, message: String },
+    #[error("{0}")]
+    CommandNotFound(String),
+    #[error("{0}")]
+    NotExecutable(String),
+    #[error("the runner was interrupted by signal {0}; the sandbox was killed")]
+    Interrupted(i32),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+impl SandboxError {
+    /// The exit status `cloister-runner run` uses for this error: 127 when
+    /// the command does not exist, 126 when it cannot be executed, 128+N
+    /// when the runner was interrupted by signal N, 125 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SandboxError::CommandNotFound(_) => 127,
+            SandboxError::NotExecutable(_) => 126,
+            SandboxError::Interrupted(sig) => 128 + sig,
+            _ => 125,
+        }
+    }
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> SandboxError {
+    move |source| SandboxError::Io { what, source }
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The command's exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that killed the command, when it was killed.
+    pub signal: Option<i32>,
+    /// Wall-clock time from the clone to the end of the run.
+    pub wall: Duration,
+    /// CPU time (user + system) of every process of the run.
+    pub cpu: Duration,
+    /// Peak memory of the run's cgroup; `None` when the run had no cgroup.
+    pub peak_memory_bytes: Option<u64>,
+    /// The limit that stopped the run, if one did.
+    pub limit_hit: Option<LimitKind>,
+    /// Optional limits (per the profile) that could not be applied.
+    pub unapplied_limits: Vec<LimitKind>,
+    /// The isolation the run had.
+    pub isolation: IsolationFacts,
+}
+
+impl Outcome {
+    /// The status `cloister-runner run` exits with: the exit code, or 128+N
+    /// when killed by signal N.
+    pub fn status_code(&self) -> i32 {
+        match (self.exit_code, self.signal) {
+            (Some(code), _) => code,
+            (None, Some(sig)) => 128 + sig,
+            (None, None) => 125,
+        }
+    }
+}
+
+fn thread_count() -> Result<usize, SandboxError> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(io("read /proc/self/status"))?;
+    Ok(status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+/// Host paths whose contents are kernel interfaces; never bind sources.
+const FORBIDDEN_SOURCES: &[&str] = &["/proc", "/sys", "/dev"];
+/// Sandbox paths the sandbox builds itself; never bind destinations.
+const FORBIDDEN_DESTINATIONS: &[&str] = &["/proc", "/dev", "/sys"];
+
+fn check_bind(source: &Path, destination: &Path) -> Result<PathBuf, SandboxError> {
+    let canonical = std::fs::canonicalize(source)
+        .map_err(|e| SandboxError::Spec(format!("bind source {}: {e}", source.display())))?;
+    if canonical == Path::new("/") || FORBIDDEN_SOURCES.iter().any(|f| canonical.starts_with(f)) {
+        return Err(SandboxError::Spec(format!(
+            "bind source {} exposes the host root or kernel interfaces",
+            canonical.display()
+        )));
+    }
+    if !is_clean_absolute(destination)
+        || destination == Path::new("/")
+        || FORBIDDEN_DESTINATIONS.iter().any(|f| destination.starts_with(f))
+    {
+        return Err(SandboxError::Spec(format!(
+            "bind destination {} must be a clean absolute path outside /, /proc, /dev and /sys",
+            destination.display()
+        )));
+    }
+    Ok(canonical)
+}
+
+fn cstring(s: &str, what: &str) -> Result<CString, SandboxError> {
+    CString::new(s).map_err(|_| SandboxError::Spec(format!("{what} contains a NUL byte")))
+}
+
+fn etc_files(uid: u32, gid: u32) -> Vec<(&'static str, String)> {
+    let mut passwd = String::from("root:x:0:0:root:/tmp:/bin/sh\n");
+    let mut group = String::from("root:x:0:\n");
+    if uid != 0 {
+        passwd.push_str(&format!("build:x:{uid}:{gid}:build:/tmp:/bin/sh\n"));
+    }
+    if gid != 0 {
+        group.push_str(&format!("build:x:{gid}:\n"));
+    }
+    passwd.push_str("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+    group.push_str("nogroup:x:65534:\n");
+    vec![
+        ("passwd", passwd),
+        ("group", group),
+        (
+            "hosts",
+            "127.0.0.1\tlocalhost cloister\n::1\tlocalhost ip6-localhost ip6-loopback\n".into(),
+        ),
+        (
+            "nsswitch.conf",
+            "passwd: files\ngroup: files\nshadow: files\nhosts: files\nnetworks: files\nprotocols: files\nservices: files\n".into(),
+        ),
+    ]
+}
+
+/// The plan for the child, minus the fds.
+fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
+    if spec.argv.is_empty() {
+        return Err(SandboxError::Spec("no command given".into()));
+    }
+    let profile = &spec.profile;
+    let rootfs = match &spec.rootfs {
+        Some(r) => {
+            let c = std::fs::canonicalize(r)
+                .map_err(|e| SandboxError::Spec(format!("rootfs {}: {e}", r.display())))?;
+            if !c.is_dir() || c == Path::new("/") {
+                return Err(SandboxError::Spec(format!(
+                    "rootfs {} is not an image directory",
+                    c.display()
+                )));
+            }
+            Some(c)
+        }
+        None => None,
+    };
+    let mut mounts = Vec::new();
+    for m in profile.mounts() {
+        mounts.push(match m {
+            MountEntry::HostBind { .. } if rootfs.is_some() => continue,
+            MountEntry::HostBind {
+                source,
+                destination,
+                optional,
+            } => Planned::Bind {
+                source: source.clone(),
+                destination: destination.clone(),
+                writable: false,
+                optional: *optional,
+            },
+            MountEntry::Tmpfs {
+                destination,
+                flags,
+                data,
+            } => Planned::Tmpfs {
+                destination: destination.clone(),
+                flags: *flags,
+                data: data.clone(),
+            },
+            MountEntry::Proc { destination } => Planned::Proc {
+                destination: destination.clone(),
+            },
+            MountEntry::Devpts { destination, data } => Planned::Devpts {
+                destination: destination.clone(),
+                data: data.clone(),
+            },
+        });
+    }
+    let mut etc_bound = false;
+    for (binds, writable) in [(&spec.ro_binds, false), (&spec.binds, true)] {
+        for b in binds {
+            let source = check_bind(&b.source, &b.destination)?;
+            etc_bound |= b.destination == Path::new("/etc");
+            mounts.push(Planned::Bind {
+                source,
+                destination: b.destination.clone(),
+                writable,
+                optional: false,
+            });
+        }
+    }
+    let image_has_etc = rootfs.as_ref().is_some_and(|r| r.join("etc").is_dir());
+    let etc = if etc_bound || image_has_etc {
+        Vec::new()
+    } else {
+        etc_files(uid, gid)
+    };
+    let workdir = spec
+        .workdir
+        .clone()
+        .unwrap_or_else(|| profile.cwd().to_path_buf());
+    if !is_clean_absolute(&workdir) {
+        return Err(SandboxError::Spec(format!(
+            "workdir {} must be a clean absolute path",
+            workdir.display()
+        )));
+    }
+    let env_pairs = spec.environment();
+    let mut env = Vec::new();
+    for (k, v) in &env_pairs {
+        if k.is_empty() || k.contains('=') {
+            return Err(SandboxError::Spec(format!("invalid environment variable name {k:?}")));
+        }
+        env.push(cstring(&format!("{k}={v}"), "environment")?);
+    }
+    let path_dirs = env_pairs
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.split(':').filter(|d| d.starts_with('/')).map(PathBuf::from).collect())
+        .unwrap_or_default();
+    let argv = spec
+        .argv
+        .iter()
+        .map(|a| cstring(a, "command"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .map_err(io("read /proc/sys/kernel/cap_last_cap"))?
+        .trim()
+        .parse()
+        .map_err(|_| SandboxError::Spec("unreadable cap_last_cap".into()))?;
+    Ok(Plan {
+        mounts,
+        rootfs,
+        etc_files: etc,
+        masked: profile.masked_paths().to_vec(),
+        readonly: profile.readonly_paths().to_vec(),
+        hostname: profile.hostname().to_string(),
+        workdir,
+        argv,
+        env,
+        path_dirs,
+        rlimits: profile.rlimits().to_vec(),
+        programs: profile.seccomp().programs().to_vec(),
+        stdio: [None; 3],
+        report_fd: -1,
+        go_fd: -1,
+        cap_last,
+    })
+}
+
+static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Creates the run's cgroup when any limit is requested. Returns the limits
+/// that could not be applied (only when the profile marks them optional).
+fn setup_cgroup(
+    spec: &SandboxSpec,
+    limits: &crate::spec::Limits,
+) -> Result<(Option<Cgroup>, Vec<LimitKind>), SandboxError> {
+    let mut requested = Vec::new();
+    if limits.memory.is_some() {
+        requested.push(LimitKind::Memory);
+    }
+    if limits.pids.is_some() {
+        requested.push(LimitKind::Pids);
+    }
+    if limits.cpus.is_some() {
+        requested.push(LimitKind::Cpu);
+    }
+    if requested.is_empty() {
+        return Ok((None, Vec::new()));
+    }
+    let cg_limits = CgroupLimits {
+        memory: limits.memory,
+        pids: limits.pids,
+        cpus: limits.cpus,
+    };
+    let name = format!(
+        "cloister-{}-{}",
+        std::process::id(),
+        RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let created = Layout::detect().and_then(|layout| {
+        Cgroup::create(&layout, spec.cgroup_parent.as_deref(), &name, &cg_limits)
+    });
+    match created {
+        Ok(cg) => Ok((Some(cg), Vec::new())),
+        Err(source) => {
+            let optional = spec.profile.optional_limits();
+            if requested.iter().all(|k| optional.contains(k)) {
+                Ok((None, requested))
+            } else {
+                let limits: Vec<String> = requested
+                    .iter()
+                    .filter(|k| !optional.contains(k))
+                    .map(|k| k.to_string())
+                    .collect();
+                Err(SandboxError::Cgroup {
+                    limits: limits.join(", "),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+static INTERRUPTED: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    INTERRUPTED.store(sig, Ordering::SeqCst);
+}
+
+fn catch_termination_signals() -> Result<(), SandboxError> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        // SAFETY: the handler only stores into an atomic, which is
+        // async-signal-safe; no other handler is replaced that anyone relies on
+        // (the runner is a single-purpose process while it runs a sandbox).
+        unsafe { sigaction(sig, &action) }.map_err(|e| SandboxError::Io {
+            what: "install signal handlers",
+            source: e.into(),
+        })?;
+    }
+    Ok(())
+}
+
+fn write_proc(pid: i32, file: &str, content: &str) -> Result<(), SandboxError> {
+    let path = format!("/proc/{pid}/{file}");
+    std::fs::write(&path, content).map_err(|e| SandboxError::Setup {
+        stage: "user namespace".into(),
+        message: format!("write {path}: {e}"),
+    })
+}
+
+/// Runs `spec` in a fresh sandbox. Must be called from a single-threaded
+/// process (it forks); returns when every process of the run is gone.
+pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(SandboxError::Threads(threads));
+    }
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    let isolation = IsolationFacts::for_spec(spec);
+    let limits = spec.effective_limits();
+    let mut plan = plan(spec, uid, gid)?;
+
+    // Standard streams.
+    let mut keep: Vec<OwnedFd> = Vec::new();
+    for (i, stdio) in [&spec.stdin, &spec.stdout, &spec.stderr].into_iter().enumerate() {
+        plan.stdio[i] = match stdio {
+            Stdio::Inherit => None,
+            Stdio::Null => {
+                let f = std::fs::OpenOptions::new()
+                    .read(i == 0)
+                    .write(i != 0)
+                    .open("/dev/null")
+                    .map_err(io("open /dev/null"))?;
+                let fd: OwnedFd = f.into();
+                let raw = fd.as_raw_fd();
+                keep.push(fd);
+                Some(raw)
+            }
+            Stdio::Fd(fd) => Some(fd.as_raw_fd()),
+        };
+    }
+    let (cgroup, unapplied_limits) = setup_cgroup(spec, &limits)?;
+    let cleanup = |cg: &Option<Cgroup>| {
+        if let Some(cg) = cg {
+            cg.remove();
+        }
+    };
+    let pipes = (|| {
+        let go = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let report = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        Ok::<_, nix::Error>((go, report))
+    })();
+    let ((go_r, go_w), (report_r, report_w)) = match pipes {
+        Ok(p) => p,
+        Err(e) => {
+            cleanup(&cgroup);
+            return Err(SandboxError::Io {
+                what: "create pipes",
+                source: e.into(),
+            });
+        }
+    };
+    plan.go_fd = go_r.as_raw_fd();
+    plan.report_fd = report_w.as_raw_fd();
+    if let Err(e) = catch_termination_signals() {
+        cleanup(&cgroup);
+        return Err(e);
+    }
+
+    let flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS;
+    let start = Instant::now();
+    let pid = match sys::clone_fork(flags) {
+        Ok(Forked::Child) => {
+            drop(go_w);
+            drop(report_r);
+            child::sandbox_init(&plan)
+        }
+        Ok(Forked::Parent(pid)) => pid,
+        Err(e) => {
+            cleanup(&cgroup);
+            return Err(SandboxError::Setup {
+                stage: "namespaces".into(),
+                message: format!("clone into new namespaces: {e}"),
+            });
+        }
+    };
+    drop(go_r);
+    drop(report_w);
+    drop(keep);
+
+    let release = (|| {
+        write_proc(pid, "setgroups", "deny")?;
+        write_proc(pid, "uid_map", &format!("{uid} {uid} 1\n"))?;
+        write_proc(pid, "gid_map", &format!("{gid} {gid} 1\n"))?;
+        if let Some(cg) = &cgroup {
+            cg.add_pid(pid).map_err(|e| SandboxError::Setup {
+                stage: "cgroup".into(),
+                message: e.to_string(),
+            })?;
+        }
+        nix::unistd::write(&go_w, b"g").map_err(|e| SandboxError::Setup {
+            stage: "start".into(),
+            message: format!("release the sandbox init: {e}"),
+        })?;
+        Ok(())
+    })();
+    let pidfd = sys::pidfd_open(pid);
+    let (release, pidfd) = match (release, pidfd) {
+        (Ok(()), Ok(fd)) => (Ok(()), Some(fd)),
+        (Err(e), _) => (Err(e), None),
+        (Ok(()), Err(e)) => (
+            Err(SandboxError::Io {
+                what: "pidfd_open",
+                source: e,
+            }),
+            None,
+        ),
+    };
+    if let Err(e) = release {
+        let _ = sys::kill(pid, libc::SIGKILL);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        cleanup(&cgroup);
+        return Err(e);
+    }
+    drop(go_w);
+    let pidfd = pidfd.expect("pidfd present when release succeeded");
+
+    // Wait for the init, with the timeout and termination signals.
+    let deadline = limits.timeout.map(|t| start + t);
+    let mut timed_out = false;
+    let mut interrupted = 0;
+    loop {
+        let sig = INTERRUPTED.load(Ordering::SeqCst);
+        if sig != 0 {
+            interrupted = sig;
+            break;
+        }
+        let mut slice = Duration::from_millis(250);
+        if let Some(d) = deadline {
+            let now = Instant::now();
+            if now >= d {
+                timed_out = true;
+                break;
+            }
+            slice = slice.min(d - now);
+        }
+        if sys::poll_readable(pidfd.as_raw_fd(), slice).unwrap_or(false) {
+            break;
+        }
+    }
+    if timed_out || interrupted != 0 {
+        if let Some(cg) = &cgroup {
+            cg.kill_all();
+        }
+        let _ = sys::kill(pid, libc::SIGKILL);
+    }
+    let wait = loop {
+        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => break other,
+        }
+    };
+    let wall = start.elapsed();
+    let mut text = String::new();
+    let _ = std::fs::File::from(report_r).read_to_string(&mut text);
+
+    let usage = sys::children_rusage();
+    let rusage_cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    let cpu = cgroup.as_ref().and_then(Cgroup::cpu_time).unwrap_or(rusage_cpu);
+    let peak_memory_bytes = cgroup.as_ref().and_then(Cgroup::peak_memory);
+    let limit_hit = if timed_out {
+        Some(LimitKind::Timeout)
+    } else if cgroup.as_ref().is_some_and(Cgroup::oom_killed) {
+        Some(LimitKind::Memory)
+    } else if cgroup.as_ref().is_some_and(Cgroup::pids_limit_hit) {
+        Some(LimitKind::Pids)
+    } else {
+        None
+    };
+    cleanup(&cgroup);
+    if interrupted != 0 {
+        return Err(SandboxError::Interrupted(interrupted));
+    }
+
+    let mut error: Option<(String, String)> = None;
+    let mut status: Option<(bool, i32)> = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, '\t');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("E"), Some(stage), Some(msg)) if error.is_none() => {
+                error = Some((stage.to_string(), msg.to_string()));
+            }
+            (Some("S"), Some(kind), Some(n)) => {
+                if let Ok(n) = n.parse() {
+                    status = Some((kind == "signal", n));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some((stage, message)) = error {
+        if stage == "exec" && !timed_out {
+            return Err(match status {
+                Some((false, 127)) => SandboxError::CommandNotFound(message),
+                Some((false, 126)) => SandboxError::NotExecutable(message),
+                _ => SandboxError::Setup { stage, message },
+            });
+        }
+        if !timed_out {
+            return Err(SandboxError::Setup { stage, message });
+        }
+    }
+    let (exit_code, signal) = match (status, timed_out) {
+        (_, true) => (None, Some(libc::SIGKILL)),
+        (Some((false, code)), _) => (Some(code), None),
+        (Some((true, sig)), _) => (None, Some(sig)),
+        (None, false) => {
+            // The init died without reporting: killed by the OOM killer (v2
+            // memory.oom.group) or by someone else.
+            match wait {
+                Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) if limit_hit.is_some() => {
+                    (None, Some(sig as i32))
+                }
+                other => {
+                    return Err(SandboxError::Setup {
+                        stage: "init".into(),
+                        message: format!("the sandbox init ended without a status ({other:?})"),
+                    });
+                }
+            }
+        }
+    };
+    Ok(Outcome {
+        exit_code,
+        signal,
+        wall,
+        cpu,
+        peak_memory_bytes,
+        limit_hit,
+        unapplied_limits,
+        isolation,
+    })
+}
+
+fn tv(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+}

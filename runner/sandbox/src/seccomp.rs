@@ -1,0 +1,617 @@
+//! Seccomp policies as reviewed data: `sandbox-profiles/seccomp/<name>.json`
+//! in seccompiler's JSON format, a `comment` beside each rule saying why it
+//! exists. A policy is compiled with seccompiler for the running
+//! architecture, then checked by evaluating the compiled BPF here (see
+//! [`evaluate`]) against every call the sandbox promises to deny: a policy
+//! that lets one of them through is refused, never installed.
+//!
+//! Besides the file's filters the sandbox always installs one more, written
+//! here because seccompiler's rules match on syscall numbers only: on x86_64
+//! it denies every x32-ABI call (numbers with bit 30 set), which would
+//! otherwise reach the same kernel entry points under different numbers.
+
+use crate::profile::{canonical_json, search_dirs};
+use seccompiler::{BpfProgram, TargetArch, sock_filter};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+const EMBEDDED: &[(&str, &str)] = &[(
+    "default",
+    include_str!("../../../sandbox-profiles/seccomp/default.json"),
+)];
+
+/// Why a seccomp policy was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("no seccomp policy named {0:?}")]
+    NotFound(String),
+    #[error("cannot read seccomp policy {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("seccomp policy is not valid JSON: {0}")]
+    Json(String),
+    #[error("seccomp policy does not compile: {0}")]
+    Compile(String),
+    #[error("seccomp is not supported on architecture {0}")]
+    Arch(&'static str),
+    #[error("seccomp policy lets {0} through (the sandbox promises to deny it)")]
+    Allows(String),
+    #[error("seccomp policy denies {0}, which every build needs")]
+    Denies(String),
+}
+
+/// What a filter decides for one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Errno(u32),
+    Kill,
+    Other(u32),
+}
+
+/// A compiled, checked seccomp policy.
+#[derive(Debug, Clone)]
+pub struct SeccompPolicy {
+    name: String,
+    digest: String,
+    programs: Vec<BpfProgram>,
+}
+
+/// The system-call arguments a filter sees.
+#[derive(Debug, Clone, Copy)]
+pub struct Call {
+    pub nr: i64,
+    pub args: [u64; 6],
+}
+
+impl Call {
+    /// A call with the given number and arguments (the rest zero).
+    pub fn new(nr: i64, args: &[u64]) -> Call {
+        let mut a = [0u64; 6];
+        a[..args.len()].copy_from_slice(args);
+        Call { nr, args: a }
+    }
+}
+
+impl SeccompPolicy {
+    /// Loads a policy by name (`seccomp/<name>.json` under the profile search
+    /// directories, then the built-in copy) or by path.
+    pub fn load(name_or_path: &str) -> Result<SeccompPolicy, PolicyError> {
+        if name_or_path.contains('/') || name_or_path.ends_with(".json") {
+            let path = Path::new(name_or_path);
+            let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            return Self::parse(&stem, &text);
+        }
+        for dir in search_dirs() {
+            let path = dir.join("seccomp").join(format!("{name_or_path}.json"));
+            match std::fs::read_to_string(&path) {
+                Ok(text) => return Self::parse(name_or_path, &text),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(PolicyError::Read { path, source }),
+            }
+        }
+        match EMBEDDED.iter().find(|(n, _)| *n == name_or_path) {
+            Some((name, text)) => Self::parse(name, text),
+            None => Err(PolicyError::NotFound(name_or_path.to_string())),
+        }
+    }
+
+    /// Parses, compiles and checks a policy.
+    pub fn parse(name: &str, json: &str) -> Result<SeccompPolicy, PolicyError> {
+        let value: Value = serde_json::from_str(json).map_err(|e| PolicyError::Json(e.to_string()))?;
+        let digest = format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(canonical_json(&value).as_bytes()))
+        );
+        let arch = target_arch()?;
+        let map = seccompiler::compile_from_json(json.as_bytes(), arch)
+            .map_err(|e| PolicyError::Compile(e.to_string()))?;
+        // Install order is fixed (sorted by filter name) so that the same file
+        // always yields the same filter stack.
+        let mut names: Vec<&String> = map.keys().collect();
+        names.sort();
+        let mut programs: Vec<BpfProgram> = names.into_iter().map(|n| map[n].clone()).collect();
+        if let Some(guard) = x32_guard() {
+            programs.push(guard);
+        }
+        let policy = SeccompPolicy {
+            name: name.to_string(),
+            digest,
+            programs,
+        };
+        policy.check()?;
+        Ok(policy)
+    }
+
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `sha256:<hex>` of the canonical JSON of the policy file.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The BPF programs to install, in order.
+    pub fn programs(&self) -> &[BpfProgram] {
+        &self.programs
+    }
+
+    /// What the whole filter stack decides for `call`, as the kernel would:
+    /// every program runs and the most restrictive verdict wins (kill, then
+    /// errno, then allow); among equal ones the last installed wins.
+    pub fn evaluate(&self, call: &Call) -> Verdict {
+        let mut best: Option<u32> = None;
+        for prog in &self.programs {
+            let ret = evaluate(prog, call);
+            let rank = |r: u32| action_rank(r & SECCOMP_RET_ACTION_FULL);
+            best = match best {
+                None => Some(ret),
+                Some(b) if rank(ret) <= rank(b) => Some(ret),
+                Some(b) => Some(b),
+            };
+        }
+        verdict(best.unwrap_or(SECCOMP_RET_ALLOW))
+    }
+
+    fn check(&self) -> Result<(), PolicyError> {
+        for (what, call, expected) in promised_denials() {
+            if self.evaluate(&call) != expected {
+                return Err(PolicyError::Allows(what));
+            }
+        }
+        for (what, call) in required_allows() {
+            if self.evaluate(&call) != Verdict::Allow {
+                return Err(PolicyError::Denies(what));
+            }
+        }
+        Ok(())
+    }
+}
+
+const SECCOMP_RET_ACTION_FULL: u32 = 0xffff_0000;
+const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
+const SECCOMP_RET_KILL_THREAD: u32 = 0x0000_0000;
+const SECCOMP_RET_TRAP: u32 = 0x0003_0000;
+const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+const SECCOMP_RET_DATA: u32 = 0x0000_ffff;
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+
+fn action_rank(action: u32) -> u32 {
+    // Lower is more restrictive, as in the kernel's seccomp_run_filters.
+    match action {
+        SECCOMP_RET_KILL_PROCESS => 0,
+        SECCOMP_RET_KILL_THREAD => 1,
+        SECCOMP_RET_TRAP => 2,
+        SECCOMP_RET_ERRNO => 3,
+        SECCOMP_RET_ALLOW => 10,
+        _ => 5,
+    }
+}
+
+fn verdict(ret: u32) -> Verdict {
+    match ret & SECCOMP_RET_ACTION_FULL {
+        SECCOMP_RET_ALLOW => Verdict::Allow,
+        SECCOMP_RET_ERRNO => Verdict::Errno(ret & SECCOMP_RET_DATA),
+        SECCOMP_RET_KILL_PROCESS | SECCOMP_RET_KILL_THREAD => Verdict::Kill,
+        other => Verdict::Other(other),
+    }
+}
+
+fn target_arch() -> Result<TargetArch, PolicyError> {
+    TargetArch::try_from(std::env::consts::ARCH)
+        .map_err(|_| PolicyError::Arch(std::env::consts::ARCH))
+}
+
+fn audit_arch() -> u32 {
+    match std::env::consts::ARCH {
+        "x86_64" => AUDIT_ARCH_X86_64,
+        "aarch64" => 0xc000_00b7,
+        _ => 0xc000_00f3, // riscv64
+    }
+}
+
+fn stmt(code: u16, k: u32) -> sock_filter {
+    sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
+    sock_filter { code, jt, jf, k }
+}
+
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JMP_JEQ_K: u16 = 0x15;
+const BPF_JMP_JGE_K: u16 = 0x35;
+const BPF_RET_K: u16 = 0x06;
+
+/// x86_64 only: deny (EPERM) any call whose number has the x32 bit set.
+fn x32_guard() -> Option<BpfProgram> {
+    if std::env::consts::ARCH != "x86_64" {
+        return None;
+    }
+    Some(vec![
+        stmt(BPF_LD_W_ABS, 4), // seccomp_data.arch
+        jump(BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64, 0, 3),
+        stmt(BPF_LD_W_ABS, 0), // seccomp_data.nr
+        jump(BPF_JMP_JGE_K, X32_SYSCALL_BIT, 0, 1),
+        stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
+    ])
+}
+
+/// Runs one classic-BPF seccomp program over `call` (native architecture)
+/// and returns its raw return value. Supports the instructions seccomp
+/// filters use (absolute word loads, ALU with constants, conditional and
+/// unconditional jumps, returns); anything else evaluates to kill, which makes
+/// a policy check fail loudly rather than pass.
+pub fn evaluate(prog: &[sock_filter], call: &Call) -> u32 {
+    // struct seccomp_data { int nr; u32 arch; u64 ip; u64 args[6]; }
+    let mut data = [0u8; 64];
+    data[0..4].copy_from_slice(&(call.nr as u32).to_ne_bytes());
+    data[4..8].copy_from_slice(&audit_arch().to_ne_bytes());
+    for (i, arg) in call.args.iter().enumerate() {
+        data[16 + 8 * i..24 + 8 * i].copy_from_slice(&arg.to_ne_bytes());
+    }
+    let mut acc: u32 = 0;
+    let mut pc = 0usize;
+    while pc < prog.len() {
+        let ins = &prog[pc];
+        pc += 1;
+        let class = ins.code & 0x07;
+        match class {
+            0x00 => {
+                // BPF_LD
+                if ins.code != BPF_LD_W_ABS {
+                    return SECCOMP_RET_KILL_PROCESS;
+                }
+                let off = ins.k as usize;
+                if off + 4 > data.len() {
+                    return SECCOMP_RET_KILL_PROCESS;
+                }
+                acc = u32::from_ne_bytes(data[off..off + 4].try_into().expect("4 bytes"));
+            }
+            0x04 => {
+                // BPF_ALU with K
+                if ins.code & 0x08 != 0 {
+                    return SECCOMP_RET_KILL_PROCESS;
+                }
+                acc = match ins.code & 0xf0 {
+                    0x00 => acc.wrapping_add(ins.k),
+                    0x10 => acc.wrapping_sub(ins.k),
+                    0x20 => acc.wrapping_mul(ins.k),
+                    0x40 => acc | ins.k,
+                    0x50 => acc & ins.k,
+                    0x60 => acc.wrapping_shl(ins.k),
+                    0x70 => acc.wrapping_shr(ins.k),
+                    0x80 => acc.wrapping_neg(),
+                    0xa0 => acc ^ ins.k,
+                    _ => return SECCOMP_RET_KILL_PROCESS,
+                };
+            }
+            0x05 => {
+                // BPF_JMP
+                if ins.code & 0x08 != 0 {
+                    return SECCOMP_RET_KILL_PROCESS;
+                }
+                let op = ins.code & 0xf0;
+                if op == 0x00 {
+                    pc += ins.k as usize;
+                    continue;
+                }
+                let taken = match op {
+                    0x10 => acc == ins.k,
+                    0x20 => acc > ins.k,
+                    0x30 => acc >= ins.k,
+                    0x40 => acc & ins.k != 0,
+                    _ => return SECCOMP_RET_KILL_PROCESS,
+                };
+                pc += if taken { ins.jt } else { ins.jf } as usize;
+            }
+            0x06 => return ins.k, // BPF_RET K
+            _ => return SECCOMP_RET_KILL_PROCESS,
+        }
+    }
+    SECCOMP_RET_KILL_PROCESS
+}
+
+/// Flags `clone` must not get (x86_64 passes them in the first argument on
+/// every architecture we support).
+pub const CLONE_NAMESPACE_FLAGS: &[(&str, u64)] = &[
+    ("CLONE_NEWNS", libc::CLONE_NEWNS as u64),
+    ("CLONE_NEWCGROUP", libc::CLONE_NEWCGROUP as u64),
+    ("CLONE_NEWUTS", libc::CLONE_NEWUTS as u64),
+    ("CLONE_NEWIPC", libc::CLONE_NEWIPC as u64),
+    ("CLONE_NEWUSER", libc::CLONE_NEWUSER as u64),
+    ("CLONE_NEWPID", libc::CLONE_NEWPID as u64),
+    ("CLONE_NEWNET", libc::CLONE_NEWNET as u64),
+];
+
+/// Names of the system calls every policy must deny outright (EPERM).
+pub const DENIED_SYSCALLS: &[&str] = &[
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "move_mount",
+    "open_tree",
+    "mount_setattr",
+    "unshare",
+    "setns",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "syslog",
+    "acct",
+    "swapon",
+    "swapoff",
+    "reboot",
+];
+
+/// The number of a system call on this architecture, for the names the
+/// sandbox promises to deny.
+pub fn syscall_number(name: &str) -> Option<i64> {
+    Some(match name {
+        "ptrace" => libc::SYS_ptrace,
+        "process_vm_readv" => libc::SYS_process_vm_readv,
+        "process_vm_writev" => libc::SYS_process_vm_writev,
+        "mount" => libc::SYS_mount,
+        "umount2" => libc::SYS_umount2,
+        "pivot_root" => libc::SYS_pivot_root,
+        "chroot" => libc::SYS_chroot,
+        "fsopen" => libc::SYS_fsopen,
+        "fsconfig" => libc::SYS_fsconfig,
+        "fsmount" => libc::SYS_fsmount,
+        "fspick" => libc::SYS_fspick,
+        "move_mount" => libc::SYS_move_mount,
+        "open_tree" => libc::SYS_open_tree,
+        "mount_setattr" => libc::SYS_mount_setattr,
+        "unshare" => libc::SYS_unshare,
+        "setns" => libc::SYS_setns,
+        "clone" => libc::SYS_clone,
+        "clone3" => libc::SYS_clone3,
+        "keyctl" => libc::SYS_keyctl,
+        "add_key" => libc::SYS_add_key,
+        "request_key" => libc::SYS_request_key,
+        "bpf" => libc::SYS_bpf,
+        "perf_event_open" => libc::SYS_perf_event_open,
+        "userfaultfd" => libc::SYS_userfaultfd,
+        "io_uring_setup" => libc::SYS_io_uring_setup,
+        "io_uring_enter" => libc::SYS_io_uring_enter,
+        "io_uring_register" => libc::SYS_io_uring_register,
+        "kexec_load" => libc::SYS_kexec_load,
+        "kexec_file_load" => libc::SYS_kexec_file_load,
+        "init_module" => libc::SYS_init_module,
+        "finit_module" => libc::SYS_finit_module,
+        "delete_module" => libc::SYS_delete_module,
+        "syslog" => libc::SYS_syslog,
+        "acct" => libc::SYS_acct,
+        "swapon" => libc::SYS_swapon,
+        "swapoff" => libc::SYS_swapoff,
+        "reboot" => libc::SYS_reboot,
+        "ioctl" => libc::SYS_ioctl,
+        #[cfg(target_arch = "x86_64")]
+        "chmod" => libc::SYS_chmod,
+        "fchmod" => libc::SYS_fchmod,
+        "fchmodat" => libc::SYS_fchmodat,
+        "fchmodat2" => 452,
+        _ => return None,
+    })
+}
+
+/// The chmod family and the index of the mode argument.
+pub fn chmod_calls() -> Vec<(&'static str, usize)> {
+    let mut calls = vec![("fchmod", 1), ("fchmodat", 2), ("fchmodat2", 2)];
+    if cfg!(target_arch = "x86_64") {
+        calls.insert(0, ("chmod", 1));
+    }
+    calls
+}
+
+const TIOCSTI: u64 = 0x5412;
+const TIOCLINUX: u64 = 0x541c;
+
+/// Every call the sandbox promises to deny, with the verdict it must get.
+fn promised_denials() -> Vec<(String, Call, Verdict)> {
+    let eperm = Verdict::Errno(libc::EPERM as u32);
+    let mut out = Vec::new();
+    for name in DENIED_SYSCALLS {
+        let nr = syscall_number(name).expect("known syscall");
+        out.push((name.to_string(), Call::new(nr, &[]), eperm));
+    }
+    for (flag, bit) in CLONE_NAMESPACE_FLAGS {
+        out.push((
+            format!("clone with {flag}"),
+            Call::new(libc::SYS_clone, &[bit | libc::SIGCHLD as u64]),
+            eperm,
+        ));
+    }
+    out.push((
+        "clone3".into(),
+        Call::new(libc::SYS_clone3, &[]),
+        Verdict::Errno(libc::ENOSYS as u32),
+    ));
+    for (name, cmd) in [("TIOCSTI", TIOCSTI), ("TIOCLINUX", TIOCLINUX)] {
+        out.push((
+            format!("ioctl {name}"),
+            Call::new(libc::SYS_ioctl, &[0, cmd]),
+            eperm,
+        ));
+        out.push((
+            format!("ioctl {name} with high bits set"),
+            Call::new(libc::SYS_ioctl, &[0, cmd | 0xffff_ffff_0000_0000]),
+            eperm,
+        ));
+    }
+    for (name, idx) in chmod_calls() {
+        let nr = syscall_number(name).expect("known syscall");
+        for (bit, what) in [(0o4000u64, "setuid"), (0o2000, "setgid")] {
+            let mut args = [0u64; 6];
+            args[idx] = bit | 0o755;
+            out.push((format!("{name} setting {what}"), Call { nr, args }, eperm));
+        }
+    }
+    if cfg!(target_arch = "x86_64") {
+        out.push((
+            "x32 unshare".into(),
+            Call::new(i64::from(X32_SYSCALL_BIT) | libc::SYS_unshare, &[]),
+            eperm,
+        ));
+    }
+    out
+}
+
+/// Calls every build needs; a policy that denies one is refused.
+fn required_allows() -> Vec<(String, Call)> {
+    let mut out = vec![
+        ("read".to_string(), Call::new(libc::SYS_read, &[])),
+        ("write".to_string(), Call::new(libc::SYS_write, &[])),
+        ("execve".to_string(), Call::new(libc::SYS_execve, &[])),
+        ("exit_group".to_string(), Call::new(libc::SYS_exit_group, &[])),
+        (
+            "clone for fork".to_string(),
+            Call::new(libc::SYS_clone, &[libc::SIGCHLD as u64]),
+        ),
+        (
+            "clone for a thread".to_string(),
+            Call::new(
+                libc::SYS_clone,
+                &[(libc::CLONE_VM
+                    | libc::CLONE_FS
+                    | libc::CLONE_FILES
+                    | libc::CLONE_SIGHAND
+                    | libc::CLONE_THREAD
+                    | libc::CLONE_SYSVSEM
+                    | libc::CLONE_SETTLS
+                    | libc::CLONE_PARENT_SETTID
+                    | libc::CLONE_CHILD_CLEARTID) as u64],
+            ),
+        ),
+        (
+            "ioctl TCGETS".to_string(),
+            Call::new(libc::SYS_ioctl, &[0, libc::TCGETS]),
+        ),
+    ];
+    for (name, idx) in chmod_calls() {
+        let nr = syscall_number(name).expect("known syscall");
+        let mut args = [0u64; 6];
+        args[idx] = 0o1777;
+        out.push((format!("{name} 01777"), Call { nr, args }));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_policy() -> SeccompPolicy {
+        SeccompPolicy::load("default").expect("default policy loads")
+    }
+
+    #[test]
+    fn default_policy_denies_every_promised_call() {
+        let p = default_policy();
+        for (what, call, expected) in promised_denials() {
+            assert_eq!(p.evaluate(&call), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn default_policy_allows_ordinary_calls() {
+        let p = default_policy();
+        for (what, call) in required_allows() {
+            assert_eq!(p.evaluate(&call), Verdict::Allow, "{what}");
+        }
+        // plain chmod without set-id bits, a high-bit ioctl that is not TIOCSTI
+        let chmod = Call::new(libc::SYS_fchmod, &[3, 0o755]);
+        assert_eq!(p.evaluate(&chmod), Verdict::Allow);
+        let ioctl = Call::new(libc::SYS_ioctl, &[0, 0xffff_ffff_0000_5401]);
+        assert_eq!(p.evaluate(&ioctl), Verdict::Allow);
+    }
+
+    #[test]
+    fn every_rule_in_the_default_policy_has_a_comment() {
+        let text = EMBEDDED[0].1;
+        let v: Value = serde_json::from_str(text).unwrap();
+        for (filter, body) in v.as_object().unwrap() {
+            for rule in body["filter"].as_array().unwrap() {
+                let comment = rule.get("comment").and_then(Value::as_str).unwrap_or("");
+                assert!(!comment.is_empty(), "{filter}: rule {rule} has no comment");
+            }
+        }
+    }
+
+    #[test]
+    fn a_policy_missing_a_denial_is_refused() {
+        let text = EMBEDDED[0].1;
+        let mut v: Value = serde_json::from_str(text).unwrap();
+        let rules = v["deny_eperm"]["filter"].as_array_mut().unwrap();
+        rules.retain(|r| r["syscall"] != "ptrace");
+        let err = SeccompPolicy::parse("weak", &v.to_string()).unwrap_err();
+        assert!(matches!(err, PolicyError::Allows(ref s) if s == "ptrace"), "{err}");
+    }
+
+    #[test]
+    fn a_policy_denying_fork_is_refused() {
+        let mut v: Value = serde_json::from_str(EMBEDDED[0].1).unwrap();
+        v["deny_eperm"]["filter"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"syscall": "clone", "comment": "no"}));
+        let err = SeccompPolicy::parse("strict", &v.to_string()).unwrap_err();
+        assert!(matches!(err, PolicyError::Denies(_)), "{err}");
+    }
+
+    #[test]
+    fn digest_is_stable_across_formatting() {
+        let a = SeccompPolicy::parse("a", EMBEDDED[0].1).unwrap();
+        let v: Value = serde_json::from_str(EMBEDDED[0].1).unwrap();
+        let b = SeccompPolicy::parse("b", &v.to_string()).unwrap();
+        assert_eq!(a.digest(), b.digest());
+        assert!(a.digest().starts_with("sha256:") && a.digest().len() == 71);
+    }
+
+    #[test]
+    fn evaluator_matches_the_x32_guard() {
+        let guard = x32_guard().unwrap();
+        let x32 = Call::new(0x4000_0000 | 39, &[]);
+        assert_eq!(evaluate(&guard, &x32), SECCOMP_RET_ERRNO | 1);
+        assert_eq!(evaluate(&guard, &Call::new(39, &[])), SECCOMP_RET_ALLOW);
+    }
+}

@@ -1,0 +1,224 @@
+//! What one sandboxed run is: the command, the profile, extra bind mounts,
+//! an optional image root filesystem, environment, limits and where the
+//! command's standard streams go. Plain data, validated by `run`.
+
+use crate::profile::Profile;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A host path mounted at a path inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub destination: PathBuf,
+}
+
+/// Why a `SRC:DST` bind argument was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BindParseError {
+    #[error("bind {0:?} is empty")]
+    Empty(String),
+    #[error("bind destination {0:?} must be an absolute path")]
+    RelativeDestination(String),
+}
+
+impl FromStr for Bind {
+    type Err = BindParseError;
+    /// `SRC:DST`, or `SRC` alone for the same path inside.
+    fn from_str(s: &str) -> Result<Bind, BindParseError> {
+        let (src, dst) = match s.split_once(':') {
+            Some((src, dst)) => (src, dst),
+            None => (s, s),
+        };
+        if src.is_empty() || dst.is_empty() {
+            return Err(BindParseError::Empty(s.to_string()));
+        }
+        if !dst.starts_with('/') {
+            return Err(BindParseError::RelativeDestination(dst.to_string()));
+        }
+        Ok(Bind {
+            source: PathBuf::from(src),
+            destination: PathBuf::from(dst),
+        })
+    }
+}
+
+/// Thousandths of a CPU (`1500` = one and a half CPUs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MilliCpus(pub u32);
+
+impl FromStr for MilliCpus {
+    type Err = String;
+    /// `2`, `0.5`, `1.25` (at most three decimals).
+    fn from_str(s: &str) -> Result<MilliCpus, String> {
+        let bad = || format!("{s:?} is not a positive number of CPUs (e.g. 2 or 0.5)");
+        let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+        if (int.is_empty() && frac.is_empty())
+            || frac.len() > 3
+            || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        let int: u32 = if int.is_empty() { 0 } else { int.parse().map_err(|_| bad())? };
+        let frac: u32 = format!("{frac:0<3}").parse().map_err(|_| bad())?;
+        let milli = int
+            .checked_mul(1000)
+            .and_then(|m| m.checked_add(frac))
+            .filter(|m| *m > 0)
+            .ok_or_else(bad)?;
+        Ok(MilliCpus(milli))
+    }
+}
+
+/// Which limit stopped a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LimitKind {
+    /// The wall-clock timeout fired and the process tree was killed.
+    Timeout,
+    /// The memory limit was reached and the kernel killed a process.
+    Memory,
+    /// The pid limit was reached: a fork or thread creation failed.
+    Pids,
+    /// The cpu limit (never "hit"; listed so profiles can mark it optional).
+    Cpu,
+}
+
+impl std::fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LimitKind::Timeout => "timeout",
+            LimitKind::Memory => "memory",
+            LimitKind::Pids => "pids",
+            LimitKind::Cpu => "cpu",
+        })
+    }
+}
+
+/// Limits for one run. `None` means the profile's default (and no limit when
+/// the profile has none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time after which the whole process tree is killed.
+    pub timeout: Option<Duration>,
+    /// Memory limit in bytes (cgroup).
+    pub memory: Option<u64>,
+    /// Maximum number of processes and threads (cgroup).
+    pub pids: Option<u64>,
+    /// CPU bandwidth (cgroup quota).
+    pub cpus: Option<MilliCpus>,
+}
+
+/// Where a standard stream of the sandboxed command goes.
+#[derive(Debug, Default)]
+pub enum Stdio {
+    /// The runner's own fd (0, 1 or 2).
+    #[default]
+    Inherit,
+    /// `/dev/null`.
+    Null,
+    /// This open file, pipe or socket.
+    Fd(OwnedFd),
+}
+
+/// One sandboxed run.
+#[derive(Debug)]
+pub struct SandboxSpec {
+    /// The command and its arguments; a name without `/` is looked up in the
+    /// sandbox's `PATH`.
+    pub argv: Vec<String>,
+    pub profile: Profile,
+    /// Host paths mounted read-only, nosuid, nodev.
+    pub ro_binds: Vec<Bind>,
+    /// Host paths mounted writable (still nosuid, nodev).
+    pub binds: Vec<Bind>,
+    /// An unpacked image used as `/` instead of the profile's host binds.
+    pub rootfs: Option<PathBuf>,
+    /// Working directory inside the sandbox (default: the profile's `cwd`).
+    pub workdir: Option<PathBuf>,
+    /// Variables added to (or replacing) the profile's environment.
+    pub env: Vec<(String, String)>,
+    pub limits: Limits,
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+    /// The cgroup under which the run's cgroup is created, as a path inside
+    /// the cgroup hierarchy (like `/proc/self/cgroup` shows). Default: the
+    /// runner's own cgroup.
+    pub cgroup_parent: Option<String>,
+}
+
+impl SandboxSpec {
+    /// A spec running `argv` under `profile` with no extra mounts, the
+    /// profile's limits and inherited standard streams.
+    pub fn new(argv: Vec<String>, profile: Profile) -> SandboxSpec {
+        SandboxSpec {
+            argv,
+            profile,
+            ro_binds: Vec::new(),
+            binds: Vec::new(),
+            rootfs: None,
+            workdir: None,
+            env: Vec::new(),
+            limits: Limits::default(),
+            stdin: Stdio::Inherit,
+            stdout: Stdio::Inherit,
+            stderr: Stdio::Inherit,
+            cgroup_parent: None,
+        }
+    }
+
+    /// The limits in force: the spec's, else the profile's.
+    pub fn effective_limits(&self) -> Limits {
+        Limits {
+            timeout: self.limits.timeout,
+            memory: self.limits.memory.or(self.profile.memory_limit()),
+            pids: self.limits.pids.or(self.profile.pids_limit()),
+            cpus: self.limits.cpus.or(self.profile.cpu_limit()),
+        }
+    }
+
+    /// The environment the command gets: the profile's, then the spec's
+    /// additions (a later entry replaces an earlier one with the same name).
+    pub fn environment(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = Vec::new();
+        for (k, v) in self.profile.env().iter().chain(&self.env) {
+            if let Some(slot) = env.iter_mut().find(|(name, _)| name == k) {
+                slot.1 = v.clone();
+            } else {
+                env.push((k.clone(), v.clone()));
+            }
+        }
+        env
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_parses_src_dst_and_src_alone() {
+        let b: Bind = "/a:/b".parse().unwrap();
+        assert_eq!((b.source, b.destination), ("/a".into(), "/b".into()));
+        let b: Bind = "/a".parse().unwrap();
+        assert_eq!(b.destination, PathBuf::from("/a"));
+        assert_eq!(
+            "/a:rel".parse::<Bind>(),
+            Err(BindParseError::RelativeDestination("rel".into()))
+        );
+        assert!(matches!(":/x".parse::<Bind>(), Err(BindParseError::Empty(_))));
+    }
+
+    #[test]
+    fn cpus_parse_to_thousandths() {
+        assert_eq!("2".parse::<MilliCpus>(), Ok(MilliCpus(2000)));
+        assert_eq!("0.5".parse::<MilliCpus>(), Ok(MilliCpus(500)));
+        assert_eq!("1.25".parse::<MilliCpus>(), Ok(MilliCpus(1250)));
+        for bad in ["", "0", "-1", "1.2345", "x", ".", "1e3"] {
+            assert!(bad.parse::<MilliCpus>().is_err(), "{bad}");
+        }
+    }
+}

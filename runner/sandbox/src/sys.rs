@@ -1,0 +1,329 @@
+//! Thin wrappers over the system calls nix does not cover (clone with
+//! namespace flags, pidfd_open, close_range, bringing loopback up, the
+//! x32-syscall guard program). Every `unsafe` block of the crate that is not a
+//! plain nix call lives here, each with its `// SAFETY:` argument.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// What `clone` returned in the calling process.
+pub(crate) enum Forked {
+    /// We are the parent; the child's pid (in our pid namespace).
+    Parent(libc::pid_t),
+    /// We are the child.
+    Child,
+}
+
+/// `clone(flags | SIGCHLD)` without a new stack: fork semantics plus new
+/// namespaces. The caller must be single-threaded (checked by `run`).
+pub(crate) fn clone_fork(flags: libc::c_int) -> io::Result<Forked> {
+    // SAFETY: the raw clone syscall with a null stack pointer behaves like
+    // fork(2): the child gets a copy-on-write copy of the address space and
+    // continues on a copy of the current stack. The process is single-threaded
+    // (checked before any fork), so no lock can be held by a thread that does
+    // not exist in the child. The remaining arguments (parent/child tid
+    // pointers, tls) are unused because no CLONE_*TID/SETTLS flag is passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as libc::pid_t)),
+    }
+}
+
+/// Plain fork(2), for the sandbox init forking the command.
+pub(crate) fn fork() -> io::Result<Forked> {
+    clone_fork(0)
+}
+
+/// `pidfd_open(pid, 0)`: a pollable handle that becomes readable when the
+/// child exits.
+pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and returns a new fd or -1.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// Closes every fd in `[first, last]`.
+pub(crate) fn close_range(first: u32, last: u32) -> io::Result<()> {
+    if first > last {
+        return Ok(());
+    }
+    // SAFETY: close_range only closes descriptors; the caller guarantees that
+    // no Rust object still owns one of them (they are leaked fds or fds whose
+    // owners are about to be replaced by exec).
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets `FD_CLOEXEC` on fd.
+pub(crate) fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl F_SETFD on an integer fd has no memory effects.
+    let ret = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `dup2(old, new)`; clears `FD_CLOEXEC` on `new`.
+pub(crate) fn dup2(old: RawFd, new: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 only manipulates the fd table; `new` (0, 1 or 2) is owned
+    // by no Rust object in the sandbox child.
+    let ret = unsafe { libc::dup2(old, new) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Brings the loopback interface of the current network namespace up.
+pub(crate) fn loopback_up() -> io::Result<()> {
+    // SAFETY: socket() takes integers and returns a new fd or -1.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the fd was just created and is owned by nothing else.
+    let _sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is a plain C struct for which all-zero bytes is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the interface name from `req` and writes the
+    // flags into its union; `req` is a valid, writable ifreq.
+    if unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled ifru_flags above; reading it is reading an
+    // initialized c_short.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads name and flags from the valid ifreq.
+    if unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `_exit(code)`: leaves the forked child without running atexit handlers or
+/// flushing stdio buffers that belong to the parent.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}
+
+/// `execve(path, argv, envp)`; returns only on failure.
+pub(crate) fn execve(
+    path: &std::ffi::CStr,
+    argv: &[std::ffi::CString],
+    envp: &[std::ffi::CString],
+) -> io::Error {
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
+    // SAFETY: path, every argv and envp entry are NUL-terminated C strings
+    // that outlive the call, and both pointer arrays are NULL-terminated.
+    unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// Resource usage of waited-for children of this process.
+pub(crate) fn children_rusage() -> libc::rusage {
+    // SAFETY: rusage is a plain C struct; all-zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the valid, writable struct.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    usage
+}
+
+/// Drops `cap` from the bounding set (`PR_CAPBSET_DROP`).
+pub(crate) fn capbset_drop(cap: u32) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Clears the ambient capability set (`PR_CAP_AMBIENT_CLEAR_ALL`).
+pub(crate) fn ambient_clear() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the effective, permitted and inheritable capability sets to empty.
+pub(crate) fn capset_empty() -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset reads a v3 header and two data structs, both valid and
+    // laid out as the kernel's __user_cap_header_struct/__user_cap_data_struct.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the securebits that stop uid 0 from regaining capabilities on exec
+/// and lock that choice.
+pub(crate) fn lock_securebits() -> io::Result<()> {
+    const SECBIT_NOROOT: libc::c_ulong = 1 << 0;
+    const SECBIT_NOROOT_LOCKED: libc::c_ulong = 1 << 1;
+    const SECBIT_NO_SETUID_FIXUP: libc::c_ulong = 1 << 2;
+    const SECBIT_NO_SETUID_FIXUP_LOCKED: libc::c_ulong = 1 << 3;
+    const SECBIT_KEEP_CAPS_LOCKED: libc::c_ulong = 1 << 5;
+    const SECBIT_NO_CAP_AMBIENT_RAISE: libc::c_ulong = 1 << 6;
+    const SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED: libc::c_ulong = 1 << 7;
+    let bits = SECBIT_NOROOT
+        | SECBIT_NOROOT_LOCKED
+        | SECBIT_NO_SETUID_FIXUP
+        | SECBIT_NO_SETUID_FIXUP_LOCKED
+        | SECBIT_KEEP_CAPS_LOCKED
+        | SECBIT_NO_CAP_AMBIENT_RAISE
+        | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits, 0, 0, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Installs one classic-BPF seccomp program (requires no_new_privs).
+pub(crate) fn seccomp_install(prog: &[seccompiler::sock_filter]) -> io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: prog.len() as libc::c_ushort,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: seccompiler::sock_filter has the same repr(C) layout as the
+    // kernel's struct sock_filter (u16, u8, u8, u32); the kernel copies the
+    // program out of `fprog`, which points at `prog` for its whole length and
+    // outlives the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `sig` to `pid`.
+pub(crate) fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill takes integers only.
+    if unsafe { libc::kill(pid, sig) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the umask.
+pub(crate) fn umask(mask: libc::mode_t) {
+    // SAFETY: umask takes an integer and cannot fail.
+    unsafe { libc::umask(mask) };
+}
+
+/// `getrlimit(resource)` as (soft, hard).
+pub(crate) fn getrlimit(resource: i32) -> io::Result<(u64, u64)> {
+    let mut cur = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct into `cur`, which is valid
+    // and writable.
+    if unsafe { libc::getrlimit(resource as libc::__rlimit_resource_t, &mut cur) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((cur.rlim_cur, cur.rlim_max))
+}
+
+/// `setrlimit(resource, soft, hard)`.
+pub(crate) fn setrlimit(resource: i32, soft: u64, hard: u64) -> io::Result<()> {
+    let new = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads the valid struct.
+    if unsafe { libc::setrlimit(resource as libc::__rlimit_resource_t, &new) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Waits up to `timeout` for `fd` to become readable; `Ok(false)` on timeout
+/// or interruption by a signal.
+pub(crate) fn poll_readable(fd: RawFd, timeout: std::time::Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: poll reads and writes exactly one valid pollfd.
+    let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EINTR) {
+            return Ok(false);
+        }
+        return Err(err);
+    }
+    Ok(ret > 0)
+}
