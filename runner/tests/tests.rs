@@ -6,6 +6,7 @@
 //! - `harness`: a daemon in a temporary state dir, fixture git repos
 //! - `daemon::config`: configuration validated at start, systemd units verified
 //! - `daemon::api`: socket mode and group, bearer token on TCP, spec validation, sd_notify
+//! - `daemon::lifecycle`: cancel, bounded queue, crash and drain, hostile outputs, no persistence
 //! - `daemon::source`: a dirty tree or another commit fails the job before any build
 
 mod harness;
@@ -13,5 +14,6 @@ mod harness;
 mod daemon {
     mod api;
     mod config;
+    mod lifecycle;
     mod source;
 }

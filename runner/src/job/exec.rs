@@ -16,11 +16,12 @@ use crate::config::{Config, Limits};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Where the workspace is mounted inside the sandbox (also the build's cwd).
 pub const SANDBOX_WORKSPACE: &str = "/workspace";
+/// Where vendored snapshot N is mounted inside the sandbox.
+pub const SANDBOX_VENDOR: &str = "/cloister/vendor";
 /// Where toolchain `<name>` is mounted inside the sandbox.
 pub const SANDBOX_TOOLCHAINS: &str = "/opt/toolchains";
 
@@ -229,6 +230,8 @@ impl Executor {
         // Vendored dependencies: snapshotted from the pinned tree (or the host
         // path) into the content-addressed store, mounted read-only.
         let mut snapshots = Vec::new();
+        let mut mounts = Vec::new();
+        let mut pins = Vec::new();
         for v in &spec.vendor {
             let from = if v.path.is_absolute() {
                 v.path.clone()
@@ -251,20 +254,49 @@ impl Executor {
             .await
             .map_err(|e| Fail(format!("snapshot task: {e}")))?
             .map_err(|e| Fail(format!("vendor {}: {e}", v.path.display())))?;
-            let dest = workspace.join(v.dest());
-            tokio::fs::create_dir_all(&dest).await?;
+            // The snapshot is mounted read-only at /cloister/vendor/N and the
+            // workspace's `dest` becomes a symlink to it (replacing what the
+            // checkout had there): no mount is nested inside the writable
+            // workspace bind.
+            let mount_point = format!("{SANDBOX_VENDOR}/{}", mounts.len());
+            let link = workspace.join(v.dest());
+            match tokio::fs::symlink_metadata(&link).await {
+                Ok(m) if m.is_dir() => tokio::fs::remove_dir_all(&link).await?,
+                Ok(_) => tokio::fs::remove_file(&link).await?,
+                Err(_) => {}
+            }
+            if let Some(parent) = link.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            tokio::fs::symlink(&mount_point, &link).await?;
             log.say(format!(
                 "vendor {} → {} ({} files)",
                 v.path.display(),
                 snap.digest,
                 snap.files
             ));
+            mounts.push((snap.tree.clone(), mount_point));
             snapshots.push(SnapshotFact {
                 path: v.path.display().to_string(),
                 dest: v.dest().display().to_string(),
                 digest: snap.digest,
             });
+            pins.push(snap.pin);
         }
+        let rootfs = match &spec.image {
+            Some(image) => {
+                let (store_root, image) = (cfg.store.clone(), image.clone());
+                let (rootfs, pin) = tokio::task::spawn_blocking(move || {
+                    crate::inputs_glue::image(&store_root, &image)
+                })
+                .await
+                .map_err(|e| Fail(format!("image task: {e}")))?
+                .map_err(Fail)?;
+                pins.push(pin);
+                Some(rootfs)
+            }
+            None => None,
+        };
         let mut toolchains = Vec::new();
         for name in &spec.toolchains {
             let Some(dir) = cfg.toolchains.get(name) else {
@@ -286,17 +318,23 @@ impl Executor {
         }
         let result_path = work.join("sandbox-result.json");
         let argv = sandbox_argv(
-            cfg,
             spec,
             &workspace,
-            &snapshots,
+            &mounts,
+            rootfs.as_deref(),
             &toolchains,
             limits,
             &result_path,
         );
         log.say(format!("running: {}", shell_words(&spec.command)));
-        let mut cmd = tokio::process::Command::new(&self.runner_exe);
-        cmd.args(&argv)
+        // `setpriv --pdeathsig KILL` makes the sandbox process die with the
+        // daemon (the sandbox's own init dies with it in turn), so a daemon
+        // crash leaves no build running; the runner crate itself has no
+        // `unsafe` to set it in a pre-exec hook.
+        let mut cmd = tokio::process::Command::new("setpriv");
+        cmd.args(["--pdeathsig", "KILL", "--"])
+            .arg(&self.runner_exe)
+            .args(&argv)
             .env_clear()
             .env(
                 "PATH",
@@ -331,11 +369,15 @@ impl Executor {
         let sandbox: Option<serde_json::Value> = result
             .as_deref()
             .and_then(|b| serde_json::from_slice(b).ok());
+        drop(pins);
         let Some(sandbox) = sandbox else {
             return Err(Fail(format!(
                 "the sandbox could not run the build (status {status})"
             )));
         };
+        if let Some(error) = sandbox.get("error").and_then(|e| e.as_str()) {
+            return Err(Fail(format!("the sandbox could not be set up: {error}")));
+        }
         let code = sandbox.get("exitCode").and_then(|c| c.as_i64());
         let signal = sandbox.get("signal").and_then(|c| c.as_i64());
         *exit_code = code.or(signal.map(|s| 128 + s));
@@ -441,32 +483,30 @@ pub fn effective_limits(defaults: Limits, spec: &JobSpec) -> Limits {
 
 /// The `cloister-runner run` command line for a job.
 fn sandbox_argv(
-    cfg: &Config,
     spec: &JobSpec,
     workspace: &Path,
-    snapshots: &[SnapshotFact],
+    ro_mounts: &[(PathBuf, String)],
+    rootfs: Option<&Path>,
     toolchains: &[(String, PathBuf)],
     limits: Limits,
     result_path: &Path,
 ) -> Vec<String> {
-    let mut a: Vec<String> = vec!["run".into(), "--json".into()];
+    let mut a: Vec<String> = vec!["run".into()];
     a.push("--result".into());
     a.push(result_path.display().to_string());
     a.push("--profile".into());
     a.push(spec.profile.clone());
-    a.push("--store".into());
-    a.push(cfg.store.display().to_string());
+    if let Some(rootfs) = rootfs {
+        a.push("--rootfs".into());
+        a.push(rootfs.display().to_string());
+    }
     a.push("--bind".into());
     a.push(format!("{}:{SANDBOX_WORKSPACE}", workspace.display()));
     a.push("--workdir".into());
     a.push(SANDBOX_WORKSPACE.into());
-    for s in snapshots {
-        a.push("--snapshot".into());
-        a.push(format!("{}:{SANDBOX_WORKSPACE}/{}", s.digest, s.dest));
-    }
-    if let Some(image) = &spec.image {
-        a.push("--image".into());
-        a.push(image.clone());
+    for (tree, dest) in ro_mounts {
+        a.push("--ro-bind".into());
+        a.push(format!("{}:{dest}", tree.display()));
     }
     let mut path = String::new();
     for (name, dir) in toolchains {
@@ -512,6 +552,3 @@ fn shell_words(argv: &[String]) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
-
-#[allow(dead_code)]
-const _GRACE: Duration = Duration::from_secs(5);
