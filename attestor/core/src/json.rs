@@ -1,0 +1,195 @@
+//! Strict JSON for untrusted input. `serde_json` silently keeps the last of
+//! two equal keys in an object, which lets two parsers of one document see
+//! different values; every document we verify is first walked by
+//! [`check`], which rejects duplicate keys anywhere (after unescaping, so
+//! `"a"` and `"\u0061"` collide), enforces a size limit and serde_json's
+//! nesting limit, and only then deserialized into typed models.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use thiserror::Error;
+
+/// Largest JSON document (envelope, bundle, `.intoto.jsonl` file or statement) we parse.
+pub const MAX_DOCUMENT_BYTES: usize = 8 * 1024 * 1024;
+
+/// Errors from strict JSON parsing.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum JsonError {
+    #[error("input is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("duplicate json object key {0:?}")]
+    DuplicateKey(String),
+    #[error("malformed json: {0}")]
+    Malformed(String),
+    #[error("invalid base64 in json: {0}")]
+    InvalidBase64(String),
+    #[error("json does not match the expected schema: {0}")]
+    Schema(String),
+}
+
+/// Checks that `bytes` is one well-formed JSON value within `limit` bytes
+/// with no duplicate object keys.
+pub fn check(bytes: &[u8], limit: usize) -> Result<(), JsonError> {
+    if bytes.len() > limit {
+        return Err(JsonError::TooLarge {
+            size: bytes.len(),
+            limit,
+        });
+    }
+    let dup = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let res = NoDup { dup: &dup }
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
+    if let Some(key) = dup.into_inner() {
+        return Err(JsonError::DuplicateKey(key));
+    }
+    res.map_err(|e| JsonError::Malformed(e.to_string()))
+}
+
+/// [`check`]s `bytes`, then deserializes them into `T`.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, JsonError> {
+    check(bytes, limit)?;
+    serde_json::from_slice(bytes).map_err(|e| {
+        let msg = e.to_string();
+        match e.classify() {
+            serde_json::error::Category::Data => {
+                match msg.find(crate::b64::INVALID_BASE64_PREFIX) {
+                    Some(_) => JsonError::InvalidBase64(msg),
+                    None => JsonError::Schema(msg),
+                }
+            }
+            _ => JsonError::Malformed(msg),
+        }
+    })
+}
+
+/// A seed that walks any JSON value and records the first duplicate key.
+#[derive(Clone, Copy)]
+struct NoDup<'a> {
+    dup: &'a RefCell<Option<String>>,
+}
+
+impl<'de> DeserializeSeed<'de> for NoDup<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NoDup<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any json value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(self)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                *self.dup.borrow_mut() = Some(key.clone());
+                return Err(de::Error::custom(format!("duplicate key {key:?}")));
+            }
+            map.next_value_seed(self)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_well_formed() {
+        check(br#"{"a":[1,{"b":null,"c":"x"}],"d":{"a":1}}"#, 1000).unwrap();
+    }
+
+    #[test]
+    fn rejects_duplicates_at_any_depth_and_after_unescaping() {
+        assert_eq!(
+            check(br#"{"a":1,"a":2}"#, 1000),
+            Err(JsonError::DuplicateKey("a".into()))
+        );
+        assert_eq!(
+            check(br#"{"x":[{"k":1,"k":1}]}"#, 1000),
+            Err(JsonError::DuplicateKey("k".into()))
+        );
+        assert_eq!(
+            check(br#"{"a":1,"\u0061":2}"#, 1000),
+            Err(JsonError::DuplicateKey("a".into()))
+        );
+    }
+
+    #[test]
+    fn rejects_truncated_trailing_and_oversized() {
+        assert!(matches!(
+            check(br#"{"a":1"#, 1000),
+            Err(JsonError::Malformed(_))
+        ));
+        assert!(matches!(
+            check(br#"{"a":1} {}"#, 1000),
+            Err(JsonError::Malformed(_))
+        ));
+        assert!(matches!(check(b"", 1000), Err(JsonError::Malformed(_))));
+        assert_eq!(
+            check(&[b' '; 11], 10),
+            Err(JsonError::TooLarge {
+                size: 11,
+                limit: 10
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_deep_nesting_without_overflowing() {
+        let deep = "[".repeat(100_000);
+        assert!(matches!(
+            check(deep.as_bytes(), usize::MAX),
+            Err(JsonError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn parse_classifies_schema_errors() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct T {
+            a: u32,
+        }
+        assert!(matches!(
+            parse::<T>(br#"{"a":"x"}"#, 100),
+            Err(JsonError::Schema(_))
+        ));
+        assert_eq!(parse::<T>(br#"{"a":7}"#, 100).unwrap().a, 7);
+    }
+}

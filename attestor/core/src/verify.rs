@@ -1,0 +1,940 @@
+//! Offline verification of key-signed provenance with slsa-verifier
+//! `verify-artifact` semantics: a DSSE signature by a trusted key whose keyid
+//! matches, the in-toto payload type, Statement v1 and SLSA v1 predicate
+//! types, Cloister's buildType, the artifact digest among the subjects, the
+//! source URI (and optionally tag, versioned tag, branch) matching the source
+//! dependency, the builder id, and the isolation claims. The statement is
+//! parsed from exactly the payload bytes whose signature was checked.
+//!
+//! Every failure carries a stable [`ReasonCode`] (documented in
+//! `cookbook/verification-reasons.md`) and a human sentence.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::{Bundle, BundleError};
+use crate::digest::Sha256Digest;
+use crate::dsse::{DsseError, Envelope, PAYLOAD_TYPE};
+use crate::json::{self, JsonError};
+use crate::keys::PublicKey;
+use crate::statement::{BUILD_TYPE, ResourceDescriptor, Statement, StatementError};
+
+/// Most envelopes one `.intoto.jsonl` file may hold.
+pub const MAX_JSONL_ENVELOPES: usize = 64;
+
+/// What the consumer expects of the artifact's provenance (the flags of
+/// `slsa-verifier verify-artifact`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// `sha256:<hex>` of the artifact.
+    pub artifact_digest: String,
+    /// Expected source repository (`github.com/o/r`, `https://…` or `git+https://…`).
+    pub source_uri: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_tag: Option<String>,
+    /// A semver tag (`v1`, `v1.2`, `v1.2.3`): the provenance tag must match
+    /// every component given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_versioned_tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_branch: Option<String>,
+    /// `name` (any version) or `name@version` (exactly).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builder_id: Option<String>,
+}
+
+/// Stable machine-readable reasons (snake_case on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    /// The request itself is invalid (bad digest syntax, conflicting flags).
+    InvalidRequest,
+    /// No trusted public key was supplied.
+    NoTrustedKeys,
+    /// The provenance input exceeds the size or count limits.
+    InputTooLarge,
+    /// The provenance (or its payload) is not well-formed JSON.
+    MalformedJson,
+    /// A JSON object repeats a key.
+    DuplicateJsonKey,
+    /// A base64 field does not decode.
+    InvalidBase64,
+    /// Well-formed JSON that is neither a DSSE envelope nor a Sigstore bundle.
+    UnrecognizedFormat,
+    /// A Sigstore bundle we do not verify (media type, certificates, tlog entries, message signature).
+    UnsupportedBundle,
+    /// Missing signatures, or a bundle without exactly one.
+    SignatureCount,
+    /// payloadType is not `application/vnd.in-toto+json`.
+    PayloadTypeMismatch,
+    /// A trusted key's signature carries another keyid (or the bundle hint differs).
+    KeyidMismatch,
+    /// No signature is by a trusted key.
+    UntrustedKey,
+    /// A signature by a trusted key does not verify.
+    SignatureInvalid,
+    /// The verified payload is not a valid statement.
+    InvalidStatement,
+    /// `_type` is not in-toto Statement v1.
+    StatementTypeMismatch,
+    /// `predicateType` is not SLSA provenance v1.
+    PredicateTypeMismatch,
+    /// `buildType` is not Cloister's.
+    BuildTypeMismatch,
+    /// The artifact digest is not among the subjects.
+    ArtifactDigestMismatch,
+    /// No source dependency in the provenance.
+    SourceMissing,
+    SourceUriMismatch,
+    SourceTagMismatch,
+    SourceVersionedTagMismatch,
+    SourceBranchMismatch,
+    BuilderIdMismatch,
+    /// `internalParameters.isolation` or one of its claims is absent or mistyped.
+    IsolationClaimMissing,
+    /// `internalParameters.isolation.network` is not `"none"`.
+    IsolationNetworkNotNone,
+    /// no_new_privs unset, capabilities kept, or no network namespace.
+    IsolationClaimInsufficient,
+}
+
+impl ReasonCode {
+    /// Every code, in documentation order.
+    pub const ALL: &'static [ReasonCode] = &[
+        ReasonCode::InvalidRequest,
+        ReasonCode::NoTrustedKeys,
+        ReasonCode::InputTooLarge,
+        ReasonCode::MalformedJson,
+        ReasonCode::DuplicateJsonKey,
+        ReasonCode::InvalidBase64,
+        ReasonCode::UnrecognizedFormat,
+        ReasonCode::UnsupportedBundle,
+        ReasonCode::SignatureCount,
+        ReasonCode::PayloadTypeMismatch,
+        ReasonCode::KeyidMismatch,
+        ReasonCode::UntrustedKey,
+        ReasonCode::SignatureInvalid,
+        ReasonCode::InvalidStatement,
+        ReasonCode::StatementTypeMismatch,
+        ReasonCode::PredicateTypeMismatch,
+        ReasonCode::BuildTypeMismatch,
+        ReasonCode::ArtifactDigestMismatch,
+        ReasonCode::SourceMissing,
+        ReasonCode::SourceUriMismatch,
+        ReasonCode::SourceTagMismatch,
+        ReasonCode::SourceVersionedTagMismatch,
+        ReasonCode::SourceBranchMismatch,
+        ReasonCode::BuilderIdMismatch,
+        ReasonCode::IsolationClaimMissing,
+        ReasonCode::IsolationNetworkNotNone,
+        ReasonCode::IsolationClaimInsufficient,
+    ];
+
+    /// The wire name, e.g. `signature_invalid`.
+    pub fn as_str(self) -> &'static str {
+        // Kept in step with the serde names by the `codes_are_snake_case` test.
+        match self {
+            ReasonCode::InvalidRequest => "invalid_request",
+            ReasonCode::NoTrustedKeys => "no_trusted_keys",
+            ReasonCode::InputTooLarge => "input_too_large",
+            ReasonCode::MalformedJson => "malformed_json",
+            ReasonCode::DuplicateJsonKey => "duplicate_json_key",
+            ReasonCode::InvalidBase64 => "invalid_base64",
+            ReasonCode::UnrecognizedFormat => "unrecognized_format",
+            ReasonCode::UnsupportedBundle => "unsupported_bundle",
+            ReasonCode::SignatureCount => "signature_count",
+            ReasonCode::PayloadTypeMismatch => "payload_type_mismatch",
+            ReasonCode::KeyidMismatch => "keyid_mismatch",
+            ReasonCode::UntrustedKey => "untrusted_key",
+            ReasonCode::SignatureInvalid => "signature_invalid",
+            ReasonCode::InvalidStatement => "invalid_statement",
+            ReasonCode::StatementTypeMismatch => "statement_type_mismatch",
+            ReasonCode::PredicateTypeMismatch => "predicate_type_mismatch",
+            ReasonCode::BuildTypeMismatch => "build_type_mismatch",
+            ReasonCode::ArtifactDigestMismatch => "artifact_digest_mismatch",
+            ReasonCode::SourceMissing => "source_missing",
+            ReasonCode::SourceUriMismatch => "source_uri_mismatch",
+            ReasonCode::SourceTagMismatch => "source_tag_mismatch",
+            ReasonCode::SourceVersionedTagMismatch => "source_versioned_tag_mismatch",
+            ReasonCode::SourceBranchMismatch => "source_branch_mismatch",
+            ReasonCode::BuilderIdMismatch => "builder_id_mismatch",
+            ReasonCode::IsolationClaimMissing => "isolation_claim_missing",
+            ReasonCode::IsolationNetworkNotNone => "isolation_network_not_none",
+            ReasonCode::IsolationClaimInsufficient => "isolation_claim_insufficient",
+        }
+    }
+}
+
+impl fmt::Display for ReasonCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One reason a verification failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    pub code: ReasonCode,
+    pub message: String,
+}
+
+impl Reason {
+    fn new(code: ReasonCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    pub verified: bool,
+    /// Empty when verified.
+    pub reasons: Vec<Reason>,
+    /// `runDetails.builder.id` of the verified provenance.
+    pub builder_id: Option<String>,
+    /// 3 when verified (SLSA Build L3), else absent.
+    pub slsa_level: Option<u8>,
+    /// The subject that matched the artifact.
+    pub subject: Option<ResourceDescriptor>,
+    /// The verified statement as JSON (parsed from the verified bytes).
+    #[serde(skip)]
+    pub statement: Option<serde_json::Value>,
+    /// Exactly the verified payload bytes (for `--print-provenance`).
+    #[serde(skip)]
+    pub payload: Option<Vec<u8>>,
+    /// keyid of the key whose signature verified.
+    #[serde(skip)]
+    pub keyid: Option<String>,
+}
+
+impl Verdict {
+    fn fail(reasons: Vec<Reason>) -> Self {
+        Self {
+            verified: false,
+            reasons,
+            builder_id: None,
+            slsa_level: None,
+            subject: None,
+            statement: None,
+            payload: None,
+            keyid: None,
+        }
+    }
+
+    fn fail1(code: ReasonCode, message: impl Into<String>) -> Self {
+        Self::fail(vec![Reason::new(code, message)])
+    }
+
+    /// The first reason's code, if any.
+    pub fn code(&self) -> Option<ReasonCode> {
+        self.reasons.first().map(|r| r.code)
+    }
+}
+
+fn json_reason(e: &JsonError) -> Reason {
+    let code = match e {
+        JsonError::TooLarge { .. } => ReasonCode::InputTooLarge,
+        JsonError::DuplicateKey(_) => ReasonCode::DuplicateJsonKey,
+        JsonError::Malformed(_) => ReasonCode::MalformedJson,
+        JsonError::InvalidBase64(_) => ReasonCode::InvalidBase64,
+        JsonError::Schema(_) => ReasonCode::UnrecognizedFormat,
+    };
+    Reason::new(code, e.to_string())
+}
+
+fn dsse_reason(e: &DsseError) -> Reason {
+    match e {
+        DsseError::Json(j) => json_reason(j),
+        DsseError::TooManySignatures(_) => Reason::new(ReasonCode::InputTooLarge, e.to_string()),
+        DsseError::Sign(_) => Reason::new(ReasonCode::UnrecognizedFormat, e.to_string()),
+    }
+}
+
+fn bundle_reason(e: &BundleError) -> Reason {
+    match e {
+        BundleError::Json(j) => json_reason(j),
+        BundleError::Dsse(d) => dsse_reason(d),
+        BundleError::SignatureCount(_) => Reason::new(ReasonCode::SignatureCount, e.to_string()),
+        BundleError::MediaType(_)
+        | BundleError::Material(_)
+        | BundleError::NoEnvelope
+        | BundleError::TlogEntries => Reason::new(ReasonCode::UnsupportedBundle, e.to_string()),
+    }
+}
+
+/// An input document: one envelope (from a bundle with its hint, or bare).
+struct Candidate {
+    envelope: Envelope,
+    bundle_hint: Option<String>,
+}
+
+/// Splits the input into candidate envelopes, or the reason it cannot be.
+fn candidates(input: &[u8]) -> Result<Vec<Candidate>, Reason> {
+    if input.len() > json::MAX_DOCUMENT_BYTES {
+        return Err(Reason::new(
+            ReasonCode::InputTooLarge,
+            format!(
+                "provenance is {} bytes, over the limit of {} bytes",
+                input.len(),
+                json::MAX_DOCUMENT_BYTES
+            ),
+        ));
+    }
+    match json::check(input, json::MAX_DOCUMENT_BYTES) {
+        Ok(()) => return one_document(input).map(|c| vec![c]),
+        Err(JsonError::Malformed(_)) => {}
+        Err(e) => return Err(json_reason(&e)),
+    }
+    // Not a single JSON document: maybe .intoto.jsonl with several lines.
+    let lines: Vec<&[u8]> = input
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.iter().all(|b| b.is_ascii_whitespace()))
+        .collect();
+    if lines.len() < 2 {
+        let err = json::check(input, json::MAX_DOCUMENT_BYTES).expect_err("failed above");
+        return Err(json_reason(&err));
+    }
+    if lines.len() > MAX_JSONL_ENVELOPES {
+        return Err(Reason::new(
+            ReasonCode::InputTooLarge,
+            format!(
+                "{} envelopes in one file, over the limit of {MAX_JSONL_ENVELOPES}",
+                lines.len()
+            ),
+        ));
+    }
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            Envelope::parse(line)
+                .map(|envelope| Candidate {
+                    envelope,
+                    bundle_hint: None,
+                })
+                .map_err(|e| {
+                    let r = dsse_reason(&e);
+                    Reason::new(r.code, format!("line {}: {}", i + 1, r.message))
+                })
+        })
+        .collect()
+}
+
+fn one_document(doc: &[u8]) -> Result<Candidate, Reason> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(rename = "mediaType")]
+        media_type: Option<serde_json::Value>,
+        #[serde(rename = "verificationMaterial")]
+        verification_material: Option<serde_json::Value>,
+    }
+    let probe: Probe = serde_json::from_slice(doc).map_err(|_| {
+        Reason::new(
+            ReasonCode::UnrecognizedFormat,
+            "provenance is not a json object (expected a DSSE envelope or Sigstore bundle)",
+        )
+    })?;
+    if probe.media_type.is_some() || probe.verification_material.is_some() {
+        let bundle = Bundle::parse(doc).map_err(|e| bundle_reason(&e))?;
+        let hint = bundle.hint().map(str::to_owned);
+        let envelope = bundle
+            .dsse_envelope
+            .expect("Bundle::parse requires an envelope");
+        Ok(Candidate {
+            envelope,
+            bundle_hint: hint,
+        })
+    } else {
+        let envelope = Envelope::parse(doc).map_err(|e| {
+            let r = dsse_reason(&e);
+            match r.code {
+                ReasonCode::UnrecognizedFormat => Reason::new(
+                    r.code,
+                    format!(
+                        "provenance is neither a DSSE envelope nor a Sigstore bundle: {}",
+                        r.message
+                    ),
+                ),
+                _ => r,
+            }
+        })?;
+        Ok(Candidate {
+            envelope,
+            bundle_hint: None,
+        })
+    }
+}
+
+/// Checks the signatures; returns the trusted key that verified.
+fn check_signatures<'k>(c: &Candidate, trusted: &'k [PublicKey]) -> Result<&'k PublicKey, Reason> {
+    let env = &c.envelope;
+    if env.payload_type != PAYLOAD_TYPE {
+        return Err(Reason::new(
+            ReasonCode::PayloadTypeMismatch,
+            format!(
+                "payloadType is {:?}, expected {PAYLOAD_TYPE:?}",
+                env.payload_type
+            ),
+        ));
+    }
+    if env.signatures.is_empty() {
+        return Err(Reason::new(
+            ReasonCode::SignatureCount,
+            "the envelope has no signatures",
+        ));
+    }
+    let pae = env.pae();
+    let mut bad_trusted_sig = None;
+    let mut wrong_keyid = None;
+    for s in &env.signatures {
+        let mut keyid_known = false;
+        for k in trusted.iter().filter(|k| k.keyid() == s.keyid) {
+            keyid_known = true;
+            if k.verify(&pae, &s.sig) {
+                if let Some(hint) = &c.bundle_hint
+                    && hint != k.keyid()
+                {
+                    return Err(Reason::new(
+                        ReasonCode::KeyidMismatch,
+                        format!(
+                            "bundle publicKey hint {hint:?} is not the signing key's keyid {}",
+                            k.keyid()
+                        ),
+                    ));
+                }
+                return Ok(k);
+            }
+        }
+        if keyid_known {
+            bad_trusted_sig.get_or_insert_with(|| s.keyid.clone());
+        } else if let Some(k) = trusted.iter().find(|k| k.verify(&pae, &s.sig)) {
+            wrong_keyid.get_or_insert_with(|| (s.keyid.clone(), k.keyid().to_owned()));
+        }
+    }
+    if let Some(keyid) = bad_trusted_sig {
+        return Err(Reason::new(
+            ReasonCode::SignatureInvalid,
+            format!("the signature by trusted key {keyid} does not verify"),
+        ));
+    }
+    if let Some((claimed, actual)) = wrong_keyid {
+        return Err(Reason::new(
+            ReasonCode::KeyidMismatch,
+            format!("a signature by trusted key {actual} carries keyid {claimed:?}"),
+        ));
+    }
+    let ids: Vec<&str> = env.signatures.iter().map(|s| s.keyid.as_str()).collect();
+    Err(Reason::new(
+        ReasonCode::UntrustedKey,
+        format!("no signature is by a trusted key (signature keyids: {ids:?})"),
+    ))
+}
+
+fn statement_reason(e: &StatementError) -> Reason {
+    let code = match e {
+        StatementError::Json(JsonError::DuplicateKey(_)) => ReasonCode::DuplicateJsonKey,
+        StatementError::Json(JsonError::TooLarge { .. }) => ReasonCode::InputTooLarge,
+        StatementError::Json(_) | StatementError::Invalid(_) => ReasonCode::InvalidStatement,
+        StatementError::Type(_) => ReasonCode::StatementTypeMismatch,
+        StatementError::PredicateType(_) => ReasonCode::PredicateTypeMismatch,
+    };
+    Reason::new(code, format!("signed payload: {e}"))
+}
+
+/// The repository part of a source URI for comparison: `git+` stripped, a
+/// scheme added when missing (`github.com/o/r` → `https://github.com/o/r`).
+pub fn normalize_source_uri(uri: &str) -> String {
+    let u = uri.trim().strip_prefix("git+").unwrap_or(uri.trim());
+    if u.contains("://") {
+        u.to_owned()
+    } else {
+        format!("https://{u}")
+    }
+}
+
+/// Splits a provenance source URI `git+https://h/o/r@refs/x/y` into the
+/// normalized repository and the ref.
+fn split_source(uri: &str) -> (String, Option<String>) {
+    match uri.rsplit_once('@') {
+        Some((repo, r)) if r.starts_with("refs/") => {
+            (normalize_source_uri(repo), Some(r.to_owned()))
+        }
+        _ => (normalize_source_uri(uri), None),
+    }
+}
+
+/// A Go `golang.org/x/mod/semver` version (as slsa-verifier parses tags):
+/// `vMAJOR[.MINOR[.PATCH[-PRE][+BUILD]]]`.
+#[derive(Debug, PartialEq, Eq)]
+struct Semver<'a> {
+    major: &'a str,
+    minor: Option<&'a str>,
+    patch: Option<&'a str>,
+    prerelease: Option<&'a str>,
+    build: Option<&'a str>,
+}
+
+fn is_num(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
+}
+
+fn is_ident_list(s: &str, numeric_no_leading_zero: bool) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|id| {
+            !id.is_empty()
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && (!numeric_no_leading_zero
+                    || !id.bytes().all(|b| b.is_ascii_digit())
+                    || is_num(id))
+        })
+}
+
+fn parse_semver(tag: &str) -> Option<Semver<'_>> {
+    let rest = tag.strip_prefix('v')?;
+    let (rest, build) = match rest.split_once('+') {
+        Some((a, b)) => (a, Some(b)),
+        None => (rest, None),
+    };
+    let (core, prerelease) = match rest.split_once('-') {
+        Some((a, b)) => (a, Some(b)),
+        None => (rest, None),
+    };
+    let parts: Vec<&str> = core.split('.').collect();
+    if parts.len() > 3 || !parts.iter().all(|p| is_num(p)) {
+        return None;
+    }
+    if (prerelease.is_some() || build.is_some()) && parts.len() != 3 {
+        return None;
+    }
+    if prerelease.is_some_and(|p| !is_ident_list(p, true))
+        || build.is_some_and(|b| !is_ident_list(b, false))
+    {
+        return None;
+    }
+    Some(Semver {
+        major: parts[0],
+        minor: parts.get(1).copied(),
+        patch: parts.get(2).copied(),
+        prerelease,
+        build,
+    })
+}
+
+/// slsa-verifier's versioned-tag rule: same major; minor and patch equal
+/// when the expected tag gives them; prerelease and build equal when given.
+fn versioned_tag_matches(provenance_tag: &str, expected: &str) -> Result<(), String> {
+    let e =
+        parse_semver(expected).ok_or_else(|| format!("expected tag {expected:?} is not semver"))?;
+    let p = parse_semver(provenance_tag)
+        .ok_or_else(|| format!("provenance tag {provenance_tag:?} is not semver"))?;
+    let fields = [
+        ("major", Some(e.major), Some(p.major)),
+        ("minor", e.minor, p.minor),
+        ("patch", e.patch, p.patch),
+        ("prerelease", e.prerelease, p.prerelease),
+        ("build metadata", e.build, p.build),
+    ];
+    for (name, want, got) in fields {
+        if want.is_some() && want != got {
+            return Err(format!(
+                "provenance tag {provenance_tag:?} does not match {expected:?} ({name} differs)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// slsa-verifier's builder id rule: `name@version` must match exactly; a
+/// bare `name` matches that builder at any version.
+fn builder_matches(provenance_id: &str, expected: &str) -> bool {
+    let split = |s: &str| match s.rsplit_once('@') {
+        Some((n, v)) => (n.to_owned(), Some(v.to_owned())),
+        None => (s.to_owned(), None),
+    };
+    let (pn, pv) = split(provenance_id);
+    let (en, ev) = split(expected);
+    pn == en && (ev.is_none() || ev == pv)
+}
+
+/// Validates a request; the reason is `invalid_request`.
+pub fn check_request(req: &VerifyRequest) -> Result<Sha256Digest, Reason> {
+    let bad = |m: String| Reason::new(ReasonCode::InvalidRequest, m);
+    let digest: Sha256Digest = req
+        .artifact_digest
+        .parse()
+        .map_err(|e: crate::digest::DigestError| bad(e.to_string()))?;
+    if req.source_uri.trim().is_empty() {
+        return Err(bad("a source uri is required".into()));
+    }
+    if req.source_uri.contains('@') {
+        return Err(bad(
+            "the source uri must not contain '@' (give a tag or branch separately)".into(),
+        ));
+    }
+    if req.source_tag.is_some() && req.source_versioned_tag.is_some() {
+        return Err(bad(
+            "give either a source tag or a source versioned tag, not both".into(),
+        ));
+    }
+    if let Some(v) = &req.source_versioned_tag
+        && parse_semver(v).is_none()
+    {
+        return Err(bad(format!(
+            "versioned tag {v:?} is not semver (vMAJOR[.MINOR[.PATCH]])"
+        )));
+    }
+    for (name, v) in [
+        ("tag", &req.source_tag),
+        ("branch", &req.source_branch),
+        ("builder id", &req.builder_id),
+    ] {
+        if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            return Err(bad(format!("the {name} is empty")));
+        }
+    }
+    Ok(digest)
+}
+
+/// Policy checks on a verified statement; all failures are collected.
+fn check_policy(
+    st: &Statement,
+    digest: &Sha256Digest,
+    req: &VerifyRequest,
+) -> (Vec<Reason>, Option<ResourceDescriptor>) {
+    let mut reasons = Vec::new();
+    let bd = &st.predicate.build_definition;
+    if bd.build_type != BUILD_TYPE {
+        reasons.push(Reason::new(
+            ReasonCode::BuildTypeMismatch,
+            format!("buildType is {:?}, expected {BUILD_TYPE}", bd.build_type),
+        ));
+    }
+    let subject = st
+        .subject
+        .iter()
+        .find(|s| s.sha256().as_ref() == Some(digest))
+        .cloned();
+    if subject.is_none() {
+        reasons.push(Reason::new(
+            ReasonCode::ArtifactDigestMismatch,
+            format!("artifact digest {digest} is not among the provenance subjects"),
+        ));
+    }
+
+    // Source: the first resolved dependency, cross-checked with externalParameters.source.uri.
+    let expected_repo = normalize_source_uri(&req.source_uri);
+    match bd
+        .resolved_dependencies
+        .first()
+        .and_then(|d| d.uri.as_deref())
+    {
+        None => reasons.push(Reason::new(
+            ReasonCode::SourceMissing,
+            "the provenance has no source dependency",
+        )),
+        Some(uri) => {
+            let (repo, git_ref) = split_source(uri);
+            let config_repo = bd
+                .external_parameters
+                .pointer("/source/uri")
+                .and_then(|v| v.as_str())
+                .map(normalize_source_uri);
+            if repo != expected_repo || config_repo.as_ref().is_some_and(|c| *c != expected_repo) {
+                reasons.push(Reason::new(
+                    ReasonCode::SourceUriMismatch,
+                    format!("source {repo} does not match expected {expected_repo}"),
+                ));
+            }
+            let git_ref = git_ref.unwrap_or_default();
+            let tag = git_ref.strip_prefix("refs/tags/");
+            let branch = git_ref.strip_prefix("refs/heads/");
+            if let Some(want) = &req.source_tag
+                && tag != Some(want.as_str())
+            {
+                reasons.push(Reason::new(
+                    ReasonCode::SourceTagMismatch,
+                    format!("source ref {git_ref:?} is not tag {want:?}"),
+                ));
+            }
+            if let Some(want) = &req.source_versioned_tag {
+                let res = match tag {
+                    Some(t) => versioned_tag_matches(t, want),
+                    None => Err(format!("source ref {git_ref:?} is not a tag")),
+                };
+                if let Err(m) = res {
+                    reasons.push(Reason::new(ReasonCode::SourceVersionedTagMismatch, m));
+                }
+            }
+            if let Some(want) = &req.source_branch
+                && branch != Some(want.as_str())
+            {
+                reasons.push(Reason::new(
+                    ReasonCode::SourceBranchMismatch,
+                    format!("source ref {git_ref:?} is not branch {want:?}"),
+                ));
+            }
+        }
+    }
+
+    let builder = &st.predicate.run_details.builder.id;
+    if let Some(want) = &req.builder_id
+        && !builder_matches(builder, want)
+    {
+        reasons.push(Reason::new(
+            ReasonCode::BuilderIdMismatch,
+            format!("builder id {builder:?} does not match expected {want:?}"),
+        ));
+    }
+
+    if let Some(r) = check_isolation(st) {
+        reasons.push(r);
+    }
+    (reasons, subject)
+}
+
+fn check_isolation(st: &Statement) -> Option<Reason> {
+    let iso = st
+        .predicate
+        .build_definition
+        .internal_parameters
+        .as_ref()
+        .and_then(|p| p.get("isolation"));
+    let Some(iso) = iso.and_then(|v| v.as_object()) else {
+        return Some(Reason::new(
+            ReasonCode::IsolationClaimMissing,
+            "internalParameters.isolation is missing",
+        ));
+    };
+    let missing = |k: &str| {
+        Reason::new(
+            ReasonCode::IsolationClaimMissing,
+            format!("isolation claim {k} is missing or mistyped"),
+        )
+    };
+    let digest_ok = |k: &str| {
+        iso.get(k)
+            .and_then(|v| v.as_str())
+            .is_some_and(|s| s.parse::<Sha256Digest>().is_ok())
+    };
+    let Some(network) = iso.get("network").and_then(|v| v.as_str()) else {
+        return Some(missing("network"));
+    };
+    let Some(namespaces) = iso.get("namespaces").and_then(|v| v.as_array()) else {
+        return Some(missing("namespaces"));
+    };
+    let Some(nnp) = iso.get("noNewPrivs").and_then(|v| v.as_bool()) else {
+        return Some(missing("noNewPrivs"));
+    };
+    let Some(caps) = iso.get("capabilities").and_then(|v| v.as_array()) else {
+        return Some(missing("capabilities"));
+    };
+    if !digest_ok("seccompPolicy") {
+        return Some(missing("seccompPolicy"));
+    }
+    if !digest_ok("profile") {
+        return Some(missing("profile"));
+    }
+    if iso.get("rootless").and_then(|v| v.as_bool()).is_none() {
+        return Some(missing("rootless"));
+    }
+    if network != "none" {
+        return Some(Reason::new(
+            ReasonCode::IsolationNetworkNotNone,
+            format!("isolation claims network {network:?}, not \"none\""),
+        ));
+    }
+    if !nnp || !caps.is_empty() || !namespaces.iter().any(|n| n.as_str() == Some("net")) {
+        return Some(Reason::new(
+            ReasonCode::IsolationClaimInsufficient,
+            "isolation claims lack no_new_privs, an empty capability set or a network namespace",
+        ));
+    }
+    None
+}
+
+fn verify_candidate(
+    c: Candidate,
+    trusted: &[PublicKey],
+    digest: &Sha256Digest,
+    req: &VerifyRequest,
+) -> Verdict {
+    let key = match check_signatures(&c, trusted) {
+        Ok(k) => k,
+        Err(r) => return Verdict::fail(vec![r]),
+    };
+    // From here on only the verified payload bytes are read.
+    let payload = c.envelope.payload;
+    let statement = match Statement::parse(&payload) {
+        Ok(s) => s,
+        Err(e) => return Verdict::fail(vec![statement_reason(&e)]),
+    };
+    let (reasons, subject) = check_policy(&statement, digest, req);
+    let builder_id = Some(statement.predicate.run_details.builder.id.clone());
+    let verified = reasons.is_empty();
+    Verdict {
+        verified,
+        reasons,
+        builder_id,
+        slsa_level: verified.then_some(3),
+        subject,
+        statement: serde_json::from_slice(&payload).ok(),
+        payload: Some(payload),
+        keyid: Some(key.keyid().to_owned()),
+    }
+}
+
+/// Verifies provenance (`.intoto.jsonl`, a DSSE envelope, or a Sigstore
+/// bundle, auto-detected) against trusted keys and the consumer's
+/// expectations. With several envelopes (jsonl), the first that verifies
+/// wins; if none does, the reasons of each are reported, prefixed.
+pub fn verify(provenance: &[u8], trusted: &[PublicKey], req: &VerifyRequest) -> Verdict {
+    let digest = match check_request(req) {
+        Ok(d) => d,
+        Err(r) => return Verdict::fail(vec![r]),
+    };
+    if trusted.is_empty() {
+        return Verdict::fail1(ReasonCode::NoTrustedKeys, "no trusted public key was given");
+    }
+    let cands = match candidates(provenance) {
+        Ok(c) => c,
+        Err(r) => return Verdict::fail(vec![r]),
+    };
+    if cands.len() == 1 {
+        let c = cands.into_iter().next().expect("one candidate");
+        return verify_candidate(c, trusted, &digest, req);
+    }
+    let mut reasons = Vec::new();
+    for (i, c) in cands.into_iter().enumerate() {
+        let v = verify_candidate(c, trusted, &digest, req);
+        if v.verified {
+            return v;
+        }
+        reasons.extend(
+            v.reasons
+                .into_iter()
+                .map(|r| Reason::new(r.code, format!("envelope {}: {}", i + 1, r.message))),
+        );
+    }
+    Verdict::fail(reasons)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_snake_case_and_match_serde() {
+        for c in ReasonCode::ALL {
+            assert_eq!(
+                serde_json::to_value(c).unwrap(),
+                serde_json::Value::String(c.as_str().into())
+            );
+        }
+    }
+
+    #[test]
+    fn source_uri_normalization() {
+        assert_eq!(
+            normalize_source_uri("github.com/o/r"),
+            "https://github.com/o/r"
+        );
+        assert_eq!(
+            normalize_source_uri("git+https://github.com/o/r"),
+            "https://github.com/o/r"
+        );
+        assert_eq!(
+            normalize_source_uri("https://github.com/o/r"),
+            "https://github.com/o/r"
+        );
+        assert_eq!(
+            split_source("git+https://github.com/o/r@refs/tags/v1"),
+            (
+                "https://github.com/o/r".to_owned(),
+                Some("refs/tags/v1".to_owned())
+            )
+        );
+    }
+
+    #[test]
+    fn versioned_tags_as_slsa_verifier_matches_them() {
+        for (prov, want) in [
+            ("v1.2.3", "v1"),
+            ("v1.2.3", "v1.2"),
+            ("v1.2.3", "v1.2.3"),
+            ("v1.2.3-rc.1", "v1.2.3-rc.1"),
+        ] {
+            assert!(
+                versioned_tag_matches(prov, want).is_ok(),
+                "{prov} vs {want}"
+            );
+        }
+        for (prov, want) in [
+            ("v1.2.3", "v2"),
+            ("v1.2.3", "v1.3"),
+            ("v1.2.3", "v1.2.4"),
+            ("v1.2", "v1.2.3"),
+            ("v1.2.3-rc.1", "v1.2.3-rc.2"),
+            ("1.2.3", "v1"),
+            ("v01.2.3", "v1"),
+        ] {
+            assert!(
+                versioned_tag_matches(prov, want).is_err(),
+                "{prov} vs {want}"
+            );
+        }
+        assert!(parse_semver("v1.2-rc1").is_none());
+        assert!(parse_semver("v1.2.3.4").is_none());
+    }
+
+    #[test]
+    fn builder_ids_as_slsa_verifier_matches_them() {
+        assert!(builder_matches("https://b/x@v1", "https://b/x"));
+        assert!(builder_matches("https://b/x@v1", "https://b/x@v1"));
+        assert!(!builder_matches("https://b/x@v1", "https://b/x@v2"));
+        assert!(!builder_matches("https://b/y@v1", "https://b/x"));
+        assert!(builder_matches("https://b/x", "https://b/x"));
+        assert!(!builder_matches("https://b/x", "https://b/x@v1"));
+    }
+
+    #[test]
+    fn request_validation() {
+        let ok = VerifyRequest {
+            artifact_digest: format!("sha256:{}", "a".repeat(64)),
+            source_uri: "github.com/o/r".into(),
+            ..Default::default()
+        };
+        check_request(&ok).unwrap();
+        let cases: Vec<fn(&mut VerifyRequest)> = vec![
+            |r| r.artifact_digest = "md5:abc".into(),
+            |r| r.source_uri = " ".into(),
+            |r| r.source_uri = "github.com/o/r@main".into(),
+            |r| {
+                r.source_tag = Some("v1".into());
+                r.source_versioned_tag = Some("v1".into());
+            },
+            |r| r.source_versioned_tag = Some("release-1".into()),
+            |r| r.builder_id = Some("".into()),
+        ];
+        for mutate in cases {
+            let mut r = ok.clone();
+            mutate(&mut r);
+            assert_eq!(
+                check_request(&r).unwrap_err().code,
+                ReasonCode::InvalidRequest,
+                "{r:?}"
+            );
+        }
+    }
+}
