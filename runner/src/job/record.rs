@@ -6,6 +6,10 @@
 use super::outputs::Collected;
 use super::spec::JobSpec;
 use crate::client::{ClientError, Endpoint};
+use cloister_attestor_core::digest::Sha256Digest;
+use cloister_attestor_core::record::{
+    self, BuildRecord, ImageFact, IsolationFacts, JobParameters, RunnerFacts, SourceFacts, SubjectFact,
+};
 use std::path::Path;
 
 /// A vendored snapshot the job used.
@@ -57,12 +61,53 @@ pub enum AttestError {
     Record(String),
 }
 
-/// The build record sent to the attestor (see `cloister_attestor_core::record`).
-pub fn build_record(o: &Observed) -> Result<serde_json::Value, AttestError> {
-    let _ = o;
-    Err(AttestError::Record(
-        "the attestor core's BuildRecord is not merged into this branch yet".into(),
-    ))
+/// The build record sent to the attestor, validated before it leaves.
+pub fn build_record(o: &Observed) -> Result<BuildRecord, AttestError> {
+    let spec = &o.spec;
+    let digest = |what: &str, d: &str| {
+        d.parse::<Sha256Digest>().map_err(|e| AttestError::Record(format!("{what} digest {d:?}: {e}")))
+    };
+    let isolation: IsolationFacts = serde_json::from_value(o.isolation.clone())
+        .map_err(|e| AttestError::Record(format!("the sandbox's isolation facts: {e}")))?;
+    let record = BuildRecord {
+        invocation_id: o.job_id.clone(),
+        builder_id: o.builder_id.clone(),
+        runner: RunnerFacts { label: o.label.clone(), host_id: o.host_id.clone() },
+        source: SourceFacts {
+            uri: spec.source.uri.clone(),
+            git_ref: spec.source.git_ref.clone(),
+            commit: spec.source.commit.clone(),
+        },
+        parameters: JobParameters {
+            command: spec.command.clone(),
+            profile: spec.profile.clone(),
+            vendor_paths: spec.vendor.iter().map(|v| v.path.display().to_string()).collect(),
+            outputs: spec.outputs.clone(),
+            env: spec.env.keys().cloned().collect(),
+            builder_image: spec.image.clone(),
+        },
+        isolation,
+        snapshots: o
+            .snapshots
+            .iter()
+            .map(|s| Ok(record::SnapshotFact { path: s.path.clone(), digest: digest("snapshot", &s.digest)? }))
+            .collect::<Result<_, AttestError>>()?,
+        builder_image: match &spec.image {
+            Some(image) => Some(ImageFact { reference: image.clone(), digest: digest("image", image)? }),
+            None => None,
+        },
+        started_on: o.started_on.clone(),
+        finished_on: o.finished_on.clone(),
+        log_digest: digest("log", &o.log_digest)?,
+        subjects: o
+            .subjects
+            .iter()
+            .map(|s| Ok(SubjectFact { name: s.name.clone(), digest: digest("subject", &s.digest)? }))
+            .collect::<Result<_, AttestError>>()?,
+        runner_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    record.validate().map_err(|e| AttestError::Record(e.to_string()))?;
+    Ok(record)
 }
 
 /// Sends the record to the attestor and returns the signed envelope and bundle.
