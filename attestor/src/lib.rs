@@ -4,4 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod config;
 pub mod keyring;
+pub mod service;
+pub mod storage;

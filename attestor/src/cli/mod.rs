@@ -4,9 +4,13 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod api_keys;
 mod keygen;
 mod keys;
+mod serve;
 mod sign;
+mod tenants;
+mod usage;
 mod verify;
 
 /// Cloister's attestor: signs SLSA provenance and verifies it.
@@ -28,6 +32,16 @@ enum Command {
     Sign(sign::Args),
     /// Verify provenance for an artifact.
     Verify(verify::Args),
+    /// Run the attestor service (consumer API + signing socket).
+    Serve(serve::Args),
+    /// Manage tenants of the verification API.
+    #[command(subcommand)]
+    Tenants(tenants::Command),
+    /// Issue, revoke and list tenants' API keys.
+    #[command(subcommand, name = "api-keys")]
+    ApiKeys(api_keys::Command),
+    /// Show a tenant's metered usage.
+    Usage(usage::Args),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -38,5 +52,18 @@ pub fn main() -> ExitCode {
         Command::Keys(cmd) => keys::exec(cmd),
         Command::Sign(args) => sign::exec(args),
         Command::Verify(args) => verify::exec(args),
+        Command::Serve(args) => serve::exec(args),
+        Command::Tenants(cmd) => tenants::exec(cmd),
+        Command::ApiKeys(cmd) => api_keys::exec(cmd),
+        Command::Usage(args) => usage::exec(args),
     }
+}
+
+/// Runs an async CLI handler on a small current-thread runtime.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("start the async runtime")
+        .block_on(f)
 }

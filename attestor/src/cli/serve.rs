@@ -1,0 +1,102 @@
+//! `cloister-attestor serve`: loads and validates the config, sets up
+//! logging, starts the service (consumer API + signing socket), tells
+//! systemd it is ready, and drains on SIGTERM or Ctrl-C.
+//!
+//! Stdout gets two lines once both listeners are bound (`listening on URL`,
+//! `signing socket PATH`) so scripts and tests can find a port chosen with
+//! `--listen 127.0.0.1:0`; logs go to stderr.
+
+use crate::config::{Config, LogFormat, Overrides, StateArgs};
+use crate::service::{clock::SystemClock, server};
+use anyhow::Context as _;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub state: StateArgs,
+    /// Consumer API address (default 127.0.0.1:8450; port 0 picks one).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+}
+
+pub fn exec(args: Args) -> ExitCode {
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cloister-attestor serve: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = Config::load(&Overrides {
+        listen: args.listen,
+        ..args.state.overrides()
+    })?;
+    init_logging(&config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(serve(config))
+}
+
+/// Installs the global `tracing` subscriber (text or JSON, to stderr).
+pub fn init_logging(config: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .with_context(|| format!("log.level {:?}", config.log.level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let result = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let running = server::start(config, Arc::new(SystemClock)).await?;
+    let scheme = if running.tls { "https" } else { "http" };
+    tracing::info!(
+        addr = %running.addr,
+        tls = running.tls,
+        sign_socket = %running.sign_socket.display(),
+        storage = running.app.storage.backend(),
+        "attestor serving"
+    );
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on {scheme}://{}", running.addr)?;
+        writeln!(out, "signing socket {}", running.sign_socket.display())?;
+        out.flush()?;
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+
+    let token = running.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining requests and usage commits");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        token.cancel();
+    });
+    running.wait().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,543 @@
+//! The attestor's configuration: a TOML file (optional), then environment
+//! overrides (`CLOISTER_ATTESTOR_*`), then command-line flags, validated once
+//! at start. With no file and no variables the defaults describe a complete
+//! embedded attestor: SQLite and keys in the state dir, plain HTTP on
+//! loopback, the signing socket beside the database.
+//!
+//! Loading is the only place that reads the environment; the service gets a
+//! finished, validated [`Config`] and never looks anything up per request.
+
+use cloister_attestor_core::keys::Algorithm;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Default state directory (keys, embedded database, signing socket).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/cloister/attestor";
+/// Default consumer API address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8450";
+/// Upper bound for `limits.max_body_bytes`: a provenance bundle is kilobytes.
+pub const MAX_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Errors while loading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid value for {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration. Field names are the TOML keys.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Keys, the embedded database and the signing socket live here.
+    pub state_dir: PathBuf,
+    /// `postgres://…` for a shared PostgreSQL, `sqlite://PATH` for another
+    /// SQLite file; unset means `<state_dir>/attestor.db`.
+    pub database_url: Option<String>,
+    /// The consumer API's TCP address.
+    pub listen: SocketAddr,
+    /// The runner daemon's signing socket; unset means `<state_dir>/sign.sock`.
+    pub sign_socket: Option<PathBuf>,
+    /// Group given to the signing socket (the runner daemon's group); the
+    /// socket's mode is 0660.
+    pub sign_socket_group: Option<String>,
+    /// Algorithm of the signing key generated on first use.
+    #[serde(with = "algorithm_name")]
+    pub key_algorithm: Algorithm,
+    /// Serve the consumer API over TLS with this certificate chain and key.
+    pub tls: Option<TlsConfig>,
+    pub limits: Limits,
+    pub rate_limit: RateLimit,
+    pub metering: Metering,
+    pub auth: Auth,
+    pub log: Log,
+}
+
+/// `ecdsa-p256` / `ed25519` in TOML.
+mod algorithm_name {
+    use super::Algorithm;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
+
+    pub fn serialize<S: Serializer>(a: &Algorithm, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(a.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Algorithm, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse()
+            .map_err(|_| D::Error::custom("expected ecdsa-p256 or ed25519"))
+    }
+}
+
+/// PEM files for the consumer listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Request bodies larger than this are refused with 413.
+    pub max_body_bytes: usize,
+}
+
+/// Per-API-key token bucket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimit {
+    /// Sustained requests per second per key.
+    pub per_second: u32,
+    /// Requests a key may send at once above the sustained rate.
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metering {
+    /// How long an Idempotency-Key replays its stored result.
+    pub idempotency_window_hours: u32,
+    /// Most usage events committed in one transaction (group commit).
+    pub max_batch: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// How long a checked API key is remembered in memory; a revocation made
+    /// by another process takes effect within this time. 0 disables the cache.
+    pub cache_ttl_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `cloister_attestor=debug`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            database_url: None,
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("default listen address parses"),
+            sign_socket: None,
+            sign_socket_group: None,
+            key_algorithm: Algorithm::EcdsaP256,
+            tls: None,
+            limits: Limits::default(),
+            rate_limit: RateLimit::default(),
+            metering: Metering::default(),
+            auth: Auth::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            per_second: 100,
+            burst: 200,
+        }
+    }
+}
+
+impl Default for Metering {
+    fn default() -> Self {
+        Self {
+            idempotency_window_hours: 24,
+            max_batch: 2048,
+        }
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self { cache_ttl_ms: 1000 }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Values given on the command line; they win over the file and the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub listen: Option<SocketAddr>,
+}
+
+/// Flags shared by every subcommand that opens the state (clap).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct StateArgs {
+    /// Config file (TOML); default: $CLOISTER_ATTESTOR_CONFIG, else built-in defaults.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// State directory (keys, embedded database, signing socket);
+    /// default: $CLOISTER_ATTESTOR_STATE_DIR, else /var/lib/cloister/attestor.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Storage URL: postgres://… or sqlite://PATH; default: <state-dir>/attestor.db.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+impl StateArgs {
+    /// These flags as overrides (no `--listen`).
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config: self.config.clone(),
+            state_dir: self.state_dir.clone(),
+            database_url: self.database_url.clone(),
+            listen: None,
+        }
+    }
+}
+
+/// The environment variable naming the config file when `--config` is absent.
+pub const ENV_CONFIG: &str = "CLOISTER_ATTESTOR_CONFIG";
+
+impl Config {
+    /// Loads file (if any) → environment → flags, then validates.
+    pub fn load(flags: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_with(flags, |name| std::env::var(name).ok())
+    }
+
+    /// [`Config::load`] with an explicit environment, for tests.
+    pub fn load_with(
+        flags: &Overrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file = flags
+            .config
+            .clone()
+            .or_else(|| env(ENV_CONFIG).map(PathBuf::from));
+        let mut config = match file {
+            Some(path) => Self::from_file(&path)?,
+            None => Self::default(),
+        };
+        config.apply_env(&env)?;
+        if let Some(dir) = &flags.state_dir {
+            config.state_dir = dir.clone();
+        }
+        if let Some(url) = &flags.database_url {
+            config.database_url = Some(url.clone());
+        }
+        if let Some(listen) = flags.listen {
+            config.listen = listen;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML file (unknown keys are errors).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parsed<T: std::str::FromStr>(name: &str, value: String) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.parse().map_err(|e: T::Err| ConfigError::Env {
+                name: name.to_owned(),
+                message: e.to_string(),
+            })
+        }
+        let var = |suffix: &str| {
+            let name = format!("CLOISTER_ATTESTOR_{suffix}");
+            env(&name).filter(|v| !v.is_empty()).map(|v| (name, v))
+        };
+        if let Some((_, v)) = var("STATE_DIR") {
+            self.state_dir = PathBuf::from(v);
+        }
+        if let Some((_, v)) = var("DATABASE_URL") {
+            self.database_url = Some(v);
+        }
+        if let Some((n, v)) = var("LISTEN") {
+            self.listen = parsed(&n, v)?;
+        }
+        if let Some((_, v)) = var("SIGN_SOCKET") {
+            self.sign_socket = Some(PathBuf::from(v));
+        }
+        if let Some((n, v)) = var("KEY_ALGORITHM") {
+            self.key_algorithm = v.parse().map_err(|_| ConfigError::Env {
+                name: n,
+                message: "expected ecdsa-p256 or ed25519".into(),
+            })?;
+        }
+        if let Some((_, v)) = var("SIGN_SOCKET_GROUP") {
+            self.sign_socket_group = Some(v);
+        }
+        match (var("TLS_CERT"), var("TLS_KEY")) {
+            (Some((_, cert)), Some((_, key))) => {
+                self.tls = Some(TlsConfig {
+                    cert: cert.into(),
+                    key: key.into(),
+                })
+            }
+            (None, None) => {}
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "CLOISTER_ATTESTOR_TLS_CERT and CLOISTER_ATTESTOR_TLS_KEY must be set together"
+                        .into(),
+                ));
+            }
+        }
+        if let Some((n, v)) = var("MAX_BODY_BYTES") {
+            self.limits.max_body_bytes = parsed(&n, v)?;
+        }
+        if let Some((n, v)) = var("RATE_LIMIT_PER_SECOND") {
+            self.rate_limit.per_second = parsed(&n, v)?;
+        }
+        if let Some((n, v)) = var("RATE_LIMIT_BURST") {
+            self.rate_limit.burst = parsed(&n, v)?;
+        }
+        if let Some((n, v)) = var("AUTH_CACHE_TTL_MS") {
+            self.auth.cache_ttl_ms = parsed(&n, v)?;
+        }
+        if let Some((n, v)) = var("LOG_FORMAT") {
+            self.log.format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: n,
+                        message: "expected text or json".into(),
+                    });
+                }
+            };
+        }
+        if let Some((_, v)) = var("LOG_LEVEL") {
+            self.log.level = v;
+        }
+        Ok(())
+    }
+
+    /// Checks everything that can be checked before binding sockets.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.state_dir.as_os_str().is_empty() {
+            return bad("state_dir must not be empty".into());
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            return bad(
+                "database_url must start with sqlite:, postgres:// or postgresql://".into(),
+            );
+        }
+        if self.limits.max_body_bytes == 0 || self.limits.max_body_bytes > MAX_BODY_LIMIT {
+            return bad(format!(
+                "limits.max_body_bytes must be between 1 and {MAX_BODY_LIMIT}"
+            ));
+        }
+        if self.rate_limit.per_second == 0 || self.rate_limit.burst == 0 {
+            return bad("rate_limit.per_second and rate_limit.burst must be at least 1".into());
+        }
+        if self.metering.idempotency_window_hours == 0 {
+            return bad("metering.idempotency_window_hours must be at least 1".into());
+        }
+        if self.metering.max_batch == 0 || self.metering.max_batch > 65_536 {
+            return bad("metering.max_batch must be between 1 and 65536".into());
+        }
+        if let Some(tls) = &self.tls {
+            for (what, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+                if !path.is_file() {
+                    return bad(format!("{what} {} is not a readable file", path.display()));
+                }
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return bad(format!(
+                "log.level {:?} is not a valid filter",
+                self.log.level
+            ));
+        }
+        Ok(())
+    }
+
+    /// The storage URL: the configured one, or the embedded SQLite file.
+    pub fn storage_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.state_dir.join("attestor.db").display()),
+        }
+    }
+
+    /// The signing socket's path.
+    pub fn sign_socket_path(&self) -> PathBuf {
+        self.sign_socket
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("sign.sock"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn no_file_no_env_gives_embedded_defaults() {
+        let c = Config::load_with(&Overrides::default(), env_of(&[])).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(
+            c.storage_url(),
+            "sqlite:///var/lib/cloister/attestor/attestor.db"
+        );
+        assert_eq!(
+            c.sign_socket_path(),
+            PathBuf::from("/var/lib/cloister/attestor/sign.sock")
+        );
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.toml");
+        std::fs::write(
+            &file,
+            "state_dir = \"/from/file\"\nlisten = \"127.0.0.1:1\"\n[rate_limit]\nper_second = 5\nburst = 7\n[log]\nformat = \"json\"\n",
+        )
+        .unwrap();
+        let flags = Overrides {
+            config: Some(file.clone()),
+            listen: Some("127.0.0.1:3".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = Config::load_with(
+            &flags,
+            env_of(&[
+                ("CLOISTER_ATTESTOR_STATE_DIR", "/from/env"),
+                ("CLOISTER_ATTESTOR_LISTEN", "127.0.0.1:2"),
+                ("CLOISTER_ATTESTOR_RATE_LIMIT_BURST", "9"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/from/env"));
+        assert_eq!(c.listen, "127.0.0.1:3".parse().unwrap());
+        assert_eq!(c.rate_limit.per_second, 5);
+        assert_eq!(c.rate_limit.burst, 9);
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn config_file_named_by_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("b.toml");
+        std::fs::write(&file, "[limits]\nmax_body_bytes = 4096\n").unwrap();
+        let c = Config::load_with(
+            &Overrides::default(),
+            env_of(&[(ENV_CONFIG, file.to_str().unwrap())]),
+        )
+        .unwrap();
+        assert_eq!(c.limits.max_body_bytes, 4096);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "listne = \"127.0.0.1:1\"\n").unwrap();
+        let err = Config::from_file(&file).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_rejected_with_the_reason() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[("CLOISTER_ATTESTOR_LISTEN", "nope")],
+                "CLOISTER_ATTESTOR_LISTEN",
+            ),
+            (
+                &[("CLOISTER_ATTESTOR_MAX_BODY_BYTES", "0")],
+                "max_body_bytes",
+            ),
+            (
+                &[("CLOISTER_ATTESTOR_RATE_LIMIT_PER_SECOND", "0")],
+                "rate_limit",
+            ),
+            (
+                &[("CLOISTER_ATTESTOR_DATABASE_URL", "mysql://x")],
+                "database_url",
+            ),
+            (&[("CLOISTER_ATTESTOR_TLS_CERT", "/x")], "set together"),
+            (
+                &[
+                    ("CLOISTER_ATTESTOR_TLS_CERT", "/nonexistent/c.pem"),
+                    ("CLOISTER_ATTESTOR_TLS_KEY", "/nonexistent/k.pem"),
+                ],
+                "tls.cert",
+            ),
+            (&[("CLOISTER_ATTESTOR_LOG_FORMAT", "xml")], "text or json"),
+            (&[("CLOISTER_ATTESTOR_LOG_LEVEL", "info,[[[")], "log.level"),
+        ];
+        for (env, needle) in cases {
+            let err = Config::load_with(&Overrides::default(), env_of(env)).unwrap_err();
+            assert!(err.to_string().contains(needle), "{env:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! Running the service: open the storage and keyring, bind the consumer
+//! listener (plain TCP, or TLS through rustls when `tls` is configured) and
+//! the signing socket (mode 0660, optionally chgrp'd), serve both until
+//! shutdown, then drain: in-flight requests finish, the metering task
+//! commits what is queued, the storage closes.
+
+use super::clock::Clock;
+use super::{App, AppState};
+use crate::config::Config;
+use crate::keyring::{Keyring, KeyringError};
+use crate::storage::{self, StorageError};
+use axum::serve::ListenerExt as _;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream, UnixListener};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Errors starting or running the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create state dir {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("keyring: {0}")]
+    Keyring(#[from] KeyringError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("signing socket {path}: {source}")]
+    Socket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("signing socket group {0:?} does not exist")]
+    Group(String),
+    #[error("tls: {0}")]
+    Tls(String),
+    #[error("server task failed: {0}")]
+    Join(String),
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Running {
+    /// The consumer API's bound address (useful with port 0).
+    pub addr: SocketAddr,
+    /// Whether the consumer API speaks TLS.
+    pub tls: bool,
+    /// The signing socket.
+    pub sign_socket: PathBuf,
+    pub app: Arc<App>,
+    shutdown: CancellationToken,
+    servers: Vec<JoinHandle<std::io::Result<()>>>,
+    meter_task: JoinHandle<()>,
+}
+
+impl Running {
+    /// The token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Asks the server to stop (graceful).
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until the server has stopped and drained.
+    pub async fn wait(self) -> Result<(), ServeError> {
+        let Running {
+            app,
+            servers,
+            meter_task,
+            sign_socket,
+            ..
+        } = self;
+        let mut first_err = None;
+        for s in servers {
+            match s.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => first_err = first_err.or(Some(ServeError::Join(e.to_string()))),
+                Err(e) => first_err = first_err.or(Some(ServeError::Join(e.to_string()))),
+            }
+        }
+        let storage = app.storage.clone();
+        drop(app);
+        // The routers held the other references; with them gone the meter's
+        // channel closes and the committer finishes what is queued.
+        if let Err(e) = meter_task.await {
+            first_err = first_err.or(Some(ServeError::Join(e.to_string())));
+        }
+        storage.close().await;
+        let _ = std::fs::remove_file(&sign_socket);
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+/// Opens everything and starts serving; returns once both listeners are bound.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, ServeError> {
+    create_state_dir(&config.state_dir)?;
+    let storage = storage::open(&config.storage_url()).await?;
+    let keyring = Arc::new(Keyring::open(&config.state_dir)?);
+    // "Signing key generated on first use": an empty keyring gets one now.
+    let signer = keyring.ensure_active(config.key_algorithm)?;
+    tracing::info!(keyid = signer.keyid(), "signing key active");
+    let tls = config.tls.as_ref().map(load_tls).transpose()?;
+    let sign_path = config.sign_socket_path();
+    let sign_group = config
+        .sign_socket_group
+        .as_ref()
+        .map(|g| resolve_group(g))
+        .transpose()?;
+    let tcp = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = tcp.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let unix = bind_socket(&sign_path, sign_group)?;
+
+    let (app, meter_task) = App::new(config, storage, keyring, clock);
+    let state = AppState(app.clone());
+    let shutdown = CancellationToken::new();
+    let consumer = super::consumer_router(state.clone());
+    let signing = super::signing_router(state.clone());
+
+    let mut servers = Vec::new();
+    let is_tls = tls.is_some();
+    match tls {
+        None => {
+            let listener = tcp.tap_io(|s: &mut TcpStream| {
+                let _ = s.set_nodelay(true);
+            });
+            let token = shutdown.clone();
+            servers.push(tokio::spawn(async move {
+                axum::serve(listener, consumer)
+                    .with_graceful_shutdown(token.cancelled_owned())
+                    .await
+            }));
+        }
+        Some(acceptor) => {
+            let listener = TlsListener::start(tcp, acceptor, shutdown.clone());
+            let token = shutdown.clone();
+            servers.push(tokio::spawn(async move {
+                axum::serve(listener, consumer)
+                    .with_graceful_shutdown(token.cancelled_owned())
+                    .await
+            }));
+        }
+    }
+    let token = shutdown.clone();
+    servers.push(tokio::spawn(async move {
+        axum::serve(unix, signing)
+            .with_graceful_shutdown(token.cancelled_owned())
+            .await
+    }));
+    spawn_maintenance(state, shutdown.clone());
+
+    Ok(Running {
+        addr,
+        tls: is_tls,
+        sign_socket: sign_path,
+        app,
+        shutdown,
+        servers,
+        meter_task,
+    })
+}
+
+fn create_state_dir(dir: &Path) -> Result<(), ServeError> {
+    let err = |source| ServeError::StateDir {
+        path: dir.to_owned(),
+        source,
+    };
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).map_err(err)?;
+    }
+    Ok(())
+}
+
+fn resolve_group(name: &str) -> Result<u32, ServeError> {
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        _ => Err(ServeError::Group(name.to_owned())),
+    }
+}
+
+/// Binds the signing socket: a stale socket file from a previous run is
+/// replaced, anything else at the path is an error.
+fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, ServeError> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let err = |source| ServeError::Socket {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path).map_err(err)?,
+        Ok(_) => {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "exists and is not a socket",
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(err)?;
+    }
+    Ok(listener)
+}
+
+fn load_tls(tls: &crate::config::TlsConfig) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| ServeError::Tls(format!("certificate {}: {e}", tls.cert.display())))?;
+    if certs.is_empty() {
+        return Err(ServeError::Tls(format!(
+            "certificate {}: no certificate found",
+            tls.cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key)
+        .map_err(|e| ServeError::Tls(format!("key {}: {e}", tls.key.display())))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// A listener that yields connections whose TLS handshake has completed;
+/// handshakes run in their own tasks (with a timeout) so a slow client never
+/// holds up the accept loop.
+struct TlsListener {
+    rx: mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl TlsListener {
+    fn start(
+        tcp: TcpListener,
+        acceptor: tokio_rustls::TlsAcceptor,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let local = tcp.local_addr().expect("bound listener has an address");
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    a = tcp.accept() => a,
+                };
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "tls handshake failed"),
+                        Err(_) => tracing::debug!("tls handshake timed out"),
+                    }
+                });
+            }
+        });
+        Self { rx, local }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(x) => x,
+            // The accept loop ended (shutdown): wait for axum to stop.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+/// Hourly: forget idempotency records past the window, shrink rate buckets.
+fn spawn_maintenance(state: AppState, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let cutoff = state.clock.now_ms() - state.idempotency_window_ms();
+            match state.storage.purge_idempotency(cutoff).await {
+                Ok(n) => tracing::debug!(purged = n, "idempotency records purged"),
+                Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
+            }
+            state.limiter.shrink();
+        }
+    });
+}

@@ -1,0 +1,279 @@
+//! Storage behind one trait, [`Storage`], with two sqlx backends: SQLite (the
+//! embedded default: WAL, `synchronous=FULL`) and PostgreSQL (stateless
+//! attestors behind a load balancer). Each backend owns its versioned
+//! migrations under `attestor/migrations/<backend>/`.
+//!
+//! What it stores: tenants, API keys (hashes only), signed attestations with
+//! their subjects, usage events, and the idempotency records that make
+//! metering exactly-once.
+//!
+//! Invariants both backends keep:
+//! - [`Storage::commit_usage`] writes a whole batch in one transaction and
+//!   returns only after it is durable; an idempotency key already recorded
+//!   within the window is never counted again (the `(tenant, event, key)`
+//!   primary key of `idempotency` enforces it, also across processes).
+//! - Times are integer milliseconds since the Unix epoch, given by the caller
+//!   (the service's clock), never read from the database's clock.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub mod postgres;
+pub mod sqlite;
+
+/// Errors from either backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid database url: {0}")]
+    Url(String),
+    #[error("cannot create {path}: {source}")]
+    CreateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A tenant's price plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum Plan {
+    #[value(name = "Starter")]
+    Starter,
+    #[value(name = "Pro")]
+    Pro,
+    #[value(name = "Enterprise")]
+    Enterprise,
+}
+
+impl Plan {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::Starter => "Starter",
+            Plan::Pro => "Pro",
+            Plan::Enterprise => "Enterprise",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, StorageError> {
+        match s {
+            "Starter" => Ok(Plan::Starter),
+            "Pro" => Ok(Plan::Pro),
+            "Enterprise" => Ok(Plan::Enterprise),
+            other => Err(StorageError::Corrupt(format!("unknown plan {other:?}"))),
+        }
+    }
+}
+
+/// A tenant of the verification API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub plan: Plan,
+    pub created_at_ms: i64,
+}
+
+/// An API key's stored facts (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub tenant_id: String,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// Who a valid, unrevoked key belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOwner {
+    pub key_id: String,
+    pub tenant_id: String,
+}
+
+/// One subject of a stored attestation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectRow {
+    pub name: String,
+    /// `sha256:<hex>`.
+    pub digest: String,
+}
+
+/// A signed attestation as stored: the DSSE envelope and the bundle are kept
+/// as the exact JSON text that was signed and returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestationRow {
+    pub id: String,
+    pub created_at_ms: i64,
+    pub keyid: String,
+    pub builder_id: String,
+    pub source_uri: String,
+    pub subjects: Vec<SubjectRow>,
+    pub envelope: String,
+    pub bundle: String,
+}
+
+/// How to look attestations up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttestationFilter {
+    /// `sha256:<hex>` of a subject.
+    Subject(String),
+    /// The source repository URI.
+    Repo(String),
+    /// The builder id.
+    Builder(String),
+}
+
+/// A page request: newest first, strictly older than `before` (an id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub limit: u32,
+    pub before: Option<String>,
+}
+
+/// A usage event name.
+pub const EVENT_VERIFY: &str = "attestation.verify";
+/// A usage event name.
+pub const EVENT_DOWNLOAD: &str = "portal.download";
+
+/// Where a usage event's idempotency key came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageKey {
+    /// The request's `Idempotency-Key`: deduplicated within the window.
+    Client(String),
+    /// A generated unique id for a request without the header.
+    Generated(String),
+}
+
+impl UsageKey {
+    pub fn as_str(&self) -> &str {
+        match self {
+            UsageKey::Client(k) | UsageKey::Generated(k) => k,
+        }
+    }
+}
+
+/// A response kept so that a retry gets the same answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// One metered request to commit.
+#[derive(Debug, Clone)]
+pub struct UsageWrite {
+    pub tenant_id: String,
+    pub event: &'static str,
+    pub units: i64,
+    pub key: UsageKey,
+    /// Hash of the request, to tell a retry from a reuse of the key.
+    pub request_hash: String,
+    pub at_ms: i64,
+    pub response: StoredResponse,
+}
+
+/// What committing one [`UsageWrite`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageOutcome {
+    /// Counted now; answer with the computed response.
+    Recorded,
+    /// The key was recorded within the window for the same request: not
+    /// counted again; answer with the stored response.
+    Replay(StoredResponse),
+    /// The key was recorded within the window for a different request.
+    KeyReused,
+}
+
+/// Usage counts per event name.
+pub type UsageCounts = BTreeMap<String, i64>;
+
+/// The storage API the service and the operator CLIs use.
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+    /// Round trip to the database (readiness).
+    async fn ping(&self) -> Result<(), StorageError>;
+    /// Closes the pool after in-flight work.
+    async fn close(&self);
+
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StorageError>;
+    /// By id or by name.
+    async fn find_tenant(&self, id_or_name: &str) -> Result<Option<Tenant>, StorageError>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StorageError>;
+
+    async fn insert_api_key(&self, info: &ApiKeyInfo, key_hash: &str) -> Result<(), StorageError>;
+    /// Marks a key revoked; `NotFound` if there is no such key.
+    async fn revoke_api_key(&self, key_id: &str, at_ms: i64) -> Result<(), StorageError>;
+    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyInfo>, StorageError>;
+    /// The owner of an unrevoked key with this hash.
+    async fn authenticate(&self, key_hash: &str) -> Result<Option<KeyOwner>, StorageError>;
+
+    async fn insert_attestation(&self, row: &AttestationRow) -> Result<(), StorageError>;
+    async fn find_attestations(
+        &self,
+        filter: &AttestationFilter,
+        page: &Page,
+    ) -> Result<Vec<AttestationRow>, StorageError>;
+
+    /// Commits a batch of usage events in one durable transaction (see the
+    /// module invariants). Records older than `replay_since_ms` no longer
+    /// replay: their key counts again. Outcomes are in input order.
+    async fn commit_usage(
+        &self,
+        batch: &[UsageWrite],
+        replay_since_ms: i64,
+    ) -> Result<Vec<UsageOutcome>, StorageError>;
+    /// Events of a tenant with `from_ms <= time < to_ms`, summed per event.
+    async fn usage_counts(
+        &self,
+        tenant_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<UsageCounts, StorageError>;
+    /// Deletes idempotency records older than `before_ms` (their results are
+    /// no longer replayed anyway); the usage events stay.
+    async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StorageError>;
+}
+
+/// Opens (creating if needed) and migrates the storage named by `url`.
+pub async fn open(url: &str) -> Result<Arc<dyn Storage>, StorageError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStorage::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStorage::open(url, None).await?))
+    } else {
+        Err(StorageError::Url(
+            "expected sqlite:, postgres:// or postgresql://".into(),
+        ))
+    }
+}
+
+/// Group the subjects of rows fetched joined with their subjects.
+pub(crate) fn attach_subjects(
+    rows: Vec<AttestationRow>,
+    subjects: Vec<(String, SubjectRow)>,
+) -> Vec<AttestationRow> {
+    let mut by_id: BTreeMap<String, Vec<SubjectRow>> = BTreeMap::new();
+    for (id, s) in subjects {
+        by_id.entry(id).or_default().push(s);
+    }
+    rows.into_iter()
+        .map(|mut r| {
+            r.subjects = by_id.remove(&r.id).unwrap_or_default();
+            r
+        })
+        .collect()
+}

@@ -1,0 +1,412 @@
+//! The PostgreSQL backend, for stateless attestors behind a load balancer:
+//! every attestor shares the database, so idempotency and usage counts hold
+//! across processes (the `idempotency` primary key arbitrates concurrent
+//! duplicates; `INSERT … ON CONFLICT` waits for the other transaction). A
+//! usage batch is written in key order so two batches never deadlock.
+//! An optional schema name (used by tests) scopes every table.
+
+use super::*;
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// PostgreSQL storage.
+#[derive(Debug, Clone)]
+pub struct PgStorage {
+    pool: PgPool,
+}
+
+impl PgStorage {
+    /// Connects to `url` and migrates. With `schema`, the schema is created if
+    /// missing and every connection uses it as its `search_path`.
+    pub async fn open(url: &str, schema: Option<&str>) -> Result<Self, StorageError> {
+        let mut opts =
+            PgConnectOptions::from_str(url).map_err(|e| StorageError::Url(e.to_string()))?;
+        if let Some(schema) = schema {
+            if !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(StorageError::Url(format!("bad schema name {schema:?}")));
+            }
+            let admin = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(opts.clone())
+                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{schema}\""
+            )))
+            .execute(&admin)
+            .await?;
+            admin.close().await;
+            opts = opts.options([("search_path", schema)]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(opts)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Drops a schema made by [`PgStorage::open`] (tests clean up with it).
+    pub async fn drop_schema(url: &str, schema: &str) -> Result<(), StorageError> {
+        if !schema
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(StorageError::Url(format!("bad schema name {schema:?}")));
+        }
+        let opts = PgConnectOptions::from_str(url).map_err(|e| StorageError::Url(e.to_string()))?;
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .execute(&admin)
+        .await?;
+        admin.close().await;
+        Ok(())
+    }
+}
+
+fn tenant_from(row: &sqlx::postgres::PgRow) -> Result<Tenant, StorageError> {
+    Ok(Tenant {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        plan: Plan::parse(row.try_get::<&str, _>("plan")?)?,
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+fn key_from(row: &sqlx::postgres::PgRow) -> Result<ApiKeyInfo, StorageError> {
+    Ok(ApiKeyInfo {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        revoked_at_ms: row.try_get("revoked_at_ms")?,
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+#[async_trait]
+impl Storage for PgStorage {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn create_tenant(&self, t: &Tenant) -> Result<(), StorageError> {
+        sqlx::query("INSERT INTO tenants (id, name, plan, created_at_ms) VALUES ($1, $2, $3, $4)")
+            .bind(&t.id)
+            .bind(&t.name)
+            .bind(t.plan.as_str())
+            .bind(t.created_at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StorageError::Conflict(format!("tenant {:?}", t.name))
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(())
+    }
+
+    async fn find_tenant(&self, id_or_name: &str) -> Result<Option<Tenant>, StorageError> {
+        let row = sqlx::query(
+            "SELECT id, name, plan, created_at_ms FROM tenants WHERE id = $1 OR name = $2 \
+             ORDER BY id = $3 DESC LIMIT 1",
+        )
+        .bind(id_or_name)
+        .bind(id_or_name)
+        .bind(id_or_name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(tenant_from).transpose()
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StorageError> {
+        sqlx::query("SELECT id, name, plan, created_at_ms FROM tenants ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(tenant_from)
+            .collect()
+    }
+
+    async fn insert_api_key(&self, k: &ApiKeyInfo, key_hash: &str) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, key_hash, created_at_ms, revoked_at_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&k.id)
+        .bind(&k.tenant_id)
+        .bind(key_hash)
+        .bind(k.created_at_ms)
+        .bind(k.revoked_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, at_ms: i64) -> Result<(), StorageError> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at_ms = COALESCE(revoked_at_ms, $1) WHERE id = $2",
+        )
+        .bind(at_ms)
+        .bind(key_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound(format!("api key {key_id:?}")));
+        }
+        Ok(())
+    }
+
+    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyInfo>, StorageError> {
+        sqlx::query(
+            "SELECT id, tenant_id, created_at_ms, revoked_at_ms FROM api_keys \
+             WHERE tenant_id = $1 ORDER BY created_at_ms, id",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(key_from)
+        .collect()
+    }
+
+    async fn authenticate(&self, key_hash: &str) -> Result<Option<KeyOwner>, StorageError> {
+        let row = sqlx::query(
+            "SELECT id, tenant_id FROM api_keys WHERE key_hash = $1 AND revoked_at_ms IS NULL",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(KeyOwner {
+                key_id: r.try_get("id")?,
+                tenant_id: r.try_get("tenant_id")?,
+            }),
+            None => None,
+        })
+    }
+
+    async fn insert_attestation(&self, a: &AttestationRow) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO attestations (id, created_at_ms, keyid, builder_id, source_uri, envelope, bundle) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&a.id)
+        .bind(a.created_at_ms)
+        .bind(&a.keyid)
+        .bind(&a.builder_id)
+        .bind(&a.source_uri)
+        .bind(&a.envelope)
+        .bind(&a.bundle)
+        .execute(&mut *tx)
+        .await?;
+        for s in &a.subjects {
+            sqlx::query(
+                "INSERT INTO attestation_subjects (attestation_id, name, digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(&a.id)
+            .bind(&s.name)
+            .bind(&s.digest)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_attestations(
+        &self,
+        filter: &AttestationFilter,
+        page: &Page,
+    ) -> Result<Vec<AttestationRow>, StorageError> {
+        // The cursor is an id; ids are UUIDv7 (text, "C" collation) so they
+        // sort by creation time.
+        let sql = match filter {
+            AttestationFilter::Subject(_) => {
+                "SELECT a.id, a.created_at_ms, a.keyid, a.builder_id, a.source_uri, a.envelope, a.bundle \
+                 FROM attestations a WHERE a.id IN (SELECT attestation_id FROM attestation_subjects WHERE digest = $1) \
+                 AND ($2::text IS NULL OR a.id < $2) ORDER BY a.id DESC LIMIT $3"
+            }
+            AttestationFilter::Repo(_) => {
+                "SELECT id, created_at_ms, keyid, builder_id, source_uri, envelope, bundle \
+                 FROM attestations WHERE source_uri = $1 AND ($2::text IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+            }
+            AttestationFilter::Builder(_) => {
+                "SELECT id, created_at_ms, keyid, builder_id, source_uri, envelope, bundle \
+                 FROM attestations WHERE builder_id = $1 AND ($2::text IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+            }
+        };
+        let value = match filter {
+            AttestationFilter::Subject(v)
+            | AttestationFilter::Repo(v)
+            | AttestationFilter::Builder(v) => v,
+        };
+        let rows = sqlx::query(sql)
+            .bind(value)
+            .bind(page.before.as_deref())
+            .bind(i64::from(page.limit))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut subjects = Vec::new();
+        for r in &rows {
+            let id: String = r.try_get("id")?;
+            for s in sqlx::query(
+                "SELECT name, digest FROM attestation_subjects WHERE attestation_id = $1 ORDER BY name, digest",
+            )
+            .bind(&id)
+            .fetch_all(&self.pool)
+            .await?
+            {
+                subjects.push((
+                    id.clone(),
+                    SubjectRow {
+                        name: s.try_get("name")?,
+                        digest: s.try_get("digest")?,
+                    },
+                ));
+            }
+            out.push(AttestationRow {
+                id,
+                created_at_ms: r.try_get("created_at_ms")?,
+                keyid: r.try_get("keyid")?,
+                builder_id: r.try_get("builder_id")?,
+                source_uri: r.try_get("source_uri")?,
+                subjects: Vec::new(),
+                envelope: r.try_get("envelope")?,
+                bundle: r.try_get("bundle")?,
+            });
+        }
+        Ok(attach_subjects(out, subjects))
+    }
+
+    async fn commit_usage(
+        &self,
+        batch: &[UsageWrite],
+        replay_since_ms: i64,
+    ) -> Result<Vec<UsageOutcome>, StorageError> {
+        let mut tx = self.pool.begin().await?;
+        // Lock idempotency rows in one global order: no deadlock between batches.
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by(|&x, &y| {
+            let k = |w: &UsageWrite| (w.tenant_id.clone(), w.event, w.key.as_str().to_owned());
+            k(&batch[x]).cmp(&k(&batch[y]))
+        });
+        let mut outcomes: Vec<Option<UsageOutcome>> = vec![None; batch.len()];
+        for i in order {
+            let w = &batch[i];
+            if let UsageKey::Client(key) = &w.key {
+                let fresh = sqlx::query(
+                    "INSERT INTO idempotency (tenant_id, event, key, request_hash, status, body, created_at_ms) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (tenant_id, event, key) DO UPDATE SET \
+                       request_hash = excluded.request_hash, status = excluded.status, \
+                       body = excluded.body, created_at_ms = excluded.created_at_ms \
+                     WHERE idempotency.created_at_ms < $8 \
+                     RETURNING created_at_ms",
+                )
+                .bind(&w.tenant_id)
+                .bind(w.event)
+                .bind(key)
+                .bind(&w.request_hash)
+                .bind(i64::from(w.response.status))
+                .bind(&w.response.body)
+                .bind(w.at_ms)
+                .bind(replay_since_ms)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if fresh.is_none() {
+                    let row = sqlx::query(
+                        "SELECT request_hash, status, body FROM idempotency \
+                         WHERE tenant_id = $1 AND event = $2 AND key = $3",
+                    )
+                    .bind(&w.tenant_id)
+                    .bind(w.event)
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let hash: String = row.try_get("request_hash")?;
+                    outcomes[i] = Some(if hash == w.request_hash {
+                        let status: i64 = row.try_get("status")?;
+                        UsageOutcome::Replay(StoredResponse {
+                            status: u16::try_from(status)
+                                .map_err(|_| StorageError::Corrupt("status".into()))?,
+                            body: row.try_get("body")?,
+                        })
+                    } else {
+                        UsageOutcome::KeyReused
+                    });
+                    continue;
+                }
+            }
+            sqlx::query(
+                "INSERT INTO usage_events (tenant_id, event, units, idempotency_key, occurred_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&w.tenant_id)
+            .bind(w.event)
+            .bind(w.units)
+            .bind(w.key.as_str())
+            .bind(w.at_ms)
+            .execute(&mut *tx)
+            .await?;
+            outcomes[i] = Some(UsageOutcome::Recorded);
+        }
+        tx.commit().await?;
+        Ok(outcomes.into_iter().flatten().collect())
+    }
+
+    async fn usage_counts(
+        &self,
+        tenant_id: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<UsageCounts, StorageError> {
+        let rows = sqlx::query(
+            "SELECT event, SUM(units)::BIGINT AS n FROM usage_events \
+             WHERE tenant_id = $1 AND occurred_at_ms >= $2 AND occurred_at_ms < $3 GROUP BY event",
+        )
+        .bind(tenant_id)
+        .bind(from_ms)
+        .bind(to_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = UsageCounts::new();
+        for r in rows {
+            out.insert(r.try_get("event")?, r.try_get("n")?);
+        }
+        Ok(out)
+    }
+
+    async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StorageError> {
+        let done = sqlx::query("DELETE FROM idempotency WHERE created_at_ms < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
