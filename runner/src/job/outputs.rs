@@ -8,7 +8,7 @@
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Errors collecting outputs.
@@ -125,14 +125,17 @@ pub fn collect(
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(workspace.join(&rel))
             .map_err(io(&rel))?;
-        if !src.metadata().map_err(io(&rel))?.is_file() {
+        let meta = src.metadata().map_err(io(&rel))?;
+        if !meta.is_file() {
             return Err(OutputError::NotAFile(rel));
         }
+        // Executables stay executable; nothing else of the mode is kept.
+        let mode = if meta.permissions().mode() & 0o100 != 0 { 0o755 } else { 0o644 };
         let dest = out_dir.join(&name);
         let mut dst = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(mode)
             .open(&dest)
             .map_err(io(&dest.display().to_string()))?;
         let mut hasher = Sha256::new();

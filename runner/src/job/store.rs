@@ -132,14 +132,12 @@ pub struct JobRecord {
     pub result: Option<JobResult>,
 }
 
-/// RFC 3339 UTC timestamp with milliseconds.
+/// RFC 3339 UTC timestamp with exactly three fractional digits.
 pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let now = now
-        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
-        .unwrap_or(now);
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::now_utc().format(&format).unwrap_or_default()
 }
 
 /// The job database.
