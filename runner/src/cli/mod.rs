@@ -10,6 +10,7 @@ mod common;
 mod image;
 mod jobs;
 mod logs;
+mod quickstart;
 mod serve;
 mod profile;
 mod run;
@@ -49,6 +50,8 @@ enum Command {
     Logs(logs::Args),
     /// Cancel a queued or running job.
     Cancel(cancel::Args),
+    /// Start both daemons on embedded defaults, build repo A, verify its provenance.
+    Quickstart(quickstart::Args),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -65,5 +68,6 @@ pub fn main() -> ExitCode {
         Command::Jobs(args) => jobs::exec(args),
         Command::Logs(args) => logs::exec(args),
         Command::Cancel(args) => cancel::exec(args),
+        Command::Quickstart(args) => quickstart::exec(args),
     }
 }
