@@ -5,6 +5,7 @@
 //! `"a"` and `"\u0061"` collide), enforces a size limit and serde_json's
 //! nesting limit, and only then deserialized into typed models.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
@@ -113,15 +114,60 @@ impl<'de> Visitor<'de> for NoDup<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if !seen.insert(key.clone()) {
-                *self.dup.borrow_mut() = Some(key.clone());
+        // Small objects (nearly all of them) are checked by a linear scan over
+        // borrowed keys; large ones switch to a hash set.
+        let mut small: Vec<Cow<'de, str>> = Vec::new();
+        let mut large: Option<HashSet<Cow<'de, str>>> = None;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let dup = match &mut large {
+                Some(set) => !set.insert(key.clone()),
+                None if small.contains(&key) => true,
+                None => {
+                    small.push(key.clone());
+                    if small.len() > 32 {
+                        large = Some(small.drain(..).collect());
+                    }
+                    false
+                }
+            };
+            if dup {
+                *self.dup.borrow_mut() = Some(key.clone().into_owned());
                 return Err(de::Error::custom(format!("duplicate key {key:?}")));
             }
             map.next_value_seed(self)?;
         }
         Ok(())
+    }
+}
+
+/// Reads an object key, borrowing it from the input when it has no escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(KeySeed)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
     }
 }
 
@@ -147,6 +193,17 @@ mod tests {
         assert_eq!(
             check(br#"{"a":1,"\u0061":2}"#, 1000),
             Err(JsonError::DuplicateKey("a".into()))
+        );
+    }
+
+    #[test]
+    fn rejects_duplicates_in_large_objects() {
+        let mut obj: Vec<String> = (0..100).map(|i| format!("\"k{i}\":{i}")).collect();
+        check(format!("{{{}}}", obj.join(",")).as_bytes(), 100_000).unwrap();
+        obj.push("\"k7\":0".into());
+        assert_eq!(
+            check(format!("{{{}}}", obj.join(",")).as_bytes(), 100_000),
+            Err(JsonError::DuplicateKey("k7".into()))
         );
     }
 

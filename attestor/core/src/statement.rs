@@ -191,21 +191,29 @@ fn check_descriptor(what: &str, rd: &ResourceDescriptor) -> Result<(), Statement
 
 impl Statement {
     /// Strictly parses and [`validate`](Statement::validate)s statement bytes.
+    /// A wrong `_type` or `predicateType` is reported as such even when the
+    /// rest of the document follows another schema.
     pub fn parse(bytes: &[u8]) -> Result<Self, StatementError> {
-        json::check(bytes, json::MAX_DOCUMENT_BYTES)?;
-        let header: Header = serde_json::from_slice(bytes)
-            .map_err(|e| StatementError::Json(JsonError::Schema(e.to_string())))?;
-        let t = header.statement_type.unwrap_or_default();
-        if t != STATEMENT_TYPE {
-            return Err(StatementError::Type(t));
+        match json::parse::<Statement>(bytes, json::MAX_DOCUMENT_BYTES) {
+            Ok(st) => {
+                st.validate()?;
+                Ok(st)
+            }
+            Err(JsonError::Schema(msg)) => {
+                let header: Header = serde_json::from_slice(bytes)
+                    .map_err(|e| StatementError::Json(JsonError::Schema(e.to_string())))?;
+                let t = header.statement_type.unwrap_or_default();
+                if t != STATEMENT_TYPE {
+                    return Err(StatementError::Type(t));
+                }
+                let p = header.predicate_type.unwrap_or_default();
+                if p != PROVENANCE_PREDICATE_TYPE {
+                    return Err(StatementError::PredicateType(p));
+                }
+                Err(StatementError::Json(JsonError::Schema(msg)))
+            }
+            Err(e) => Err(StatementError::Json(e)),
         }
-        let p = header.predicate_type.unwrap_or_default();
-        if p != PROVENANCE_PREDICATE_TYPE {
-            return Err(StatementError::PredicateType(p));
-        }
-        let st: Statement = json::parse(bytes, json::MAX_DOCUMENT_BYTES)?;
-        st.validate()?;
-        Ok(st)
     }
 
     /// Checks what the models cannot express: the types, at least one

@@ -208,7 +208,8 @@ pub struct Verdict {
     pub slsa_level: Option<u8>,
     /// The subject that matched the artifact.
     pub subject: Option<ResourceDescriptor>,
-    /// The verified statement as JSON (parsed from the verified bytes).
+    /// The verified statement as JSON (parsed from the verified bytes; only
+    /// with [`VerifyOptions::include_statement`], which [`verify`] sets).
     #[serde(skip)]
     pub statement: Option<serde_json::Value>,
     /// Exactly the verified payload bytes (for `--print-provenance`).
@@ -764,11 +765,28 @@ fn check_isolation(st: &Statement) -> Option<Reason> {
     None
 }
 
+/// Knobs for [`verify_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// Fill [`Verdict::statement`] with the verified statement as a JSON
+    /// value (a second parse of the payload; skip it when not needed).
+    pub include_statement: bool,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            include_statement: true,
+        }
+    }
+}
+
 fn verify_candidate(
     c: Candidate,
     trusted: &[PublicKey],
     digest: &Sha256Digest,
     req: &VerifyRequest,
+    opts: &VerifyOptions,
 ) -> Verdict {
     let key = match check_signatures(&c, trusted) {
         Ok(k) => k,
@@ -789,7 +807,11 @@ fn verify_candidate(
         builder_id,
         slsa_level: verified.then_some(3),
         subject,
-        statement: serde_json::from_slice(&payload).ok(),
+        statement: if opts.include_statement {
+            serde_json::from_slice(&payload).ok()
+        } else {
+            None
+        },
         payload: Some(payload),
         keyid: Some(key.keyid().to_owned()),
     }
@@ -800,6 +822,16 @@ fn verify_candidate(
 /// expectations. With several envelopes (jsonl), the first that verifies
 /// wins; if none does, the reasons of each are reported, prefixed.
 pub fn verify(provenance: &[u8], trusted: &[PublicKey], req: &VerifyRequest) -> Verdict {
+    verify_with(provenance, trusted, req, &VerifyOptions::default())
+}
+
+/// [`verify`] with options (e.g. without building [`Verdict::statement`]).
+pub fn verify_with(
+    provenance: &[u8],
+    trusted: &[PublicKey],
+    req: &VerifyRequest,
+    opts: &VerifyOptions,
+) -> Verdict {
     let digest = match check_request(req) {
         Ok(d) => d,
         Err(r) => return Verdict::fail(vec![r]),
@@ -813,11 +845,11 @@ pub fn verify(provenance: &[u8], trusted: &[PublicKey], req: &VerifyRequest) -> 
     };
     if cands.len() == 1 {
         let c = cands.into_iter().next().expect("one candidate");
-        return verify_candidate(c, trusted, &digest, req);
+        return verify_candidate(c, trusted, &digest, req, opts);
     }
     let mut reasons = Vec::new();
     for (i, c) in cands.into_iter().enumerate() {
-        let v = verify_candidate(c, trusted, &digest, req);
+        let v = verify_candidate(c, trusted, &digest, req, opts);
         if v.verified {
             return v;
         }
