@@ -67,6 +67,9 @@ pub struct Args {
     /// Do not stream the log.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Submit and exit: print the queued job record as JSON, do not wait.
+    #[arg(long)]
+    pub detach: bool,
     /// Print the final job record as JSON on the last stdout line.
     #[arg(long)]
     pub json: bool,
@@ -270,6 +273,20 @@ pub fn exec(args: Args) -> ExitCode {
     let ep = args.connect.endpoint();
     let progress = std::io::stderr().is_terminal() && !args.quiet;
     let rt = super::common::runtime();
+    if args.detach {
+        let body = serde_json::to_vec(&spec).expect("spec serializes");
+        return match rt.block_on(ep.json::<JobRecord>(hyper::Method::POST, "/v1/jobs", Some(body)))
+        {
+            Ok(job) => {
+                println!(
+                    "{}",
+                    serde_json::to_string(&job).expect("record serializes")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        };
+    }
     let mut record = match rt.block_on(submit_and_follow(&ep, &spec, args.quiet, progress)) {
         Ok(r) => r,
         Err(e) => return fail(e),

@@ -10,10 +10,10 @@ mod common;
 mod image;
 mod jobs;
 mod logs;
-mod quickstart;
-mod serve;
 mod profile;
+mod quickstart;
 mod run;
+mod serve;
 mod snapshot;
 mod store;
 
