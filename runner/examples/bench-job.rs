@@ -31,13 +31,24 @@ fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
-        .args(["-c", "user.name=bench", "-c", "user.email=bench@cloister.invalid", "-c", "init.defaultBranch=main"])
+        .args([
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@cloister.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ])
         .args(args)
         .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
         .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
         .output()
         .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -58,13 +69,18 @@ fn wait_socket(child: &mut Child, socket: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::os::unix::net::UnixStream::connect(socket).is_err() {
         assert!(child.try_wait().unwrap().is_none(), "daemon exited early");
-        assert!(Instant::now() < deadline, "{} never opened", socket.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never opened",
+            socket.display()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
 
 fn parse_ts(ts: &str) -> f64 {
-    let t = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).expect("rfc3339");
+    let t = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+        .expect("rfc3339");
     t.unix_timestamp_nanos() as f64 / 1e9
 }
 
@@ -80,27 +96,46 @@ fn span(log: &str, a: &str, b: &str) -> f64 {
 }
 
 fn main() {
-    let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(7);
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(7);
     let exe = std::env::current_exe().unwrap();
     let bin_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf(); // target/<profile>
     let runner_bin = bin_dir.join("cloister-runner");
     let attestor_bin = bin_dir.join("cloister-attestor");
     for b in [&runner_bin, &attestor_bin] {
-        assert!(b.is_file(), "{} missing: cargo build --release -p cloister-runner -p cloister-attestor", b.display());
+        assert!(
+            b.is_file(),
+            "{} missing: cargo build --release -p cloister-runner -p cloister-attestor",
+            b.display()
+        );
     }
-    let dir = tempfile::Builder::new().prefix("bench-job-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("bench-job-")
+        .tempdir()
+        .unwrap();
     let d = dir.path();
-    let fixture = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/repo-a"));
+    let fixture = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/repo-a"
+    ));
     let repo = d.join("repo-a");
     copy_tree(&fixture, &repo);
     git(&repo, &["init", "-q"]);
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-q", "-m", "repo A"]);
     let commit = git(&repo, &["rev-parse", "HEAD"]);
-    let sysroot = String::from_utf8(Command::new("rustc").args(["--print", "sysroot"]).output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        .to_string();
+    let sysroot = String::from_utf8(
+        Command::new("rustc")
+            .args(["--print", "sysroot"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
 
     let att_state = d.join("attestor");
     let mut attestor = Command::new(&attestor_bin)
@@ -141,21 +176,40 @@ fn main() {
         "outputs": ["target/release/repo-a"],
     });
     let ep = Endpoint::Unix(api);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let run_job = || -> (f64, f64, String) {
         rt.block_on(async {
-            let job: serde_json::Value =
-                ep.json(hyper::Method::POST, "/v1/jobs", Some(spec.to_string().into_bytes())).await.unwrap();
+            let job: serde_json::Value = ep
+                .json(
+                    hyper::Method::POST,
+                    "/v1/jobs",
+                    Some(spec.to_string().into_bytes()),
+                )
+                .await
+                .unwrap();
             let id = job["id"].as_str().unwrap().to_string();
             loop {
-                let job: serde_json::Value =
-                    ep.json(hyper::Method::GET, &format!("/v1/jobs/{id}"), None).await.unwrap();
+                let job: serde_json::Value = ep
+                    .json(hyper::Method::GET, &format!("/v1/jobs/{id}"), None)
+                    .await
+                    .unwrap();
                 match job["state"].as_str().unwrap() {
                     "succeeded" => {
-                        let total = parse_ts(job["finishedAt"].as_str().unwrap()) - parse_ts(job["startedAt"].as_str().unwrap());
+                        let total = parse_ts(job["finishedAt"].as_str().unwrap())
+                            - parse_ts(job["startedAt"].as_str().unwrap());
                         let sandbox_ms = job["result"]["sandbox"]["wallMs"].as_f64().unwrap();
-                        let log = ep.call(hyper::Method::GET, &format!("/v1/jobs/{id}/logs"), None).await.unwrap();
-                        return (total, sandbox_ms / 1000.0, String::from_utf8_lossy(&log).into_owned());
+                        let log = ep
+                            .call(hyper::Method::GET, &format!("/v1/jobs/{id}/logs"), None)
+                            .await
+                            .unwrap();
+                        return (
+                            total,
+                            sandbox_ms / 1000.0,
+                            String::from_utf8_lossy(&log).into_owned(),
+                        );
                     }
                     "failed" | "cancelled" => panic!("job failed: {job}"),
                     _ => tokio::time::sleep(Duration::from_millis(5)).await,
@@ -175,7 +229,11 @@ fn main() {
             .output()
             .unwrap();
         let secs = t.elapsed().as_secs_f64();
-        assert!(out.status.success(), "bare build: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "bare build: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::remove_dir_all(&copy).unwrap();
         secs
     };
@@ -184,7 +242,8 @@ fn main() {
     run_job();
     bare(usize::MAX);
     let (mut jobs, mut bares, mut inside) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut checkout, mut snapshot, mut collect, mut attest) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut checkout, mut snapshot, mut collect, mut attest) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..rounds {
         let (total, sandbox, log) = run_job();
         let b = bare(i);
@@ -197,7 +256,9 @@ fn main() {
         collect.push(span(&log, "build command exited 0", "build finished;"));
         attest.push(total - span(&log, ": source ", "build finished;"));
     }
-    let _ = Command::new("kill").args(["-TERM", &runner.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &runner.id().to_string()])
+        .status();
     let _ = runner.wait();
     let _ = attestor.kill();
     let _ = attestor.wait();
@@ -206,9 +267,21 @@ fn main() {
     let overhead = job - bare_m;
     println!("repo A, warm store, {rounds} rounds (medians, same run):");
     println!("  job through the daemon (ours):   {:>8.1} ms", job * 1e3);
-    println!("  bare build (anchor):             {:>8.1} ms", bare_m * 1e3);
-    println!("  control-plane overhead per job:  {:>8.1} ms  (target < 300 ms)", overhead * 1e3);
+    println!(
+        "  bare build (anchor):             {:>8.1} ms",
+        bare_m * 1e3
+    );
+    println!(
+        "  control-plane overhead per job:  {:>8.1} ms  (target < 300 ms)",
+        overhead * 1e3
+    );
     println!("  ratio job / bare build:          {:>8.3}", job / bare_m);
-    println!("  breakdown: checkout {:.1} ms, vendor snapshot {:.1} ms, outputs {:.1} ms, log close + signing {:.1} ms, sandbox wall {:.1} ms",
-        median(checkout) * 1e3, median(snapshot) * 1e3, median(collect) * 1e3, median(attest) * 1e3, median(inside) * 1e3);
+    println!(
+        "  breakdown: checkout {:.1} ms, vendor snapshot {:.1} ms, outputs {:.1} ms, log close + signing {:.1} ms, sandbox wall {:.1} ms",
+        median(checkout) * 1e3,
+        median(snapshot) * 1e3,
+        median(collect) * 1e3,
+        median(attest) * 1e3,
+        median(inside) * 1e3
+    );
 }

@@ -164,7 +164,10 @@ impl Scheduler {
             }
             let _ = tokio::time::timeout(std::time::Duration::from_millis(100), rx.changed()).await;
         }
-        self.store.get(id).await?.ok_or_else(|| SchedulerError::NotFound(id.into()))
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| SchedulerError::NotFound(id.into()))
     }
 
     /// Whether the daemon is draining.

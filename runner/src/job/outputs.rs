@@ -130,7 +130,11 @@ pub fn collect(
             return Err(OutputError::NotAFile(rel));
         }
         // Executables stay executable; nothing else of the mode is kept.
-        let mode = if meta.permissions().mode() & 0o100 != 0 { 0o755 } else { 0o644 };
+        let mode = if meta.permissions().mode() & 0o100 != 0 {
+            0o755
+        } else {
+            0o644
+        };
         let dest = out_dir.join(&name);
         let mut dst = std::fs::OpenOptions::new()
             .write(true)

@@ -8,7 +8,8 @@ use super::spec::JobSpec;
 use crate::client::{ClientError, Endpoint};
 use cloister_attestor_core::digest::Sha256Digest;
 use cloister_attestor_core::record::{
-    self, BuildRecord, ImageFact, IsolationFacts, JobParameters, RunnerFacts, SourceFacts, SubjectFact,
+    self, BuildRecord, ImageFact, IsolationFacts, JobParameters, RunnerFacts, SourceFacts,
+    SubjectFact,
 };
 use std::path::Path;
 
@@ -65,14 +66,18 @@ pub enum AttestError {
 pub fn build_record(o: &Observed) -> Result<BuildRecord, AttestError> {
     let spec = &o.spec;
     let digest = |what: &str, d: &str| {
-        d.parse::<Sha256Digest>().map_err(|e| AttestError::Record(format!("{what} digest {d:?}: {e}")))
+        d.parse::<Sha256Digest>()
+            .map_err(|e| AttestError::Record(format!("{what} digest {d:?}: {e}")))
     };
     let isolation: IsolationFacts = serde_json::from_value(o.isolation.clone())
         .map_err(|e| AttestError::Record(format!("the sandbox's isolation facts: {e}")))?;
     let record = BuildRecord {
         invocation_id: o.job_id.clone(),
         builder_id: o.builder_id.clone(),
-        runner: RunnerFacts { label: o.label.clone(), host_id: o.host_id.clone() },
+        runner: RunnerFacts {
+            label: o.label.clone(),
+            host_id: o.host_id.clone(),
+        },
         source: SourceFacts {
             uri: spec.source.uri.clone(),
             git_ref: spec.source.git_ref.clone(),
@@ -81,7 +86,11 @@ pub fn build_record(o: &Observed) -> Result<BuildRecord, AttestError> {
         parameters: JobParameters {
             command: spec.command.clone(),
             profile: spec.profile.clone(),
-            vendor_paths: spec.vendor.iter().map(|v| v.path.display().to_string()).collect(),
+            vendor_paths: spec
+                .vendor
+                .iter()
+                .map(|v| v.path.display().to_string())
+                .collect(),
             outputs: spec.outputs.clone(),
             env: spec.env.keys().cloned().collect(),
             builder_image: spec.image.clone(),
@@ -90,10 +99,18 @@ pub fn build_record(o: &Observed) -> Result<BuildRecord, AttestError> {
         snapshots: o
             .snapshots
             .iter()
-            .map(|s| Ok(record::SnapshotFact { path: s.path.clone(), digest: digest("snapshot", &s.digest)? }))
+            .map(|s| {
+                Ok(record::SnapshotFact {
+                    path: s.path.clone(),
+                    digest: digest("snapshot", &s.digest)?,
+                })
+            })
             .collect::<Result<_, AttestError>>()?,
         builder_image: match &spec.image {
-            Some(image) => Some(ImageFact { reference: image.clone(), digest: digest("image", image)? }),
+            Some(image) => Some(ImageFact {
+                reference: image.clone(),
+                digest: digest("image", image)?,
+            }),
             None => None,
         },
         started_on: o.started_on.clone(),
@@ -102,11 +119,18 @@ pub fn build_record(o: &Observed) -> Result<BuildRecord, AttestError> {
         subjects: o
             .subjects
             .iter()
-            .map(|s| Ok(SubjectFact { name: s.name.clone(), digest: digest("subject", &s.digest)? }))
+            .map(|s| {
+                Ok(SubjectFact {
+                    name: s.name.clone(),
+                    digest: digest("subject", &s.digest)?,
+                })
+            })
             .collect::<Result<_, AttestError>>()?,
         runner_version: env!("CARGO_PKG_VERSION").to_string(),
     };
-    record.validate().map_err(|e| AttestError::Record(e.to_string()))?;
+    record
+        .validate()
+        .map_err(|e| AttestError::Record(e.to_string()))?;
     Ok(record)
 }
 

@@ -137,7 +137,9 @@ pub fn now_rfc3339() -> String {
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    time::OffsetDateTime::now_utc().format(&format).unwrap_or_default()
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_default()
 }
 
 /// The job database.
