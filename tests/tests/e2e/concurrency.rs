@@ -5,7 +5,7 @@ use super::harness::{Stack, git, repo_with, sha256_file};
 
 #[test]
 fn eight_jobs_no_cross_talk_none_lost_across_a_restart() {
-    let mut stack = Stack::start(2);
+    let mut stack = Stack::start(4);
     let mut jobs = Vec::new();
     for i in 0..8 {
         let repo = stack.dir.path().join(format!("job{i}"));
