@@ -23,7 +23,9 @@ pub enum CgroupError {
     NoHierarchy,
     #[error("the {0} cgroup controller is not available")]
     NoController(&'static str),
-    #[error("cgroup parent {path} is not writable by this user (delegate a cgroup and pass it as the cgroup parent)")]
+    #[error(
+        "cgroup parent {path} is not writable by this user (delegate a cgroup and pass it as the cgroup parent)"
+    )]
     NotWritable { path: PathBuf },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
@@ -134,6 +136,31 @@ enum Version {
     },
 }
 
+/// Writes the v2 interface files for `limits` into a run cgroup directory.
+fn write_v2_limits(dir: &Path, limits: &CgroupLimits) -> Result<(), CgroupError> {
+    if let Some(bytes) = limits.memory {
+        write(&dir.join("memory.max"), &bytes.to_string())?;
+        // No swap: the memory limit is the limit.
+        let swap = dir.join("memory.swap.max");
+        if swap.exists() {
+            write(&swap, "0")?;
+        }
+        // Kill the whole cgroup on OOM rather than one process.
+        let group = dir.join("memory.oom.group");
+        if group.exists() {
+            write(&group, "1")?;
+        }
+    }
+    if let Some(n) = limits.pids {
+        write(&dir.join("pids.max"), &n.to_string())?;
+    }
+    if let Some(MilliCpus(m)) = limits.cpus {
+        let quota = u64::from(m) * CPU_PERIOD_US / 1000;
+        write(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
+    }
+    Ok(())
+}
+
 /// The runner's own cgroup path for a controller (`""` = the v2 line), from
 /// the text of `/proc/self/cgroup`.
 pub fn own_cgroup(proc_self_cgroup: &str, controller: &str) -> Option<String> {
@@ -149,6 +176,16 @@ pub fn own_cgroup(proc_self_cgroup: &str, controller: &str) -> Option<String> {
         };
         matches.then(|| path.to_string())
     })
+}
+
+/// The parent cgroup path: `parent` when absolute, `parent` below the
+/// runner's own cgroup when relative, the runner's own cgroup when `None`.
+fn parent_path(parent: Option<&str>, own: &str) -> String {
+    match parent {
+        Some(p) if p.starts_with('/') => p.to_string(),
+        Some(p) => format!("{}/{}", own.trim_end_matches('/'), p),
+        None => own.to_string(),
+    }
 }
 
 /// `mount` joined with a cgroup path, with the mount's own root stripped.
@@ -174,6 +211,32 @@ fn check_parent_writable(dir: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// Removes run cgroups (`cloister-<pid>-<n>`) left below `parent` by a
+/// runner that was killed before it could clean up: the pid is gone and the
+/// directory empty (rmdir refuses a cgroup that still has processes).
+pub fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("cloister-")
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, n)| n.parse::<u32>().ok().and(pid.parse::<i32>().ok()))
+        else {
+            continue;
+        };
+        let alive = match crate::sys::kill(pid, 0) {
+            Ok(()) => true,
+            Err(e) => e.raw_os_error() != Some(libc::ESRCH),
+        };
+        if !alive {
+            let _ = std::fs::remove_dir(e.path());
+        }
+    }
+}
+
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
     std::fs::write(path, value).map_err(io_err(path))
 }
@@ -192,8 +255,9 @@ fn read_key(path: &Path, key: &str) -> Option<u64> {
 }
 
 impl Cgroup {
-    /// Creates the run's cgroup `name` below `parent` (a cgroup path; `None`
-    /// = the runner's own cgroup) and writes `limits`. Controllers needed for
+    /// Creates the run's cgroup `name` below `parent` (an absolute cgroup
+    /// path, or one relative to the runner's own cgroup; `None` = the
+    /// runner's own cgroup) and writes `limits`. Controllers needed for
     /// a requested limit must exist and be writable.
     pub fn create(
         layout: &Layout,
@@ -217,9 +281,10 @@ impl Cgroup {
     ) -> Result<Cgroup, CgroupError> {
         match layout {
             Layout::V2 { mount } => {
+                let own = || own_cgroup(proc_self_cgroup, "").ok_or(CgroupError::NoHierarchy);
                 let parent_path = match parent {
-                    Some(p) => p.to_string(),
-                    None => own_cgroup(proc_self_cgroup, "").ok_or(CgroupError::NoHierarchy)?,
+                    Some(p) if p.starts_with('/') => p.to_string(),
+                    _ => parent_path(parent, &own()?),
                 };
                 let parent_dir = dir_for(mount, Path::new("/"), &parent_path);
                 check_parent_writable(&parent_dir)?;
@@ -258,34 +323,13 @@ impl Cgroup {
                     let line: Vec<String> = to_enable.iter().map(|c| format!("+{c}")).collect();
                     write(&parent_dir.join("cgroup.subtree_control"), &line.join(" "))?;
                 }
+                remove_stale(&parent_dir);
                 let dir = parent_dir.join(name);
                 std::fs::create_dir(&dir).map_err(io_err(&dir))?;
                 let cg = Cgroup {
                     version: Version::V2 { dir: dir.clone() },
                 };
-                let res = (|| {
-                    if let Some(bytes) = limits.memory {
-                        write(&dir.join("memory.max"), &bytes.to_string())?;
-                        // No swap: the memory limit is the limit.
-                        let swap = dir.join("memory.swap.max");
-                        if swap.exists() {
-                            write(&swap, "0")?;
-                        }
-                        // Kill the whole cgroup on OOM rather than one process.
-                        let group = dir.join("memory.oom.group");
-                        if group.exists() {
-                            write(&group, "1")?;
-                        }
-                    }
-                    if let Some(n) = limits.pids {
-                        write(&dir.join("pids.max"), &n.to_string())?;
-                    }
-                    if let Some(MilliCpus(m)) = limits.cpus {
-                        let quota = u64::from(m) * CPU_PERIOD_US / 1000;
-                        write(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
-                    }
-                    Ok(())
-                })();
+                let res = write_v2_limits(&dir, limits);
                 if let Err(e) = res {
                     cg.remove();
                     return Err(e);
@@ -293,7 +337,11 @@ impl Cgroup {
                 Ok(cg)
             }
             Layout::V1(hierarchies) => {
-                let find = |ctrl: &str| hierarchies.iter().find(|h| h.controllers.iter().any(|c| c == ctrl));
+                let find = |ctrl: &str| {
+                    hierarchies
+                        .iter()
+                        .find(|h| h.controllers.iter().any(|c| c == ctrl))
+                };
                 let mut created: Vec<PathBuf> = Vec::new();
                 let mut paths: [Option<PathBuf>; 4] = Default::default();
                 let result = (|| {
@@ -311,9 +359,12 @@ impl Cgroup {
                             continue;
                         };
                         let parent_path = match parent {
-                            Some(p) => p.to_string(),
-                            None => own_cgroup(proc_self_cgroup, ctrl)
-                                .ok_or(CgroupError::NoController(ctrl))?,
+                            Some(p) if p.starts_with('/') => p.to_string(),
+                            _ => parent_path(
+                                parent,
+                                &own_cgroup(proc_self_cgroup, ctrl)
+                                    .ok_or(CgroupError::NoController(ctrl))?,
+                            ),
                         };
                         let parent_dir = dir_for(&h.mount, &h.mount_root, &parent_path);
                         let dir = parent_dir.join(name);
@@ -327,6 +378,7 @@ impl Cgroup {
                             }
                             continue;
                         }
+                        remove_stale(&parent_dir);
                         std::fs::create_dir(&dir).map_err(io_err(&dir))?;
                         created.push(dir.clone());
                         paths[i] = Some(dir);

@@ -74,7 +74,10 @@ pub(crate) struct Failure {
     pub message: String,
 }
 
-fn fail<E: std::fmt::Display>(stage: &'static str, what: impl std::fmt::Display) -> impl FnOnce(E) -> Failure {
+fn fail<E: std::fmt::Display>(
+    stage: &'static str,
+    what: impl std::fmt::Display,
+) -> impl FnOnce(E) -> Failure {
     move |e| Failure {
         stage,
         message: format!("{what}: {e}"),
@@ -350,7 +353,8 @@ fn bind(source: &Path, destination: &Path, optional: bool) -> Result<bool, Failu
         if let Some(parent) = target.parent() {
             mkdir_p(parent)?;
         }
-        symlink(&link, &target).map_err(fail("mount", format!("link {}", destination.display())))?;
+        symlink(&link, &target)
+            .map_err(fail("mount", format!("link {}", destination.display())))?;
         return Ok(false);
     }
     if std::fs::metadata(&src).map(|m| m.is_dir()).unwrap_or(false) {
@@ -366,7 +370,10 @@ fn bind(source: &Path, destination: &Path, optional: bool) -> Result<bool, Failu
         MsFlags::MS_BIND | MsFlags::MS_REC,
         none,
     )
-    .map_err(fail("mount", format!("bind {} on {}", source.display(), destination.display())))?;
+    .map_err(fail(
+        "mount",
+        format!("bind {} on {}", source.display(), destination.display()),
+    ))?;
     Ok(true)
 }
 
@@ -404,8 +411,14 @@ fn populate_from_rootfs(rootfs: &Path, remounts: &mut Vec<(PathBuf, bool)>) -> R
             continue;
         }
         let none: Option<&str> = None;
-        mount(Some(&src), &target, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
-            .map_err(fail("rootfs", format!("bind {}", inner.display())))?;
+        mount(
+            Some(&src),
+            &target,
+            none,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            none,
+        )
+        .map_err(fail("rootfs", format!("bind {}", inner.display())))?;
         remounts.push((inner, false));
     }
     Ok(())
@@ -487,7 +500,9 @@ fn remount_one(path: &Path, readonly: bool, extra: MsFlags) -> Result<(), Failur
         none,
     )
     .map_err(fail("remount", path.display()))?;
-    let got = statvfs(path).map_err(fail("remount", path.display()))?.flags();
+    let got = statvfs(path)
+        .map_err(fail("remount", path.display()))?
+        .flags();
     if (readonly && !got.contains(FsFlags::ST_RDONLY)) || !got.contains(FsFlags::ST_NOSUID) {
         return Err(Failure {
             stage: "remount",
@@ -526,8 +541,14 @@ fn mask_proc(plan: &Plan) -> Result<(), Failure> {
         if std::fs::symlink_metadata(&target).is_err() {
             continue;
         }
-        mount(Some(&target), &target, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
-            .map_err(fail("proc", format!("bind {}", p.display())))?;
+        mount(
+            Some(&target),
+            &target,
+            none,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            none,
+        )
+        .map_err(fail("proc", format!("bind {}", p.display())))?;
         remount_tree(&target, true)?;
     }
     for p in &plan.masked {
@@ -587,10 +608,16 @@ fn verify_cwd(workdir: &Path) -> Result<(), Failure> {
 fn drop_capabilities(cap_last: u32) -> Result<(), Failure> {
     sys::lock_securebits().map_err(fail("capabilities", "lock securebits"))?;
     for cap in 0..=cap_last {
-        sys::capbset_drop(cap).map_err(fail("capabilities", format!("drop {cap} from the bounding set")))?;
+        sys::capbset_drop(cap).map_err(fail(
+            "capabilities",
+            format!("drop {cap} from the bounding set"),
+        ))?;
     }
     sys::ambient_clear().map_err(fail("capabilities", "clear the ambient set"))?;
-    sys::capset_empty().map_err(fail("capabilities", "clear effective/permitted/inheritable"))?;
+    sys::capset_empty().map_err(fail(
+        "capabilities",
+        "clear effective/permitted/inheritable",
+    ))?;
     Ok(())
 }
 
@@ -621,11 +648,15 @@ fn resolve_program(plan: &Plan) -> Result<CString, Failure> {
     for dir in &plan.path_dirs {
         let candidate = dir.join(&name);
         if nix::unistd::access(&candidate, nix::unistd::AccessFlags::X_OK).is_ok()
-            && std::fs::metadata(&candidate).map(|m| m.is_file()).unwrap_or(false)
+            && std::fs::metadata(&candidate)
+                .map(|m| m.is_file())
+                .unwrap_or(false)
         {
-            return CString::new(candidate.into_os_string().into_encoded_bytes()).map_err(|_| Failure {
-                stage: "exec",
-                message: "program path has a NUL byte".into(),
+            return CString::new(candidate.into_os_string().into_encoded_bytes()).map_err(|_| {
+                Failure {
+                    stage: "exec",
+                    message: "program path has a NUL byte".into(),
+                }
             });
         }
     }
@@ -663,7 +694,11 @@ fn exec_command(plan: &Plan) -> ! {
         }
     }
     let err = sys::execve(&program, &plan.argv, &plan.env);
-    let code = if err.raw_os_error() == Some(libc::ENOENT) { 127 } else { 126 };
+    let code = if err.raw_os_error() == Some(libc::ENOENT) {
+        127
+    } else {
+        126
+    };
     exec_fail(
         Failure {
             stage: "exec",

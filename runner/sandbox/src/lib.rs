@@ -11,6 +11,7 @@ pub mod cgroup;
 mod child;
 pub mod facts;
 pub mod mountinfo;
+pub mod probe;
 pub mod profile;
 mod run;
 pub mod seccomp;

@@ -62,14 +62,19 @@ pub const ANNOTATION_IMAGE: &str = "org.cloister.image";
 pub const ANNOTATION_NAME: &str = "org.cloister.profile";
 
 const EMBEDDED: &[(&str, &str)] = &[
-    ("default", include_str!("../../../sandbox-profiles/default.json")),
+    (
+        "default",
+        include_str!("../../../sandbox-profiles/default.json"),
+    ),
     ("dev", include_str!("../../../sandbox-profiles/dev.json")),
 ];
 
 /// Why a profile was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
-    #[error("no profile named {0:?} (searched ${PROFILE_DIR_ENV}, {SYSTEM_PROFILE_DIR} and the built-in profiles)")]
+    #[error(
+        "no profile named {0:?} (searched ${PROFILE_DIR_ENV}, {SYSTEM_PROFILE_DIR} and the built-in profiles)"
+    )]
     NotFound(String),
     #[error("cannot read profile {path}: {source}")]
     Read {
@@ -100,7 +105,9 @@ pub enum ProfileError {
     MissingMasked(&'static str),
     #[error("profile does not make {0} read-only")]
     MissingReadonly(&'static str),
-    #[error("profile has an OCI seccomp section; name a cloister seccomp policy with the {ANNOTATION_SECCOMP} annotation instead")]
+    #[error(
+        "profile has an OCI seccomp section; name a cloister seccomp policy with the {ANNOTATION_SECCOMP} annotation instead"
+    )]
     OciSeccomp,
     #[error("profile has no {ANNOTATION_SECCOMP} annotation naming its seccomp policy")]
     NoSeccomp,
@@ -228,7 +235,10 @@ impl Profile {
             return Err(ProfileError::UnknownField(field));
         }
         let canonical = canonical_json(&reserialized);
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+        let digest = format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(canonical.as_bytes()))
+        );
         let annotations = spec.annotations().clone().unwrap_or_default();
         let name = annotations
             .get(ANNOTATION_NAME)
@@ -471,7 +481,17 @@ fn validate(
         ];
         for (set, caps) in sets {
             if let Some(cap) = caps.as_ref().and_then(|c| {
-                let mut names: Vec<String> = c.iter().map(|c| c.to_string()).collect();
+                let mut names: Vec<String> = c
+                    .iter()
+                    .map(|c| {
+                        let name = c.to_string();
+                        if name.starts_with("CAP_") {
+                            name
+                        } else {
+                            format!("CAP_{name}")
+                        }
+                    })
+                    .collect();
                 names.sort();
                 names.into_iter().next()
             }) {
@@ -532,7 +552,9 @@ fn validate(
                 "bind mount without a source",
             ))?;
             if !host_path_allowed(&source) {
-                return Err(ProfileError::HostPathNotAllowed(source.display().to_string()));
+                return Err(ProfileError::HostPathNotAllowed(
+                    source.display().to_string(),
+                ));
             }
             if !options.iter().any(|o| o == "ro") || options.iter().any(|o| o == "rw") {
                 return Err(ProfileError::WritableHostBind(source.display().to_string()));
@@ -591,7 +613,10 @@ fn validate(
             }
             "devpts" => {
                 if destination != Path::new("/dev/pts") {
-                    return Err(ProfileError::BadMount(dest_str, "devpts belongs at /dev/pts"));
+                    return Err(ProfileError::BadMount(
+                        dest_str,
+                        "devpts belongs at /dev/pts",
+                    ));
                 }
                 if !data.iter().any(|d| d == "newinstance") {
                     return Err(ProfileError::BadMount(
@@ -612,10 +637,7 @@ fn validate(
             }
         }
     }
-    if !mounts
-        .iter()
-        .any(|m| matches!(m, MountEntry::Proc { .. }))
-    {
+    if !mounts.iter().any(|m| matches!(m, MountEntry::Proc { .. })) {
         return Err(ProfileError::Invalid {
             field: "mounts",
             reason: "no proc mount at /proc (masked paths would have nothing to mask)".into(),
@@ -692,6 +714,7 @@ fn validate(
     })
 }
 
+#[allow(clippy::unnecessary_cast)] // the constants' type differs between libcs
 fn rlimit_resource(t: PosixRlimitType) -> u32 {
     use PosixRlimitType as R;
     (match t {

@@ -24,15 +24,14 @@ use std::time::{Duration, Instant};
 /// Why a run could not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("the sandbox must be started from a single-threaded process (this one has {0} threads)")]
+    #[error(
+        "the sandbox must be started from a single-threaded process (this one has {0} threads)"
+    )]
     Threads(usize),
     #[error("invalid sandbox spec: {0}")]
     Spec(String),
     #[error("cannot apply the {limits} limit: {source} (the profile does not mark it optional)")]
-    Cgroup {
-        limits: String,
-        source: CgroupError,
-    },
+    Cgroup { limits: String, source: CgroupError },
     #[error("sandbox setup failed at {stage}: {message}")]
     Setup { stage: String, message: String },
     #[error("{0}")]
@@ -100,7 +99,8 @@ impl Outcome {
 }
 
 fn thread_count() -> Result<usize, SandboxError> {
-    let status = std::fs::read_to_string("/proc/self/status").map_err(io("read /proc/self/status"))?;
+    let status =
+        std::fs::read_to_string("/proc/self/status").map_err(io("read /proc/self/status"))?;
     Ok(status
         .lines()
         .find_map(|l| l.strip_prefix("Threads:"))
@@ -124,7 +124,9 @@ fn check_bind(source: &Path, destination: &Path) -> Result<PathBuf, SandboxError
     }
     if !is_clean_absolute(destination)
         || destination == Path::new("/")
-        || FORBIDDEN_DESTINATIONS.iter().any(|f| destination.starts_with(f))
+        || FORBIDDEN_DESTINATIONS
+            .iter()
+            .any(|f| destination.starts_with(f))
     {
         return Err(SandboxError::Spec(format!(
             "bind destination {} must be a clean absolute path outside /, /proc, /dev and /sys",
@@ -248,14 +250,21 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
     let mut env = Vec::new();
     for (k, v) in &env_pairs {
         if k.is_empty() || k.contains('=') {
-            return Err(SandboxError::Spec(format!("invalid environment variable name {k:?}")));
+            return Err(SandboxError::Spec(format!(
+                "invalid environment variable name {k:?}"
+            )));
         }
         env.push(cstring(&format!("{k}={v}"), "environment")?);
     }
     let path_dirs = env_pairs
         .iter()
         .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.split(':').filter(|d| d.starts_with('/')).map(PathBuf::from).collect())
+        .map(|(_, v)| {
+            v.split(':')
+                .filter(|d| d.starts_with('/'))
+                .map(PathBuf::from)
+                .collect()
+        })
         .unwrap_or_default();
     let argv = spec
         .argv
@@ -350,7 +359,11 @@ extern "C" fn on_signal(sig: libc::c_int) {
 
 fn catch_termination_signals() -> Result<(), SandboxError> {
     use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    let action = SigAction::new(SigHandler::Handler(on_signal), SaFlags::empty(), SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
     for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         // SAFETY: the handler only stores into an atomic, which is
         // async-signal-safe; no other handler is replaced that anyone relies on
@@ -386,7 +399,10 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
 
     // Standard streams.
     let mut keep: Vec<OwnedFd> = Vec::new();
-    for (i, stdio) in [&spec.stdin, &spec.stdout, &spec.stderr].into_iter().enumerate() {
+    for (i, stdio) in [&spec.stdin, &spec.stdout, &spec.stderr]
+        .into_iter()
+        .enumerate()
+    {
         plan.stdio[i] = match stdio {
             Stdio::Inherit => None,
             Stdio::Null => {
@@ -535,7 +551,10 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
 
     let usage = sys::children_rusage();
     let rusage_cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
-    let cpu = cgroup.as_ref().and_then(Cgroup::cpu_time).unwrap_or(rusage_cpu);
+    let cpu = cgroup
+        .as_ref()
+        .and_then(Cgroup::cpu_time)
+        .unwrap_or(rusage_cpu);
     let peak_memory_bytes = cgroup.as_ref().and_then(Cgroup::peak_memory);
     let limit_hit = if timed_out {
         Some(LimitKind::Timeout)

@@ -41,6 +41,10 @@ pub enum PolicyError {
     Allows(String),
     #[error("seccomp policy denies {0}, which every build needs")]
     Denies(String),
+    #[error(
+        "seccomp policy filter {filter:?} has both an unconditional rule and argument rules for {syscall} (seccompiler would drop the unconditional one)"
+    )]
+    MixedRules { filter: String, syscall: String },
 }
 
 /// What a filter decides for one call.
@@ -108,11 +112,13 @@ impl SeccompPolicy {
 
     /// Parses, compiles and checks a policy.
     pub fn parse(name: &str, json: &str) -> Result<SeccompPolicy, PolicyError> {
-        let value: Value = serde_json::from_str(json).map_err(|e| PolicyError::Json(e.to_string()))?;
+        let value: Value =
+            serde_json::from_str(json).map_err(|e| PolicyError::Json(e.to_string()))?;
         let digest = format!(
             "sha256:{}",
             hex::encode(Sha256::digest(canonical_json(&value).as_bytes()))
         );
+        check_rule_shapes(&value)?;
         let arch = target_arch()?;
         let map = seccompiler::compile_from_json(json.as_bytes(), arch)
             .map_err(|e| PolicyError::Compile(e.to_string()))?;
@@ -178,6 +184,43 @@ impl SeccompPolicy {
         }
         Ok(())
     }
+}
+
+/// Refuses a filter that gives one syscall both an unconditional rule and
+/// rules with argument conditions: seccompiler compiles that to the argument
+/// rules alone, which would silently narrow the denial.
+fn check_rule_shapes(value: &Value) -> Result<(), PolicyError> {
+    let Some(filters) = value.as_object() else {
+        return Err(PolicyError::Json(
+            "top level must be an object of filters".into(),
+        ));
+    };
+    for (filter, body) in filters {
+        let rules = body
+            .get("filter")
+            .and_then(Value::as_array)
+            .ok_or_else(|| PolicyError::Json(format!("filter {filter:?} has no rule list")))?;
+        let mut plain = std::collections::BTreeSet::new();
+        let mut conditional = std::collections::BTreeSet::new();
+        for rule in rules {
+            let name = rule
+                .get("syscall")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if rule.get("args").is_some_and(|a| !a.is_null()) {
+                conditional.insert(name.to_string());
+            } else {
+                plain.insert(name.to_string());
+            }
+        }
+        if let Some(syscall) = plain.intersection(&conditional).next() {
+            return Err(PolicyError::MixedRules {
+                filter: filter.clone(),
+                syscall: syscall.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 const SECCOMP_RET_ACTION_FULL: u32 = 0xffff_0000;
@@ -502,7 +545,10 @@ fn required_allows() -> Vec<(String, Call)> {
         ("read".to_string(), Call::new(libc::SYS_read, &[])),
         ("write".to_string(), Call::new(libc::SYS_write, &[])),
         ("execve".to_string(), Call::new(libc::SYS_execve, &[])),
-        ("exit_group".to_string(), Call::new(libc::SYS_exit_group, &[])),
+        (
+            "exit_group".to_string(),
+            Call::new(libc::SYS_exit_group, &[]),
+        ),
         (
             "clone for fork".to_string(),
             Call::new(libc::SYS_clone, &[libc::SIGCHLD as u64]),
@@ -534,6 +580,12 @@ fn required_allows() -> Vec<(String, Call)> {
         out.push((format!("{name} 01777"), Call { nr, args }));
     }
     out
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// The shipped default policy's text.
+    pub(crate) const DEFAULT_POLICY: &str = super::EMBEDDED[0].1;
 }
 
 #[cfg(test)]
@@ -584,18 +636,35 @@ mod tests {
         let rules = v["deny_eperm"]["filter"].as_array_mut().unwrap();
         rules.retain(|r| r["syscall"] != "ptrace");
         let err = SeccompPolicy::parse("weak", &v.to_string()).unwrap_err();
-        assert!(matches!(err, PolicyError::Allows(ref s) if s == "ptrace"), "{err}");
+        assert!(
+            matches!(err, PolicyError::Allows(ref s) if s == "ptrace"),
+            "{err}"
+        );
     }
 
     #[test]
-    fn a_policy_denying_fork_is_refused() {
+    fn a_policy_denying_exec_is_refused() {
         let mut v: Value = serde_json::from_str(EMBEDDED[0].1).unwrap();
         v["deny_eperm"]["filter"]
             .as_array_mut()
             .unwrap()
-            .push(serde_json::json!({"syscall": "clone", "comment": "no"}));
+            .push(serde_json::json!({"syscall": "execve", "comment": "no"}));
         let err = SeccompPolicy::parse("strict", &v.to_string()).unwrap_err();
         assert!(matches!(err, PolicyError::Denies(_)), "{err}");
+    }
+
+    #[test]
+    fn a_policy_mixing_plain_and_argument_rules_for_one_call_is_refused() {
+        let mut v: Value = serde_json::from_str(EMBEDDED[0].1).unwrap();
+        v["deny_eperm"]["filter"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"syscall": "ioctl", "comment": "all ioctls"}));
+        let err = SeccompPolicy::parse("mixed", &v.to_string()).unwrap_err();
+        assert!(
+            matches!(err, PolicyError::MixedRules { ref syscall, .. } if syscall == "ioctl"),
+            "{err}"
+        );
     }
 
     #[test]

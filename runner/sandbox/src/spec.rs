@@ -61,7 +61,11 @@ impl FromStr for MilliCpus {
         {
             return Err(bad());
         }
-        let int: u32 = if int.is_empty() { 0 } else { int.parse().map_err(|_| bad())? };
+        let int: u32 = if int.is_empty() {
+            0
+        } else {
+            int.parse().map_err(|_| bad())?
+        };
         let frac: u32 = format!("{frac:0<3}").parse().map_err(|_| bad())?;
         let milli = int
             .checked_mul(1000)
@@ -209,7 +213,10 @@ mod tests {
             "/a:rel".parse::<Bind>(),
             Err(BindParseError::RelativeDestination("rel".into()))
         );
-        assert!(matches!(":/x".parse::<Bind>(), Err(BindParseError::Empty(_))));
+        assert!(matches!(
+            ":/x".parse::<Bind>(),
+            Err(BindParseError::Empty(_))
+        ));
     }
 
     #[test]

@@ -21,6 +21,12 @@ executed / was not found.\n\nFor a supervisor: `--stdout FILE --stderr FILE --re
 the command's output and the JSON result apart."
 )]
 pub struct Args {
+    #[command(flatten)]
+    inner: Box<RunArgs>,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
     /// Sandbox profile: a name (searched in $CLOISTER_PROFILE_DIR,
     /// /usr/share/cloister/sandbox-profiles, then the built-in ones) or a path.
     #[arg(long, default_value = "default", value_name = "NAME|PATH")]
@@ -54,9 +60,9 @@ pub struct Args {
     /// binds.
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
-    /// Create the run's cgroup below this cgroup (a path like those in
-    /// /proc/self/cgroup; a delegated one for rootless use). Default: the
-    /// runner's own cgroup.
+    /// Create the run's cgroup below this cgroup: an absolute cgroup path
+    /// (as in /proc/self/cgroup) or one relative to the runner's own cgroup
+    /// (a delegated one for rootless use). Default: the runner's own cgroup.
     #[arg(long, value_name = "PATH", env = "CLOISTER_CGROUP_PARENT")]
     cgroup_parent: Option<String>,
     /// Print one JSON object describing the run on stdout after it ends.
@@ -144,7 +150,7 @@ fn open_out(path: &PathBuf) -> std::io::Result<Stdio> {
     Ok(Stdio::Fd(f.into()))
 }
 
-fn emit_json(args: &Args, value: &impl Serialize) -> Result<(), String> {
+fn emit_json(args: &RunArgs, value: &impl Serialize) -> Result<(), String> {
     let mut text = serde_json::to_string(value).map_err(|e| e.to_string())?;
     text.push('\n');
     match &args.result {
@@ -159,7 +165,7 @@ fn emit_json(args: &Args, value: &impl Serialize) -> Result<(), String> {
     }
 }
 
-fn fail(args: &Args, code: i32, message: &str, facts: Option<&IsolationFacts>) -> ExitCode {
+fn fail(args: &RunArgs, code: i32, message: &str, facts: Option<&IsolationFacts>) -> ExitCode {
     eprintln!("cloister-runner: {message}");
     if args.json || args.result.is_some() {
         let err = RunError {
@@ -175,6 +181,7 @@ fn fail(args: &Args, code: i32, message: &str, facts: Option<&IsolationFacts>) -
 }
 
 pub fn exec(args: Args) -> ExitCode {
+    let args = *args.inner;
     let profile = match Profile::load(&args.profile) {
         Ok(p) => p,
         Err(e) => return fail(&args, 125, &format!("profile {}: {e}", args.profile), None),
@@ -203,7 +210,12 @@ pub fn exec(args: Args) -> ExitCode {
         Ok(())
     })();
     if let Err(e) = streams {
-        return fail(&args, 125, &format!("open a standard stream file: {e}"), None);
+        return fail(
+            &args,
+            125,
+            &format!("open a standard stream file: {e}"),
+            None,
+        );
     }
     let facts = IsolationFacts::for_spec(&spec);
     let outcome: Result<Outcome, SandboxError> = cloister_sandbox::run(&spec);

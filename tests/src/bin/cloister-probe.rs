@@ -1,0 +1,460 @@
+//! `cloister-probe`: runs inside a sandbox and reports, as JSON, whether each
+//! isolation property holds. The escape suite (`tests/tests/escape.rs`) runs
+//! it under `cloister-runner run` (as root and rootless) and under bubblewrap
+//! for comparison, and asserts every check.
+//!
+//! Subcommands:
+//! - `suite [--tcp ADDR]... [--abstract NAME] [--host-file PATH] [--ro PATH]...
+//!   [--host-pid PID]`: every property check, one JSON object `{"checks": [...]}`
+//! - `syscalls`: each denied system call made with invalid arguments, with
+//!   the errno it got (`{"syscalls": [...]}`)
+//! - `alloc MIB`: allocate and touch memory
+//! - `threads N`: start N threads, report how many started
+//! - `tree MARKER [--exit]`: leave a double-forked, setsid'ed grandchild
+//!   behind (sleeping forever, holding stdout), then sleep or exit
+//! - `spin MS`: burn CPU for MS milliseconds of wall time, then sleep
+#![forbid(unsafe_code)]
+
+use serde_json::{Value, json};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn check(name: &str, blocked: bool, detail: impl Into<String>) -> Value {
+    json!({"name": name, "blocked": blocked, "detail": detail.into()})
+}
+
+fn errno_of(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).to_string(),
+        None => e.to_string(),
+    }
+}
+
+fn status_field(key: &str) -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+        .unwrap_or_else(|| "missing".into())
+}
+
+struct SuiteArgs {
+    tcp: Vec<SocketAddr>,
+    abstract_name: Option<String>,
+    host_file: Option<String>,
+    ro: Vec<String>,
+    host_pid: Option<i32>,
+}
+
+fn parse_suite(args: &[String]) -> SuiteArgs {
+    let mut s = SuiteArgs {
+        tcp: Vec::new(),
+        abstract_name: None,
+        host_file: None,
+        ro: Vec::new(),
+        host_pid: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let v = it.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--tcp" => s.tcp.push(v.parse().expect("--tcp ADDR:PORT")),
+            "--abstract" => s.abstract_name = Some(v.clone()),
+            "--host-file" => s.host_file = Some(v.clone()),
+            "--ro" => s.ro.push(v.clone()),
+            "--host-pid" => s.host_pid = Some(v.parse().expect("--host-pid PID")),
+            other => panic!("unknown suite option {other}"),
+        }
+    }
+    s
+}
+
+fn suite(args: &SuiteArgs) -> Vec<Value> {
+    let mut out = Vec::new();
+
+    // Network.
+    for addr in &args.tcp {
+        let r = TcpStream::connect_timeout(addr, Duration::from_secs(3));
+        out.push(check(
+            &format!("net.tcp {addr}"),
+            r.is_err(),
+            match r {
+                Ok(_) => "connected".to_string(),
+                Err(e) => errno_of(&e),
+            },
+        ));
+    }
+    if let Some(name) = &args.abstract_name {
+        use std::os::linux::net::SocketAddrExt;
+        let r = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+            .and_then(|a| std::os::unix::net::UnixStream::connect_addr(&a));
+        out.push(check(
+            "net.abstract-unix-socket",
+            r.is_err(),
+            match r {
+                Ok(_) => "connected".to_string(),
+                Err(e) => errno_of(&e),
+            },
+        ));
+    }
+    let ifaces: Vec<String> = nix::ifaddrs::getifaddrs()
+        .map(|i| i.map(|a| a.interface_name).collect())
+        .unwrap_or_default();
+    let mut names = ifaces.clone();
+    names.sort();
+    names.dedup();
+    out.push(check(
+        "net.only-loopback",
+        names.iter().all(|n| n == "lo"),
+        names.join(","),
+    ));
+    out.push(check(
+        "net.no-resolv-conf",
+        !Path::new("/etc/resolv.conf").exists(),
+        "",
+    ));
+
+    // Host files.
+    if let Some(f) = &args.host_file {
+        let r = std::fs::read(f);
+        out.push(check(
+            "fs.host-file-unreadable",
+            r.is_err(),
+            match r {
+                Ok(_) => "read it".to_string(),
+                Err(e) => errno_of(&e),
+            },
+        ));
+    }
+    for p in ["/root", "/home", "/var", "/run", "/etc/shadow", "/etc/ssh"] {
+        out.push(check(
+            &format!("fs.host-path-absent {p}"),
+            !Path::new(p).exists(),
+            "",
+        ));
+    }
+
+    // Read-only mounts: unwritable, not remountable, not detachable.
+    let mut ro: Vec<String> = vec!["/".into(), "/usr".into(), "/etc".into()];
+    ro.extend(args.ro.iter().cloned());
+    for p in &ro {
+        let probe = Path::new(p).join(".cloister-probe-write");
+        let r = std::fs::write(&probe, b"x");
+        let _ = std::fs::remove_file(&probe);
+        out.push(check(
+            &format!("fs.read-only {p}"),
+            r.is_err(),
+            match r {
+                Ok(_) => "wrote".to_string(),
+                Err(e) => errno_of(&e),
+            },
+        ));
+        let none: Option<&str> = None;
+        let r = nix::mount::mount(
+            none,
+            p.as_str(),
+            none,
+            nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_BIND,
+            none,
+        );
+        out.push(check(
+            &format!("fs.not-remountable {p}"),
+            r.is_err(),
+            format!("{r:?}"),
+        ));
+        let r = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        out.push(check(
+            &format!("fs.not-detachable {p}"),
+            r.is_err(),
+            format!("{r:?}"),
+        ));
+    }
+    let r = nix::sys::stat::mknod(
+        "/tmp/cloister-probe-blk",
+        nix::sys::stat::SFlag::S_IFBLK,
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+        nix::sys::stat::makedev(254, 0),
+    );
+    out.push(check("fs.no-mknod", r.is_err(), format!("{r:?}")));
+
+    // /dev: no block devices, no memory devices.
+    let mut bad = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/dev") {
+        for e in entries.flatten() {
+            if let Ok(m) = std::fs::symlink_metadata(e.path())
+                && m.file_type().is_block_device()
+            {
+                bad.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    for p in [
+        "/dev/mem",
+        "/dev/kmem",
+        "/dev/port",
+        "/dev/kmsg",
+        "/dev/vda",
+        "/dev/sda",
+    ] {
+        if Path::new(p).exists() {
+            bad.push(p.to_string());
+        }
+    }
+    out.push(check("dev.minimal", bad.is_empty(), bad.join(",")));
+    let devpts_private = std::fs::read_dir("/dev/pts")
+        .map(|d| d.flatten().all(|e| e.file_name() == "ptmx"))
+        .unwrap_or(false);
+    out.push(check("dev.pts-new-instance", devpts_private, ""));
+
+    // /proc masking and read-only knobs; no writable /sys.
+    for p in ["/proc/kcore", "/proc/keys", "/proc/timer_list"] {
+        let content = std::fs::read(p).map(|b| b.len());
+        out.push(check(
+            &format!("proc.masked {p}"),
+            !matches!(content, Ok(n) if n > 0),
+            format!("{content:?}"),
+        ));
+    }
+    for p in [
+        "/proc/sys/kernel/hostname",
+        "/proc/sysrq-trigger",
+        "/proc/sys/vm/drop_caches",
+    ] {
+        let r = std::fs::OpenOptions::new().write(true).open(p);
+        out.push(check(
+            &format!("proc.read-only {p}"),
+            r.is_err(),
+            match r {
+                Ok(_) => "opened for writing".to_string(),
+                Err(e) => errno_of(&e),
+            },
+        ));
+    }
+    let sys_writable = std::fs::write("/sys/kernel/uevent_helper", b"/x").is_ok()
+        || nix::unistd::access("/sys", nix::unistd::AccessFlags::W_OK).is_ok();
+    out.push(check("sys.not-writable", !sys_writable, ""));
+
+    // Credentials.
+    for key in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+        let v = status_field(key);
+        out.push(check(
+            &format!("caps.{}", key.trim_end_matches(':')),
+            v.chars().all(|c| c == '0') && !v.is_empty(),
+            v,
+        ));
+    }
+    let nnp = status_field("NoNewPrivs:");
+    out.push(check("no-new-privs", nnp == "1", nnp));
+    let sc = status_field("Seccomp:");
+    out.push(check("seccomp.filter-mode", sc == "2", sc));
+
+    // File descriptors: only 0, 1, 2 (and the one read_dir holds).
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let extra: Vec<String> = fds
+        .iter()
+        .filter(|fd| **fd > 2)
+        .filter(|fd| {
+            // the directory fd used to list /proc/self/fd is gone by now;
+            // anything still open that is not a std stream is a leak
+            std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok()
+        })
+        .map(|fd| {
+            let target = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            format!("{fd}->{target}")
+        })
+        .collect();
+    out.push(check("fds.none-leaked", extra.is_empty(), extra.join(",")));
+
+    // Processes: only the sandbox's, and no signal reaches the host.
+    let pids: Vec<i32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.push(check(
+        "pid.only-sandbox-processes",
+        pids.len() <= 3 && std::process::id() <= 3,
+        format!("visible pids {pids:?}, own pid {}", std::process::id()),
+    ));
+    if let Some(pid) = args.host_pid {
+        let r = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        out.push(check("pid.no-signal-to-host", r.is_err(), format!("{r:?}")));
+    }
+    let r = std::fs::read_to_string("/proc/1/environ");
+    out.push(check(
+        "pid.init-unreadable",
+        r.as_ref().map(|s| s.is_empty()).unwrap_or(true),
+        match r {
+            Ok(s) => format!("{} bytes", s.len()),
+            Err(e) => errno_of(&e),
+        },
+    ));
+
+    // Identity.
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    out.push(check("uts.own-hostname", host == "cloister", host));
+    let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    out.push(check(
+        "cgroup.namespace",
+        cg.lines().all(|l| l.ends_with(":/")),
+        cg.replace('\n', " "),
+    ));
+    let core = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_CORE);
+    out.push(check(
+        "rlimit.no-core-dumps",
+        matches!(core, Ok((0, 0))),
+        format!("{core:?}"),
+    ));
+
+    // Denied system calls (details in `syscalls`).
+    for (name, errno, expected) in syscall_results() {
+        out.push(check(
+            &format!("syscall.{name}"),
+            errno == expected,
+            nix::errno::Errno::from_raw(errno).to_string(),
+        ));
+    }
+    out
+}
+
+fn syscall_results() -> Vec<(String, i32, i32)> {
+    cloister_sandbox::probe::syscall_probes()
+        .into_iter()
+        .map(|p| {
+            let errno = p.run();
+            (p.name, errno, p.filtered_errno)
+        })
+        .collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let cmd = args.get(1).map(String::as_str).unwrap_or("");
+    match cmd {
+        "suite" => {
+            let s = parse_suite(&args[2..]);
+            println!("{}", json!({"checks": suite(&s)}));
+        }
+        "syscalls" => {
+            let mut rows: Vec<Value> = syscall_results()
+                .into_iter()
+                .map(|(name, errno, filtered)| {
+                    json!({"name": name, "errno": errno, "filteredErrno": filtered})
+                })
+                .collect();
+            for p in cloister_sandbox::probe::allowed_probes() {
+                rows.push(json!({"name": p.name, "errno": p.run(), "filteredErrno": 0}));
+            }
+            println!("{}", json!({"syscalls": rows}));
+        }
+        "alloc" => {
+            let mib: usize = args[2].parse().expect("alloc MIB");
+            let mut chunks: Vec<Vec<u8>> = Vec::new();
+            for i in 0..mib {
+                let mut v = vec![0u8; 1 << 20];
+                for b in v.iter_mut().step_by(4096) {
+                    *b = 1;
+                }
+                chunks.push(v);
+                if i % 16 == 0 {
+                    let _ = std::io::stdout().flush();
+                }
+            }
+            println!("allocated {mib} MiB");
+        }
+        "threads" => {
+            let n: usize = args[2].parse().expect("threads N");
+            let mut started = 0;
+            let mut error = String::new();
+            let mut handles = Vec::new();
+            for _ in 0..n {
+                match std::thread::Builder::new()
+                    .stack_size(64 << 10)
+                    .spawn(|| std::thread::sleep(Duration::from_millis(500)))
+                {
+                    Ok(h) => {
+                        started += 1;
+                        handles.push(h);
+                    }
+                    Err(e) => {
+                        error = errno_of(&e);
+                        break;
+                    }
+                }
+            }
+            println!("{}", json!({"started": started, "error": error}));
+            for h in handles {
+                let _ = h.join();
+            }
+        }
+        "tree" => {
+            // tree MARKER [--exit]: `middle` starts the grandchild and exits
+            // at once, orphaning it; all three share our stdout, so whoever
+            // reads it sees EOF only when every one of them is gone.
+            let me = std::env::current_exe().expect("current_exe");
+            let status = std::process::Command::new(&me)
+                .args(["middle", &args[2]])
+                .status()
+                .expect("run middle");
+            println!("ready {status}");
+            let _ = std::io::stdout().flush();
+            if args.get(3).map(String::as_str) == Some("--exit") {
+                return;
+            }
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        "middle" => {
+            let me = std::env::current_exe().expect("current_exe");
+            // Deliberately never waited for: the point is an orphan.
+            #[allow(clippy::zombie_processes)]
+            let child = std::process::Command::new(&me)
+                .args(["grandchild", &args[2]])
+                .spawn()
+                .expect("spawn grandchild");
+            println!("grandchild {}", child.id());
+            let _ = std::io::stdout().flush();
+        }
+        "grandchild" => {
+            nix::unistd::setsid().expect("setsid");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        "spin" => {
+            let ms: u64 = args[2].parse().expect("spin MS");
+            let start = Instant::now();
+            let mut x: u64 = 0;
+            while start.elapsed() < Duration::from_millis(ms) {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+            println!("ready {x}");
+            let _ = std::io::stdout().flush();
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        _ => {
+            eprintln!(
+                "usage: cloister-probe suite|syscalls|alloc MIB|threads N|tree MARKER [--exit]|spin MS"
+            );
+            std::process::exit(2);
+        }
+    }
+}
