@@ -4,6 +4,8 @@
 //! - `store`: warm path, read-only trees, gc, crash safety, progress, export/import
 //! - `extract`: one hostile archive per rejection rule
 //! - `image`: OCI layouts built in the test from busybox-static
+//! - `run`: `cloister-runner run --snapshot/--image` (read-only mounts, image roots)
+//! - `vendoring`: each cookbook recipe as a real offline build in the sandbox
 #![forbid(unsafe_code)]
 
 #[path = "inputs/extract.rs"]
@@ -12,7 +14,11 @@ mod extract;
 mod format;
 #[path = "inputs/image.rs"]
 mod image;
+#[path = "inputs/run.rs"]
+mod run;
 #[path = "inputs/store.rs"]
 mod store;
 #[path = "inputs/util.rs"]
 mod util;
+#[path = "inputs/vendoring.rs"]
+mod vendoring;

@@ -13,13 +13,16 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::{Scope, ScopedJoinHandle};
 
+/// A numbered chunk of the tar stream.
+type Chunk = (u64, Arc<Vec<u8>>);
+
 /// Default compression level (libdeflate's scale, 1–12).
 pub const DEFAULT_LEVEL: i32 = 6;
 
 /// A running compression pipeline: chunks go in through `sender`, the joined
 /// writer reports the compressed size.
 pub struct GzPipeline<'scope> {
-    pub sender: SyncSender<(u64, Arc<Vec<u8>>)>,
+    pub sender: SyncSender<Chunk>,
     writer: ScopedJoinHandle<'scope, io::Result<u64>>,
     workers: Vec<ScopedJoinHandle<'scope, io::Result<()>>>,
 }
@@ -45,7 +48,7 @@ impl<'scope> GzPipeline<'scope> {
                 format!("compression level {level} is not in 1..=12"),
             )
         })?;
-        let (tx, rx) = sync_channel::<(u64, Arc<Vec<u8>>)>(threads * 2);
+        let (tx, rx) = sync_channel::<Chunk>(threads * 2);
         let rx = Arc::new(Mutex::new(rx));
         let (done_tx, done_rx) = sync_channel::<(u64, Vec<u8>)>(threads * 2);
         let mut workers = Vec::new();
@@ -82,7 +85,7 @@ impl<'scope> GzPipeline<'scope> {
 }
 
 fn compress_worker(
-    rx: &Mutex<Receiver<(u64, Arc<Vec<u8>>)>>,
+    rx: &Mutex<Receiver<Chunk>>,
     done: &SyncSender<(u64, Vec<u8>)>,
     lvl: CompressionLvl,
 ) -> io::Result<()> {

@@ -300,7 +300,7 @@ pub fn list(store: &Store) -> Result<Vec<ImageInfo>, StoreError> {
             rootfs: e.path.join("rootfs"),
         });
     }
-    out.sort_by(|a, b| a.manifest_digest.cmp(&b.manifest_digest));
+    out.sort_by_key(|a| a.manifest_digest);
     Ok(out)
 }
 

@@ -14,7 +14,7 @@ use std::ffi::OsStr;
 use std::fs::{self, File, FileTimes};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, sync_channel};
@@ -233,7 +233,6 @@ fn write_entries(
     progress: &dyn Progress,
 ) -> Result<(), SnapshotError> {
     let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(opts.mtime);
-    let mut buf_file = Vec::new();
     for e in entries {
         let name = e.tar_name();
         let src = root.join(OsStr::from_bytes(&e.rel));
@@ -286,6 +285,8 @@ fn write_entries(
                         fs::OpenOptions::new()
                             .write(true)
                             .create_new(true)
+                            // read-only from the start; this descriptor may still write
+                            .mode(if *owner_exec { 0o555 } else { 0o444 })
                             .open(dst)
                             .map_err(|source| SnapshotError::Io {
                                 path: dst.clone(),
@@ -294,25 +295,16 @@ fn write_entries(
                     ),
                     None => None,
                 };
-                copy_file(
-                    &src,
-                    &e.stat,
-                    *size,
-                    out,
-                    dst_file.as_mut(),
-                    dst.as_deref(),
-                    &mut buf_file,
-                )?;
+                copy_file(&src, &e.stat, *size, out, dst_file.as_mut(), dst.as_deref())?;
                 if let (Some(f), Some(dst)) = (dst_file, &dst) {
-                    let ro = if *owner_exec { 0o555 } else { 0o444 };
-                    f.set_permissions(fs::Permissions::from_mode(ro))
-                        .and_then(|()| {
-                            f.set_times(FileTimes::new().set_modified(mtime).set_accessed(mtime))
-                        })
+                    f.set_times(FileTimes::new().set_modified(mtime).set_accessed(mtime))
                         .map_err(|source| SnapshotError::Io {
                             path: dst.clone(),
                             source,
                         })?;
+                    // Start writeback now (asynchronously) so that the store's
+                    // final syncfs has little left to wait for.
+                    let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
                 }
                 progress.advance(1, *size);
             }
@@ -347,7 +339,6 @@ fn copy_file(
     out: &mut Stream,
     mut dst: Option<&mut File>,
     dst_path: Option<&Path>,
-    _scratch: &mut Vec<u8>,
 ) -> Result<(), SnapshotError> {
     let io_err = |source| SnapshotError::Io {
         path: src.to_path_buf(),

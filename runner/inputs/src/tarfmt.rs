@@ -53,10 +53,10 @@ pub fn append_header(
     link: &[u8],
 ) {
     if name.len() > NAME_FIELD {
-        append_long(out, name, b'L', mtime);
+        append_long(out, name, b'L');
     }
     if link.len() > NAME_FIELD {
-        append_long(out, link, b'K', mtime);
+        append_long(out, link, b'K');
     }
     let mut h = [0u8; BLOCK];
     copy_trunc(&mut h[0..100], name);
@@ -73,7 +73,7 @@ pub fn append_header(
 }
 
 /// A `././@LongLink` pseudo-entry carrying a long name (`L`) or link target (`K`).
-fn append_long(out: &mut Vec<u8>, value: &[u8], flag: u8, _mtime: u64) {
+fn append_long(out: &mut Vec<u8>, value: &[u8], flag: u8) {
     let mut h = [0u8; BLOCK];
     copy_trunc(&mut h[0..100], b"././@LongLink");
     octal(&mut h[100..108], 0o644);

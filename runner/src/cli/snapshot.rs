@@ -193,3 +193,78 @@ fn export(a: ExportArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// A `--snapshot sha256:HEX:/DEST` argument of `cloister-runner run`.
+#[derive(Debug, Clone)]
+pub struct Mount {
+    pub digest: Digest,
+    pub dest: PathBuf,
+}
+
+/// Parses `sha256:HEX:/DEST`.
+pub fn parse_mount(s: &str) -> Result<Mount, String> {
+    let bad = || format!("{s:?} is not sha256:HEX:/DEST");
+    let (digest, dest) = s.get(..71).zip(s.get(71..)).ok_or_else(bad)?;
+    let digest: Digest = digest.parse().map_err(|e| format!("{e}"))?;
+    let dest = dest.strip_prefix(':').ok_or_else(bad)?;
+    if !dest.starts_with('/') {
+        return Err(format!(
+            "snapshot destination {dest:?} must be an absolute path"
+        ));
+    }
+    Ok(Mount {
+        digest,
+        dest: PathBuf::from(dest),
+    })
+}
+
+/// Resolves `run`'s store inputs: each snapshot becomes a read-only bind of its
+/// materialized tree, the image (flag, else the profile's `org.cloister.image`
+/// unless `--rootfs` is given) becomes the rootfs. The returned pins keep
+/// `store gc` away from them while the run lasts.
+pub fn resolve_inputs(
+    store: &StoreArg,
+    snapshots: &[Mount],
+    image: Option<&Digest>,
+    profile_image: Option<&str>,
+    ro_binds: &mut Vec<cloister_sandbox::Bind>,
+    rootfs: &mut Option<PathBuf>,
+) -> Result<Vec<cloister_inputs::Pin>> {
+    let image = match (image, profile_image, rootfs.is_some()) {
+        (Some(d), _, _) => Some(*d),
+        (None, Some(p), false) => Some(p.parse::<Digest>().with_context(|| {
+            format!("the profile's image {p:?} must be a manifest digest from `cloister-runner image import`")
+        })?),
+        _ => None,
+    };
+    if snapshots.is_empty() && image.is_none() {
+        return Ok(Vec::new());
+    }
+    let store = store.open()?;
+    let mut pins = Vec::new();
+    for m in snapshots {
+        let pin = store
+            .pin(cloister_inputs::EntryKind::Snapshot, &m.digest)
+            .with_context(|| {
+                format!(
+                    "snapshot {} (make it with `cloister-runner snapshot DIR`)",
+                    m.digest
+                )
+            })?;
+        ro_binds.push(cloister_sandbox::Bind {
+            source: pin.path().to_path_buf(),
+            destination: m.dest.clone(),
+        });
+        pins.push(pin);
+    }
+    if let Some(d) = image {
+        let pin = store
+            .pin(cloister_inputs::EntryKind::Image, &d)
+            .with_context(|| {
+                format!("image {d} (import it with `cloister-runner image import`)")
+            })?;
+        *rootfs = Some(pin.path().to_path_buf());
+        pins.push(pin);
+    }
+    Ok(pins)
+}

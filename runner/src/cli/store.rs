@@ -175,7 +175,8 @@ pub fn parse_age(s: &str) -> Result<Duration, String> {
 
 /// Progress drawn on stderr when it is a terminal; nothing otherwise.
 pub struct TtyProgress {
-    bar: Option<ProgressBar>,
+    tty: bool,
+    bar: Mutex<Option<ProgressBar>>,
     what: Mutex<String>,
     files: AtomicU64,
     total_files: AtomicU64,
@@ -183,11 +184,9 @@ pub struct TtyProgress {
 
 impl TtyProgress {
     pub fn new() -> Self {
-        let bar = std::io::stderr()
-            .is_terminal()
-            .then(|| ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()));
         TtyProgress {
-            bar,
+            tty: std::io::stderr().is_terminal(),
+            bar: Mutex::new(None),
             what: Mutex::new(String::new()),
             files: AtomicU64::new(0),
             total_files: AtomicU64::new(0),
@@ -206,38 +205,36 @@ impl TtyProgress {
 
 impl Progress for TtyProgress {
     fn begin(&self, what: &str, files: u64, bytes: u64) {
-        let Some(bar) = &self.bar else { return };
+        if !self.tty {
+            return;
+        }
         *self.what.lock().expect("progress lock") = what.to_owned();
         self.files.store(0, Ordering::Relaxed);
         self.total_files.store(files, Ordering::Relaxed);
-        bar.reset();
-        if bytes > 0 {
-            bar.set_length(bytes);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .expect("valid template"),
-            );
+        let (len, template) = if bytes > 0 {
+            (
+                Some(bytes),
+                "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
         } else {
-            bar.unset_length();
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec}")
-                    .expect("valid template"),
-            );
-        }
-        bar.set_message(self.message());
+            (None, "{spinner} {msg} {bytes} {bytes_per_sec}")
+        };
+        let bar = ProgressBar::with_draw_target(len, ProgressDrawTarget::stderr())
+            .with_style(ProgressStyle::with_template(template).expect("valid template"))
+            .with_message(self.message());
+        *self.bar.lock().expect("progress lock") = Some(bar);
     }
 
     fn advance(&self, files: u64, bytes: u64) {
-        let Some(bar) = &self.bar else { return };
+        let guard = self.bar.lock().expect("progress lock");
+        let Some(bar) = guard.as_ref() else { return };
         self.files.fetch_add(files, Ordering::Relaxed);
         bar.inc(bytes);
         bar.set_message(self.message());
     }
 
     fn finish(&self) {
-        if let Some(bar) = &self.bar {
+        if let Some(bar) = self.bar.lock().expect("progress lock").take() {
             bar.set_message(self.message());
             bar.finish();
             eprintln!();
