@@ -4,13 +4,16 @@
 # from npm, both pinned (tests/interop/requirements.txt, package-lock.json).
 # Sourced by .ci/run (bash, set -euo pipefail, as root, after apt-get update).
 # Exports the paths the tests read; the tests fail loudly without them.
-# Idempotent.
+# The key-exchange tests also use the openssl command. Idempotent.
 export DEBIAN_FRONTEND=noninteractive
 INTEROP_DIR="${CLOISTER_INTEROP_DIR:-/opt/cloister-interop}"
 
 # Python with venv support and Node.js with npm (Debian's, unless present).
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+fi
+if ! command -v openssl >/dev/null 2>&1; then
+    apt-get install -y -qq --no-install-recommends openssl >/dev/null
 fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null

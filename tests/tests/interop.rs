@@ -6,13 +6,15 @@
 //!   public-key trust material and zero tlog/ctlog/timestamp thresholds);
 //! - a tampered file of each kind, which the external verifier must reject;
 //! - a cosign-format key written by PyNaCl + hashlib, imported by
-//!   `keys import` and used to sign.
+//!   `keys import` and used to sign;
+//! - private keys exchanged with OpenSSL both ways (encrypted PKCS#8, SEC1).
 //!
 //! The verifiers come from `.ci/setup.d/30-interop.sh`, which exports
 //! `CLOISTER_INTEROP_PYTHON` and `CLOISTER_INTEROP_NODE_MODULES`. Without
 //! them these tests fail: they never skip.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -317,4 +319,151 @@ fn cosign_format_key_from_pynacl_imports_and_signs() {
         "--source-uri",
         "github.com/example/repo-a",
     ]));
+}
+
+fn openssl(args: &[&str]) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl (apt-get install openssl)")
+}
+
+#[test]
+fn openssl_reads_our_encrypted_private_keys() {
+    for alg in ["ecdsa-p256", "ed25519"] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::write(root.join("pw"), "openssl-pw\n").unwrap();
+        ok(&attestor(&[
+            "keygen",
+            "--alg",
+            alg,
+            "--out",
+            s(&root.join("k")),
+            "--passphrase-file",
+            s(&root.join("pw")),
+        ]));
+        let pem = fs::read_to_string(root.join("k/private.pem")).unwrap();
+        assert!(pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+        let public = ok(&openssl(&[
+            "pkey",
+            "-in",
+            s(&root.join("k/private.pem")),
+            "-passin",
+            "pass:openssl-pw",
+            "-pubout",
+        ]));
+        assert_eq!(
+            public,
+            fs::read_to_string(root.join("k/public.pem")).unwrap()
+        );
+        let o = openssl(&[
+            "pkey",
+            "-in",
+            s(&root.join("k/private.pem")),
+            "-passin",
+            "pass:wrong",
+            "-pubout",
+        ]);
+        assert!(!o.status.success());
+    }
+}
+
+#[test]
+fn we_sign_with_openssl_generated_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::copy(
+        workspace_root().join("attestor/core/tests/golden/statement.json"),
+        root.join("statement.json"),
+    )
+    .unwrap();
+    fs::write(root.join("pw"), "pw").unwrap();
+    // (file, openssl arguments, encrypted with "pw")
+    let keys: [(&str, Vec<&str>, bool); 4] = [
+        (
+            "p256-pkcs8-aes.pem",
+            vec![
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-aes-256-cbc",
+                "-pass",
+                "pass:pw",
+            ],
+            true,
+        ),
+        (
+            "p256-sec1.pem",
+            vec!["ecparam", "-name", "prime256v1", "-genkey", "-noout"],
+            false,
+        ),
+        (
+            "ed25519.pem",
+            vec!["genpkey", "-algorithm", "ed25519"],
+            false,
+        ),
+        (
+            "ed25519-aes.pem",
+            vec![
+                "genpkey",
+                "-algorithm",
+                "ed25519",
+                "-aes-256-cbc",
+                "-pass",
+                "pass:pw",
+            ],
+            true,
+        ),
+    ];
+    let statement = root.join("statement.json");
+    let pw = root.join("pw");
+    for (name, gen_args, encrypted) in keys {
+        let path = root.join(name);
+        let mut args = gen_args.clone();
+        args.extend(["-out", s(&path)]);
+        ok(&openssl(&args));
+        // openssl writes 0644 on a umask of 022; our signer refuses such files.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        let public = root.join(format!("{name}.pub"));
+        ok(&openssl(&[
+            "pkey",
+            "-in",
+            s(&path),
+            "-passin",
+            "pass:pw",
+            "-pubout",
+            "-out",
+            s(&public),
+        ]));
+        let prefix = root.join(format!("{name}.prov"));
+        let mut sign = vec![
+            "sign",
+            "--key",
+            s(&path),
+            "--statement",
+            s(&statement),
+            "--out",
+            s(&prefix),
+        ];
+        if encrypted {
+            sign.extend(["--passphrase-file", s(&pw)]);
+        }
+        ok(&attestor(&sign));
+        let prov = root.join(format!("{name}.prov.sigstore.json"));
+        ok(&attestor(&[
+            "verify",
+            "--provenance",
+            s(&prov),
+            "--public-key",
+            s(&public),
+            "--artifact-digest",
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "--source-uri",
+            "github.com/example/repo-a",
+        ]));
+        ok(&sigstore_js_verify(&prov, &public));
+    }
 }

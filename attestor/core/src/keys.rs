@@ -278,9 +278,11 @@ pub struct EncryptionParams {
 }
 
 impl Default for EncryptionParams {
-    /// scrypt N = 2^15, r = 8, p = 1 (cosign's and OpenSSL's default cost).
+    /// scrypt N = 2^14, r = 8, p = 1: `openssl pkcs8 -scrypt`'s default
+    /// and within OpenSSL's 32 MiB scrypt memory limit, so `openssl pkey`
+    /// reads our encrypted keys.
     fn default() -> Self {
-        Self { scrypt_log_n: 15 }
+        Self { scrypt_log_n: 14 }
     }
 }
 

@@ -96,3 +96,23 @@ fn statement_golden_has_the_documented_shape() {
         "job-0193f2a4-7c1e-7b3a-9d2e-5f4c3b2a1908"
     );
 }
+
+#[test]
+fn every_reason_code_is_documented_in_the_cookbook() {
+    let doc_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../cookbook/verification-reasons.md");
+    let doc = std::fs::read_to_string(&doc_path).unwrap();
+    for code in cloister_attestor_core::verify::ReasonCode::ALL {
+        assert!(
+            doc.contains(&format!("| `{}` |", code.as_str())),
+            "{code} is missing from {}",
+            doc_path.display()
+        );
+    }
+    // And nothing documented that does not exist.
+    let documented = doc.lines().filter(|l| l.starts_with("| `")).count();
+    assert_eq!(
+        documented,
+        cloister_attestor_core::verify::ReasonCode::ALL.len()
+    );
+}
