@@ -71,11 +71,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         storage = running.app.storage.backend(),
         "attestor serving"
     );
+    // Best effort: a closed stdout (nobody reading) must not stop the server.
     {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "listening on {scheme}://{}", running.addr)?;
-        writeln!(out, "signing socket {}", running.sign_socket.display())?;
-        out.flush()?;
+        let printed = writeln!(out, "listening on {scheme}://{}", running.addr)
+            .and_then(|()| writeln!(out, "signing socket {}", running.sign_socket.display()))
+            .and_then(|()| out.flush());
+        if let Err(e) = printed {
+            tracing::warn!(error = %e, "cannot print the listening address to stdout");
+        }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
 

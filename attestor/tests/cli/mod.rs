@@ -1,1 +1,311 @@
-//! placeholder
+//! The operator commands through the real binary, `serve`'s start-up
+//! validation, TLS, and that API keys never reach the logs.
+
+use crate::support::{ARTIFACT, Client, bin, build_record, unix_request};
+use bytes::Bytes;
+use hyper::Method;
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn run(state: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .env_remove("CLOISTER_ATTESTOR_CONFIG")
+        .env_remove("CLOISTER_ATTESTOR_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn tenants_keys_and_usage_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path();
+    let created = ok(&run(
+        st,
+        &[
+            "tenants",
+            "create",
+            "acme",
+            "--plan",
+            "Enterprise",
+            "--json",
+        ],
+    ));
+    let t: serde_json::Value = serde_json::from_str(created.trim()).unwrap();
+    assert_eq!(t["name"], "acme");
+    assert_eq!(t["plan"], "Enterprise");
+    // Duplicate names and unknown plans are one-line errors.
+    let dup = run(st, &["tenants", "create", "acme", "--plan", "Pro"]);
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    assert!(
+        !run(st, &["tenants", "create", "x", "--plan", "Gold"])
+            .status
+            .success()
+    );
+    assert!(
+        !run(st, &["tenants", "create", "bad name", "--plan", "Pro"])
+            .status
+            .success()
+    );
+    let list = ok(&run(st, &["tenants", "list", "--json"]));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&list).unwrap()[0]["name"],
+        "acme"
+    );
+
+    let issued = ok(&run(st, &["api-keys", "issue", "acme"]));
+    let key = issued.lines().last().unwrap().to_owned();
+    assert!(
+        key.starts_with("clst_"),
+        "the key is the last line: {issued}"
+    );
+    let key_id = key.split('_').nth(1).unwrap();
+    assert!(!run(st, &["api-keys", "issue", "nobody"]).status.success());
+    let keys: serde_json::Value =
+        serde_json::from_str(&ok(&run(st, &["api-keys", "list", "acme", "--json"]))).unwrap();
+    assert_eq!(keys[0]["id"], key_id);
+    // Only the hash is stored: the key's text is nowhere in the database files.
+    for f in std::fs::read_dir(st).unwrap() {
+        let p = f.unwrap().path();
+        if p.is_file() {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(
+                !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
+                "{} holds the key",
+                p.display()
+            );
+        }
+    }
+    ok(&run(st, &["api-keys", "revoke", key_id]));
+    let keys: serde_json::Value =
+        serde_json::from_str(&ok(&run(st, &["api-keys", "list", "acme", "--json"]))).unwrap();
+    assert!(keys[0]["revokedAtMs"].is_i64());
+    assert!(!run(st, &["api-keys", "revoke", "nope"]).status.success());
+
+    let usage = ok(&run(
+        st,
+        &["usage", "--tenant", "acme", "--period", "2026-04", "--json"],
+    ));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(usage.trim()).unwrap(),
+        serde_json::json!({"tenant": "acme", "events": {"attestation.verify": 0, "portal.download": 0}})
+    );
+    assert!(
+        !run(st, &["usage", "--tenant", "acme", "--period", "April"])
+            .status
+            .success()
+    );
+    assert!(!run(st, &["usage", "--tenant", "nobody"]).status.success());
+}
+
+#[test]
+fn serve_refuses_bad_config_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("a.toml");
+    std::fs::write(&cfg, "[rate_limit]\nper_second = 0\n").unwrap();
+    let out = run(dir.path(), &["serve", "--config", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rate_limit.per_second"), "{err}");
+    std::fs::write(&cfg, "colour = \"blue\"\n").unwrap();
+    let out = run(dir.path(), &["serve", "--config", cfg.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
+}
+
+/// A server child whose stderr (logs) is captured.
+struct Served {
+    child: std::process::Child,
+    addr: String,
+    stderr: std::path::PathBuf,
+}
+
+fn serve(state: &Path, extra_env: &[(&str, &str)]) -> Served {
+    let stderr = state.with_extension("log");
+    let mut cmd = Command::new(bin());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(state)
+        .env_remove("CLOISTER_ATTESTOR_CONFIG")
+        .env_remove("CLOISTER_ATTESTOR_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let addr = line.trim().rsplit("://").next().unwrap().to_owned();
+    assert!(line.starts_with("listening on "), "{line}");
+    Served {
+        child,
+        addr,
+        stderr,
+    }
+}
+
+fn sigterm_and_wait(mut s: Served) -> String {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = s.child.wait().unwrap();
+    assert!(status.success(), "graceful exit on SIGTERM");
+    std::fs::read_to_string(&s.stderr).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_never_reach_the_logs_and_json_logs_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("state");
+    ok(&run(&st, &["tenants", "create", "acme", "--plan", "Pro"]));
+    let key = ok(&run(&st, &["api-keys", "issue", "acme"]))
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let s = serve(
+        &st,
+        &[
+            ("CLOISTER_ATTESTOR_LOG_FORMAT", "json"),
+            ("CLOISTER_ATTESTOR_LOG_LEVEL", "trace"),
+        ],
+    );
+    // The first run generated the signing key.
+    assert!(st.join("keys").is_dir());
+    let signed = unix_request(
+        &st.join("sign.sock"),
+        Method::POST,
+        "/v1/sign",
+        serde_json::to_vec(&build_record()).unwrap(),
+    )
+    .await
+    .json();
+    let c = Client::new();
+    let wrong = format!("{}x", &key[..key.len() - 1]);
+    for k in [&key, &wrong] {
+        let h = vec![
+            ("authorization".to_owned(), format!("Bearer {k}")),
+            ("idempotency-key".to_owned(), "log-test".to_owned()),
+        ];
+        let body = serde_json::json!({"artifactDigest": ARTIFACT, "sourceUri": "github.com/example/repo-a", "provenance": signed["envelope"]});
+        c.send(
+            Method::POST,
+            &format!("http://{}/v1/verify", s.addr),
+            &h,
+            Bytes::from(body.to_string()),
+        )
+        .await;
+        c.send(
+            Method::GET,
+            &format!("http://{}/v1/usage", s.addr),
+            &h,
+            Bytes::new(),
+        )
+        .await;
+    }
+    let logs = sigterm_and_wait(s);
+    assert!(!logs.is_empty());
+    for line in logs.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+    }
+    assert!(logs.contains("attestor serving"));
+    let secret = key.rsplit('_').next().unwrap();
+    assert!(!logs.contains(secret), "an API key reached the logs");
+    assert!(
+        !logs.contains(&wrong[wrong.len() - 20..]),
+        "a rejected key reached the logs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listener_serves_https_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("state");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+    std::fs::write(dir.path().join("cert.pem"), &cert_pem).unwrap();
+    std::fs::write(dir.path().join("key.pem"), &key_pem).unwrap();
+    ok(&run(&st, &["tenants", "create", "acme", "--plan", "Pro"]));
+    let key = ok(&run(&st, &["api-keys", "issue", "acme"]))
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let s = serve(
+        &st,
+        &[
+            (
+                "CLOISTER_ATTESTOR_TLS_CERT",
+                dir.path().join("cert.pem").to_str().unwrap(),
+            ),
+            (
+                "CLOISTER_ATTESTOR_TLS_KEY",
+                dir.path().join("key.pem").to_str().unwrap(),
+            ),
+        ],
+    );
+    // A client trusting that certificate gets an answer over TLS.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(&s.addr).await.unwrap();
+    let tls = connector
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "tls handshake: {e}; server log:\n{}",
+                std::fs::read_to_string(&s.stderr).unwrap()
+            )
+        });
+    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::builder()
+        .uri("/v1/usage")
+        .header("host", "localhost")
+        .header("authorization", format!("Bearer {key}"))
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let plain_client = Client::new();
+    let plain_url = format!("http://{}/healthz", s.addr);
+    let plain = plain_client.try_send(Method::GET, &plain_url, &[], Bytes::new());
+    let plain = tokio::time::timeout(Duration::from_secs(15), plain).await;
+    assert!(
+        !matches!(plain, Ok(Ok(ref r)) if r.status == 200),
+        "plain HTTP must not be served"
+    );
+    sigterm_and_wait(s);
+}
