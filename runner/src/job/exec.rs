@@ -218,14 +218,13 @@ impl Executor {
             spec.source.path.display(),
             spec.source.commit
         ));
-        source::verify(&spec.source).await?;
         if tokio::fs::try_exists(work).await? {
             tokio::fs::remove_dir_all(work).await?;
         }
         tokio::fs::create_dir_all(work).await?;
-        let workspace = work.join("src");
-        source::checkout(&spec.source, &workspace).await?;
-        log.say("source checked out into a fresh workspace");
+        // Git runs in a sandbox: the checkout's config is the client's.
+        let workspace = source::fetch_sandboxed(&self.runner_exe, &spec.source, work).await?;
+        log.say("source checked out into a fresh workspace (git ran in a sandbox)");
 
         // Vendored dependencies: snapshotted from the pinned tree (or the host
         // path) into the content-addressed store, mounted read-only.

@@ -80,3 +80,46 @@ async fn not_a_repository_fails_the_job() {
         "{job}"
     );
 }
+
+/// Git against the client's checkout runs in a sandbox: a clean filter the
+/// checkout's config defines (which plain `git status` runs on the host)
+/// cannot touch the host.
+#[tokio::test]
+async fn checkout_git_config_runs_nothing_on_the_host() {
+    let d = Daemon::start("", "");
+    let repo = d.dir.path().join("repo");
+    let commit = repo_with(
+        &repo,
+        &[
+            ("build.sh", "echo ok > out\n"),
+            (".gitattributes", "* filter=evil\n"),
+        ],
+    );
+    let marker = d.dir.path().join("filter-ran-on-host");
+    git(
+        &repo,
+        &[
+            "config",
+            "filter.evil.clean",
+            &format!("sh -c 'touch {}; cat'", marker.display()),
+        ],
+    );
+    // A stale index makes `git status` re-read the file through the filter.
+    let f = std::fs::File::options()
+        .write(true)
+        .open(repo.join("build.sh"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
+    drop(f);
+    let id = submit(
+        &d.endpoint(),
+        &spec(&repo, &commit, &["sh", "build.sh"], &["out"]),
+    )
+    .await;
+    let job = wait_job(&d.endpoint(), &id).await;
+    assert!(
+        !marker.exists(),
+        "the checkout's filter ran on the host: {job}"
+    );
+}
