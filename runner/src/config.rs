@@ -50,6 +50,8 @@ struct FileConfig {
     limits: FileLimits,
     #[serde(default)]
     toolchains: BTreeMap<String, PathBuf>,
+    #[serde(default)]
+    vendor_roots: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +124,9 @@ pub struct Config {
     /// Operator-approved toolchains a job may ask for by name: mounted
     /// read-only at `/opt/toolchains/<name>` with its `bin` on PATH.
     pub toolchains: BTreeMap<String, PathBuf>,
+    /// Host directories under which a job may name an absolute vendor path
+    /// (e.g. a shared pnpm store); none by default.
+    pub vendor_roots: Vec<PathBuf>,
 }
 
 impl Config {
@@ -229,6 +234,7 @@ impl Config {
             },
             limits,
             toolchains: file.toolchains,
+            vendor_roots: file.vendor_roots,
         };
         config.validate()?;
         Ok(config)
@@ -294,6 +300,14 @@ impl Config {
                 return bad(format!(
                     "toolchain {name}: {} is not an existing absolute directory",
                     path.display()
+                ));
+            }
+        }
+        for root in &self.vendor_roots {
+            if !root.is_absolute() || !root.is_dir() {
+                return bad(format!(
+                    "vendor_roots: {} is not an existing absolute directory",
+                    root.display()
                 ));
             }
         }

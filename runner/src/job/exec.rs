@@ -246,6 +246,34 @@ impl Executor {
                     v.path.display()
                 )));
             }
+            // No symlink on the way may lead out of the workspace (or, for
+            // a host path, out of the operator's vendor roots): the daemon
+            // must never snapshot, say, the attestor's key directory.
+            let real = tokio::fs::canonicalize(&from).await?;
+            let allowed = if v.path.is_absolute() {
+                let mut ok = false;
+                for root in &cfg.vendor_roots {
+                    if real.starts_with(tokio::fs::canonicalize(root).await?) {
+                        ok = true;
+                    }
+                }
+                ok
+            } else {
+                real.starts_with(tokio::fs::canonicalize(&workspace).await?)
+            };
+            if !allowed {
+                return Err(Fail(if v.path.is_absolute() {
+                    format!(
+                        "vendor {} is not under the runner's vendor_roots",
+                        v.path.display()
+                    )
+                } else {
+                    format!(
+                        "vendor {} leads out of the workspace through a symlink",
+                        v.path.display()
+                    )
+                }));
+            }
             let store_root = cfg.store.clone();
             let snap = tokio::task::spawn_blocking(move || {
                 crate::inputs_glue::snapshot(&store_root, &from)
@@ -259,6 +287,21 @@ impl Executor {
             // workspace bind.
             let mount_point = format!("{SANDBOX_VENDOR}/{}", mounts.len());
             let link = workspace.join(v.dest());
+            // The checkout is the client's: a symlinked parent of `dest` must
+            // not make the daemon delete or create anything outside it.
+            let mut prefix = workspace.clone();
+            let parents: Vec<_> = v.dest().components().collect();
+            for c in &parents[..parents.len().saturating_sub(1)] {
+                prefix.push(c);
+                if let Ok(m) = tokio::fs::symlink_metadata(&prefix).await {
+                    if m.file_type().is_symlink() {
+                        return Err(Fail(format!(
+                            "vendor dest {} passes through a symlink in the checkout",
+                            v.dest().display()
+                        )));
+                    }
+                }
+            }
             match tokio::fs::symlink_metadata(&link).await {
                 Ok(m) if m.is_dir() => tokio::fs::remove_dir_all(&link).await?,
                 Ok(_) => tokio::fs::remove_file(&link).await?,

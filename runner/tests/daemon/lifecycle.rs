@@ -297,3 +297,75 @@ echo clean > out
     let log = String::from_utf8_lossy(&log);
     assert!(log.contains("vendor vendor → sha256:"), "{log}");
 }
+
+/// The daemon snapshots only what the job may name: a vendor path that
+/// leads out of the workspace through a symlink, or a host path outside the
+/// configured vendor roots, fails the job before anything is read.
+#[tokio::test]
+async fn vendor_paths_cannot_reach_host_directories() {
+    let d = Daemon::start("", "");
+    let ep = d.endpoint();
+    let secret = d.dir.path().join("secret");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("key.pem"), "PRIVATE").unwrap();
+    let repo = d.dir.path().join("sneaky");
+    let commit = repo_with(&repo, &[("build.sh", "cat deps/x/key.pem > out\n")]);
+    std::os::unix::fs::symlink(&secret, repo.join("hop")).unwrap();
+    crate::harness::git(&repo, &["add", "hop"]);
+    crate::harness::git(&repo, &["commit", "-qm", "link"]);
+    let commit2 = crate::harness::git(&repo, &["rev-parse", "HEAD"]);
+    assert_ne!(commit, commit2);
+    let mut s = spec(&repo, &commit2, &["sh", "build.sh"], &["out"]);
+    s["vendor"] = serde_json::json!([{"path": "hop", "dest": "deps/x"}]);
+    let job = wait_job(&ep, &submit(&ep, &s).await).await;
+    assert_eq!(job["state"], "failed");
+    assert!(
+        job["reason"].as_str().unwrap().contains("not a directory"),
+        "{job}"
+    );
+    // Through a symlinked parent directory.
+    let mut s = spec(&repo, &commit2, &["sh", "build.sh"], &["out"]);
+    s["vendor"] = serde_json::json!([{"path": "hop/.", "dest": "deps/x"}]);
+    let job = wait_job(&ep, &submit(&ep, &s).await).await;
+    assert!(
+        job["reason"]
+            .as_str()
+            .unwrap()
+            .contains("leads out of the workspace"),
+        "{job}"
+    );
+    // An absolute host path with no vendor_roots configured.
+    let mut s = spec(&repo, &commit2, &["sh", "build.sh"], &["out"]);
+    s["vendor"] = serde_json::json!([{"path": secret, "dest": "deps/x"}]);
+    let job = wait_job(&ep, &submit(&ep, &s).await).await;
+    assert!(
+        job["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not under the runner's vendor_roots"),
+        "{job}"
+    );
+    assert!(job["exitCode"].is_null(), "nothing ran: {job}");
+    // A dest under a symlinked directory: nothing is created or deleted there.
+    std::fs::create_dir_all(repo.join("vendor")).unwrap();
+    std::fs::write(repo.join("vendor/dep"), "dep").unwrap();
+    std::fs::create_dir_all(secret.join("deps")).unwrap();
+    crate::harness::git(&repo, &["add", "vendor"]);
+    crate::harness::git(&repo, &["commit", "-qm", "vendor"]);
+    let commit3 = crate::harness::git(&repo, &["rev-parse", "HEAD"]);
+    let mut s = spec(&repo, &commit3, &["sh", "build.sh"], &["out"]);
+    s["vendor"] = serde_json::json!([{"path": "vendor", "dest": "hop/deps"}]);
+    let job = wait_job(&ep, &submit(&ep, &s).await).await;
+    assert!(
+        job["reason"]
+            .as_str()
+            .unwrap()
+            .contains("passes through a symlink"),
+        "{job}"
+    );
+    assert!(
+        secret.join("deps").is_dir(),
+        "the host directory was not touched"
+    );
+    assert!(secret.join("key.pem").exists());
+}
