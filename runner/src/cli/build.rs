@@ -235,19 +235,45 @@ pub async fn submit_and_follow(
     Ok(record)
 }
 
-/// Copies the artifacts and provenance files into `dir`, returning the new paths.
-pub fn copy_out(record: &mut JobRecord, dir: &Path) -> anyhow::Result<()> {
+/// Downloads the artifacts and provenance files into `dir` through the API
+/// (the daemon's state directory need not be readable by the client), and
+/// points the record's paths at the copies.
+pub async fn copy_out(ep: &Endpoint, record: &mut JobRecord, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
+    let id = record.id.clone();
     if let Some(result) = &mut record.result {
         for a in &mut result.artifacts {
             for p in [&mut a.path, &mut a.provenance, &mut a.bundle] {
                 let src = PathBuf::from(&*p);
                 let name = src
                     .file_name()
-                    .ok_or_else(|| anyhow::anyhow!("artifact path {p} has no name"))?;
-                let dest = dir.join(name);
-                std::fs::copy(&src, &dest)
-                    .map_err(|e| anyhow::anyhow!("copying {}: {e}", src.display()))?;
+                    .and_then(|n| n.to_str())
+                    .ok_or_else(|| anyhow::anyhow!("artifact path {p} has no name"))?
+                    .to_string();
+                let path = format!("/v1/jobs/{id}/artifacts/{name}");
+                let resp = ep.send(hyper::Method::GET, &path, None).await?;
+                let status = resp.status();
+                let executable = resp
+                    .headers()
+                    .get("x-cloister-executable")
+                    .is_some_and(|v| v == "true");
+                let bytes = http_body_util::BodyExt::collect(resp.into_body())
+                    .await?
+                    .to_bytes();
+                if !status.is_success() {
+                    anyhow::bail!(
+                        "{path}: {status}: {}",
+                        String::from_utf8_lossy(&bytes).trim()
+                    );
+                }
+                let dest = dir.join(&name);
+                let tmp = dir.join(format!(".{name}.part"));
+                std::fs::write(&tmp, &bytes)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
+                use std::os::unix::fs::PermissionsExt;
+                let mode = if executable { 0o755 } else { 0o644 };
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+                std::fs::rename(&tmp, &dest)?;
                 *p = dest.display().to_string();
             }
         }
@@ -293,7 +319,7 @@ pub fn exec(args: Args) -> ExitCode {
     };
     if record.state == JobState::Succeeded {
         if let Some(dir) = &args.out_dir {
-            if let Err(e) = copy_out(&mut record, dir) {
+            if let Err(e) = rt.block_on(copy_out(&ep, &mut record, dir)) {
                 return fail(e);
             }
         }

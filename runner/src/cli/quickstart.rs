@@ -355,7 +355,7 @@ fn run(args: &Args) -> anyhow::Result<Summary> {
         );
     }
     let out = dir.join("out");
-    copy_out(&mut record, &out)?;
+    rt.block_on(copy_out(&ep, &mut record, &out))?;
     let artifact = record
         .result
         .as_ref()

@@ -7,6 +7,7 @@
 //! - `GET  /v1/jobs/{id}`
 //! - `GET  /v1/jobs/{id}/logs?follow=true` → the log as text, streamed until the job ends
 //! - `POST /v1/jobs/{id}/cancel`
+//! - `GET  /v1/jobs/{id}/artifacts/{name}` → an artifact or its `.intoto.jsonl` / `.sigstore.json`
 //!
 //! Errors are JSON `{code, message}` with a stable `code`; 5xx bodies say
 //! "internal error" and the cause is logged.
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/{id}", get(show))
         .route("/v1/jobs/{id}/logs", get(logs))
         .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route("/v1/jobs/{id}/artifacts/{name}", get(artifact))
         .with_state(state)
 }
 
@@ -261,4 +263,53 @@ async fn read_from(path: &std::path::Path, offset: u64) -> Vec<u8> {
         None => buf.clear(),
     }
     buf
+}
+
+/// One of a succeeded job's files: an artifact (by its subject name) or its
+/// provenance or bundle; any other name is a 404, so nothing else under the
+/// state directory can be read this way.
+async fn artifact(
+    State(AppState(s)): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let job = s.store.get(&id).await.map_err(AppError::internal)?;
+    let Some(job) = job else {
+        return Err(SchedulerError::NotFound(id).into());
+    };
+    let file = job.result.as_ref().and_then(|r| {
+        r.artifacts.iter().find_map(|a| {
+            [&a.path, &a.provenance, &a.bundle]
+                .into_iter()
+                .find(|p| {
+                    std::path::Path::new(p.as_str())
+                        .file_name()
+                        .is_some_and(|n| n == name.as_str())
+                })
+                .map(|p| (p.clone(), *p == a.path))
+        })
+    });
+    let Some((path, is_artifact)) = file else {
+        return Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("job {id} has no file {name:?}"),
+        ));
+    };
+    let meta = tokio::fs::metadata(&path)
+        .await
+        .map_err(AppError::internal)?;
+    let bytes = tokio::fs::read(&path).await.map_err(AppError::internal)?;
+    use std::os::unix::fs::PermissionsExt;
+    let executable = is_artifact && meta.permissions().mode() & 0o100 != 0;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (
+                header::HeaderName::from_static("x-cloister-executable"),
+                if executable { "true" } else { "false" },
+            ),
+        ],
+        Body::from(bytes),
+    )
+        .into_response())
 }

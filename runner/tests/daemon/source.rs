@@ -123,3 +123,36 @@ async fn checkout_git_config_runs_nothing_on_the_host() {
         "the checkout's filter ran on the host: {job}"
     );
 }
+
+/// The artifact endpoint serves only a succeeded job's recorded files.
+#[tokio::test]
+async fn artifact_endpoint_serves_nothing_else() {
+    let d = Daemon::start("", "");
+    let repo = d.dir.path().join("repo");
+    let commit = repo_with(&repo, &[("a", "1")]);
+    std::fs::write(repo.join("a"), "2").unwrap();
+    let id = submit(&d.endpoint(), &spec(&repo, &commit, &["true"], &["a"])).await;
+    wait_job(&d.endpoint(), &id).await;
+    for name in [
+        "a",
+        "jobs.db",
+        "..%2F..%2Fjobs.db",
+        "%2Fetc%2Fpasswd",
+        "..",
+        ".",
+    ] {
+        let err = d
+            .endpoint()
+            .call(
+                hyper::Method::GET,
+                &format!("/v1/jobs/{id}/artifacts/{name}"),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, cloister_runner::client::ClientError::Status { status, .. } if status == 404),
+            "{name}: {err}"
+        );
+    }
+}
