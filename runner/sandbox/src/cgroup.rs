@@ -31,6 +31,10 @@ pub enum CgroupError {
     Io { path: PathBuf, source: io::Error },
     #[error("cannot read the cgroup layout: {0}")]
     Layout(String),
+    #[error(
+        "cgroup {path} holds processes (the runner's own cgroup?), so cgroup v2 lets it enable no controllers for children; pass a cgroup without processes as the cgroup parent"
+    )]
+    Busy { path: PathBuf },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
@@ -321,7 +325,16 @@ impl Cgroup {
                 }
                 if !to_enable.is_empty() {
                     let line: Vec<String> = to_enable.iter().map(|c| format!("+{c}")).collect();
-                    write(&parent_dir.join("cgroup.subtree_control"), &line.join(" "))?;
+                    let file = parent_dir.join("cgroup.subtree_control");
+                    std::fs::write(&file, line.join(" ")).map_err(|source| {
+                        if source.raw_os_error() == Some(libc::EBUSY) {
+                            CgroupError::Busy {
+                                path: parent_dir.clone(),
+                            }
+                        } else {
+                            CgroupError::Io { path: file, source }
+                        }
+                    })?;
                 }
                 remove_stale(&parent_dir);
                 let dir = parent_dir.join(name);
@@ -352,6 +365,12 @@ impl Cgroup {
                             "cpu" => limits.cpus.is_some(),
                             _ => false,
                         };
+                        // Only the hierarchies a limit needs: every extra
+                        // cgroup costs each run (cpu time then comes from
+                        // rusage, see `run`).
+                        if !needed {
+                            continue;
+                        }
                         let Some(h) = find(ctrl) else {
                             if needed {
                                 return Err(CgroupError::NoController(ctrl));
@@ -448,6 +467,28 @@ impl Cgroup {
             write(&dir.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
+    }
+
+    /// On cgroup v1: the `tasks` files of the run's cgroup, opened for
+    /// writing, for the sandbox init to move *itself* (one thread, written
+    /// as "0"). The kernel then skips the global threadgroup lock that a
+    /// `cgroup.procs` write takes, which costs an RCU grace period (~10 ms)
+    /// per run. `None` on v2, where the runner writes `cgroup.procs`.
+    pub fn self_attach_files(&self) -> Result<Option<Vec<std::fs::File>>, CgroupError> {
+        match &self.version {
+            Version::V2 { .. } => Ok(None),
+            Version::V1 { dirs, .. } => dirs
+                .iter()
+                .map(|d| {
+                    let path = d.join("tasks");
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(io_err(&path))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+        }
     }
 
     fn procs_file(&self) -> Option<PathBuf> {

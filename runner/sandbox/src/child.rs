@@ -64,6 +64,13 @@ pub(crate) struct Plan {
     pub stdio: [Option<RawFd>; 3],
     pub report_fd: RawFd,
     pub go_fd: RawFd,
+    /// Wait for the runner's go (after it wrote cgroup.procs, v2) before
+    /// forking the command.
+    pub wait_for_cgroup: bool,
+    pub uid: u32,
+    pub gid: u32,
+    /// cgroup v1 `tasks` files the init writes "0" to (moving itself).
+    pub cgroup_tasks: Vec<RawFd>,
     pub cap_last: u32,
 }
 
@@ -107,6 +114,9 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     if let Err(f) = init_setup(plan) {
         report_failure(plan.report_fd, &f);
     }
+    // Not dumpable from here on: the command's processes cannot open the
+    // init's /proc files (fds, memory) even before its capabilities go.
+    let _ = nix::sys::prctl::set_dumpable(false);
     let child = match sys::fork() {
         Ok(Forked::Child) => exec_command(plan),
         Ok(Forked::Parent(pid)) => pid,
@@ -120,7 +130,6 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     };
     // The init holds nothing but the report pipe from here on.
     close_all_but(plan.report_fd);
-    let _ = nix::sys::prctl::set_dumpable(false);
     let _ = drop_capabilities(plan.cap_last);
     let status = loop {
         match waitpid(Pid::from_raw(-1), None) {
@@ -140,6 +149,7 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
 }
 
 fn close_all_but(keep: RawFd) {
+    // (the cgroup tasks fds, the go pipe and any leaked fd go too)
     let keep = keep.max(3) as u32;
     let _ = sys::close_range(3, keep - 1);
     let _ = sys::close_range(keep + 1, u32::MAX);
@@ -148,22 +158,79 @@ fn close_all_but(keep: RawFd) {
 fn init_setup(plan: &Plan) -> Result<(), Failure> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(fail("init", "set the parent-death signal"))?;
-    // Wait until the runner has written the id maps and placed us in the
-    // cgroup. EOF means the runner died: leave.
-    let mut byte = [0u8; 1];
-    match nix::unistd::read(unsafe_borrow(plan.go_fd), &mut byte) {
-        Ok(1) => {}
-        _ => sys::exit_now(125),
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        sys::default_signal(sig).map_err(fail("init", "reset signal handlers"))?;
     }
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-        .map_err(fail("namespaces", "create the cgroup namespace"))?;
+    // If the runner died before the line above, its end of the go pipe is
+    // closed: leave. (From here on its death kills us.)
+    if runner_gone(plan.go_fd) {
+        sys::exit_now(125);
+    }
+    // Our own id maps: one line mapping our own uid and gid, which the
+    // kernel lets the namespace's first process write without privilege on
+    // the host (so root and rootless take the same path, and the runner has
+    // nothing to do between the clone and the command).
+    write_id_maps(plan.uid, plan.gid)?;
+    for fd in &plan.cgroup_tasks {
+        nix::unistd::write(unsafe_borrow(*fd), b"0").map_err(fail(
+            "cgroup",
+            "move the sandbox init into the run's cgroup",
+        ))?;
+    }
     build_root(plan)?;
     nix::unistd::sethostname(&plan.hostname).map_err(fail("uts", "set the hostname"))?;
     sys::loopback_up().map_err(fail("network", "bring loopback up"))?;
     enter_root()?;
     nix::unistd::chdir(&plan.workdir).map_err(fail("workdir", plan.workdir.display()))?;
     verify_cwd(&plan.workdir)?;
+    // On cgroup v2 the runner moves us into the run's cgroup meanwhile; wait
+    // for it before anything is forked. Then that cgroup becomes the
+    // namespace's root.
+    if plan.wait_for_cgroup {
+        wait_go(plan.go_fd);
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+        .map_err(fail("namespaces", "create the cgroup namespace"))?;
     Ok(())
+}
+
+fn write_id_maps(uid: u32, gid: u32) -> Result<(), Failure> {
+    for (file, content) in [
+        ("/proc/self/setgroups", "deny".to_string()),
+        ("/proc/self/gid_map", format!("{gid} {gid} 1\n")),
+        ("/proc/self/uid_map", format!("{uid} {uid} 1\n")),
+    ] {
+        std::fs::write(file, content).map_err(fail("user namespace", format!("write {file}")))?;
+    }
+    Ok(())
+}
+
+/// Whether the runner's end of the go pipe is closed (it died).
+fn runner_gone(fd: RawFd) -> bool {
+    let mut pfd = [nix::poll::PollFd::new(
+        unsafe_borrow(fd),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    match nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO) {
+        Ok(0) => false,
+        Ok(_) => pfd[0]
+            .revents()
+            .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLHUP)),
+        Err(_) => true,
+    }
+}
+
+/// Blocks until the runner sends one byte; leaves quietly on EOF (the runner
+/// died or gave up).
+fn wait_go(fd: RawFd) {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(unsafe_borrow(fd), &mut byte) {
+            Ok(1) => return,
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => sys::exit_now(125),
+        }
+    }
 }
 
 const BASE: &str = "/tmp";
@@ -174,19 +241,6 @@ fn mkdir_p(path: &Path) -> Result<(), Failure> {
     std::fs::create_dir_all(path).map_err(fail("mount", format!("create {}", path.display())))
 }
 
-fn touch(path: &Path) -> Result<(), Failure> {
-    if let Some(parent) = path.parent() {
-        mkdir_p(parent)?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .open(path)
-        .map(drop)
-        .map_err(fail("mount", format!("create {}", path.display())))
-}
-
 /// `/newroot` + an absolute path inside the sandbox.
 fn inside(path: &Path) -> PathBuf {
     Path::new(NEWROOT).join(path.strip_prefix("/").unwrap_or(path))
@@ -195,6 +249,124 @@ fn inside(path: &Path) -> PathBuf {
 /// `/oldroot` + an absolute host path.
 fn host(path: &Path) -> PathBuf {
     Path::new(OLDROOT).join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// Creates mount points inside `/newroot` without ever following a symlink
+/// and only on filesystems the sandbox itself mounted (its tmpfs mounts):
+/// during setup the host's root is reachable below `/oldroot`, so a symlink
+/// from an image (or a missing directory inside a host bind) must never lead
+/// a `mkdir` or a file write onto the host.
+struct Root {
+    /// `st_dev` of every tmpfs the sandbox mounted.
+    ours: Vec<u64>,
+}
+
+impl Root {
+    fn note_tmpfs(&mut self, path: &Path) -> Result<(), Failure> {
+        let st = nix::sys::stat::lstat(path).map_err(fail("mount", path.display()))?;
+        self.ours.push(st.st_dev);
+        Ok(())
+    }
+
+    /// Walks `dest`'s parent directories, creating missing ones; returns the
+    /// path of `dest` below `/newroot`.
+    fn parent(&self, dest: &Path) -> Result<PathBuf, Failure> {
+        let refuse = |why: String| Failure {
+            stage: "mount",
+            message: format!("mount point {}: {why}", dest.display()),
+        };
+        let mut cur = PathBuf::from(NEWROOT);
+        let comps: Vec<_> = dest
+            .components()
+            .filter(|c| matches!(c, std::path::Component::Normal(_)))
+            .collect();
+        if comps.is_empty() {
+            return Err(refuse("is the root".into()));
+        }
+        for c in &comps[..comps.len() - 1] {
+            let next = cur.join(c);
+            match std::fs::symlink_metadata(&next) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(refuse(format!("{} is a symlink", display_inside(&next))));
+                }
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(refuse(format!(
+                        "{} is not a directory",
+                        display_inside(&next)
+                    )));
+                }
+                Err(_) => {
+                    self.check_ours(&cur, &refuse)?;
+                    std::fs::create_dir(&next)
+                        .map_err(fail("mount", format!("create {}", display_inside(&next))))?;
+                }
+            }
+            cur = next;
+        }
+        Ok(cur.join(comps[comps.len() - 1]))
+    }
+
+    fn check_ours(&self, dir: &Path, refuse: &dyn Fn(String) -> Failure) -> Result<(), Failure> {
+        let st = nix::sys::stat::lstat(dir).map_err(fail("mount", dir.display()))?;
+        if !self.ours.contains(&st.st_dev) {
+            return Err(refuse(format!(
+                "{} is inside a bind mount or image; it must exist there already",
+                display_inside(dir)
+            )));
+        }
+        Ok(())
+    }
+
+    /// A directory mount point.
+    fn dir(&self, dest: &Path) -> Result<PathBuf, Failure> {
+        self.leaf(dest, true)
+    }
+
+    /// A file mount point.
+    fn file(&self, dest: &Path) -> Result<PathBuf, Failure> {
+        self.leaf(dest, false)
+    }
+
+    fn leaf(&self, dest: &Path, dir: bool) -> Result<PathBuf, Failure> {
+        let target = self.parent(dest)?;
+        let refuse = |why: String| Failure {
+            stage: "mount",
+            message: format!("mount point {}: {why}", dest.display()),
+        };
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.file_type().is_symlink() => Err(refuse("is a symlink".into())),
+            Ok(m) if m.is_dir() == dir => Ok(target),
+            Ok(_) => Err(refuse(format!(
+                "exists and is not a {}",
+                if dir { "directory" } else { "file" }
+            ))),
+            Err(_) => {
+                let parent = target.parent().unwrap_or(Path::new(NEWROOT));
+                self.check_ours(parent, &refuse)?;
+                if dir {
+                    std::fs::create_dir(&target)
+                        .map_err(fail("mount", format!("create {}", dest.display())))?;
+                } else {
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .mode(0o644)
+                        .open(&target)
+                        .map_err(fail("mount", format!("create {}", dest.display())))?;
+                }
+                Ok(target)
+            }
+        }
+    }
+}
+
+fn display_inside(p: &Path) -> String {
+    match p.strip_prefix(NEWROOT) {
+        Ok(rest) => format!("/{}", rest.display()),
+        Err(_) => p.display().to_string(),
+    }
 }
 
 fn build_root(plan: &Plan) -> Result<(), Failure> {
@@ -228,12 +400,14 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
         Some("mode=0755"),
     )
     .map_err(fail("mount", "mount the root tmpfs"))?;
+    let mut root = Root { ours: Vec::new() };
+    root.note_tmpfs(Path::new(NEWROOT))?;
 
     let mut remounts: Vec<(PathBuf, bool)> = Vec::new();
     if let Some(rootfs) = &plan.rootfs {
-        populate_from_rootfs(rootfs, &mut remounts)?;
+        populate_from_rootfs(&root, rootfs, &mut remounts)?;
     }
-    build_dev()?;
+    build_dev(&mut root)?;
     for m in &plan.mounts {
         match m {
             Planned::Bind {
@@ -242,7 +416,7 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
                 writable,
                 optional,
             } => {
-                if bind(source, destination, *optional)? {
+                if bind(&root, source, destination, *optional)? {
                     remounts.push((destination.clone(), *writable));
                 }
             }
@@ -251,8 +425,7 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
                 flags,
                 data,
             } => {
-                let target = inside(destination);
-                mkdir_p(&target)?;
+                let target = root.dir(destination)?;
                 mount(
                     Some("tmpfs"),
                     &target,
@@ -261,10 +434,10 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
                     Some(data.as_str()),
                 )
                 .map_err(fail("mount", format!("tmpfs on {}", destination.display())))?;
+                root.note_tmpfs(&target)?;
             }
             Planned::Proc { destination } => {
-                let target = inside(destination);
-                mkdir_p(&target)?;
+                let target = root.dir(destination)?;
                 mount(
                     Some("proc"),
                     &target,
@@ -275,8 +448,7 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
                 .map_err(fail("proc", "mount a fresh /proc"))?;
             }
             Planned::Devpts { destination, data } => {
-                let target = inside(destination);
-                mkdir_p(&target)?;
+                let target = root.dir(destination)?;
                 mount(
                     Some("devpts"),
                     &target,
@@ -293,21 +465,33 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
         }
     }
     if !plan.etc_files.is_empty() {
-        let etc = inside(Path::new("/etc"));
-        mkdir_p(&etc)?;
+        let etc = root.dir(Path::new("/etc"))?;
         for (name, content) in &plan.etc_files {
             let path = etc.join(name);
             if std::fs::symlink_metadata(&path).is_ok() {
                 continue;
             }
-            std::fs::write(&path, content).map_err(fail("etc", format!("write /etc/{name}")))?;
+            root.check_ours(&etc, &|why| Failure {
+                stage: "etc",
+                message: format!("/etc: {why}"),
+            })?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .mode(0o644)
+                .open(&path)
+                .map_err(fail("etc", format!("write /etc/{name}")))?;
+            std::io::Write::write_all(&mut f, content.as_bytes())
+                .map_err(fail("etc", format!("write /etc/{name}")))?;
         }
     }
     // Second pass: an initial bind ignores MS_RDONLY, so every bind (and
     // every mount below it) is remounted read-only (or just nosuid, nodev for
     // writable binds) and the result checked.
+    let mounts = own_mounts()?;
     for (destination, writable) in &remounts {
-        remount_tree(&inside(destination), !writable)?;
+        remount_tree(&mounts, &inside(destination), !writable)?;
     }
     mask_proc(plan)?;
     remount_one(&inside(Path::new("/dev")), true, MsFlags::MS_NOEXEC)?;
@@ -335,9 +519,8 @@ fn ms_flags(flags: &MountFlags) -> MsFlags {
 /// Binds host `source` at `destination`; a host symlink is recreated as the
 /// same symlink instead (so `/bin -> usr/bin` stays a link). Returns whether
 /// a mount was made (and so needs the read-only pass).
-fn bind(source: &Path, destination: &Path, optional: bool) -> Result<bool, Failure> {
+fn bind(root: &Root, source: &Path, destination: &Path, optional: bool) -> Result<bool, Failure> {
     let src = host(source);
-    let target = inside(destination);
     let meta = match std::fs::symlink_metadata(&src) {
         Ok(m) => m,
         Err(_) if optional => return Ok(false),
@@ -350,18 +533,22 @@ fn bind(source: &Path, destination: &Path, optional: bool) -> Result<bool, Failu
     };
     if meta.file_type().is_symlink() && source == destination {
         let link = std::fs::read_link(&src).map_err(fail("mount", source.display()))?;
+        let target = root.parent(destination)?;
         if let Some(parent) = target.parent() {
-            mkdir_p(parent)?;
+            root.check_ours(parent, &|why| Failure {
+                stage: "mount",
+                message: format!("link {}: {why}", destination.display()),
+            })?;
         }
         symlink(&link, &target)
             .map_err(fail("mount", format!("link {}", destination.display())))?;
         return Ok(false);
     }
-    if std::fs::metadata(&src).map(|m| m.is_dir()).unwrap_or(false) {
-        mkdir_p(&target)?;
+    let target = if std::fs::metadata(&src).map(|m| m.is_dir()).unwrap_or(false) {
+        root.dir(destination)?
     } else {
-        touch(&target)?;
-    }
+        root.file(destination)?
+    };
     let none: Option<&str> = None;
     mount(
         Some(&src),
@@ -381,7 +568,11 @@ fn bind(source: &Path, destination: &Path, optional: bool) -> Result<bool, Failu
 /// (directories and files bound read-only, symlinks copied), so mount points
 /// the sandbox needs (/dev, /proc, /tmp, bind targets) can be created on the
 /// tmpfs without writing into the image.
-fn populate_from_rootfs(rootfs: &Path, remounts: &mut Vec<(PathBuf, bool)>) -> Result<(), Failure> {
+fn populate_from_rootfs(
+    root: &Root,
+    rootfs: &Path,
+    remounts: &mut Vec<(PathBuf, bool)>,
+) -> Result<(), Failure> {
     let dir = host(rootfs);
     let entries = std::fs::read_dir(&dir).map_err(fail("rootfs", rootfs.display()))?;
     let mut names: Vec<_> = entries
@@ -397,19 +588,21 @@ fn populate_from_rootfs(rootfs: &Path, remounts: &mut Vec<(PathBuf, bool)>) -> R
         let inner = Path::new("/").join(&name);
         let src = dir.join(&name);
         let meta = std::fs::symlink_metadata(&src).map_err(fail("rootfs", src.display()))?;
-        let target = inside(&inner);
         if meta.file_type().is_symlink() {
+            // Copied as a link: it resolves inside the sandbox after the
+            // pivot; mount point creation never follows it (see `Root`).
             let link = std::fs::read_link(&src).map_err(fail("rootfs", src.display()))?;
+            let target = inside(&inner);
             symlink(&link, &target).map_err(fail("rootfs", target.display()))?;
             continue;
         }
-        if meta.is_dir() {
-            mkdir_p(&target)?;
+        let target = if meta.is_dir() {
+            root.dir(&inner)?
         } else if meta.is_file() {
-            touch(&target)?;
+            root.file(&inner)?
         } else {
             continue;
-        }
+        };
         let none: Option<&str> = None;
         mount(
             Some(&src),
@@ -426,9 +619,8 @@ fn populate_from_rootfs(rootfs: &Path, remounts: &mut Vec<(PathBuf, bool)>) -> R
 
 const DEV_NODES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
-fn build_dev() -> Result<(), Failure> {
-    let dev = inside(Path::new("/dev"));
-    mkdir_p(&dev)?;
+fn build_dev(root: &mut Root) -> Result<(), Failure> {
+    let dev = root.dir(Path::new("/dev"))?;
     mount(
         Some("tmpfs"),
         &dev,
@@ -437,10 +629,10 @@ fn build_dev() -> Result<(), Failure> {
         Some("mode=0755"),
     )
     .map_err(fail("dev", "mount /dev"))?;
+    root.note_tmpfs(&dev)?;
     let none: Option<&str> = None;
     for node in DEV_NODES {
-        let target = dev.join(node);
-        touch(&target)?;
+        let target = root.file(&Path::new("/dev").join(node))?;
         mount(
             Some(&host(&Path::new("/dev").join(node))),
             &target,
@@ -512,24 +704,32 @@ fn remount_one(path: &Path, readonly: bool, extra: MsFlags) -> Result<(), Failur
     Ok(())
 }
 
-/// Remounts a bind and every mount below it.
-fn remount_tree(path: &Path, readonly: bool) -> Result<(), Failure> {
-    // Our own mount table, through the host's /proc (still reachable during
-    // setup); mount points are relative to the scratch root.
+/// Our own mount table, through the host's /proc (still reachable during
+/// setup); mount points are relative to the scratch root.
+fn own_mounts() -> Result<Vec<mountinfo::MountInfo>, Failure> {
     let text = std::fs::read_to_string(Path::new(OLDROOT).join("proc/self/mountinfo"))
         .map_err(fail("remount", "read mountinfo"))?;
-    let mounts = mountinfo::parse(&text).map_err(fail("remount", "parse mountinfo"))?;
-    let mut points: Vec<PathBuf> = mounts
-        .into_iter()
-        .map(|m| m.mount_point)
+    mountinfo::parse(&text).map_err(fail("remount", "parse mountinfo"))
+}
+
+/// Remounts a bind and every mount below it (`mounts`: the mount table
+/// after all binds were made).
+fn remount_tree(
+    mounts: &[mountinfo::MountInfo],
+    path: &Path,
+    readonly: bool,
+) -> Result<(), Failure> {
+    let mut points: Vec<&Path> = mounts
+        .iter()
+        .map(|m| m.mount_point.as_path())
         .filter(|p| p.starts_with(path))
         .collect();
     points.dedup();
     if points.is_empty() {
-        points.push(path.to_path_buf());
+        points.push(path);
     }
     for p in points {
-        remount_one(&p, readonly, MsFlags::MS_NODEV)?;
+        remount_one(p, readonly, MsFlags::MS_NODEV)?;
     }
     Ok(())
 }
@@ -541,15 +741,11 @@ fn mask_proc(plan: &Plan) -> Result<(), Failure> {
         if std::fs::symlink_metadata(&target).is_err() {
             continue;
         }
-        mount(
-            Some(&target),
-            &target,
-            none,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            none,
-        )
-        .map_err(fail("proc", format!("bind {}", p.display())))?;
-        remount_tree(&target, true)?;
+        // A fresh proc has no mounts below these paths, so a plain bind and
+        // one remount cover the whole subtree.
+        mount(Some(&target), &target, none, MsFlags::MS_BIND, none)
+            .map_err(fail("proc", format!("bind {}", p.display())))?;
+        remount_one(&target, true, MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)?;
     }
     for p in &plan.masked {
         let target = inside(p);
@@ -613,11 +809,17 @@ fn drop_capabilities(cap_last: u32) -> Result<(), Failure> {
             format!("drop {cap} from the bounding set"),
         ))?;
     }
-    sys::ambient_clear().map_err(fail("capabilities", "clear the ambient set"))?;
-    sys::capset_empty().map_err(fail(
-        "capabilities",
-        "clear effective/permitted/inheritable",
-    ))?;
+    // Bounding above by number up to the kernel's last capability (the caps
+    // crate only knows the capabilities of its release); the other sets
+    // through caps. Effective goes before permitted (it must stay a subset).
+    for set in [
+        caps::CapSet::Ambient,
+        caps::CapSet::Inheritable,
+        caps::CapSet::Effective,
+        caps::CapSet::Permitted,
+    ] {
+        caps::clear(None, set).map_err(fail("capabilities", format!("clear the {set:?} set")))?;
+    }
     Ok(())
 }
 
@@ -712,7 +914,16 @@ fn prepare_exec(plan: &Plan) -> Result<(), Failure> {
     nix::unistd::setsid().map_err(fail("exec", "start a new session"))?;
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(fail("exec", "set the parent-death signal"))?;
+    // Copy the stream sources out of the way first, so installing one as
+    // 0, 1 or 2 cannot clobber another that happens to have that number.
+    let mut sources = [None; 3];
     for (i, fd) in plan.stdio.iter().enumerate() {
+        if let Some(fd) = fd {
+            sources[i] =
+                Some(sys::dup_above(*fd, 10).map_err(fail("exec", format!("copy fd {fd}")))?);
+        }
+    }
+    for (i, fd) in sources.iter().enumerate() {
         if let Some(fd) = fd {
             sys::dup2(*fd, i as RawFd).map_err(fail("exec", format!("install fd {i}")))?;
         }

@@ -76,7 +76,9 @@ pub struct Outcome {
     pub wall: Duration,
     /// CPU time (user + system) of every process of the run.
     pub cpu: Duration,
-    /// Peak memory of the run's cgroup; `None` when the run had no cgroup.
+    /// Peak memory: of the run's memory cgroup when it has one (a memory
+    /// limit was set), otherwise the peak resident size of its largest
+    /// process (rusage).
     pub peak_memory_bytes: Option<u64>,
     /// The limit that stopped the run, if one did.
     pub limit_hit: Option<LimitKind>,
@@ -230,7 +232,11 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
             });
         }
     }
-    let image_has_etc = rootfs.as_ref().is_some_and(|r| r.join("etc").is_dir());
+    // Any /etc entry in the image (a directory or a link) is the image's own;
+    // it is never written to.
+    let image_has_etc = rootfs
+        .as_ref()
+        .is_some_and(|r| std::fs::symlink_metadata(r.join("etc")).is_ok());
     let etc = if etc_bound || image_has_etc {
         Vec::new()
     } else {
@@ -292,6 +298,10 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
         stdio: [None; 3],
         report_fd: -1,
         go_fd: -1,
+        wait_for_cgroup: false,
+        uid,
+        gid,
+        cgroup_tasks: Vec::new(),
         cap_last,
     })
 }
@@ -376,14 +386,6 @@ fn catch_termination_signals() -> Result<(), SandboxError> {
     Ok(())
 }
 
-fn write_proc(pid: i32, file: &str, content: &str) -> Result<(), SandboxError> {
-    let path = format!("/proc/{pid}/{file}");
-    std::fs::write(&path, content).map_err(|e| SandboxError::Setup {
-        stage: "user namespace".into(),
-        message: format!("write {path}: {e}"),
-    })
-}
-
 /// Runs `spec` in a fresh sandbox. Must be called from a single-threaded
 /// process (it forks); returns when every process of the run is gone.
 pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
@@ -425,6 +427,21 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
             cg.remove();
         }
     };
+    let self_attach = match cgroup.as_ref().map(Cgroup::self_attach_files).transpose() {
+        Ok(files) => files.flatten(),
+        Err(e) => {
+            cleanup(&cgroup);
+            return Err(SandboxError::Setup {
+                stage: "cgroup".into(),
+                message: e.to_string(),
+            });
+        }
+    };
+    if let Some(files) = &self_attach {
+        plan.cgroup_tasks = files.iter().map(AsRawFd::as_raw_fd).collect();
+    }
+    let runner_attaches = cgroup.is_some() && self_attach.is_none();
+    plan.wait_for_cgroup = runner_attaches;
     let pipes = (|| {
         let go = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let report = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
@@ -473,22 +490,21 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
     drop(report_w);
     drop(keep);
 
+    // The init writes its own id maps and (cgroup v1) moves itself into the
+    // cgroup. On v2 the runner moves it, while it builds the root, and then
+    // lets it start the command.
     let release = (|| {
-        write_proc(pid, "setgroups", "deny")?;
-        write_proc(pid, "uid_map", &format!("{uid} {uid} 1\n"))?;
-        write_proc(pid, "gid_map", &format!("{gid} {gid} 1\n"))?;
-        if let Some(cg) = &cgroup {
+        if runner_attaches && let Some(cg) = &cgroup {
             cg.add_pid(pid).map_err(|e| SandboxError::Setup {
                 stage: "cgroup".into(),
                 message: e.to_string(),
             })?;
+            // EPIPE means the init already failed; its report says why.
+            let _ = nix::unistd::write(&go_w, b"g");
         }
-        nix::unistd::write(&go_w, b"g").map_err(|e| SandboxError::Setup {
-            stage: "start".into(),
-            message: format!("release the sandbox init: {e}"),
-        })?;
         Ok(())
     })();
+    drop(self_attach);
     let pidfd = sys::pidfd_open(pid);
     let (release, pidfd) = match (release, pidfd) {
         (Ok(()), Ok(fd)) => (Ok(()), Some(fd)),
@@ -507,7 +523,6 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         cleanup(&cgroup);
         return Err(e);
     }
-    drop(go_w);
     let pidfd = pidfd.expect("pidfd present when release succeeded");
 
     // Wait for the init, with the timeout and termination signals.
@@ -546,6 +561,8 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         }
     };
     let wall = start.elapsed();
+    // Held open until now: the init takes a closed pipe to mean the runner died.
+    drop(go_w);
     let mut text = String::new();
     let _ = std::fs::File::from(report_r).read_to_string(&mut text);
 
@@ -555,7 +572,10 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         .as_ref()
         .and_then(Cgroup::cpu_time)
         .unwrap_or(rusage_cpu);
-    let peak_memory_bytes = cgroup.as_ref().and_then(Cgroup::peak_memory);
+    let peak_memory_bytes = cgroup
+        .as_ref()
+        .and_then(Cgroup::peak_memory)
+        .or(Some(usage.ru_maxrss.max(0) as u64 * 1024));
     let limit_hit = if timed_out {
         Some(LimitKind::Timeout)
     } else if cgroup.as_ref().is_some_and(Cgroup::oom_killed) {

@@ -165,57 +165,6 @@ pub(crate) fn capbset_drop(cap: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Clears the ambient capability set (`PR_CAP_AMBIENT_CLEAR_ALL`).
-pub(crate) fn ambient_clear() -> io::Result<()> {
-    // SAFETY: prctl with integer arguments only.
-    let ret = unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Sets the effective, permitted and inheritable capability sets to empty.
-pub(crate) fn capset_empty() -> io::Result<()> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
-    let mut header = Header {
-        version: LINUX_CAPABILITY_VERSION_3,
-        pid: 0,
-    };
-    let data = [Data {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
-    // SAFETY: capset reads a v3 header and two data structs, both valid and
-    // laid out as the kernel's __user_cap_header_struct/__user_cap_data_struct.
-    let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// Sets the securebits that stop uid 0 from regaining capabilities on exec
 /// and lock that choice.
 pub(crate) fn lock_securebits() -> io::Result<()> {
@@ -326,4 +275,27 @@ pub(crate) fn poll_readable(fd: RawFd, timeout: std::time::Duration) -> io::Resu
         return Err(err);
     }
     Ok(ret > 0)
+}
+
+/// Restores the default disposition of `sig` (the sandbox init must not keep
+/// the runner's handlers: a pid-namespace init only receives signals it
+/// handles, so with the defaults the build cannot signal it at all).
+pub(crate) fn default_signal(sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: installing SIG_DFL involves no handler code at all.
+    let old = unsafe { libc::signal(sig, libc::SIG_DFL) };
+    if old == libc::SIG_ERR {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, min)`: a close-on-exec copy of `fd` numbered
+/// `min` or above.
+pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<RawFd> {
+    // SAFETY: fcntl F_DUPFD_CLOEXEC only adds an fd table entry.
+    let ret = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret)
 }

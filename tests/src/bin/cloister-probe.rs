@@ -293,6 +293,22 @@ fn suite(args: &SuiteArgs) -> Vec<Value> {
         let r = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
         out.push(check("pid.no-signal-to-host", r.is_err(), format!("{r:?}")));
     }
+    // The sandbox init cannot be signalled from inside (if it died, the
+    // namespace and this probe would die with it, failing the suite).
+    for sig in [
+        nix::sys::signal::SIGTERM,
+        nix::sys::signal::SIGINT,
+        nix::sys::signal::SIGHUP,
+        nix::sys::signal::SIGKILL,
+    ] {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(1), sig);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    out.push(check(
+        "pid.init-survives-signals",
+        Path::new("/proc/1/stat").exists(),
+        "",
+    ));
     let r = std::fs::read_to_string("/proc/1/environ");
     out.push(check(
         "pid.init-unreadable",

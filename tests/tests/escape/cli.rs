@@ -315,3 +315,60 @@ fn refused_profiles_fail_check_and_run_with_the_reason() {
         assert!(String::from_utf8_lossy(&out.stdout).starts_with("sha256:"));
     }
 }
+
+fn setup_never_writes_through_links_or_binds(mode: Mode) {
+    // The host directory a hostile image's links point at (through the
+    // host root that is reachable during setup).
+    let host = shared_dir(true);
+    let image = shared_dir(false);
+    let bin = image.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", bin.join("sh")).unwrap();
+    let via_oldroot = format!("/oldroot{}", host.path().display());
+    std::os::unix::fs::symlink(&via_oldroot, image.path().join("work")).unwrap();
+    std::os::unix::fs::symlink(&via_oldroot, image.path().join("etc")).unwrap();
+    let other = shared_dir(false);
+    let rootfs = image.path().display().to_string();
+    // a bind below the image's link is refused
+    let out = run_sh(
+        mode,
+        &[
+            "--rootfs",
+            &rootfs,
+            "--ro-bind",
+            &format!("{}:/work/sub", other.path().display()),
+        ],
+        "true",
+    );
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("symlink"),
+        "{out:?}"
+    );
+    // the image's /etc link is left alone: nothing is synthesized through it
+    let out = run_sh(mode, &["--rootfs", &rootfs], "true");
+    assert!(out.status.success(), "{out:?}");
+    let written: Vec<_> = std::fs::read_dir(host.path()).unwrap().collect();
+    assert!(written.is_empty(), "setup wrote into the host: {written:?}");
+    // a mount point missing inside a host bind is not created on the host
+    let missing = format!("/usr/share/cloister-escape-{}", std::process::id());
+    let out = run_sh(
+        mode,
+        &[
+            "--ro-bind",
+            &format!("{}:{missing}", other.path().display()),
+        ],
+        "true",
+    );
+    assert_eq!(out.status.code(), Some(125), "{out:?}");
+    assert!(
+        !std::path::Path::new(&missing).exists(),
+        "created {missing} on the host"
+    );
+}
+
+both_modes!(
+    setup_never_writes_through_links_or_binds,
+    super::setup_never_writes_through_links_or_binds
+);

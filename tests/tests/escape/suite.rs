@@ -41,6 +41,7 @@ const REQUIRED_CHECKS: &[&str] = &[
     "pid.only-sandbox-processes",
     "pid.no-signal-to-host",
     "pid.init-unreadable",
+    "pid.init-survives-signals",
     "uts.own-hostname",
     "cgroup.namespace",
     "rlimit.no-core-dumps",
