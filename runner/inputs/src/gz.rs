@@ -17,7 +17,7 @@ use std::thread::{Scope, ScopedJoinHandle};
 type Chunk = (u64, Arc<Vec<u8>>);
 
 /// Default compression level (libdeflate's scale, 1–12).
-pub const DEFAULT_LEVEL: i32 = 6;
+pub const DEFAULT_LEVEL: i32 = 2;
 
 /// A running compression pipeline: chunks go in through `sender`, the joined
 /// writer reports the compressed size.

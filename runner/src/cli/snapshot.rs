@@ -48,7 +48,7 @@ enum Sub {
 
 #[derive(Debug, clap::Args)]
 struct ImportArgs {
-    /// The archive.
+    /// The archive (`-` reads standard input).
     #[arg(value_name = "FILE.tar.gz")]
     file: PathBuf,
     /// Refuse the archive unless its digest is this.

@@ -472,3 +472,50 @@ fn progress_is_drawn_on_a_tty_and_quiet_otherwise() {
         "progress with file counts on the TTY: {screen:?}"
     );
 }
+
+/// The `--json` objects are a wire format (the runner daemon reads them):
+/// their keys are fixed here.
+#[test]
+fn json_output_shapes_are_stable() {
+    let env = Env::new();
+    let t = env.path("t");
+    fs::create_dir(&t).unwrap();
+    write(&t, "f", b"x", 0o644);
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+        k.sort();
+        k.join(",")
+    };
+    let out = env.path("t.tar.gz");
+    assert_eq!(
+        keys(&env.json(&["snapshot", s(&t)])),
+        "bytes,cached,digest,files,tree"
+    );
+    assert_eq!(
+        keys(&env.json(&["snapshot", "--out", s(&out), s(&t)])),
+        "bytes,cached,digest,files,out,outBytes,tree"
+    );
+    assert_eq!(
+        keys(&env.json(&["snapshot", "--no-store", s(&t)])),
+        "bytes,cached,digest,files"
+    );
+    let other = env.path("other");
+    assert_eq!(
+        keys(&env.json(&["snapshot", "import", s(&out), "--store", s(&other)])),
+        "bytes,cached,digest,files,tree"
+    );
+    let d = env.json(&["snapshot", s(&t)])["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        keys(&env.json(&["snapshot", "export", &d, "--out", s(&env.path("e.tar.gz"))])),
+        "digest,out,outBytes"
+    );
+    let list = env.json(&["store", "list"]);
+    assert_eq!(keys(&list[0]), "bytes,digest,kind,lastUsed,path");
+    assert_eq!(
+        keys(&env.json(&["store", "gc", "--max-age", "1d"])),
+        "busy,dryRun,freedBytes,kept,keptBytes,removed,staleStaging"
+    );
+}
