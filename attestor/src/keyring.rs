@@ -169,9 +169,11 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyringError
     Ok(())
 }
 
-/// Reads a private key file, refusing one readable by group or others.
+/// Reads a private key file, refusing one readable by group or others (the
+/// mode is checked on the open handle, so a swapped file cannot slip in).
 pub fn read_private_file(path: &Path) -> Result<Zeroizing<String>, KeyringError> {
-    let meta = fs::metadata(path).map_err(io(path))?;
+    let mut f = File::open(path).map_err(io(path))?;
+    let meta = f.metadata().map_err(io(path))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(KeyringError::Permissions {
@@ -179,9 +181,16 @@ pub fn read_private_file(path: &Path) -> Result<Zeroizing<String>, KeyringError>
             mode,
         });
     }
-    fs::read_to_string(path)
-        .map(Zeroizing::new)
-        .map_err(io(path))
+    if meta.len() > 64 * 1024 {
+        return Err(KeyringError::Malformed {
+            path: path.to_owned(),
+            reason: "larger than 64 KiB".into(),
+        });
+    }
+    // Sized up front so that no unzeroized copy is left behind by growth.
+    let mut text = Zeroizing::new(String::with_capacity(meta.len() as usize + 1));
+    std::io::Read::read_to_string(&mut f, &mut text).map_err(io(path))?;
+    Ok(text)
 }
 
 /// Writes a private key PEM with mode 0600 (refusing to overwrite).

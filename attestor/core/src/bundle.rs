@@ -49,13 +49,25 @@ pub struct PublicKeyIdentifier {
 pub struct VerificationMaterial {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<PublicKeyIdentifier>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "json::strict_value_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub certificate: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "json::strict_value_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub x509_certificate_chain: Option<serde_json::Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json::strict_values")]
     pub tlog_entries: Vec<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "json::strict_value_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timestamp_verification_data: Option<serde_json::Value>,
 }
 
@@ -67,7 +79,11 @@ pub struct Bundle {
     pub verification_material: VerificationMaterial,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dsse_envelope: Option<Envelope>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "json::strict_value_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub message_signature: Option<serde_json::Value>,
 }
 
@@ -116,7 +132,8 @@ impl Bundle {
 
     /// Strictly parses a key-signed DSSE bundle v0.3.
     pub fn parse(bytes: &[u8]) -> Result<Self, BundleError> {
-        let b: Bundle = json::parse(bytes, json::MAX_DOCUMENT_BYTES)?;
+        // One pass: the model is strict by construction (see json::parse_typed).
+        let b: Bundle = json::parse_typed(bytes, json::MAX_DOCUMENT_BYTES)?;
         if b.media_type != MEDIA_TYPE_V03 && b.media_type != MEDIA_TYPE_V03_ALT {
             return Err(BundleError::MediaType(b.media_type));
         }

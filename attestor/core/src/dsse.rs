@@ -104,7 +104,8 @@ impl Envelope {
     /// Strictly parses one envelope (size limit, no duplicate keys, no
     /// unknown fields, valid base64, at most [`MAX_SIGNATURES`] signatures).
     pub fn parse(bytes: &[u8]) -> Result<Self, DsseError> {
-        let env: Envelope = json::parse(bytes, json::MAX_DOCUMENT_BYTES)?;
+        // One pass: only structs, which reject repeated fields (json::parse_typed).
+        let env: Envelope = json::parse_typed(bytes, json::MAX_DOCUMENT_BYTES)?;
         env.check_signature_count()?;
         Ok(env)
     }

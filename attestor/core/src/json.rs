@@ -7,9 +7,10 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
+use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use thiserror::Error;
 
@@ -54,18 +55,7 @@ pub fn check(bytes: &[u8], limit: usize) -> Result<(), JsonError> {
 /// [`check`]s `bytes`, then deserializes them into `T`.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, JsonError> {
     check(bytes, limit)?;
-    serde_json::from_slice(bytes).map_err(|e| {
-        let msg = e.to_string();
-        match e.classify() {
-            serde_json::error::Category::Data => {
-                match msg.find(crate::b64::INVALID_BASE64_PREFIX) {
-                    Some(_) => JsonError::InvalidBase64(msg),
-                    None => JsonError::Schema(msg),
-                }
-            }
-            _ => JsonError::Malformed(msg),
-        }
-    })
+    serde_json::from_slice(bytes).map_err(classify)
 }
 
 /// A seed that walks any JSON value and records the first duplicate key.
@@ -169,6 +159,169 @@ impl<'de> Visitor<'de> for KeySeed {
     fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
         Ok(Cow::Owned(v))
     }
+}
+
+/// Prefix of the error our strict deserializers raise on a repeated key.
+const DUPLICATE_PREFIX: &str = "duplicate json object key ";
+
+fn classify(e: serde_json::Error) -> JsonError {
+    let msg = e.to_string();
+    match e.classify() {
+        serde_json::error::Category::Data => {
+            if let Some(i) = msg.find(DUPLICATE_PREFIX) {
+                let rest = &msg[i + DUPLICATE_PREFIX.len()..];
+                let key = rest
+                    .split(" at line")
+                    .next()
+                    .unwrap_or(rest)
+                    .trim_matches('"');
+                JsonError::DuplicateKey(key.to_owned())
+            } else if let Some(i) = msg.find("duplicate field `") {
+                let rest = &msg[i + "duplicate field `".len()..];
+                JsonError::DuplicateKey(rest.split('`').next().unwrap_or(rest).to_owned())
+            } else if msg.contains(crate::b64::INVALID_BASE64_PREFIX) {
+                JsonError::InvalidBase64(msg)
+            } else {
+                JsonError::Schema(msg)
+            }
+        }
+        _ => JsonError::Malformed(msg),
+    }
+}
+
+/// Deserializes `T` in one pass, for types that are strict by construction:
+/// serde-derived structs reject repeated fields, and every map or free-form
+/// value inside them uses [`strict_value`] / [`strict_map`]. Enforces the
+/// size limit and serde_json's nesting limit like [`parse`].
+pub fn parse_typed<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, JsonError> {
+    if bytes.len() > limit {
+        return Err(JsonError::TooLarge {
+            size: bytes.len(),
+            limit,
+        });
+    }
+    serde_json::from_slice(bytes).map_err(classify)
+}
+
+/// A `serde_json::Value` that rejects repeated object keys at any depth.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrictValue(pub serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictValueVisitor).map(StrictValue)
+    }
+}
+
+struct StrictValueVisitor;
+
+impl<'de> Visitor<'de> for StrictValueVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any json value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v)
+            .map_or(serde_json::Value::Null, serde_json::Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(serde_json::Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(format!("{DUPLICATE_PREFIX}{key:?}")));
+            }
+            let StrictValue(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(serde_json::Value::Object(out))
+    }
+}
+
+/// `deserialize_with` for `serde_json::Value` fields.
+pub fn strict_value<'de, D: de::Deserializer<'de>>(d: D) -> Result<serde_json::Value, D::Error> {
+    StrictValue::deserialize(d).map(|v| v.0)
+}
+
+/// `deserialize_with` for `Option<serde_json::Value>` fields (with `default`).
+pub fn strict_value_opt<'de, D: de::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    Ok(Option::<StrictValue>::deserialize(d)?.map(|v| v.0))
+}
+
+/// `deserialize_with` for `Vec<serde_json::Value>` fields.
+pub fn strict_values<'de, D: de::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<serde_json::Value>, D::Error> {
+    Ok(Vec::<StrictValue>::deserialize(d)?
+        .into_iter()
+        .map(|v| v.0)
+        .collect())
+}
+
+struct StrictMapVisitor<V>(std::marker::PhantomData<V>);
+
+impl<'de, V: serde::Deserialize<'de>> Visitor<'de> for StrictMapVisitor<V> {
+    type Value = BTreeMap<String, V>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a json object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = BTreeMap::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(format!("{DUPLICATE_PREFIX}{key:?}")));
+            }
+            out.insert(key, map.next_value()?);
+        }
+        Ok(out)
+    }
+}
+
+/// `deserialize_with` for `BTreeMap<String, V>` fields (V itself strict).
+pub fn strict_map<'de, D: de::Deserializer<'de>, V: serde::Deserialize<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, V>, D::Error> {
+    d.deserialize_map(StrictMapVisitor(std::marker::PhantomData))
+}
+
+/// `deserialize_with` for `Option<BTreeMap<String, serde_json::Value>>` (annotations).
+pub fn strict_value_map_opt<'de, D: de::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, serde_json::Value>>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct W(#[serde(deserialize_with = "strict_map")] BTreeMap<String, StrictValue>);
+    Ok(Option::<W>::deserialize(d)?.map(|w| w.0.into_iter().map(|(k, v)| (k, v.0)).collect()))
 }
 
 #[cfg(test)]

@@ -44,7 +44,11 @@ pub struct ResourceDescriptor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uri: Option<String>,
     /// Algorithm → lowercase hex (e.g. `sha256`, `gitCommit`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "json::strict_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub digest: BTreeMap<String, String>,
     /// Base64 content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,7 +57,11 @@ pub struct ResourceDescriptor {
     pub download_location: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "json::strict_value_map_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub annotations: Option<BTreeMap<String, serde_json::Value>>,
 }
 
@@ -103,9 +111,14 @@ pub struct Provenance {
 pub struct BuildDefinition {
     pub build_type: String,
     /// Everything the tenant chose (a JSON object; schema set by buildType).
+    #[serde(deserialize_with = "json::strict_value")]
     pub external_parameters: serde_json::Value,
     /// What the platform chose or observed (a JSON object; schema set by buildType).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "json::strict_value_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub internal_parameters: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resolved_dependencies: Vec<ResourceDescriptor>,
@@ -129,7 +142,11 @@ pub struct Builder {
     pub id: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub builder_dependencies: Vec<ResourceDescriptor>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "json::strict_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub version: BTreeMap<String, String>,
 }
 
@@ -194,7 +211,8 @@ impl Statement {
     /// A wrong `_type` or `predicateType` is reported as such even when the
     /// rest of the document follows another schema.
     pub fn parse(bytes: &[u8]) -> Result<Self, StatementError> {
-        match json::parse::<Statement>(bytes, json::MAX_DOCUMENT_BYTES) {
+        // One pass: the model is strict by construction (see json::parse_typed).
+        match json::parse_typed::<Statement>(bytes, json::MAX_DOCUMENT_BYTES) {
             Ok(st) => {
                 st.validate()?;
                 Ok(st)

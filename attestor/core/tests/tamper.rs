@@ -566,3 +566,110 @@ fn jsonl_with_only_bad_envelopes_reports_each() {
     );
     assert!(v.reasons[1].message.starts_with("envelope 2: "));
 }
+
+/// Writes `v` as JSON with the `target`-th object member (pre-order) written twice.
+fn write_with_duplicate(
+    v: &serde_json::Value,
+    target: usize,
+    counter: &mut usize,
+    out: &mut String,
+) -> Option<String> {
+    let mut found = None;
+    match v {
+        serde_json::Value::Object(m) => {
+            out.push('{');
+            let mut first = true;
+            for (k, val) in m {
+                let idx = *counter;
+                *counter += 1;
+                let mut sub = String::new();
+                if let Some(f) = write_with_duplicate(val, target, counter, &mut sub) {
+                    found = Some(f);
+                }
+                let times = if idx == target { 2 } else { 1 };
+                if idx == target {
+                    found = Some(k.clone());
+                }
+                for _ in 0..times {
+                    if !first {
+                        out.push(',');
+                    }
+                    first = false;
+                    out.push_str(&serde_json::to_string(k).unwrap());
+                    out.push(':');
+                    out.push_str(&sub);
+                }
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(a) => {
+            out.push('[');
+            for (i, val) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                if let Some(f) = write_with_duplicate(val, target, counter, out) {
+                    found = Some(f);
+                }
+            }
+            out.push(']');
+        }
+        other => out.push_str(&serde_json::to_string(other).unwrap()),
+    }
+    found
+}
+
+/// Every variant of `doc` with one member duplicated, with that member's key.
+fn each_duplicate(doc: &serde_json::Value) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    for target in 0.. {
+        let mut out = String::new();
+        match write_with_duplicate(doc, target, &mut 0, &mut out) {
+            Some(key) => all.push((key, out)),
+            None => break,
+        }
+    }
+    all
+}
+
+#[test]
+fn duplicate_keys_anywhere_are_rejected_by_every_parser() {
+    use cloister_attestor_core::json::JsonError;
+    use cloister_attestor_core::statement::{Statement, StatementError};
+
+    let k = key(Algorithm::Ed25519);
+    let mut st = serde_json::to_value(statement()).unwrap();
+    // Cover annotations (a map of free-form values) too.
+    st["subject"][0]["annotations"] = serde_json::json!({"note": {"deep": [{"x": 1}]}});
+    let env = envelope_over(&st, &k);
+    let cases = each_duplicate(&st);
+    assert!(cases.len() > 60, "walked {} members", cases.len());
+    for (dup_key, text) in cases {
+        match Statement::parse(text.as_bytes()) {
+            Err(StatementError::Json(JsonError::DuplicateKey(k))) => assert_eq!(k, dup_key),
+            other => panic!("statement with duplicate {dup_key:?} gave {other:?}"),
+        }
+    }
+    let env_value: serde_json::Value = serde_json::from_str(&env.to_json()).unwrap();
+    for (dup_key, text) in each_duplicate(&env_value) {
+        let err = Envelope::parse(text.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("duplicate"), "{dup_key}: {err}");
+        assert_only(
+            &verify(text.as_bytes(), &[k.public_key().clone()], &request()),
+            ReasonCode::DuplicateJsonKey,
+        );
+    }
+    let bundle: serde_json::Value =
+        serde_json::from_str(&Bundle::from_envelope(env).unwrap().to_json_pretty()).unwrap();
+    for (dup_key, text) in each_duplicate(&bundle) {
+        let err = Bundle::parse(text.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("duplicate"), "{dup_key}: {err}");
+        assert_only(
+            &verify(text.as_bytes(), &[k.public_key().clone()], &request()),
+            ReasonCode::DuplicateJsonKey,
+        );
+    }
+    // The statement with annotations verifies when nothing is duplicated.
+    let good = envelope_over(&st, &k).to_jsonl_line();
+    assert!(verify(good.as_bytes(), &[k.public_key().clone()], &request()).verified);
+}
