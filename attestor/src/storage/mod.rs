@@ -261,6 +261,107 @@ pub async fn open(url: &str) -> Result<Arc<dyn Storage>, StorageError> {
     }
 }
 
+/// A usage batch prepared for set-based SQL: duplicates of a client key
+/// inside the batch are resolved in memory (the first occurrence goes to the
+/// database; later ones replay it or are refused), so each statement sees
+/// every `(tenant, event, key)` at most once, in sorted order.
+pub(crate) struct PreparedBatch {
+    /// JSON array of the first occurrences of client keys, sorted by key:
+    /// `[{"i","t","e","k","h","s","b","a"}]`.
+    pub client_rows: String,
+    /// For each input position: `Some(j)` when it duplicates position `j`.
+    pub duplicate_of: Vec<Option<usize>>,
+}
+
+pub(crate) fn prepare_batch(batch: &[UsageWrite]) -> Result<PreparedBatch, StorageError> {
+    let mut first: BTreeMap<(&str, &str, &str), usize> = BTreeMap::new();
+    let mut duplicate_of = vec![None; batch.len()];
+    for (i, w) in batch.iter().enumerate() {
+        if let UsageKey::Client(k) = &w.key {
+            match first.get(&(w.tenant_id.as_str(), w.event, k.as_str())) {
+                Some(&j) => duplicate_of[i] = Some(j),
+                None => {
+                    first.insert((w.tenant_id.as_str(), w.event, k.as_str()), i);
+                }
+            }
+        }
+    }
+    let mut rows = Vec::with_capacity(first.len());
+    for &i in first.values() {
+        let w = &batch[i];
+        let body = std::str::from_utf8(&w.response.body)
+            .map_err(|_| StorageError::Corrupt("response body is not utf-8".into()))?;
+        rows.push(serde_json::json!({
+            "i": i, "t": w.tenant_id, "e": w.event, "k": w.key.as_str(), "h": w.request_hash,
+            "s": w.response.status, "b": body, "a": w.at_ms,
+        }));
+    }
+    Ok(PreparedBatch {
+        client_rows: serde_json::Value::Array(rows).to_string(),
+        duplicate_of,
+    })
+}
+
+/// JSON array of the usage events to insert: `[{"t","e","u","k","a"}]`.
+pub(crate) fn usage_rows(batch: &[UsageWrite], recorded: &[bool]) -> String {
+    let rows: Vec<serde_json::Value> = batch
+        .iter()
+        .zip(recorded)
+        .filter(|(_, r)| **r)
+        .map(|(w, _)| {
+            serde_json::json!({"t": w.tenant_id, "e": w.event, "u": w.units, "k": w.key.as_str(), "a": w.at_ms})
+        })
+        .collect();
+    serde_json::Value::Array(rows).to_string()
+}
+
+/// What the database said about the first occurrences, resolved for every
+/// position of the batch. `fresh`: positions whose key was (re)recorded;
+/// `stored`: (position → stored hash and response) for the others.
+pub(crate) fn resolve_batch(
+    batch: &[UsageWrite],
+    prepared: &PreparedBatch,
+    fresh: &std::collections::BTreeSet<usize>,
+    stored: &BTreeMap<usize, (String, StoredResponse)>,
+) -> Result<(Vec<UsageOutcome>, Vec<bool>), StorageError> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut recorded = Vec::with_capacity(batch.len());
+    for (i, w) in batch.iter().enumerate() {
+        let outcome = match (&w.key, prepared.duplicate_of[i]) {
+            (UsageKey::Generated(_), _) => UsageOutcome::Recorded,
+            (UsageKey::Client(_), None) if fresh.contains(&i) => UsageOutcome::Recorded,
+            (UsageKey::Client(_), None) => {
+                let (hash, resp) = stored
+                    .get(&i)
+                    .ok_or_else(|| StorageError::Corrupt("idempotency record vanished".into()))?;
+                if *hash == w.request_hash {
+                    UsageOutcome::Replay(resp.clone())
+                } else {
+                    UsageOutcome::KeyReused
+                }
+            }
+            (UsageKey::Client(_), Some(j)) => {
+                // A duplicate inside the batch: the first occurrence decided.
+                let (hash, resp) = if fresh.contains(&j) {
+                    (batch[j].request_hash.clone(), batch[j].response.clone())
+                } else {
+                    stored.get(&j).cloned().ok_or_else(|| {
+                        StorageError::Corrupt("idempotency record vanished".into())
+                    })?
+                };
+                if hash == w.request_hash {
+                    UsageOutcome::Replay(resp)
+                } else {
+                    UsageOutcome::KeyReused
+                }
+            }
+        };
+        recorded.push(outcome == UsageOutcome::Recorded);
+        outcomes.push(outcome);
+    }
+    Ok((outcomes, recorded))
+}
+
 /// Group the subjects of rows fetched joined with their subjects.
 pub(crate) fn attach_subjects(
     rows: Vec<AttestationRow>,

@@ -2,7 +2,7 @@
 //! every attestor shares the database, so idempotency and usage counts hold
 //! across processes (the `idempotency` primary key arbitrates concurrent
 //! duplicates; `INSERT … ON CONFLICT` waits for the other transaction). A
-//! usage batch is written in key order so two batches never deadlock.
+//! usage batch is written set-based in key order so two batches never deadlock.
 //! An optional schema name (used by tests) scopes every table.
 
 use super::*;
@@ -309,75 +309,100 @@ impl Storage for PgStorage {
         batch: &[UsageWrite],
         replay_since_ms: i64,
     ) -> Result<Vec<UsageOutcome>, StorageError> {
+        // Set-based: a constant number of statements per batch, whatever its size.
+        let prepared = prepare_batch(batch)?;
         let mut tx = self.pool.begin().await?;
-        // Lock idempotency rows in one global order: no deadlock between batches.
-        let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by(|&x, &y| {
-            let k = |w: &UsageWrite| (w.tenant_id.clone(), w.event, w.key.as_str().to_owned());
-            k(&batch[x]).cmp(&k(&batch[y]))
-        });
-        let mut outcomes: Vec<Option<UsageOutcome>> = vec![None; batch.len()];
-        for i in order {
-            let w = &batch[i];
-            if let UsageKey::Client(key) = &w.key {
-                let fresh = sqlx::query(
-                    "INSERT INTO idempotency (tenant_id, event, key, request_hash, status, body, created_at_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (tenant_id, event, key) DO UPDATE SET \
-                       request_hash = excluded.request_hash, status = excluded.status, \
-                       body = excluded.body, created_at_ms = excluded.created_at_ms \
-                     WHERE idempotency.created_at_ms < $8 \
-                     RETURNING created_at_ms",
+        let fresh_rows = sqlx::query(
+            "INSERT INTO idempotency (tenant_id, event, key, request_hash, status, body, created_at_ms) \
+             SELECT x.t, x.e, x.k, x.h, x.s, convert_to(x.b, 'UTF8'), x.a \
+             FROM jsonb_to_recordset($1::jsonb) \
+               AS x(t text, e text, k text, h text, s bigint, b text, a bigint) \
+             ORDER BY x.t, x.e, x.k \
+             ON CONFLICT (tenant_id, event, key) DO UPDATE SET \
+               request_hash = excluded.request_hash, status = excluded.status, \
+               body = excluded.body, created_at_ms = excluded.created_at_ms \
+             WHERE idempotency.created_at_ms < $2 \
+             RETURNING tenant_id, event, key",
+        )
+        .bind(&prepared.client_rows)
+        .bind(replay_since_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        let index: BTreeMap<(String, String, String), usize> = batch
+            .iter()
+            .enumerate()
+            .filter(|(i, w)| {
+                matches!(w.key, UsageKey::Client(_)) && prepared.duplicate_of[*i].is_none()
+            })
+            .map(|(i, w)| {
+                (
+                    (
+                        w.tenant_id.clone(),
+                        w.event.to_owned(),
+                        w.key.as_str().to_owned(),
+                    ),
+                    i,
                 )
-                .bind(&w.tenant_id)
-                .bind(w.event)
-                .bind(key)
-                .bind(&w.request_hash)
-                .bind(i64::from(w.response.status))
-                .bind(&w.response.body)
-                .bind(w.at_ms)
-                .bind(replay_since_ms)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if fresh.is_none() {
-                    let row = sqlx::query(
-                        "SELECT request_hash, status, body FROM idempotency \
-                         WHERE tenant_id = $1 AND event = $2 AND key = $3",
-                    )
-                    .bind(&w.tenant_id)
-                    .bind(w.event)
-                    .bind(key)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    let hash: String = row.try_get("request_hash")?;
-                    outcomes[i] = Some(if hash == w.request_hash {
-                        let status: i64 = row.try_get("status")?;
-                        UsageOutcome::Replay(StoredResponse {
-                            status: u16::try_from(status)
-                                .map_err(|_| StorageError::Corrupt("status".into()))?,
-                            body: row.try_get("body")?,
-                        })
-                    } else {
-                        UsageOutcome::KeyReused
-                    });
+            })
+            .collect();
+        let pos = |r: &sqlx::postgres::PgRow| -> Result<usize, StorageError> {
+            let k: (String, String, String) = (
+                r.try_get("tenant_id")?,
+                r.try_get("event")?,
+                r.try_get("key")?,
+            );
+            index
+                .get(&k)
+                .copied()
+                .ok_or_else(|| StorageError::Corrupt("unexpected idempotency row".into()))
+        };
+        let mut fresh = std::collections::BTreeSet::new();
+        for r in &fresh_rows {
+            fresh.insert(pos(r)?);
+        }
+        let mut stored = BTreeMap::new();
+        if fresh.len() < index.len() {
+            let rows = sqlx::query(
+                "SELECT i.tenant_id, i.event, i.key, i.request_hash, i.status, i.body \
+                 FROM idempotency AS i \
+                 JOIN jsonb_to_recordset($1::jsonb) AS x(t text, e text, k text) \
+                   ON i.tenant_id = x.t AND i.event = x.e AND i.key = x.k",
+            )
+            .bind(&prepared.client_rows)
+            .fetch_all(&mut *tx)
+            .await?;
+            for r in &rows {
+                let p = pos(r)?;
+                if fresh.contains(&p) {
                     continue;
                 }
+                let status: i64 = r.try_get("status")?;
+                stored.insert(
+                    p,
+                    (
+                        r.try_get::<String, _>("request_hash")?,
+                        StoredResponse {
+                            status: u16::try_from(status)
+                                .map_err(|_| StorageError::Corrupt("status".into()))?,
+                            body: r.try_get("body")?,
+                        },
+                    ),
+                );
             }
+        }
+        let (outcomes, recorded) = resolve_batch(batch, &prepared, &fresh, &stored)?;
+        if recorded.iter().any(|r| *r) {
             sqlx::query(
                 "INSERT INTO usage_events (tenant_id, event, units, idempotency_key, occurred_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                 SELECT x.t, x.e, x.u, x.k, x.a \
+                 FROM jsonb_to_recordset($1::jsonb) AS x(t text, e text, u bigint, k text, a bigint)",
             )
-            .bind(&w.tenant_id)
-            .bind(w.event)
-            .bind(w.units)
-            .bind(w.key.as_str())
-            .bind(w.at_ms)
+            .bind(usage_rows(batch, &recorded))
             .execute(&mut *tx)
             .await?;
-            outcomes[i] = Some(UsageOutcome::Recorded);
         }
         tx.commit().await?;
-        Ok(outcomes.into_iter().flatten().collect())
+        Ok(outcomes)
     }
 
     async fn usage_counts(

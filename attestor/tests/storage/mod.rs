@@ -237,7 +237,9 @@ async fn usage_client_key_counts_once_and_replays_stored_response(b: Backend) {
     let (t, _) = tenant_with_key(s.as_ref(), "acme").await;
     let first = write(&t, client("k1"), "h1", 1000);
     assert_eq!(
-        s.commit_usage(&[first.clone()], 0).await.unwrap(),
+        s.commit_usage(std::slice::from_ref(&first), 0)
+            .await
+            .unwrap(),
         [UsageOutcome::Recorded]
     );
     let mut retry = first.clone();

@@ -95,13 +95,16 @@ impl TestDb {
 
     /// A config whose state dir is this tempdir and whose storage is this db.
     pub fn config(&self) -> Config {
-        let mut c = Config::default();
-        c.state_dir = self.dir.path().join("state");
-        c.database_url = Some(self.url.clone());
-        c.listen = "127.0.0.1:0".parse().unwrap();
-        c.rate_limit.per_second = 100_000;
-        c.rate_limit.burst = 100_000;
-        c
+        Config {
+            state_dir: self.dir.path().join("state"),
+            database_url: Some(self.url.clone()),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            rate_limit: cloister_attestor::config::RateLimit {
+                per_second: 100_000,
+                burst: 100_000,
+            },
+            ..Config::default()
+        }
     }
 }
 
