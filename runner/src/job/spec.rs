@@ -138,12 +138,18 @@ impl JobSpec {
                 self.source.uri
             ));
         }
-        if self.source.git_ref.trim().is_empty()
+        if !self.source.git_ref.starts_with("refs/")
             || self.source.git_ref.contains(char::is_whitespace)
         {
             return bad(format!(
-                "source.ref must be a git ref, got {:?}",
+                "source.ref must be a full git ref (refs/heads/… or refs/tags/…), got {:?}",
                 self.source.git_ref
+            ));
+        }
+        if self.source.uri.contains('@') {
+            return bad(format!(
+                "source.uri must not contain '@' (the ref goes in source.ref), got {:?}",
+                self.source.uri
             ));
         }
         if self.profile.is_empty() {
@@ -312,6 +318,46 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("needs a dest"), "{err}");
+    }
+
+    #[test]
+    fn bad_image_ref_and_limits_are_rejected() {
+        for image in [
+            "sha256:abc",
+            "busybox:latest",
+            "sha256:ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+        ] {
+            let mut v = base();
+            v["image"] = serde_json::json!(image);
+            let err = JobSpec::from_json(v.to_string().as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("image must be sha256:"), "{image}: {err}");
+        }
+        let mut v = base();
+        v["limits"] = serde_json::json!({"timeoutSecs": 0});
+        let err = JobSpec::from_json(v.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits must be positive"), "{err}");
+        let mut v = base();
+        v["source"]["ref"] = serde_json::json!("main");
+        let err = JobSpec::from_json(v.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("full git ref"), "{err}");
+        let mut v = base();
+        v["source"]["uri"] = serde_json::json!("git+https://github.com/o/r@v1");
+        let err = JobSpec::from_json(v.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must not contain '@'"), "{err}");
+        let mut v = base();
+        v["env"] = serde_json::json!({"A=B": "x"});
+        let err = JobSpec::from_json(v.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a valid variable name"), "{err}");
     }
 
     #[test]

@@ -369,3 +369,38 @@ async fn vendor_paths_cannot_reach_host_directories() {
     );
     assert!(secret.join("key.pem").exists());
 }
+
+/// An absolute vendor path under a configured vendor root is snapshotted
+/// and mounted read-only where `dest` says.
+#[tokio::test]
+async fn vendor_path_under_a_configured_root_is_mounted_read_only() {
+    let roots = tempfile::tempdir().unwrap();
+    let store = roots.path().join("pnpm-store");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(store.join("pkg.tgz"), "tarball").unwrap();
+    let d = Daemon::start(
+        &format!("vendor_roots = [{:?}]", roots.path().display().to_string()),
+        "",
+    );
+    let ep = d.endpoint();
+    let repo = d.dir.path().join("uses-store");
+    let commit = repo_with(
+        &repo,
+        &[(
+            "build.sh",
+            "cat .store/pkg.tgz > out\n! touch .store/new 2>/dev/null || exit 5\n",
+        )],
+    );
+    let mut s = spec(&repo, &commit, &["sh", "build.sh"], &["out"]);
+    s["vendor"] = serde_json::json!([{"path": store, "dest": ".store"}]);
+    let id = submit(&ep, &s).await;
+    let job = wait_job(&ep, &id).await;
+    let log = String::from_utf8_lossy(
+        &ep.call(hyper::Method::GET, &format!("/v1/jobs/{id}/logs"), None)
+            .await
+            .unwrap(),
+    )
+    .into_owned();
+    assert_eq!(job["exitCode"], 0, "{job}\n{log}");
+    assert!(log.contains("→ sha256:"), "{log}");
+}
