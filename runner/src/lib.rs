@@ -4,3 +4,8 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod client;
+pub mod config;
+pub mod daemon;
+mod inputs_glue;
+pub mod job;

@@ -4,9 +4,16 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod build;
+mod cancel;
+mod common;
 mod image;
+mod jobs;
+mod logs;
 mod profile;
+mod quickstart;
 mod run;
+mod serve;
 mod snapshot;
 mod store;
 
@@ -33,6 +40,18 @@ enum Command {
     /// Import OCI builder images.
     #[command(subcommand)]
     Image(image::Command),
+    /// Run the job daemon (API on a Unix socket, optional TCP).
+    Serve(serve::Args),
+    /// Submit a build job to the daemon, stream its log, wait for it.
+    Build(Box<build::Args>),
+    /// List the daemon's jobs.
+    Jobs(jobs::Args),
+    /// Print a job's log.
+    Logs(logs::Args),
+    /// Cancel a queued or running job.
+    Cancel(cancel::Args),
+    /// Start both daemons on embedded defaults, build repo A, verify its provenance.
+    Quickstart(quickstart::Args),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -44,5 +63,11 @@ pub fn main() -> ExitCode {
         Command::Snapshot(args) => snapshot::exec(args),
         Command::Store(cmd) => store::exec(cmd),
         Command::Image(cmd) => image::exec(cmd),
+        Command::Serve(args) => serve::exec(args),
+        Command::Build(args) => build::exec(*args),
+        Command::Jobs(args) => jobs::exec(args),
+        Command::Logs(args) => logs::exec(args),
+        Command::Cancel(args) => cancel::exec(args),
+        Command::Quickstart(args) => quickstart::exec(args),
     }
 }

@@ -1,0 +1,72 @@
+//! `cloister-runner logs JOB [--follow]`: print a job's log (timestamped
+//! lines), following it until the job ends.
+
+use super::common::{Connect, fail, runtime};
+use crate::client::Endpoint;
+use http_body_util::BodyExt;
+use std::io::Write;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub connect: Connect,
+    /// The job id.
+    pub job: String,
+    /// Keep printing new lines until the job ends.
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+/// Streams a job's log to `out`, calling `each` after every chunk.
+pub async fn stream(
+    ep: &Endpoint,
+    job: &str,
+    follow: bool,
+    out: &mut dyn FnMut(&[u8]),
+) -> Result<(), crate::client::ClientError> {
+    let path = format!("/v1/jobs/{job}/logs?follow={follow}");
+    let resp = ep.send(hyper::Method::GET, &path, None).await?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        return Err(crate::client::ClientError::Status {
+            endpoint: ep.to_string(),
+            status,
+            body: message,
+        });
+    }
+    let mut body = resp.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|source| crate::client::ClientError::Http {
+            endpoint: ep.to_string(),
+            source,
+        })?;
+        if let Some(data) = frame.data_ref() {
+            out(data);
+        }
+    }
+    Ok(())
+}
+
+pub fn exec(args: Args) -> ExitCode {
+    let ep = args.connect.endpoint();
+    let mut stdout = std::io::stdout();
+    let r = runtime().block_on(stream(&ep, &args.job, args.follow, &mut |b| {
+        let _ = stdout.write_all(b);
+        let _ = stdout.flush();
+    }));
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}

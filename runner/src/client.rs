@@ -1,0 +1,164 @@
+//! A small HTTP/1.1 client over a Unix socket or TCP (hyper's connection
+//! API): used by the CLI to talk to the runner daemon and by the daemon to
+//! reach the attestor's signing socket. One connection per request.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::path::PathBuf;
+
+/// Errors talking HTTP to a local daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        endpoint: String,
+        source: std::io::Error,
+    },
+    #[error("http to {endpoint}: {source}")]
+    Http {
+        endpoint: String,
+        source: hyper::Error,
+    },
+    #[error("{endpoint} answered {status}: {body}")]
+    Status {
+        endpoint: String,
+        status: StatusCode,
+        body: String,
+    },
+    #[error("{endpoint} sent invalid json: {source}")]
+    Json {
+        endpoint: String,
+        source: serde_json::Error,
+    },
+}
+
+/// Where a daemon listens.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    Unix(PathBuf),
+    Tcp { addr: String, token: Option<String> },
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
+            Endpoint::Tcp { addr, .. } => write!(f, "http://{addr}"),
+        }
+    }
+}
+
+impl Endpoint {
+    /// Sends one request and returns the streaming response.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let endpoint = self.to_string();
+        let connect_err = |source| ClientError::Connect {
+            endpoint: endpoint.clone(),
+            source,
+        };
+        let http_err = |source| ClientError::Http {
+            endpoint: endpoint.clone(),
+            source,
+        };
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost");
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        if let Endpoint::Tcp {
+            token: Some(token), ..
+        } = self
+        {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .expect("a valid request");
+        let mut sender = match self {
+            Endpoint::Unix(path) => {
+                let stream = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(connect_err)?;
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(http_err)?;
+                tokio::spawn(conn);
+                sender
+            }
+            Endpoint::Tcp { addr, .. } => {
+                let stream = tokio::net::TcpStream::connect(addr.as_str())
+                    .await
+                    .map_err(connect_err)?;
+                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(http_err)?;
+                tokio::spawn(conn);
+                sender
+            }
+        };
+        sender.send_request(req).await.map_err(http_err)
+    }
+
+    /// Sends one request and reads the whole body; non-2xx is an error
+    /// carrying the body's text.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Bytes, ClientError> {
+        let resp = self.send(method, path, body).await?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|source| ClientError::Http {
+                endpoint: self.to_string(),
+                source,
+            })?
+            .to_bytes();
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes);
+            // Prefer the JSON error's message when there is one.
+            let body = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| {
+                    v.get("message")
+                        .and_then(|m| m.as_str())
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| text.trim().to_string());
+            return Err(ClientError::Status {
+                endpoint: self.to_string(),
+                status,
+                body,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// [`Self::call`] decoding a JSON answer.
+    pub async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let bytes = self.call(method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|source| ClientError::Json {
+            endpoint: self.to_string(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,165 @@
+//! The runner daemon (`cloister-runner serve`): opens the job database,
+//! recovers from the previous run, binds the API (Unix socket mode 0660 with
+//! a configurable group; optional TCP with a bearer token), tells systemd it
+//! is READY, dispatches jobs, and on SIGTERM/SIGINT says STOPPING, drains and
+//! exits. It never forks: each job's sandbox is a child process
+//! (`cloister-runner run`), see `job::exec`.
+
+pub mod api;
+pub mod scheduler;
+
+use crate::config::{Config, resolve_group};
+use crate::job::store::JobStore;
+use scheduler::Scheduler;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::net::UnixListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Errors starting or running the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::job::store::StoreError),
+    #[error("socket {path}: another daemon is listening there")]
+    InUse { path: PathBuf },
+    #[error("cannot set the socket group: {0}")]
+    Group(String),
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> DaemonError + 'a {
+    move |source| DaemonError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Binds the API's Unix socket with mode 0660 and the configured group.
+async fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener, DaemonError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io("creating socket dir", parent))?;
+    }
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            return Err(DaemonError::InUse {
+                path: path.to_path_buf(),
+            });
+        }
+        std::fs::remove_file(path).map_err(io("removing stale socket", path))?;
+    }
+    // The umask covers the window between bind and chmod.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o117));
+    let listener = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = listener.map_err(io("binding", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(io("chmod", path))?;
+    if let Some(group) = group {
+        let gid = resolve_group(group).map_err(DaemonError::Group)?;
+        nix::unistd::chown(path, None, Some(gid))
+            .map_err(|e| DaemonError::Group(format!("{}: {e}", path.display())))?;
+    }
+    Ok(listener)
+}
+
+fn notify(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(&[state]) {
+        tracing::warn!(error = %e, "sd_notify failed");
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT, then drains.
+pub async fn serve(config: Config) -> Result<(), DaemonError> {
+    let config = Arc::new(config);
+    for dir in ["", "logs", "work", "artifacts"] {
+        let p = config.state_dir.join(dir);
+        std::fs::create_dir_all(&p).map_err(io("creating", &p))?;
+    }
+    std::fs::set_permissions(
+        config.state_dir.join("work"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .map_err(io("chmod", &config.state_dir.join("work")))?;
+    // Leftover workspaces of a previous run belong to jobs now marked failed.
+    if let Ok(entries) = std::fs::read_dir(config.state_dir.join("work")) {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    let store = JobStore::open(&config.state_dir.join("jobs.db")).await?;
+    let exe = std::env::current_exe().map_err(io("locating", Path::new("/proc/self/exe")))?;
+    let sched = Scheduler::new(config.clone(), store.clone(), exe);
+    let (failed, requeued) = sched.recover().await?;
+    if failed > 0 || requeued > 0 {
+        tracing::info!(failed, requeued, "recovered jobs from the previous run");
+    }
+
+    let unix = bind_unix(&config.api.socket, config.api.socket_group.as_deref()).await?;
+    let state = api::AppState(sched.clone());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut servers = tokio::task::JoinSet::new();
+    {
+        let app = api::router(state.clone());
+        let stop = shutdown.clone();
+        servers.spawn(async move {
+            axum::serve(unix, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        });
+    }
+    if let (Some(addr), Some(token)) = (config.api.tcp, config.api.token.clone()) {
+        let tcp = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(io("binding tcp", Path::new(&addr.to_string())))?;
+        let local = tcp
+            .local_addr()
+            .map_err(io("tcp address", Path::new(&addr.to_string())))?;
+        tracing::info!(%local, "api listening on tcp");
+        // Tests bind port 0: publish the real port beside the state.
+        let _ = std::fs::write(config.state_dir.join("tcp.addr"), local.to_string());
+        let app = api::router_with_token(state.clone(), token);
+        let stop = shutdown.clone();
+        servers.spawn(async move {
+            axum::serve(tcp, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        });
+    }
+    let dispatcher = tokio::spawn(sched.clone().dispatch());
+
+    let mut term = signal(SignalKind::terminate()).map_err(io("signal", Path::new("SIGTERM")))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io("signal", Path::new("SIGINT")))?;
+    tracing::info!(socket = %config.api.socket.display(), concurrency = config.concurrency, "runner daemon ready");
+    notify(sd_notify::NotifyState::Ready);
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    }
+    notify(sd_notify::NotifyState::Stopping);
+    sched.drain().await;
+    let _ = dispatcher.await;
+    shutdown.cancel();
+    // Open connections (a log follower of a queued job, say) get a few
+    // seconds to finish; then the servers are dropped.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        while let Some(r) = servers.join_next().await {
+            if let Ok(Err(e)) = r {
+                tracing::warn!(error = %e, "api server ended with an error");
+            }
+        }
+    })
+    .await;
+    servers.abort_all();
+    let _ = std::fs::remove_file(&config.api.socket);
+    store.close().await;
+    tracing::info!("runner daemon stopped");
+    Ok(())
+}

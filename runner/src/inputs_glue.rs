@@ -1,0 +1,40 @@
+//! The daemon's use of `cloister-inputs` (blocking; called from
+//! `spawn_blocking`): snapshot a vendored directory into the
+//! content-addressed store and resolve a builder image's rootfs, each pinned
+//! for the job's lifetime so `store gc` cannot remove it mid-build.
+
+use cloister_inputs::{Digest, EntryKind, NoProgress, Pin, Store};
+use std::path::{Path, PathBuf};
+
+/// A snapshot taken for a job.
+#[derive(Debug)]
+pub struct Snap {
+    pub digest: String,
+    pub files: u64,
+    /// The read-only materialized tree (bind-mounted read-only into the sandbox).
+    pub tree: PathBuf,
+    pub pin: Pin,
+}
+
+/// Snapshots `dir` into the store at `store_root`.
+pub fn snapshot(store_root: &Path, dir: &Path) -> Result<Snap, cloister_inputs::StoreError> {
+    let store = Store::open(store_root)?;
+    let snap = store.snapshot(dir, &NoProgress)?;
+    let pin = store.pin(EntryKind::Snapshot, &snap.digest)?;
+    Ok(Snap {
+        digest: snap.digest.to_string(),
+        files: snap.files,
+        tree: pin.path().to_path_buf(),
+        pin,
+    })
+}
+
+/// The unpacked rootfs of an imported builder image.
+pub fn image(store_root: &Path, digest: &str) -> Result<(PathBuf, Pin), String> {
+    let digest: Digest = digest.parse().map_err(|e| format!("image {digest}: {e}"))?;
+    let store = Store::open(store_root).map_err(|e| e.to_string())?;
+    let pin = store
+        .pin(EntryKind::Image, &digest)
+        .map_err(|e| format!("image {digest}: {e}"))?;
+    Ok((pin.path().to_path_buf(), pin))
+}

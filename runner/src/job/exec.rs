@@ -1,0 +1,596 @@
+//! One job, start to end: resolve the source into a fresh workspace,
+//! snapshot vendored dependencies, run the build by spawning
+//! `cloister-runner run --json …` (the daemon never forks itself: the sandbox
+//! is set up by that child process), stream its output into the job log,
+//! collect and hash the declared outputs, then hand the observed facts to the
+//! attestor and write the provenance beside the artifacts. The workspace is
+//! deleted whatever happens.
+
+use super::log::{JobLog, LogSink, Stream};
+use super::outputs;
+use super::record::{self, Observed, SnapshotFact};
+use super::source;
+use super::spec::JobSpec;
+use super::store::{Artifact, JobResult, JobState, JobStore, now_rfc3339};
+use crate::config::{Config, Limits};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+
+/// Where the workspace is mounted inside the sandbox (also the build's cwd).
+pub const SANDBOX_WORKSPACE: &str = "/workspace";
+/// Where vendored snapshot N is mounted inside the sandbox.
+pub const SANDBOX_VENDOR: &str = "/cloister/vendor";
+/// Where toolchain `<name>` is mounted inside the sandbox.
+pub const SANDBOX_TOOLCHAINS: &str = "/opt/toolchains";
+
+/// Why a running job was asked to stop.
+#[derive(Debug, Clone)]
+pub struct StopReason {
+    pub state: JobState,
+    pub reason: String,
+}
+
+/// A cancel handle for one job.
+#[derive(Debug, Clone, Default)]
+pub struct Stopper {
+    token: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+impl Stopper {
+    /// Asks the job to stop; the first reason wins.
+    pub fn stop(&self, state: JobState, reason: impl Into<String>) {
+        let mut r = self.reason.lock().expect("stop reason lock");
+        if r.is_none() {
+            *r = Some(StopReason {
+                state,
+                reason: reason.into(),
+            });
+        }
+        drop(r);
+        self.token.cancel();
+    }
+
+    fn reason(&self) -> StopReason {
+        self.reason
+            .lock()
+            .expect("stop reason lock")
+            .clone()
+            .unwrap_or(StopReason {
+                state: JobState::Cancelled,
+                reason: "cancelled".into(),
+            })
+    }
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub struct Ending {
+    pub state: JobState,
+    pub reason: Option<String>,
+    pub exit_code: Option<i64>,
+    pub result: Option<JobResult>,
+}
+
+/// Everything the executor needs from the daemon.
+#[derive(Debug)]
+pub struct Executor {
+    pub config: Arc<Config>,
+    /// The `cloister-runner` binary to re-execute for the sandbox.
+    pub runner_exe: PathBuf,
+    pub store: JobStore,
+}
+
+/// A step's failure: the job's reason.
+struct Fail(String);
+
+impl<E: std::fmt::Display> From<E> for Fail {
+    fn from(e: E) -> Self {
+        Fail(e.to_string())
+    }
+}
+
+impl Executor {
+    pub fn work_dir(&self, id: &str) -> PathBuf {
+        self.config.state_dir.join("work").join(id)
+    }
+
+    pub fn artifacts_dir(&self, id: &str) -> PathBuf {
+        self.config.state_dir.join("artifacts").join(id)
+    }
+
+    /// Runs a job already moved to `preparing`; always returns how it ended
+    /// (the caller records it) and always removes the workspace.
+    pub async fn run(&self, id: &str, spec: &JobSpec, stop: &Stopper) -> Ending {
+        let log = match JobLog::create(super::log::log_path(&self.config.state_dir, id)).await {
+            Ok(log) => log,
+            Err(e) => return failed(format!("cannot create the job log: {e}"), None),
+        };
+        let work = self.work_dir(id);
+        let sink = log.sink();
+        let mut exit_code = None;
+        let started_on = now_rfc3339();
+        let outcome = tokio::select! {
+            r = self.steps(id, spec, &work, &sink, &mut exit_code) => r,
+            _ = stop.token.cancelled() => Err(Fail(String::new())),
+        };
+        if let Err(e) = tokio::fs::remove_dir_all(&work).await {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                sink.say(format!("warning: could not delete the workspace: {e}"));
+            }
+        }
+        let mut observed = match outcome {
+            Ok(observed) => observed,
+            Err(Fail(reason)) => {
+                let (state, reason) = if stop.token.is_cancelled() {
+                    let r = stop.reason();
+                    (r.state, r.reason)
+                } else {
+                    (JobState::Failed, reason)
+                };
+                sink.say(format!("job {state}: {reason}"));
+                drop(sink);
+                let _ = log.finish().await;
+                let _ = tokio::fs::remove_dir_all(self.artifacts_dir(id)).await;
+                return Ending {
+                    state,
+                    reason: Some(reason),
+                    exit_code,
+                    result: None,
+                };
+            }
+        };
+        sink.say(format!(
+            "build finished; {} output(s) collected; requesting attestation",
+            observed.subjects.len()
+        ));
+        drop(sink);
+        let log_digest = match log.finish().await {
+            Ok(d) => d,
+            Err(e) => return failed(format!("cannot close the job log: {e}"), exit_code),
+        };
+        observed.started_on = started_on;
+        observed.finished_on = now_rfc3339();
+        observed.log_digest = log_digest.clone();
+        match self
+            .store
+            .transition(id, &[JobState::Running], JobState::Attesting)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return failed(
+                    "the job left the running state while its build finished".into(),
+                    exit_code,
+                );
+            }
+            Err(e) => return failed(e.to_string(), exit_code),
+        }
+        let attested = tokio::select! {
+            r = self.attest(id, &observed) => r,
+            _ = stop.token.cancelled() => Err(Fail(String::new())),
+        };
+        match attested {
+            Ok((artifacts, signed)) => Ending {
+                state: JobState::Succeeded,
+                reason: None,
+                exit_code,
+                result: Some(JobResult {
+                    artifacts,
+                    log_digest: Some(log_digest),
+                    attestation_id: signed.attestation_id,
+                    keyid: Some(signed.keyid),
+                    sandbox: observed.sandbox_result.clone(),
+                }),
+            },
+            Err(Fail(reason)) => {
+                let _ = tokio::fs::remove_dir_all(self.artifacts_dir(id)).await;
+                let (state, reason) = if stop.token.is_cancelled() {
+                    let r = stop.reason();
+                    (r.state, r.reason)
+                } else {
+                    (JobState::Failed, reason)
+                };
+                Ending {
+                    state,
+                    reason: Some(reason),
+                    exit_code,
+                    result: None,
+                }
+            }
+        }
+    }
+
+    /// Preparing and running: returns the facts observed so far.
+    async fn steps(
+        &self,
+        id: &str,
+        spec: &JobSpec,
+        work: &Path,
+        log: &LogSink,
+        exit_code: &mut Option<i64>,
+    ) -> Result<Observed, Fail> {
+        let cfg = &self.config;
+        log.say(format!(
+            "job {id}: source {} at {}",
+            spec.source.path.display(),
+            spec.source.commit
+        ));
+        if tokio::fs::try_exists(work).await? {
+            tokio::fs::remove_dir_all(work).await?;
+        }
+        tokio::fs::create_dir_all(work).await?;
+        // Git runs in a sandbox: the checkout's config is the client's.
+        let workspace = source::fetch_sandboxed(&self.runner_exe, &spec.source, work).await?;
+        log.say("source checked out into a fresh workspace (git ran in a sandbox)");
+
+        // Vendored dependencies: snapshotted from the pinned tree (or the host
+        // path) into the content-addressed store, mounted read-only.
+        let mut snapshots = Vec::new();
+        let mut mounts = Vec::new();
+        let mut pins = Vec::new();
+        for v in &spec.vendor {
+            let from = if v.path.is_absolute() {
+                v.path.clone()
+            } else {
+                workspace.join(&v.path)
+            };
+            let meta = tokio::fs::symlink_metadata(&from)
+                .await
+                .map_err(|e| Fail(format!("vendor {}: {e}", v.path.display())))?;
+            if !meta.is_dir() {
+                return Err(Fail(format!(
+                    "vendor {} is not a directory",
+                    v.path.display()
+                )));
+            }
+            // No symlink on the way may lead out of the workspace (or, for
+            // a host path, out of the operator's vendor roots): the daemon
+            // must never snapshot, say, the attestor's key directory.
+            let real = tokio::fs::canonicalize(&from).await?;
+            let allowed = if v.path.is_absolute() {
+                let mut ok = false;
+                for root in &cfg.vendor_roots {
+                    if real.starts_with(tokio::fs::canonicalize(root).await?) {
+                        ok = true;
+                    }
+                }
+                ok
+            } else {
+                real.starts_with(tokio::fs::canonicalize(&workspace).await?)
+            };
+            if !allowed {
+                return Err(Fail(if v.path.is_absolute() {
+                    format!(
+                        "vendor {} is not under the runner's vendor_roots",
+                        v.path.display()
+                    )
+                } else {
+                    format!(
+                        "vendor {} leads out of the workspace through a symlink",
+                        v.path.display()
+                    )
+                }));
+            }
+            let store_root = cfg.store.clone();
+            let snap = tokio::task::spawn_blocking(move || {
+                crate::inputs_glue::snapshot(&store_root, &from)
+            })
+            .await
+            .map_err(|e| Fail(format!("snapshot task: {e}")))?
+            .map_err(|e| Fail(format!("vendor {}: {e}", v.path.display())))?;
+            // The snapshot is mounted read-only at /cloister/vendor/N and the
+            // workspace's `dest` becomes a symlink to it (replacing what the
+            // checkout had there): no mount is nested inside the writable
+            // workspace bind.
+            let mount_point = format!("{SANDBOX_VENDOR}/{}", mounts.len());
+            let link = workspace.join(v.dest());
+            // The checkout is the client's: a symlinked parent of `dest` must
+            // not make the daemon delete or create anything outside it.
+            let mut prefix = workspace.clone();
+            let parents: Vec<_> = v.dest().components().collect();
+            for c in &parents[..parents.len().saturating_sub(1)] {
+                prefix.push(c);
+                if let Ok(m) = tokio::fs::symlink_metadata(&prefix).await {
+                    if m.file_type().is_symlink() {
+                        return Err(Fail(format!(
+                            "vendor dest {} passes through a symlink in the checkout",
+                            v.dest().display()
+                        )));
+                    }
+                }
+            }
+            match tokio::fs::symlink_metadata(&link).await {
+                Ok(m) if m.is_dir() => tokio::fs::remove_dir_all(&link).await?,
+                Ok(_) => tokio::fs::remove_file(&link).await?,
+                Err(_) => {}
+            }
+            if let Some(parent) = link.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            tokio::fs::symlink(&mount_point, &link).await?;
+            log.say(format!(
+                "vendor {} → {} ({} files)",
+                v.path.display(),
+                snap.digest,
+                snap.files
+            ));
+            mounts.push((snap.tree.clone(), mount_point));
+            snapshots.push(SnapshotFact {
+                path: v.path.display().to_string(),
+                dest: v.dest().display().to_string(),
+                digest: snap.digest,
+            });
+            pins.push(snap.pin);
+        }
+        let rootfs = match &spec.image {
+            Some(image) => {
+                let (store_root, image) = (cfg.store.clone(), image.clone());
+                let (rootfs, pin) = tokio::task::spawn_blocking(move || {
+                    crate::inputs_glue::image(&store_root, &image)
+                })
+                .await
+                .map_err(|e| Fail(format!("image task: {e}")))?
+                .map_err(Fail)?;
+                pins.push(pin);
+                Some(rootfs)
+            }
+            None => None,
+        };
+        let mut toolchains = Vec::new();
+        for name in &spec.toolchains {
+            let Some(dir) = cfg.toolchains.get(name) else {
+                return Err(Fail(format!(
+                    "toolchain {name:?} is not configured on this runner"
+                )));
+            };
+            toolchains.push((name.clone(), dir.clone()));
+        }
+        let limits = effective_limits(cfg.limits, spec);
+
+        match self
+            .store
+            .transition(id, &[JobState::Preparing], JobState::Running)
+            .await?
+        {
+            true => {}
+            false => return Err(Fail("the job left the preparing state".into())),
+        }
+        let result_path = work.join("sandbox-result.json");
+        let argv = sandbox_argv(
+            spec,
+            &workspace,
+            &mounts,
+            rootfs.as_deref(),
+            &toolchains,
+            limits,
+            &result_path,
+        );
+        log.say(format!("running: {}", shell_words(&spec.command)));
+        // `setpriv --pdeathsig KILL` makes the sandbox process die with the
+        // daemon (the sandbox's own init dies with it in turn), so a daemon
+        // crash leaves no build running; the runner crate itself has no
+        // `unsafe` to set it in a pre-exec hook.
+        let mut cmd = tokio::process::Command::new("setpriv");
+        cmd.args(["--pdeathsig", "KILL", "--"])
+            .arg(&self.runner_exe)
+            .args(&argv)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for var in ["CLOISTER_PROFILE_DIR", "RUST_BACKTRACE"] {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| Fail(format!("cannot start the sandbox: {e}")))?;
+        let out = tokio::spawn(
+            log.clone()
+                .pump(Stream::Stdout, child.stdout.take().expect("piped")),
+        );
+        let err = tokio::spawn(
+            log.clone()
+                .pump(Stream::Stderr, child.stderr.take().expect("piped")),
+        );
+        // If this future is dropped (cancel), kill_on_drop kills the sandbox
+        // process, which takes its whole tree with it (die-with-parent).
+        let status = child.wait().await?;
+        let _ = out.await;
+        let _ = err.await;
+        let result = tokio::fs::read(&result_path).await.ok();
+        let sandbox: Option<serde_json::Value> = result
+            .as_deref()
+            .and_then(|b| serde_json::from_slice(b).ok());
+        drop(pins);
+        let Some(sandbox) = sandbox else {
+            return Err(Fail(format!(
+                "the sandbox could not run the build (status {status})"
+            )));
+        };
+        if let Some(error) = sandbox.get("error").and_then(|e| e.as_str()) {
+            return Err(Fail(format!("the sandbox could not be set up: {error}")));
+        }
+        let code = sandbox.get("exitCode").and_then(|c| c.as_i64());
+        let signal = sandbox.get("signal").and_then(|c| c.as_i64());
+        *exit_code = code.or(signal.map(|s| 128 + s));
+        if let Some(limit) = sandbox.get("limitHit").and_then(|l| l.as_str()) {
+            return Err(Fail(format!("the build hit its {limit} limit")));
+        }
+        match (code, signal) {
+            (Some(0), _) => {}
+            (Some(c), _) => return Err(Fail(format!("the build command exited with status {c}"))),
+            (None, Some(s)) => {
+                return Err(Fail(format!("the build command was killed by signal {s}")));
+            }
+            (None, None) => {
+                return Err(Fail(format!(
+                    "the sandbox reported no exit status (status {status})"
+                )));
+            }
+        }
+        log.say("build command exited 0; collecting outputs");
+        let isolation = sandbox
+            .get("isolation")
+            .cloned()
+            .ok_or_else(|| Fail("the sandbox reported no isolation facts".into()))?;
+        let ws = workspace.clone();
+        let globs = spec.outputs.clone();
+        let out_dir = self.artifacts_dir(id);
+        let _ = tokio::fs::remove_dir_all(&out_dir).await;
+        let collected =
+            tokio::task::spawn_blocking(move || outputs::collect(&ws, &globs, &out_dir))
+                .await
+                .map_err(|e| Fail(format!("output task: {e}")))??;
+        for c in &collected {
+            log.say(format!("output {} {}", c.relative, c.digest));
+        }
+        Ok(Observed {
+            job_id: id.to_string(),
+            spec: spec.clone(),
+            builder_id: cfg.builder_id.clone(),
+            label: cfg.label.clone(),
+            host_id: cfg.host_id.clone(),
+            isolation,
+            snapshots,
+            subjects: collected,
+            started_on: String::new(),
+            finished_on: String::new(),
+            log_digest: String::new(),
+            sandbox_result: Some(sandbox),
+        })
+    }
+
+    async fn attest(
+        &self,
+        id: &str,
+        observed: &Observed,
+    ) -> Result<(Vec<Artifact>, record::Signed), Fail> {
+        let signed = record::sign(&self.config.attestor_socket, observed).await?;
+        let mut artifacts = Vec::new();
+        let line = format!("{}\n", serde_json::to_string(&signed.envelope)?);
+        let bundle = serde_json::to_vec_pretty(&signed.bundle)?;
+        for c in &observed.subjects {
+            let provenance = PathBuf::from(format!("{}.intoto.jsonl", c.path.display()));
+            let bundle_path = PathBuf::from(format!("{}.sigstore.json", c.path.display()));
+            tokio::fs::write(&provenance, &line).await?;
+            tokio::fs::write(&bundle_path, &bundle).await?;
+            artifacts.push(Artifact {
+                name: c.name.clone(),
+                path: c.path.display().to_string(),
+                digest: c.digest.clone(),
+                provenance: provenance.display().to_string(),
+                bundle: bundle_path.display().to_string(),
+            });
+        }
+        let _ = id;
+        Ok((artifacts, signed))
+    }
+}
+
+fn failed(reason: String, exit_code: Option<i64>) -> Ending {
+    Ending {
+        state: JobState::Failed,
+        reason: Some(reason),
+        exit_code,
+        result: None,
+    }
+}
+
+/// The daemon's limits with the job's overrides, each capped by the daemon's.
+pub fn effective_limits(defaults: Limits, spec: &JobSpec) -> Limits {
+    let l = spec.limits;
+    Limits {
+        timeout_secs: l
+            .timeout_secs
+            .unwrap_or(defaults.timeout_secs)
+            .min(defaults.timeout_secs),
+        memory_bytes: l
+            .memory_bytes
+            .unwrap_or(defaults.memory_bytes)
+            .min(defaults.memory_bytes),
+        pids: l.pids.unwrap_or(defaults.pids).min(defaults.pids),
+        cpus: l.cpus.unwrap_or(defaults.cpus).min(defaults.cpus),
+    }
+}
+
+/// The `cloister-runner run` command line for a job.
+fn sandbox_argv(
+    spec: &JobSpec,
+    workspace: &Path,
+    ro_mounts: &[(PathBuf, String)],
+    rootfs: Option<&Path>,
+    toolchains: &[(String, PathBuf)],
+    limits: Limits,
+    result_path: &Path,
+) -> Vec<String> {
+    let mut a: Vec<String> = vec!["run".into()];
+    a.push("--result".into());
+    a.push(result_path.display().to_string());
+    a.push("--profile".into());
+    a.push(spec.profile.clone());
+    if let Some(rootfs) = rootfs {
+        a.push("--rootfs".into());
+        a.push(rootfs.display().to_string());
+    }
+    a.push("--bind".into());
+    a.push(format!("{}:{SANDBOX_WORKSPACE}", workspace.display()));
+    a.push("--workdir".into());
+    a.push(SANDBOX_WORKSPACE.into());
+    for (tree, dest) in ro_mounts {
+        a.push("--ro-bind".into());
+        a.push(format!("{}:{dest}", tree.display()));
+    }
+    let mut path = String::new();
+    for (name, dir) in toolchains {
+        a.push("--ro-bind".into());
+        a.push(format!("{}:{SANDBOX_TOOLCHAINS}/{name}", dir.display()));
+        path.push_str(&format!("{SANDBOX_TOOLCHAINS}/{name}/bin:"));
+    }
+    if !toolchains.is_empty() && !spec.env.contains_key("PATH") {
+        a.push("--env".into());
+        a.push(format!("PATH={path}/usr/local/bin:/usr/bin:/bin"));
+    }
+    for (k, v) in &spec.env {
+        a.push("--env".into());
+        a.push(format!("{k}={v}"));
+    }
+    a.extend([
+        "--timeout".into(),
+        limits.timeout_secs.to_string(),
+        "--memory".into(),
+        limits.memory_bytes.to_string(),
+        "--pids".into(),
+        limits.pids.to_string(),
+        "--cpus".into(),
+        limits.cpus.to_string(),
+        "--".into(),
+    ]);
+    a.extend(spec.command.iter().cloned());
+    a
+}
+
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if !a.is_empty()
+                && a.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@".contains(&b))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

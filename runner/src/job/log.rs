@@ -1,0 +1,173 @@
+//! The job log: one file per job, one line per event, each stamped with the
+//! UTC time and its stream (`daemon`, `stdout`, `stderr`). The build's pipes
+//! are read in chunks and split on newlines (overlong lines are cut at 16 KiB
+//! so a hostile build cannot make the daemon buffer without bound). The log
+//! is closed before attestation and its sha256 goes into provenance as a
+//! byproduct.
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+const MAX_LINE: usize = 16 * 1024;
+
+/// Which stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Daemon,
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    fn tag(self) -> &'static str {
+        match self {
+            Stream::Daemon => "daemon",
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// A handle to write lines into a job's log (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct LogSink {
+    tx: mpsc::UnboundedSender<(Stream, Vec<u8>)>,
+}
+
+impl LogSink {
+    /// Writes one line (the trailing newline is added).
+    pub fn line(&self, stream: Stream, text: impl AsRef<[u8]>) {
+        // A closed log only happens after `finish`; late lines are dropped by design.
+        let _ = self.tx.send((stream, text.as_ref().to_vec()));
+    }
+
+    /// A daemon message.
+    pub fn say(&self, text: impl AsRef<str>) {
+        self.line(Stream::Daemon, text.as_ref());
+    }
+
+    /// Copies a pipe into the log line by line until EOF.
+    pub async fn pump(self, stream: Stream, mut pipe: impl AsyncRead + Unpin) {
+        let mut buf = vec![0u8; 8192];
+        let mut pending: Vec<u8> = Vec::new();
+        loop {
+            let n = match pipe.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            pending.extend_from_slice(&buf[..n]);
+            while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=pos).collect();
+                self.line(stream, &line[..line.len() - 1]);
+            }
+            while pending.len() >= MAX_LINE {
+                let line: Vec<u8> = pending.drain(..MAX_LINE).collect();
+                self.line(stream, line);
+            }
+        }
+        if !pending.is_empty() {
+            self.line(stream, pending);
+        }
+    }
+}
+
+/// The writer side, owning the file.
+#[derive(Debug)]
+pub struct JobLog {
+    path: PathBuf,
+    sink: LogSink,
+    writer: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Path of a job's log under the state dir.
+pub fn log_path(state_dir: &Path, job_id: &str) -> PathBuf {
+    state_dir.join("logs").join(format!("{job_id}.log"))
+}
+
+impl JobLog {
+    /// Creates the log file and starts its writer task.
+    pub async fn create(path: PathBuf) -> std::io::Result<JobLog> {
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<(Stream, Vec<u8>)>();
+        let writer = tokio::spawn(async move {
+            while let Some((stream, text)) = rx.recv().await {
+                let mut line = Vec::with_capacity(text.len() + 40);
+                line.extend_from_slice(super::store::now_rfc3339().as_bytes());
+                line.push(b' ');
+                line.extend_from_slice(stream.tag().as_bytes());
+                line.extend_from_slice(b" | ");
+                line.extend(
+                    text.iter()
+                        .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+                );
+                line.push(b'\n');
+                file.write_all(&line).await?;
+                // Flush per batch so `logs --follow` sees lines promptly.
+                if rx.is_empty() {
+                    file.flush().await?;
+                }
+            }
+            file.flush().await?;
+            file.sync_all().await
+        });
+        Ok(JobLog {
+            path,
+            sink: LogSink { tx },
+            writer,
+        })
+    }
+
+    /// A handle for writing.
+    pub fn sink(&self) -> LogSink {
+        self.sink.clone()
+    }
+
+    /// Closes the log (after every other sink is dropped) and returns its
+    /// `sha256:<hex>` digest.
+    pub async fn finish(self) -> std::io::Result<String> {
+        let JobLog { path, sink, writer } = self;
+        drop(sink);
+        writer.await.map_err(std::io::Error::other)??;
+        let bytes = tokio::fs::read(&path).await?;
+        Ok(format!("sha256:{}", hex::encode(Sha256::digest(&bytes))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_stamped_and_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.log");
+        let log = JobLog::create(path.clone()).await.unwrap();
+        log.sink().say("start");
+        let input: &[u8] = b"one\ntwo\npartial";
+        log.sink().pump(Stream::Stdout, input).await;
+        let long = vec![b'x'; MAX_LINE + 10];
+        log.sink().pump(Stream::Stderr, &long[..]).await;
+        let digest = log.finish().await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 6, "{text}");
+        assert!(lines[0].ends_with(" daemon | start"));
+        assert!(lines[1].ends_with(" stdout | one"));
+        assert!(lines[3].ends_with(" stdout | partial"));
+        assert_eq!(lines[4].len() - lines[4].find(" | ").unwrap() - 3, MAX_LINE);
+        assert!(lines[0].starts_with("20") && lines[0].as_bytes()[10] == b'T');
+        assert_eq!(
+            digest,
+            format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+        );
+    }
+}

