@@ -872,3 +872,26 @@ impl<R: Read> Read for Tee<R> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The staging parent carries the "top of hierarchy" allocation hint on
+    /// ext2/3/4 (other filesystems may refuse it; opening still works).
+    #[test]
+    fn staging_parent_is_marked_topdir_on_ext4() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tmp = store.root().join("tmp");
+        assert!(tmp.is_dir());
+        let fd = rustix::fs::open(&tmp, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        const EXT_MAGIC: i64 = 0xEF53;
+        if rustix::fs::fstatfs(&fd).unwrap().f_type as i64 == EXT_MAGIC {
+            let flags = rustix::fs::ioctl_getflags(&fd).unwrap();
+            assert!(flags.contains(rustix::fs::IFlags::TOPDIR), "{flags:?}");
+        }
+        // idempotent
+        Store::open(dir.path()).unwrap();
+    }
+}
