@@ -3,14 +3,21 @@
 //! in the same run.
 //!
 //! ```sh
-//! cargo run --release -p cloister-inputs --example bench-snapshot [-- --vendor-dir DIR] [--runs N] [--level L]
+//! cargo run --release -p cloister-inputs --example bench-snapshot [-- --vendor-dir DIR] [--runs N] [--levels 2,6]
 //! ```
 //!
-//! Prints, for each measurement, the best and median wall time of N runs and
-//! the ratio to the anchor `tar --sort=name --mtime=@0 --owner=0 --group=0
-//! --numeric-owner --format=posix -cf - . | gzip -n`:
-//! - cold: digest + `.tar.gz` of the tree (no store), and the same with the
-//!   store's read-only materialized copy (fresh store each run);
+//! The anchor is `tar --sort=name --mtime=@0 --owner=0 --group=0
+//! --numeric-owner --format=posix -cf - . | gzip -n` (gzip's default level,
+//! 6). Measurements are interleaved round by round (anchor, then ours at each
+//! level), so load that comes and goes on a shared machine hits all of them
+//! alike. For each it prints the best and median wall time of N rounds, the
+//! median CPU time (user + system, all threads; for the anchor, of tar and
+//! gzip) and the ratio of the anchor's median wall time to its own:
+//! - cold: digest + `.tar.gz` of the tree without a store, and the default
+//!   command `cloister-runner snapshot DIR --out FILE.tar.gz` (digest,
+//!   `.tar.gz`, and the store's read-only materialized copy, synced and
+//!   committed; a fresh store each round), at gzip level 2 (our default) and
+//!   6 (gzip's default, for a like-for-like size);
 //! - warm: re-snapshot of the unchanged tree into the same store (stat cache
 //!   hit), with and without writing the `.tar.gz`.
 //!
@@ -26,15 +33,23 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut vendor: Option<PathBuf> = None;
     let mut runs = 5usize;
-    let mut level = cloister_inputs::DEFAULT_LEVEL;
+    let mut levels = vec![cloister_inputs::DEFAULT_LEVEL, 6];
     while let Some(a) = args.next() {
         match a.as_str() {
             "--vendor-dir" => vendor = args.next().map(PathBuf::from),
             "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
-            "--level" => level = args.next().and_then(|v| v.parse().ok()).expect("--level L"),
-            other => panic!("unknown argument {other} (use --vendor-dir DIR, --runs N, --level L)"),
+            "--levels" => {
+                levels = args
+                    .next()
+                    .map(|v| v.split(',').map(|l| l.parse().expect("level")).collect())
+                    .expect("--levels L1,L2")
+            }
+            other => panic!(
+                "unknown argument {other} (use --vendor-dir DIR, --runs N, --levels L1,L2,...)"
+            ),
         }
     }
+    let runs = runs.max(1);
     let scratch = tempfile::tempdir().expect("tempdir");
     let dir = match vendor {
         Some(d) => d,
@@ -65,11 +80,12 @@ fn main() {
         bytes as f64 / (1 << 20) as f64
     );
     println!(
-        "threads: {}, gzip level (libdeflate): {level}, runs: {runs}",
+        "threads: {}, gzip levels (libdeflate): {levels:?}, rounds: {runs}",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     );
+    println!("load average at start: {}", loadavg());
 
     // warm the page cache for both sides
     let _ = Command::new("tar")
@@ -87,46 +103,52 @@ fn main() {
         dir.display(),
         anchor_out.display()
     );
-    let anchor = measure(runs, || {
-        let st = Command::new("sh")
-            .arg("-c")
-            .arg(&anchor_cmd)
-            .status()
-            .expect("sh");
-        assert!(st.success());
-    });
+    let mut anchor = Samples::default();
+    let mut cold: Vec<Samples> = levels.iter().map(|_| Samples::default()).collect();
+    let mut cold_store: Vec<Samples> = levels.iter().map(|_| Samples::default()).collect();
+    let mut sizes = vec![0u64; levels.len()];
+    let mut digest = None;
+    let mut stores = Vec::new();
+    for round in 0..runs {
+        anchor.push(measure_children(|| {
+            let st = Command::new("sh")
+                .arg("-c")
+                .arg(&anchor_cmd)
+                .status()
+                .expect("sh");
+            assert!(st.success());
+        }));
+        for (li, &level) in levels.iter().enumerate() {
+            let out = scratch.path().join(format!("ours-{level}.tar.gz"));
+            cold[li].push(measure_self(|| {
+                let p = cloister_inputs::snapshot_to_file(&dir, &opts, &out, level, &NoProgress)
+                    .expect("snapshot");
+                assert!(digest.is_none_or(|d| d == p.digest), "digest moved");
+                digest = Some(p.digest);
+            }));
+            sizes[li] = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+            let root = scratch.path().join(format!("store-{round}-{level}"));
+            stores.push(root.clone());
+            cold_store[li].push(measure_self(|| {
+                let store = Store::open(&root).expect("store");
+                let req = SnapshotRequest {
+                    opts,
+                    out: Some(out.clone()),
+                    level,
+                };
+                let s = store
+                    .snapshot_with(&dir, &req, &NoProgress)
+                    .expect("snapshot");
+                assert!(!s.cached);
+                assert_eq!(Some(s.digest), digest);
+            }));
+        }
+    }
+    let digest = digest.expect("ran");
     let anchor_size = std::fs::metadata(&anchor_out).map(|m| m.len()).unwrap_or(0);
 
-    let ours_out = scratch.path().join("ours.tar.gz");
-    let mut digest = None;
-    let cold = measure(runs, || {
-        let p = cloister_inputs::snapshot_to_file(&dir, &opts, &ours_out, level, &NoProgress)
-            .expect("snapshot");
-        digest = Some(p.digest);
-    });
-    let digest = digest.expect("ran");
-    let ours_size = std::fs::metadata(&ours_out).map(|m| m.len()).unwrap_or(0);
-
-    let mut n = 0;
-    let cold_store = measure(runs, || {
-        n += 1;
-        let store = Store::open(&scratch.path().join(format!("store-{n}"))).expect("store");
-        let req = SnapshotRequest {
-            opts,
-            out: Some(ours_out.clone()),
-            level,
-        };
-        let s = store
-            .snapshot_with(&dir, &req, &NoProgress)
-            .expect("snapshot");
-        assert!(!s.cached);
-        assert_eq!(s.digest, digest);
-    });
-    // remove the cold stores (gigabytes) before the warm runs
-    for i in 1..=n {
-        let _ = cloister_inputs_remove(&scratch.path().join(format!("store-{i}")));
-    }
-
+    let level = levels[0];
+    let ours_out = scratch.path().join("ours-warm.tar.gz");
     let store = Store::open(&scratch.path().join("store-warm")).expect("store");
     std::thread::sleep(Duration::from_millis(200)); // past the stat cache's racy window
     store
@@ -140,57 +162,82 @@ fn main() {
             &NoProgress,
         )
         .expect("first snapshot");
-    let warm_digest_only = measure(runs, || {
-        let s = store
-            .snapshot_with(
-                &dir,
-                &SnapshotRequest {
-                    opts,
-                    out: None,
-                    level,
-                },
-                &NoProgress,
-            )
-            .expect("warm");
-        assert!(s.cached, "warm run must hit the stat cache");
-        assert_eq!(s.digest, digest);
-    });
-    let warm_out = measure(runs, || {
-        let req = SnapshotRequest {
-            opts,
-            out: Some(ours_out.clone()),
-            level,
-        };
-        let s = store.snapshot_with(&dir, &req, &NoProgress).expect("warm");
-        assert!(s.cached);
-    });
+    let mut warm_digest_only = Samples::default();
+    let mut warm_out = Samples::default();
+    for _ in 0..runs {
+        warm_digest_only.push(measure_self(|| {
+            let s = store
+                .snapshot_with(
+                    &dir,
+                    &SnapshotRequest {
+                        opts,
+                        out: None,
+                        level,
+                    },
+                    &NoProgress,
+                )
+                .expect("warm");
+            assert!(s.cached, "warm run must hit the stat cache");
+            assert_eq!(s.digest, digest);
+        }));
+        warm_out.push(measure_self(|| {
+            let req = SnapshotRequest {
+                opts,
+                out: Some(ours_out.clone()),
+                level,
+            };
+            let s = store.snapshot_with(&dir, &req, &NoProgress).expect("warm");
+            assert!(s.cached);
+        }));
+    }
+    let load_end = loadavg();
 
     println!();
-    println!("{:<52} {:>9} {:>9} {:>8}", "", "best", "median", "ratio");
-    row("anchor: GNU tar --format=posix | gzip -n", &anchor, &anchor);
-    row("cold: digest + .tar.gz (no store)", &cold, &anchor);
+    println!(
+        "{:<58} {:>8} {:>8} {:>8} {:>7}",
+        "", "best", "median", "cpu", "ratio"
+    );
+    let anchor = anchor.stats();
     row(
-        "cold: digest + .tar.gz + store materialization",
-        &cold_store,
+        "anchor: GNU tar --format=posix | gzip -n (level 6)",
+        &anchor,
         &anchor,
     );
+    for (li, level) in levels.iter().enumerate() {
+        row(
+            &format!("cold, level {level}: digest + .tar.gz (no store)"),
+            &cold[li].stats(),
+            &anchor,
+        );
+    }
+    for (li, level) in levels.iter().enumerate() {
+        row(
+            &format!("cold, level {level}: snapshot DIR --out (store + .tar.gz)"),
+            &cold_store[li].stats(),
+            &anchor,
+        );
+    }
     row(
         "warm: re-snapshot, unchanged tree (digest)",
-        &warm_digest_only,
+        &warm_digest_only.stats(),
         &anchor,
     );
     row(
-        "warm: re-snapshot + .tar.gz copy to --out",
-        &warm_out,
+        &format!("warm: re-snapshot + .tar.gz copy to --out (level {level})"),
+        &warm_out.stats(),
         &anchor,
     );
+    println!("load average at end: {load_end}");
     println!();
-    println!(
-        "sizes: ours {:.1} MiB, anchor {:.1} MiB (ours/anchor {:.2})",
-        ours_size as f64 / (1 << 20) as f64,
-        anchor_size as f64 / (1 << 20) as f64,
-        ours_size as f64 / anchor_size.max(1) as f64
-    );
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    for (li, level) in levels.iter().enumerate() {
+        println!(
+            "size: ours level {level} {:.1} MiB (ours/anchor {:.3})",
+            mib(sizes[li]),
+            sizes[li] as f64 / anchor_size.max(1) as f64
+        );
+    }
+    println!("size: anchor (gzip -6) {:.1} MiB", mib(anchor_size));
 
     // digest checks: documented GNU tar command line, and a noisy copy
     let gnu = Command::new("sh")
@@ -228,39 +275,110 @@ fn main() {
     );
     let rerun = cloister_inputs::snapshot_digest(&dir, &opts).expect("digest");
     println!("digest identical across runs: {}", rerun == digest);
+    // The cold stores go last: deleting thousands of files is slow on some
+    // filesystems (synchronous discard) and would disturb the measurements.
+    for s in stores.iter().chain([&scratch.path().join("store-warm")]) {
+        let _ = remove_store(s);
+    }
 }
 
-fn cloister_inputs_remove(p: &Path) -> std::io::Result<()> {
+fn remove_store(p: &Path) -> std::io::Result<()> {
     let _ = Command::new("chmod").arg("-R").arg("u+w").arg(p).status();
     std::fs::remove_dir_all(p)
+}
+
+/// One measurement: wall time and CPU time.
+#[derive(Clone, Copy)]
+struct Sample {
+    wall: Duration,
+    cpu: Duration,
+}
+
+#[derive(Default)]
+struct Samples(Vec<Sample>);
+
+impl Samples {
+    fn push(&mut self, s: Sample) {
+        self.0.push(s);
+    }
+
+    fn stats(&self) -> Stats {
+        let mut wall: Vec<Duration> = self.0.iter().map(|s| s.wall).collect();
+        let mut cpu: Vec<Duration> = self.0.iter().map(|s| s.cpu).collect();
+        wall.sort();
+        cpu.sort();
+        Stats {
+            best: wall[0],
+            median: wall[wall.len() / 2],
+            cpu: cpu[cpu.len() / 2],
+        }
+    }
 }
 
 struct Stats {
     best: Duration,
     median: Duration,
+    /// Median CPU time (user + system).
+    cpu: Duration,
 }
 
-fn measure(runs: usize, mut f: impl FnMut()) -> Stats {
-    let mut times: Vec<Duration> = (0..runs.max(1))
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
+/// User + system CPU time from `/proc/self/stat`: (this process, all its
+/// threads; its waited-for children), in clock ticks.
+fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // fields after the parenthesized command name; utime is field 14 overall
+    let rest = stat.rsplit(')').next().expect("stat format");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
         .collect();
-    times.sort();
-    Stats {
-        best: times[0],
-        median: times[times.len() / 2],
+    // f[0] is ppid (field 4): utime = field 14 -> f[10], stime f[11], cutime f[12], cstime f[13]
+    (f[10] + f[11], f[12] + f[13])
+}
+
+fn ticks(t: u64) -> Duration {
+    // USER_HZ is 100 on Linux
+    Duration::from_millis(t * 10)
+}
+
+fn measure_self(f: impl FnOnce()) -> Sample {
+    let (c0, _) = cpu_ticks();
+    let t = Instant::now();
+    f();
+    let wall = t.elapsed();
+    let (c1, _) = cpu_ticks();
+    Sample {
+        wall,
+        cpu: ticks(c1 - c0),
     }
+}
+
+fn measure_children(f: impl FnOnce()) -> Sample {
+    let (_, c0) = cpu_ticks();
+    let t = Instant::now();
+    f();
+    let wall = t.elapsed();
+    let (_, c1) = cpu_ticks();
+    Sample {
+        wall,
+        cpu: ticks(c1 - c0),
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn row(name: &str, s: &Stats, anchor: &Stats) {
     println!(
-        "{:<52} {:>8.3}s {:>8.3}s {:>7.1}x",
+        "{:<58} {:>7.3}s {:>7.3}s {:>7.3}s {:>6.1}x",
         name,
         s.best.as_secs_f64(),
         s.median.as_secs_f64(),
+        s.cpu.as_secs_f64(),
         anchor.median.as_secs_f64() / s.median.as_secs_f64()
     );
 }

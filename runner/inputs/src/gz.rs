@@ -9,6 +9,7 @@ use libdeflater::{CompressionLvl, Compressor};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::{Scope, ScopedJoinHandle};
@@ -19,11 +20,26 @@ type Chunk = (u64, Arc<Vec<u8>>);
 /// Default compression level (libdeflate's scale, 1–12).
 pub const DEFAULT_LEVEL: i32 = 2;
 
+/// One file the compressed stream is written to.
+#[derive(Debug)]
+pub struct GzOut {
+    pub file: File,
+    /// For error messages.
+    pub path: PathBuf,
+    /// `fsync` it once complete (callers that sync the whole filesystem
+    /// afterwards, like the store, need not).
+    pub sync: bool,
+}
+
+/// Why the pipeline failed: the output at fault (none for a compressor), and
+/// the error.
+pub type GzError = (Option<PathBuf>, io::Error);
+
 /// A running compression pipeline: chunks go in through `sender`, the joined
 /// writer reports the compressed size.
 pub struct GzPipeline<'scope> {
     pub sender: SyncSender<Chunk>,
-    writer: ScopedJoinHandle<'scope, io::Result<u64>>,
+    writer: ScopedJoinHandle<'scope, Result<u64, GzError>>,
     workers: Vec<ScopedJoinHandle<'scope, io::Result<()>>>,
 }
 
@@ -35,10 +51,11 @@ pub fn threads() -> usize {
 }
 
 impl<'scope> GzPipeline<'scope> {
-    /// Starts `threads` compressors and one ordered writer into `out`.
+    /// Starts `threads` compressors and one ordered writer into every file of
+    /// `outs` (the same bytes in each).
     pub fn start<'env>(
         scope: &'scope Scope<'scope, 'env>,
-        mut out: File,
+        mut outs: Vec<GzOut>,
         level: i32,
         threads: usize,
     ) -> io::Result<Self> {
@@ -55,10 +72,14 @@ impl<'scope> GzPipeline<'scope> {
         for _ in 0..threads.max(1) {
             let rx = Arc::clone(&rx);
             let done_tx = done_tx.clone();
-            workers.push(scope.spawn(move || compress_worker(&rx, &done_tx, lvl)));
+            workers.push(spawn_named(scope, "snap-gzip", move || {
+                compress_worker(&rx, &done_tx, lvl)
+            })?);
         }
         drop(done_tx);
-        let writer = scope.spawn(move || ordered_writer(done_rx, &mut out));
+        let writer = spawn_named(scope, "snap-gz-write", move || {
+            ordered_writer(done_rx, &mut outs)
+        })?;
         Ok(GzPipeline {
             sender: tx,
             writer,
@@ -68,7 +89,7 @@ impl<'scope> GzPipeline<'scope> {
 
     /// Closes the input and waits for everything to be written; returns the
     /// compressed size.
-    pub fn finish(self) -> io::Result<u64> {
+    pub fn finish(self) -> Result<u64, GzError> {
         drop(self.sender);
         let mut first_err = None;
         for w in self.workers {
@@ -78,10 +99,23 @@ impl<'scope> GzPipeline<'scope> {
         }
         let written = self.writer.join().expect("gzip writer panicked");
         match (written, first_err) {
-            (Err(e), _) | (Ok(_), Some(e)) => Err(e),
+            (Err(e), _) => Err(e),
+            (Ok(_), Some(e)) => Err((None, e)),
             (Ok(n), None) => Ok(n),
         }
     }
+}
+
+/// Spawns a scoped thread with a name (it shows in `top -H`, `perf` and
+/// panic messages).
+pub(crate) fn spawn_named<'scope, 'env, T: Send + 'scope>(
+    scope: &'scope Scope<'scope, 'env>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> io::Result<ScopedJoinHandle<'scope, T>> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn_scoped(scope, f)
 }
 
 fn compress_worker(
@@ -107,21 +141,27 @@ fn compress_worker(
     }
 }
 
-fn ordered_writer(rx: Receiver<(u64, Vec<u8>)>, out: &mut File) -> io::Result<u64> {
+fn ordered_writer(rx: Receiver<(u64, Vec<u8>)>, outs: &mut [GzOut]) -> Result<u64, GzError> {
     let mut pending = BTreeMap::new();
     let mut next = 0u64;
     let mut total = 0u64;
     for (seq, buf) in rx {
         pending.insert(seq, buf);
         while let Some(buf) = pending.remove(&next) {
-            out.write_all(&buf)?;
+            for o in outs.iter_mut() {
+                o.file
+                    .write_all(&buf)
+                    .map_err(|e| (Some(o.path.clone()), e))?;
+            }
             total += buf.len() as u64;
             next += 1;
         }
     }
     if !pending.is_empty() {
-        return Err(io::Error::other("gzip pipeline lost a chunk"));
+        return Err((None, io::Error::other("gzip pipeline lost a chunk")));
     }
-    out.sync_all()?;
+    for o in outs.iter().filter(|o| o.sync) {
+        o.file.sync_all().map_err(|e| (Some(o.path.clone()), e))?;
+    }
     Ok(total)
 }

@@ -47,8 +47,11 @@ pub fn snapshot_to_file(
         source,
     })?;
     let target = snapshot::GzTarget {
-        file,
-        path: tmp.clone(),
+        outputs: vec![snapshot::GzOut {
+            file,
+            path: tmp.clone(),
+            sync: true,
+        }],
         level,
     };
     match snapshot::produce(dir, &entries, opts, Some(target), None, progress) {
