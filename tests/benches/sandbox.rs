@@ -8,7 +8,8 @@
 //! 1. start-up: `cloister-runner run -- /bin/true` (profile, seccomp and a
 //!    cgroup with the default pid limit included) against
 //!    `bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL`
-//!    with comparable mounts, timed by hyperfine (medians);
+//!    with comparable mounts: medians of runs alternating between the two,
+//!    then hyperfine's medians of the same two commands as a cross-check;
 //! 2. how many of the probe suite's checks each blocks;
 //! 3. a real offline build (`tests/fixtures/repo-a`, a Rust crate with
 //!    vendored dependencies: `cargo build --release --frozen --offline`)
@@ -16,8 +17,9 @@
 //!    alternating fresh builds).
 //!
 //! Environment: `BENCH_RUNS` (start-up runs, default 200), `BENCH_BUILDS`
-//! (builds per side, default 5). Needs bubblewrap and hyperfine
-//! (`.ci/setup.d/10-sandbox.sh` installs both) and a Rust toolchain.
+//! (builds per side, default 5), `BENCH_ONLY=startup` (skip 2 and 3). Needs
+//! bubblewrap and hyperfine (`.ci/setup.d/10-sandbox.sh` installs both) and a
+//! Rust toolchain.
 #![forbid(unsafe_code)]
 
 use serde_json::Value;
@@ -131,7 +133,54 @@ fn quote(args: &[String]) -> String {
         .join(" ")
 }
 
+/// One timed start-up: spawn, wait, wall time. Output goes to /dev/null.
+fn time_once(argv: &[String]) -> Result<Duration> {
+    let start = Instant::now();
+    let status = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("run {}: {e}", argv[0]))?;
+    let took = start.elapsed();
+    if !status.success() {
+        return Err(format!("{} failed ({status})", quote(argv)));
+    }
+    Ok(took)
+}
+
+/// Start-up medians (ms) of ours and bubblewrap, measured alternately (ours,
+/// bwrap, bwrap, ours, ...) so that a noisy machine weighs on both alike.
+/// hyperfine confirms the figures with its own (sequential) run.
 fn startup(bin: &Path, runs: u32) -> Result<(f64, f64)> {
+    let ours = vec![
+        bin.join("cloister-runner").display().to_string(),
+        "run".into(),
+        "--".into(),
+        "/bin/true".into(),
+    ];
+    let mut bwrap = bwrap_base();
+    bwrap.push("/bin/true".into());
+    for _ in 0..10 {
+        time_once(&ours)?;
+        time_once(&bwrap)?;
+    }
+    let (mut o, mut b) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        if i % 2 == 0 {
+            o.push(time_once(&ours)?);
+            b.push(time_once(&bwrap)?);
+        } else {
+            b.push(time_once(&bwrap)?);
+            o.push(time_once(&ours)?);
+        }
+    }
+    Ok((median_ms(&mut o), median_ms(&mut b)))
+}
+
+/// The same comparison timed by hyperfine (its medians; ours first).
+fn startup_hyperfine(bin: &Path, runs: u32) -> Result<(f64, f64)> {
     let ours = vec![
         bin.join("cloister-runner").display().to_string(),
         "run".into(),
@@ -316,35 +365,58 @@ fn run() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
+    // BENCH_ONLY=startup skips the probe coverage and the real build.
+    let startup_only = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "startup");
     let bin = build_binaries()?;
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "== sandbox start-up ({runs} runs each, load average {})",
-        load.split_whitespace().next().unwrap_or("?")
+        "== sandbox start-up ({runs} runs each, alternating; load average {})",
+        loadavg()
     );
     let (ours, bwrap) = startup(&bin, runs)?;
-    println!("\n== probe suite coverage");
-    let ((ob, ot), (bb, bt)) = probe_coverage(&bin)?;
-    println!(
-        "== real build: tests/fixtures/repo-a, cargo build --release --frozen --offline ({builds} each, alternating)"
-    );
-    let (inside, outside) = real_build(&bin, builds)?;
+    let load_after = loadavg();
+    println!("== the same, timed by hyperfine (sequential)");
+    let (h_ours, h_bwrap) = startup_hyperfine(&bin, runs)?;
+    let coverage_and_build = if startup_only {
+        None
+    } else {
+        println!("\n== probe suite coverage");
+        let coverage = probe_coverage(&bin)?;
+        println!(
+            "== real build: tests/fixtures/repo-a, cargo build --release --frozen --offline ({builds} each, alternating)"
+        );
+        Some((coverage, real_build(&bin, builds)?))
+    };
     println!();
     println!(
-        "start-up median   cloister-runner run: {ours:8.2} ms   bwrap: {bwrap:8.2} ms   ratio ours/bwrap: {:.2}",
+        "start-up median (alternating)   cloister-runner run: {ours:8.2} ms   bwrap: {bwrap:8.2} ms   ratio ours/bwrap: {:.2}   (load average after: {load_after})",
         ours / bwrap
     );
     println!(
-        "probe checks blocked   cloister-runner: {ob}/{ot} ({:.0}%)   bwrap: {bb}/{bt} ({:.0}%)",
-        100.0 * ob as f64 / ot as f64,
-        100.0 * bb as f64 / bt as f64
+        "start-up median (hyperfine)     cloister-runner run: {h_ours:8.2} ms   bwrap: {h_bwrap:8.2} ms   ratio ours/bwrap: {:.2}",
+        h_ours / h_bwrap
     );
-    println!(
-        "real build median   sandboxed: {inside:8.0} ms   bare: {outside:8.0} ms   ratio: {:.3} ({:+.1}%)",
-        inside / outside,
-        100.0 * (inside / outside - 1.0)
-    );
+    if let Some((((ob, ot), (bb, bt)), (inside, outside))) = coverage_and_build {
+        println!(
+            "probe checks blocked   cloister-runner: {ob}/{ot} ({:.0}%)   bwrap: {bb}/{bt} ({:.0}%)",
+            100.0 * ob as f64 / ot as f64,
+            100.0 * bb as f64 / bt as f64
+        );
+        println!(
+            "real build median   sandboxed: {inside:8.0} ms   bare: {outside:8.0} ms   ratio: {:.3} ({:+.1}%)",
+            inside / outside,
+            100.0 * (inside / outside - 1.0)
+        );
+    }
     Ok(())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn main() {

@@ -17,6 +17,7 @@ mod run;
 pub mod seccomp;
 pub mod spec;
 mod sys;
+pub mod trace;
 
 pub use facts::IsolationFacts;
 pub use profile::{Profile, ProfileError};

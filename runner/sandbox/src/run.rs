@@ -232,6 +232,7 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
             });
         }
     }
+    child::order_mounts(&mut mounts);
     // Any /etc entry in the image (a directory or a link) is the image's own;
     // it is never written to.
     let image_has_etc = rootfs
@@ -303,6 +304,7 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
         gid,
         cgroup_tasks: Vec::new(),
         cap_last,
+        trace: crate::trace::enabled(),
     })
 }
 
@@ -389,6 +391,7 @@ fn catch_termination_signals() -> Result<(), SandboxError> {
 /// Runs `spec` in a fresh sandbox. Must be called from a single-threaded
 /// process (it forks); returns when every process of the run is gone.
 pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
+    crate::trace::mark("runner: run() entered");
     let threads = thread_count()?;
     if threads != 1 {
         return Err(SandboxError::Threads(threads));
@@ -398,6 +401,7 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
     let isolation = IsolationFacts::for_spec(spec);
     let limits = spec.effective_limits();
     let mut plan = plan(spec, uid, gid)?;
+    crate::trace::mark("runner: plan");
 
     // Standard streams.
     let mut keep: Vec<OwnedFd> = Vec::new();
@@ -422,6 +426,7 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         };
     }
     let (cgroup, unapplied_limits) = setup_cgroup(spec, &limits)?;
+    crate::trace::mark("runner: cgroup created");
     let cleanup = |cg: &Option<Cgroup>| {
         if let Some(cg) = cg {
             cg.remove();
@@ -470,6 +475,7 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS;
+    crate::trace::mark("runner: ready to clone");
     let start = Instant::now();
     let pid = match sys::clone_fork(flags) {
         Ok(Forked::Child) => {
@@ -486,6 +492,7 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
             });
         }
     };
+    crate::trace::mark("runner: clone returned");
     drop(go_r);
     drop(report_w);
     drop(keep);
@@ -561,6 +568,7 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         }
     };
     let wall = start.elapsed();
+    crate::trace::mark("runner: init reaped");
     // Held open until now: the init takes a closed pipe to mean the runner died.
     drop(go_w);
     let mut text = String::new();
@@ -586,6 +594,7 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         None
     };
     cleanup(&cgroup);
+    crate::trace::mark("runner: measured, cgroup removed");
     if interrupted != 0 {
         return Err(SandboxError::Interrupted(interrupted));
     }
@@ -601,6 +610,11 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
             (Some("S"), Some(kind), Some(n)) => {
                 if let Ok(n) = n.parse() {
                     status = Some((kind == "signal", n));
+                }
+            }
+            (Some("T"), Some(stage), Some(ns)) if plan.trace => {
+                if let Ok(ns) = ns.parse() {
+                    crate::trace::record(stage.to_string(), ns);
                 }
             }
             _ => {}

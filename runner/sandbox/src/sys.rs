@@ -299,3 +299,55 @@ pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<RawFd> {
     }
     Ok(ret)
 }
+
+/// `MOUNT_ATTR_*` bits of `mount_setattr(2)` (uapi `linux/mount.h`).
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub(crate) const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+/// `struct mount_attr` (uapi `linux/mount.h`, size version 0).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `mount_setattr(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW [| AT_RECURSIVE], {attr_set})`:
+/// adds the `MOUNT_ATTR_*` bits in `set` to the mount at `path` (and, when
+/// `recursive`, to every mount below it, all or none), clearing nothing. Unlike
+/// a `MS_REMOUNT|MS_BIND` remount it leaves every other flag alone, so locked
+/// flags (atime) of mounts inherited from the host need no special care.
+pub(crate) fn mount_setattr(path: &std::path::Path, set: u64, recursive: bool) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let mut flags = libc::AT_SYMLINK_NOFOLLOW as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: the path is a NUL-terminated string and `attr` a valid
+    // mount_attr of the size passed; the kernel only reads both.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
