@@ -60,6 +60,17 @@ struct RunArgs {
     /// binds.
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
+    /// Mount a stored snapshot read-only at DEST (repeatable); snapshots are
+    /// made with `cloister-runner snapshot`.
+    #[arg(long = "snapshot", value_name = "sha256:HEX:/DEST", value_parser = super::snapshot::parse_mount)]
+    snapshot: Vec<super::snapshot::Mount>,
+    /// Use a builder image from `cloister-runner image import` (its manifest
+    /// digest) as / instead of the profile's host binds. Default: the
+    /// profile's `org.cloister.image` annotation, if any.
+    #[arg(long, value_name = "sha256:HEX", conflicts_with = "rootfs")]
+    image: Option<cloister_inputs::Digest>,
+    #[command(flatten)]
+    store: super::store::StoreArg,
     /// Create the run's cgroup below this cgroup: an absolute cgroup path
     /// (as in /proc/self/cgroup) or one relative to the runner's own cgroup
     /// (a delegated one for rootless use). Default: the runner's own cgroup.
@@ -198,12 +209,26 @@ fn exec_inner(args: RunArgs) -> ExitCode {
         Err(e) => return fail(&args, 125, &format!("profile {}: {e}", args.profile), None),
     };
     cloister_sandbox::trace::mark("cli: profile loaded");
+    let profile_image = profile.image().map(str::to_owned);
     let mut spec = SandboxSpec::new(args.command.clone(), profile);
     spec.ro_binds = args.ro_bind.clone();
     spec.binds = args.bind.clone();
     spec.workdir = args.workdir.clone();
     spec.env = args.env.clone();
     spec.rootfs = args.rootfs.clone();
+    // Store inputs: read-only snapshot binds and an image rootfs, pinned
+    // against `store gc` until the run is over.
+    let _pins = match super::snapshot::resolve_inputs(
+        &args.store,
+        &args.snapshot,
+        args.image.as_ref(),
+        profile_image.as_deref(),
+        &mut spec.ro_binds,
+        &mut spec.rootfs,
+    ) {
+        Ok(pins) => pins,
+        Err(e) => return fail(&args, 125, &format!("{e:#}"), None),
+    };
     spec.limits.timeout = args.timeout;
     spec.limits.memory = args.memory;
     spec.limits.pids = args.pids;
