@@ -5,7 +5,8 @@
 //! layer ends up with its own flags: the probe finds each read-only layer
 //! unwritable (EROFS), `ro` in mountinfo and neither remountable nor
 //! detachable, and each writable layer writable; and a file written at each
-//! layer lands in that layer's host directory and nowhere else.
+//! layer lands in that layer's host directory and nowhere else. A
+//! `--snapshot` tree inside a writable bind gets the same checks.
 
 use crate::harness::*;
 use serde_json::Value;
@@ -237,4 +238,73 @@ fn probe_tells_writable_from_read_only(mode: Mode) {
 both_modes!(
     the_probe_sees_a_writable_bind_as_writable,
     super::probe_tells_writable_from_read_only
+);
+
+/// A `--snapshot` tree (a read-only bind of a store entry) inside a writable
+/// bind, given in both orders: the snapshot stays read-only, the bind around
+/// it writable.
+fn snapshot_inside_writable(mode: Mode) {
+    let deleg = Delegation::new(mode);
+    let store = shared_dir(true);
+    let src = shared_dir(true);
+    std::fs::write(src.path().join("lib.txt"), "vendored\n").unwrap();
+    let mut cmd = runner(mode);
+    cmd.arg("snapshot")
+        .arg("--store")
+        .arg(store.path())
+        .arg(src.path());
+    let out = output_within(cmd, Duration::from_secs(60));
+    assert!(out.status.success(), "snapshot: {out:?}");
+    let digest = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    let rw = shared_dir(true);
+    std::fs::create_dir(rw.path().join("vendor")).unwrap();
+    let bind = [
+        "--bind".to_string(),
+        format!("{}:/src", rw.path().display()),
+    ];
+    let snap = ["--snapshot".to_string(), format!("{digest}:/src/vendor")];
+    let store_arg = ["--store".to_string(), store.path().display().to_string()];
+    for order in [[&bind, &snap], [&snap, &bind]] {
+        let mut binds: Vec<String> = store_arg.to_vec();
+        binds.extend(order.into_iter().flatten().cloned());
+        let what = format!("{mode:?}, {binds:?}");
+        let out = run_in(
+            mode,
+            &deleg,
+            &binds,
+            &[PROBE, "mounts", "--rw", "/src", "--ro", "/src/vendor"],
+        );
+        assert!(out.status.success(), "{what}: {out:?}");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let failed: Vec<&Value> = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["ok"] != true)
+            .collect();
+        assert!(failed.is_empty(), "{what}: {failed:#?}");
+        let out = run_in(
+            mode,
+            &deleg,
+            &binds,
+            &[
+                "/bin/sh",
+                "-c",
+                "cat /src/vendor/lib.txt && echo out > /src/built",
+            ],
+        );
+        assert!(out.status.success(), "{what}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "vendored\n");
+        assert_eq!(
+            std::fs::read_to_string(rw.path().join("built")).unwrap(),
+            "out\n"
+        );
+        std::fs::remove_file(rw.path().join("built")).unwrap();
+    }
+}
+
+both_modes!(
+    snapshot_inside_a_writable_bind_stays_read_only,
+    super::snapshot_inside_writable
 );
