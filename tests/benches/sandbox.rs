@@ -8,8 +8,10 @@
 //! 1. start-up: `cloister-runner run -- /bin/true` (profile, seccomp and a
 //!    cgroup with the default pid limit included) against
 //!    `bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL`
-//!    with comparable mounts: medians of runs alternating between the two,
-//!    then hyperfine's medians of the same two commands as a cross-check;
+//!    with comparable mounts: medians of wall time and of CPU time (the
+//!    whole process tree's) over runs alternating between the two, then
+//!    hyperfine's wall-time medians of the same two commands (run one after
+//!    the other) as a cross-check;
 //! 2. how many of the probe suite's checks each blocks;
 //! 3. a real offline build (`tests/fixtures/repo-a`, a Rust crate with
 //!    vendored dependencies: `cargo build --release --frozen --offline`)
@@ -133,8 +135,22 @@ fn quote(args: &[String]) -> String {
         .join(" ")
 }
 
-/// One timed start-up: spawn, wait, wall time. Output goes to /dev/null.
-fn time_once(argv: &[String]) -> Result<Duration> {
+/// Children's CPU time (user + system) so far.
+fn children_cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let u = getrusage(UsageWho::RUSAGE_CHILDREN).expect("getrusage");
+    let tv = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    tv(u.user_time()) + tv(u.system_time())
+}
+
+/// One timed start-up: spawn, wait; wall time and the CPU time of the whole
+/// process tree (every process of a run is waited for by its parent, so the
+/// runner's children's time includes the sandbox's). Output goes to
+/// /dev/null.
+fn time_once(argv: &[String]) -> Result<(Duration, Duration)> {
+    let cpu0 = children_cpu();
     let start = Instant::now();
     let status = Command::new(&argv[0])
         .args(&argv[1..])
@@ -144,16 +160,24 @@ fn time_once(argv: &[String]) -> Result<Duration> {
         .status()
         .map_err(|e| format!("run {}: {e}", argv[0]))?;
     let took = start.elapsed();
+    let cpu = children_cpu() - cpu0;
     if !status.success() {
         return Err(format!("{} failed ({status})", quote(argv)));
     }
-    Ok(took)
+    Ok((took, cpu))
 }
 
-/// Start-up medians (ms) of ours and bubblewrap, measured alternately (ours,
-/// bwrap, bwrap, ours, ...) so that a noisy machine weighs on both alike.
-/// hyperfine confirms the figures with its own (sequential) run.
-fn startup(bin: &Path, runs: u32) -> Result<(f64, f64)> {
+/// Start-up medians (ms) of ours and bubblewrap, wall and CPU time,
+/// measured alternately (ours, bwrap, bwrap, ours, ...) so that a noisy
+/// machine weighs on both alike.
+struct Startup {
+    ours_wall: f64,
+    bwrap_wall: f64,
+    ours_cpu: f64,
+    bwrap_cpu: f64,
+}
+
+fn startup(bin: &Path, runs: u32) -> Result<Startup> {
     let ours = vec![
         bin.join("cloister-runner").display().to_string(),
         "run".into(),
@@ -166,17 +190,29 @@ fn startup(bin: &Path, runs: u32) -> Result<(f64, f64)> {
         time_once(&ours)?;
         time_once(&bwrap)?;
     }
-    let (mut o, mut b) = (Vec::new(), Vec::new());
+    let (mut ow, mut oc, mut bw, mut bc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..runs {
-        if i % 2 == 0 {
-            o.push(time_once(&ours)?);
-            b.push(time_once(&bwrap)?);
-        } else {
-            b.push(time_once(&bwrap)?);
-            o.push(time_once(&ours)?);
-        }
+        let mut one = |ours_turn: bool| -> Result<()> {
+            if ours_turn {
+                let (w, c) = time_once(&ours)?;
+                ow.push(w);
+                oc.push(c);
+            } else {
+                let (w, c) = time_once(&bwrap)?;
+                bw.push(w);
+                bc.push(c);
+            }
+            Ok(())
+        };
+        one(i % 2 == 0)?;
+        one(i % 2 == 1)?;
     }
-    Ok((median_ms(&mut o), median_ms(&mut b)))
+    Ok(Startup {
+        ours_wall: median_ms(&mut ow),
+        bwrap_wall: median_ms(&mut bw),
+        ours_cpu: median_ms(&mut oc),
+        bwrap_cpu: median_ms(&mut bc),
+    })
 }
 
 /// The same comparison timed by hyperfine (its medians; ours first).
@@ -372,7 +408,7 @@ fn run() -> Result<()> {
         "== sandbox start-up ({runs} runs each, alternating; load average {})",
         loadavg()
     );
-    let (ours, bwrap) = startup(&bin, runs)?;
+    let st = startup(&bin, runs)?;
     let load_after = loadavg();
     println!("== the same, timed by hyperfine (sequential)");
     let (h_ours, h_bwrap) = startup_hyperfine(&bin, runs)?;
@@ -388,11 +424,19 @@ fn run() -> Result<()> {
     };
     println!();
     println!(
-        "start-up median (alternating)   cloister-runner run: {ours:8.2} ms   bwrap: {bwrap:8.2} ms   ratio ours/bwrap: {:.2}   (load average after: {load_after})",
-        ours / bwrap
+        "start-up median wall (alternating)   cloister-runner run: {:8.2} ms   bwrap: {:8.2} ms   ratio ours/bwrap: {:.2}",
+        st.ours_wall,
+        st.bwrap_wall,
+        st.ours_wall / st.bwrap_wall
     );
     println!(
-        "start-up median (hyperfine)     cloister-runner run: {h_ours:8.2} ms   bwrap: {h_bwrap:8.2} ms   ratio ours/bwrap: {:.2}",
+        "start-up median CPU  (alternating)   cloister-runner run: {:8.2} ms   bwrap: {:8.2} ms   ratio ours/bwrap: {:.2}   (load average after: {load_after})",
+        st.ours_cpu,
+        st.bwrap_cpu,
+        st.ours_cpu / st.bwrap_cpu
+    );
+    println!(
+        "start-up median wall (hyperfine)     cloister-runner run: {h_ours:8.2} ms   bwrap: {h_bwrap:8.2} ms   ratio ours/bwrap: {:.2}",
         h_ours / h_bwrap
     );
     if let Some((((ob, ot), (bb, bt)), (inside, outside))) = coverage_and_build {

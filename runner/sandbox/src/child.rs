@@ -95,7 +95,8 @@ pub(crate) struct Plan {
     pub wait_for_cgroup: bool,
     pub uid: u32,
     pub gid: u32,
-    /// cgroup v1 `tasks` files the init writes "0" to (moving itself).
+    /// cgroup v1 `tasks` files the command's process writes "0" to (moving
+    /// itself, before anything else of the command runs).
     pub cgroup_tasks: Vec<RawFd>,
     pub cap_last: u32,
     /// Send stage timestamps (`T` lines) on the report pipe.
@@ -156,6 +157,11 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     // Not dumpable from here on: the command's processes cannot open the
     // init's /proc files (fds, memory) even before its capabilities go.
     let _ = nix::sys::prctl::set_dumpable(false);
+    // The bounding set is emptied (and securebits locked) here, once, for
+    // the init and the command's process it forks, which inherits both.
+    if let Err(f) = drop_bounding_set(plan.cap_last) {
+        report_failure(plan.report_fd, &f);
+    }
     let child = match sys::fork() {
         Ok(Forked::Child) => exec_command(plan),
         Ok(Forked::Parent(pid)) => pid,
@@ -168,9 +174,16 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
         ),
     };
     stamp(plan, "init: command forked");
-    // The init holds nothing but the report pipe from here on.
+    // The init holds nothing but the report pipe from here on: not even the
+    // standard streams, so a reader of the command's output sees EOF when
+    // the command's processes are gone, not when the init has exited.
     close_all_but(plan.report_fd);
-    let _ = drop_capabilities(plan.cap_last);
+    for fd in 0..=2 {
+        if fd != plan.report_fd {
+            let _ = sys::close_range(fd as u32, fd as u32);
+        }
+    }
+    let _ = clear_capability_sets();
     let status = loop {
         match waitpid(Pid::from_raw(-1), None) {
             Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == child => {
@@ -184,8 +197,32 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
         }
     };
     stamp(plan, "init: command reaped");
-    report(plan.report_fd, &status);
-    // Exiting as pid 1 makes the kernel kill whatever the command left behind.
+    // Whatever the command left behind (daemons, double-forked setsid'ed
+    // grandchildren) dies now and is reaped: after this loop the init is the
+    // only process of the run. (kill(-1) from a pid namespace's init reaches
+    // every other process of the namespace and nothing outside it; they all
+    // run as the init's uid, so no capability is needed.)
+    let _ = sys::kill(-1, libc::SIGKILL);
+    // (until ECHILD: none left)
+    while let Ok(_) | Err(nix::errno::Errno::EINTR) = waitpid(Pid::from_raw(-1), None) {}
+    // CPU time of every process of the run (the command's tree, all reaped
+    // here, and the init's own) and the peak resident size of the largest,
+    // from the kernel.
+    let (children, own) = (sys::rusage(true), sys::rusage(false));
+    let cpu_us = |u: &libc::rusage| {
+        let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        tv(u.ru_utime) + tv(u.ru_stime)
+    };
+    report(
+        plan.report_fd,
+        &format!(
+            "U\t{}\t{}\n{status}",
+            cpu_us(&children) + cpu_us(&own),
+            children.ru_maxrss.max(0)
+        ),
+    );
+    // The runner may return as soon as it has read this (see `run`); the
+    // namespaces are torn down as the init exits.
     sys::exit_now(0)
 }
 
@@ -213,13 +250,6 @@ fn init_setup(plan: &Plan) -> Result<(), Failure> {
     // nothing to do between the clone and the command).
     write_id_maps(plan.uid, plan.gid)?;
     stamp(plan, "init: id maps written");
-    for fd in &plan.cgroup_tasks {
-        nix::unistd::write(unsafe_borrow(*fd), b"0").map_err(fail(
-            "cgroup",
-            "move the sandbox init into the run's cgroup",
-        ))?;
-    }
-    stamp(plan, "init: in the cgroup (v1)");
     build_root(plan)?;
     nix::unistd::sethostname(&plan.hostname).map_err(fail("uts", "set the hostname"))?;
     sys::loopback_up().map_err(fail("network", "bring loopback up"))?;
@@ -230,13 +260,35 @@ fn init_setup(plan: &Plan) -> Result<(), Failure> {
     stamp(plan, "init: pivoted, old root detached, cwd verified");
     // On cgroup v2 the runner moves us into the run's cgroup meanwhile; wait
     // for it before anything is forked. Then that cgroup becomes the
-    // namespace's root.
+    // namespace's root. (On v1 the command's process joins the run's cgroup
+    // and creates the cgroup namespace itself: see `join_cgroup`.)
     if plan.wait_for_cgroup {
         wait_go(plan.go_fd);
     }
+    if plan.cgroup_tasks.is_empty() {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(fail("namespaces", "create the cgroup namespace"))?;
+    }
+    stamp(plan, "init: cgroup namespace");
+    Ok(())
+}
+
+/// cgroup v1: the command's process moves itself into the run's cgroup
+/// (writing "0" to each `tasks` file, which skips the global threadgroup
+/// lock a `cgroup.procs` write takes), before anything else of the command
+/// runs, so everything it starts is counted; then that cgroup becomes the
+/// root of a new cgroup namespace. The init stays out of the run's cgroup,
+/// so the cgroup is empty as soon as the command's processes are gone.
+fn join_cgroup(plan: &Plan) -> Result<(), Failure> {
+    if plan.cgroup_tasks.is_empty() {
+        return Ok(());
+    }
+    for fd in &plan.cgroup_tasks {
+        nix::unistd::write(unsafe_borrow(*fd), b"0")
+            .map_err(fail("cgroup", "move the command into the run's cgroup"))?;
+    }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .map_err(fail("namespaces", "create the cgroup namespace"))?;
-    stamp(plan, "init: cgroup namespace");
     Ok(())
 }
 
@@ -857,9 +909,10 @@ fn verify_cwd(workdir: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Drops every capability: bounding set, ambient, then effective, permitted
-/// and inheritable, with securebits locked so uid 0 cannot regain any.
-fn drop_capabilities(cap_last: u32) -> Result<(), Failure> {
+/// Empties the bounding set, by number up to the kernel's last capability
+/// (the caps crate only knows the capabilities of its release), with
+/// securebits locked so uid 0 cannot regain any. Inherited by children.
+fn drop_bounding_set(cap_last: u32) -> Result<(), Failure> {
     sys::lock_securebits().map_err(fail("capabilities", "lock securebits"))?;
     for cap in 0..=cap_last {
         sys::capbset_drop(cap).map_err(fail(
@@ -867,9 +920,12 @@ fn drop_capabilities(cap_last: u32) -> Result<(), Failure> {
             format!("drop {cap} from the bounding set"),
         ))?;
     }
-    // Bounding above by number up to the kernel's last capability (the caps
-    // crate only knows the capabilities of its release); the other sets
-    // through caps. Effective goes before permitted (it must stay a subset).
+    Ok(())
+}
+
+/// Clears the ambient, inheritable, effective and permitted sets (effective
+/// before permitted: it must stay a subset).
+fn clear_capability_sets() -> Result<(), Failure> {
     for set in [
         caps::CapSet::Ambient,
         caps::CapSet::Inheritable,
@@ -971,6 +1027,7 @@ fn exec_command(plan: &Plan) -> ! {
 
 fn prepare_exec(plan: &Plan) -> Result<(), Failure> {
     stamp(plan, "command: forked");
+    join_cgroup(plan)?;
     nix::unistd::setsid().map_err(fail("exec", "start a new session"))?;
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(fail("exec", "set the parent-death signal"))?;
@@ -998,7 +1055,8 @@ fn prepare_exec(plan: &Plan) -> Result<(), Failure> {
     }
     sys::umask(0o022);
     nix::sys::prctl::set_no_new_privs().map_err(fail("exec", "set no_new_privs"))?;
-    drop_capabilities(plan.cap_last)?;
+    // (the bounding set was emptied by the init before the fork)
+    clear_capability_sets()?;
     stamp(plan, "command: rlimits, no_new_privs, capabilities dropped");
     verify_no_capabilities()?;
     stamp(plan, "command: capabilities verified");

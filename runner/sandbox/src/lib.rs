@@ -9,8 +9,10 @@
 
 pub mod cgroup;
 mod child;
+mod derive;
 pub mod facts;
 pub mod mountinfo;
+mod precomputed;
 pub mod probe;
 pub mod profile;
 mod run;

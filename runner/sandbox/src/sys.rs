@@ -146,13 +146,59 @@ pub(crate) fn execve(
     io::Error::last_os_error()
 }
 
-/// Resource usage of waited-for children of this process.
-pub(crate) fn children_rusage() -> libc::rusage {
+/// Resource usage of the waited-for children of this process (`children`)
+/// or of the process itself.
+pub(crate) fn rusage(children: bool) -> libc::rusage {
+    let who = if children {
+        libc::RUSAGE_CHILDREN
+    } else {
+        libc::RUSAGE_SELF
+    };
     // SAFETY: rusage is a plain C struct; all-zero is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes into the valid, writable struct.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    unsafe { libc::getrusage(who, &mut usage) };
     usage
+}
+
+/// Waits up to `timeout` for either fd to become readable (or hang up);
+/// `(false, false)` on timeout or interruption by a signal.
+pub(crate) fn poll_two(
+    a: RawFd,
+    b: RawFd,
+    timeout: std::time::Duration,
+) -> io::Result<(bool, bool)> {
+    let mut pfds = [
+        libc::pollfd {
+            fd: a,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: b,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: poll reads and writes exactly the two valid pollfds.
+    let ret = unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EINTR) {
+            return Ok((false, false));
+        }
+        return Err(err);
+    }
+    Ok((pfds[0].revents != 0, pfds[1].revents != 0))
+}
+
+/// `waitpid(pid, WNOHANG)`: whether `pid` has exited and was reaped now.
+pub(crate) fn try_reap(pid: libc::pid_t) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid writes one int into `status`.
+    let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    ret == pid
 }
 
 /// Drops `cap` from the bounding set (`PR_CAPBSET_DROP`).
@@ -254,27 +300,6 @@ pub(crate) fn setrlimit(resource: i32, soft: u64, hard: u64) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// Waits up to `timeout` for `fd` to become readable; `Ok(false)` on timeout
-/// or interruption by a signal.
-pub(crate) fn poll_readable(fd: RawFd, timeout: std::time::Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: poll reads and writes exactly one valid pollfd.
-    let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
-    if ret < 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EINTR) {
-            return Ok(false);
-        }
-        return Err(err);
-    }
-    Ok(ret > 0)
 }
 
 /// Restores the default disposition of `sig` (the sandbox init must not keep

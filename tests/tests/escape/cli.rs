@@ -95,6 +95,29 @@ fn json_result(mode: Mode) {
     assert_eq!(iso["seccompPolicy"], check["seccompPolicy"]["digest"]);
 }
 
+/// CPU time and peak memory count every process of the run, the ones the
+/// command started in the background included (no memory limit: peak
+/// memory is the largest process's peak resident size).
+fn measurements(mode: Mode) {
+    let script = format!(
+        "{PROBE} alloc 48 >/dev/null & \
+         i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; wait"
+    );
+    let out = run_sh(mode, &["--json"], &script);
+    assert!(out.status.success(), "{out:?}");
+    let v = last_json(&out);
+    let cpu_ms = v["cpuMs"].as_u64().unwrap();
+    let peak = v["peakMemoryBytes"].as_u64().unwrap();
+    assert!(cpu_ms >= 50, "{v}");
+    assert!(cpu_ms <= v["wallMs"].as_u64().unwrap() * 2 + 10, "{v}");
+    assert!(peak >= 48 << 20, "{v}");
+}
+
+both_modes!(
+    cpu_time_and_peak_memory_cover_every_process,
+    super::measurements
+);
+
 both_modes!(
     json_result_has_outcome_and_isolation_facts,
     super::json_result
@@ -158,7 +181,7 @@ fn startup_trace(mode: Mode) {
         "command: capabilities verified",
         "command: ready to exec",
         "init: command reaped",
-        "runner: init reaped",
+        "runner: measured, cgroup removed",
         "cli: done",
     ] {
         assert!(stages.iter().any(|(_, s)| *s == stage), "no {stage}: {err}");
