@@ -9,7 +9,7 @@
 //! command's final status is reported as `S<TAB>exit|signal<TAB>n`.
 
 use crate::profile::{MountFlags, Rlimit};
-use crate::sys::{self, Forked};
+use crate::sys;
 use crate::sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::statvfs::{FsFlags, statvfs};
@@ -162,9 +162,11 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     if let Err(f) = drop_bounding_set(plan.cap_last) {
         report_failure(plan.report_fd, &f);
     }
-    let child = match sys::fork() {
-        Ok(Forked::Child) => exec_command(plan),
-        Ok(Forked::Parent(pid)) => pid,
+    // The command's process shares the init's memory until its exec (the
+    // init waits meanwhile): nothing of the init is copied or faulted in
+    // again. It does its own last steps and the exec; see `exec_command`.
+    let child = match sys::vfork_exec(&mut || -> std::convert::Infallible { exec_command(plan) }) {
+        Ok(pid) => pid,
         Err(e) => report_failure(
             plan.report_fd,
             &Failure {

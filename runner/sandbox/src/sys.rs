@@ -40,11 +40,6 @@ pub(crate) fn clone_fork(flags: libc::c_int) -> io::Result<Forked> {
     }
 }
 
-/// Plain fork(2), for the sandbox init forking the command.
-pub(crate) fn fork() -> io::Result<Forked> {
-    clone_fork(0)
-}
-
 /// `pidfd_open(pid, 0)`: a pollable handle that becomes readable when the
 /// child exits.
 pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
@@ -375,4 +370,74 @@ pub(crate) fn mount_setattr(path: &std::path::Path, set: u64, recursive: bool) -
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Starts `child` in a new process that shares this process's memory, on a
+/// stack of its own, and suspends this process until the child has exec'd
+/// or exited (`clone(CLONE_VM | CLONE_VFORK)`, the way `posix_spawn` starts
+/// a process): no page tables are copied and nothing is faulted in again,
+/// which a fork of the sandbox init would cost. `child` must end in
+/// `execve` or `_exit` (it cannot return: `Infallible`); it may allocate (this process is
+/// suspended and single-threaded, so the shared heap sees one user at a
+/// time) and must leave this process's state alone otherwise (it runs in
+/// the same memory).
+pub(crate) fn vfork_exec(
+    child: &mut dyn FnMut() -> std::convert::Infallible,
+) -> io::Result<libc::pid_t> {
+    const STACK: usize = 1 << 20;
+    const GUARD: usize = 1 << 12;
+    // (the call below never returns, so its result is unreachable)
+    #[allow(unreachable_code)]
+    extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `&mut &mut dyn FnMut` passed to clone
+        // below, alive until the child has exec'd or exited (the parent is
+        // suspended until then).
+        let f = unsafe { &mut *(arg as *mut &mut dyn FnMut() -> std::convert::Infallible) };
+        match f() {}
+    }
+    // SAFETY: an anonymous private mapping; no memory is aliased.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            STACK + GUARD,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // A guard page below the stack: an overflow faults instead of writing
+    // into whatever lies below.
+    // SAFETY: the first page of the mapping just made.
+    if unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) } != 0 {
+        let err = io::Error::last_os_error();
+        // SAFETY: unmapping the mapping made above, used by nothing.
+        unsafe { libc::munmap(base, STACK + GUARD) };
+        return Err(err);
+    }
+    let mut f: &mut dyn FnMut() -> std::convert::Infallible = child;
+    // SAFETY: the stack top is the end of the mapping (page-aligned, so
+    // 16-byte aligned as the ABI wants); the child runs `trampoline` on it
+    // with a pointer to `f`, which outlives it (CLONE_VFORK: clone returns
+    // only once the child has exec'd or exited). The caller is
+    // single-threaded (checked by `run`), so no lock is held by another
+    // thread the child could need.
+    let pid = unsafe {
+        libc::clone(
+            trampoline,
+            (base as *mut u8).add(STACK + GUARD) as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &mut f as *mut &mut dyn FnMut() -> std::convert::Infallible as *mut libc::c_void,
+        )
+    };
+    let err = io::Error::last_os_error();
+    // SAFETY: the child no longer runs on this stack (it exec'd or exited).
+    unsafe { libc::munmap(base, STACK + GUARD) };
+    if pid < 0 {
+        return Err(err);
+    }
+    Ok(pid)
 }
