@@ -939,20 +939,26 @@ fn clear_capability_sets() -> Result<(), Failure> {
     Ok(())
 }
 
-fn verify_no_capabilities() -> Result<(), Failure> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(fail("capabilities", "read /proc/self/status"))?;
-    for key in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
-        let value = status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(str::trim)
-            .unwrap_or("missing");
-        if value.chars().any(|c| c != '0') || value.is_empty() {
-            return Err(Failure {
-                stage: "capabilities",
-                message: format!("{key} is {value} after dropping every capability"),
-            });
+/// Checks with the kernel that every set is empty: effective, permitted and
+/// inheritable (`capget`), bounding and ambient (one `prctl` per
+/// capability, up to the kernel's last).
+fn verify_no_capabilities(cap_last: u32) -> Result<(), Failure> {
+    let left = |what: &str, detail: String| Failure {
+        stage: "capabilities",
+        message: format!("the {what} set is not empty after dropping every capability ({detail})"),
+    };
+    let sets = sys::capget().map_err(fail("capabilities", "read the capability sets"))?;
+    for (what, bits) in ["effective", "permitted", "inheritable"].iter().zip(sets) {
+        if bits != 0 {
+            return Err(left(what, format!("{bits:#x}")));
+        }
+    }
+    for cap in 0..=cap_last {
+        if sys::capbset_read(cap).map_err(fail("capabilities", "read the bounding set"))? {
+            return Err(left("bounding", format!("capability {cap}")));
+        }
+        if sys::ambient_is_set(cap).map_err(fail("capabilities", "read the ambient set"))? {
+            return Err(left("ambient", format!("capability {cap}")));
         }
     }
     Ok(())
@@ -1060,7 +1066,7 @@ fn prepare_exec(plan: &Plan) -> Result<(), Failure> {
     // (the bounding set was emptied by the init before the fork)
     clear_capability_sets()?;
     stamp(plan, "command: rlimits, no_new_privs, capabilities dropped");
-    verify_no_capabilities()?;
+    verify_no_capabilities(plan.cap_last)?;
     stamp(plan, "command: capabilities verified");
     Ok(())
 }

@@ -101,13 +101,9 @@ impl Outcome {
 }
 
 fn thread_count() -> Result<usize, SandboxError> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").map_err(io("read /proc/self/status"))?;
-    Ok(status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0))
+    sys::thread_count()
+        .map(|n| n as usize)
+        .map_err(io("count this process's threads (/proc/self/task)"))
 }
 
 /// Host paths whose contents are kernel interfaces; never bind sources.
@@ -278,11 +274,7 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
         .iter()
         .map(|a| cstring(a, "command"))
         .collect::<Result<Vec<_>, _>>()?;
-    let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .map_err(io("read /proc/sys/kernel/cap_last_cap"))?
-        .trim()
-        .parse()
-        .map_err(|_| SandboxError::Spec("unreadable cap_last_cap".into()))?;
+    let cap_last = sys::cap_last_cap().map_err(io("find the kernel's last capability"))?;
     Ok(Plan {
         mounts,
         rootfs,

@@ -441,3 +441,146 @@ pub(crate) fn vfork_exec(
     }
     Ok(pid)
 }
+
+/// `PR_CAPBSET_READ`: whether `cap` is in the bounding set; `EINVAL` when the
+/// kernel has no capability `cap`.
+pub(crate) fn capbset_read(cap: u32) -> io::Result<bool> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret == 1)
+}
+
+/// `PR_CAP_AMBIENT_IS_SET`: whether `cap` is in the ambient set.
+pub(crate) fn ambient_is_set(cap: u32) -> io::Result<bool> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_IS_SET as libc::c_ulong,
+            cap as libc::c_ulong,
+            0,
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret == 1)
+}
+
+/// The calling thread's effective, permitted and inheritable sets
+/// (`capget`, version 3: 64 bits each).
+pub(crate) fn capget() -> io::Result<[u64; 3]> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget reads the header and writes two Data structs (version
+    // 3), both valid and writable for the call.
+    let ret = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+    Ok([
+        join(data[0].effective, data[1].effective),
+        join(data[0].permitted, data[1].permitted),
+        join(data[0].inheritable, data[1].inheritable),
+    ])
+}
+
+/// The kernel's highest capability number (what
+/// `/proc/sys/kernel/cap_last_cap` says), found by asking `PR_CAPBSET_READ`,
+/// which refuses numbers above it: a few system calls instead of opening a
+/// sysctl file.
+pub(crate) fn cap_last_cap() -> io::Result<u32> {
+    if capbset_read(0).is_err() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let (mut lo, mut hi) = (0u32, 64u32); // lo valid, hi invalid
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        match capbset_read(mid) {
+            Ok(_) => lo = mid,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => hi = mid,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(lo)
+}
+
+/// Number of threads of this process: `/proc/self/task` has two links plus
+/// one per thread (one `stat`, nothing to read or parse).
+pub(crate) fn thread_count() -> io::Result<u64> {
+    let st = nix::sys::stat::stat("/proc/self/task").map_err(io::Error::from)?;
+    Ok((st.st_nlink as u64).saturating_sub(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_last_cap_agrees_with_the_sysctl() {
+        let want: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(cap_last_cap().unwrap(), want);
+        assert!(capbset_read(want).is_ok());
+        let err = capbset_read(want + 1).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    }
+
+    #[test]
+    fn thread_count_agrees_with_proc_status() {
+        // The test harness starts and ends threads meanwhile: agree once.
+        let from_status = || -> u64 {
+            std::fs::read_to_string("/proc/self/status")
+                .unwrap()
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let agreed = (0..100).any(|_| {
+            let a = from_status();
+            let b = thread_count().unwrap();
+            a == b && from_status() == b
+        });
+        assert!(agreed);
+        assert!(thread_count().unwrap() >= 1);
+    }
+
+    #[test]
+    fn capget_reads_this_process_sets() {
+        let [eff, prm, _inh] = capget().unwrap();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let field = |k: &str| {
+            let v = status.lines().find_map(|l| l.strip_prefix(k)).unwrap();
+            u64::from_str_radix(v.trim(), 16).unwrap()
+        };
+        assert_eq!(eff, field("CapEff:"));
+        assert_eq!(prm, field("CapPrm:"));
+    }
+}
