@@ -8,7 +8,10 @@
 //! 1. start-up: `cloister-runner run -- /bin/true` (profile, seccomp and a
 //!    cgroup with the default pid limit included) against
 //!    `bwrap --unshare-all --die-with-parent --new-session --cap-drop ALL`
-//!    with comparable mounts, timed by hyperfine (medians);
+//!    with comparable mounts: medians of wall time and of CPU time (the
+//!    whole process tree's) over runs alternating between the two, then
+//!    hyperfine's wall-time medians of the same two commands (run one after
+//!    the other) as a cross-check;
 //! 2. how many of the probe suite's checks each blocks;
 //! 3. a real offline build (`tests/fixtures/repo-a`, a Rust crate with
 //!    vendored dependencies: `cargo build --release --frozen --offline`)
@@ -16,8 +19,9 @@
 //!    alternating fresh builds).
 //!
 //! Environment: `BENCH_RUNS` (start-up runs, default 200), `BENCH_BUILDS`
-//! (builds per side, default 5). Needs bubblewrap and hyperfine
-//! (`.ci/setup.d/10-sandbox.sh` installs both) and a Rust toolchain.
+//! (builds per side, default 5), `BENCH_ONLY=startup` (skip 2 and 3). Needs
+//! bubblewrap and hyperfine (`.ci/setup.d/10-sandbox.sh` installs both) and a
+//! Rust toolchain.
 #![forbid(unsafe_code)]
 
 use serde_json::Value;
@@ -131,7 +135,88 @@ fn quote(args: &[String]) -> String {
         .join(" ")
 }
 
-fn startup(bin: &Path, runs: u32) -> Result<(f64, f64)> {
+/// Children's CPU time (user + system) so far.
+fn children_cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let u = getrusage(UsageWho::RUSAGE_CHILDREN).expect("getrusage");
+    let tv = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    tv(u.user_time()) + tv(u.system_time())
+}
+
+/// One timed start-up: spawn, wait; wall time and the CPU time of the whole
+/// process tree (every process of a run is waited for by its parent, so the
+/// runner's children's time includes the sandbox's). Output goes to
+/// /dev/null.
+fn time_once(argv: &[String]) -> Result<(Duration, Duration)> {
+    let cpu0 = children_cpu();
+    let start = Instant::now();
+    let status = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("run {}: {e}", argv[0]))?;
+    let took = start.elapsed();
+    let cpu = children_cpu() - cpu0;
+    if !status.success() {
+        return Err(format!("{} failed ({status})", quote(argv)));
+    }
+    Ok((took, cpu))
+}
+
+/// Start-up medians (ms) of ours and bubblewrap, wall and CPU time,
+/// measured alternately (ours, bwrap, bwrap, ours, ...) so that a noisy
+/// machine weighs on both alike.
+struct Startup {
+    ours_wall: f64,
+    bwrap_wall: f64,
+    ours_cpu: f64,
+    bwrap_cpu: f64,
+}
+
+fn startup(bin: &Path, runs: u32) -> Result<Startup> {
+    let ours = vec![
+        bin.join("cloister-runner").display().to_string(),
+        "run".into(),
+        "--".into(),
+        "/bin/true".into(),
+    ];
+    let mut bwrap = bwrap_base();
+    bwrap.push("/bin/true".into());
+    for _ in 0..10 {
+        time_once(&ours)?;
+        time_once(&bwrap)?;
+    }
+    let (mut ow, mut oc, mut bw, mut bc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs {
+        let mut one = |ours_turn: bool| -> Result<()> {
+            if ours_turn {
+                let (w, c) = time_once(&ours)?;
+                ow.push(w);
+                oc.push(c);
+            } else {
+                let (w, c) = time_once(&bwrap)?;
+                bw.push(w);
+                bc.push(c);
+            }
+            Ok(())
+        };
+        one(i % 2 == 0)?;
+        one(i % 2 == 1)?;
+    }
+    Ok(Startup {
+        ours_wall: median_ms(&mut ow),
+        bwrap_wall: median_ms(&mut bw),
+        ours_cpu: median_ms(&mut oc),
+        bwrap_cpu: median_ms(&mut bc),
+    })
+}
+
+/// The same comparison timed by hyperfine (its medians; ours first).
+fn startup_hyperfine(bin: &Path, runs: u32) -> Result<(f64, f64)> {
     let ours = vec![
         bin.join("cloister-runner").display().to_string(),
         "run".into(),
@@ -316,35 +401,66 @@ fn run() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
+    // BENCH_ONLY=startup skips the probe coverage and the real build.
+    let startup_only = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "startup");
     let bin = build_binaries()?;
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "== sandbox start-up ({runs} runs each, load average {})",
-        load.split_whitespace().next().unwrap_or("?")
+        "== sandbox start-up ({runs} runs each, alternating; load average {})",
+        loadavg()
     );
-    let (ours, bwrap) = startup(&bin, runs)?;
-    println!("\n== probe suite coverage");
-    let ((ob, ot), (bb, bt)) = probe_coverage(&bin)?;
-    println!(
-        "== real build: tests/fixtures/repo-a, cargo build --release --frozen --offline ({builds} each, alternating)"
-    );
-    let (inside, outside) = real_build(&bin, builds)?;
+    let st = startup(&bin, runs)?;
+    let load_after = loadavg();
+    println!("== the same, timed by hyperfine (sequential)");
+    let (h_ours, h_bwrap) = startup_hyperfine(&bin, runs)?;
+    let coverage_and_build = if startup_only {
+        None
+    } else {
+        println!("\n== probe suite coverage");
+        let coverage = probe_coverage(&bin)?;
+        println!(
+            "== real build: tests/fixtures/repo-a, cargo build --release --frozen --offline ({builds} each, alternating)"
+        );
+        Some((coverage, real_build(&bin, builds)?))
+    };
     println!();
     println!(
-        "start-up median   cloister-runner run: {ours:8.2} ms   bwrap: {bwrap:8.2} ms   ratio ours/bwrap: {:.2}",
-        ours / bwrap
+        "start-up median wall (alternating)   cloister-runner run: {:8.2} ms   bwrap: {:8.2} ms   ratio ours/bwrap: {:.2}",
+        st.ours_wall,
+        st.bwrap_wall,
+        st.ours_wall / st.bwrap_wall
     );
     println!(
-        "probe checks blocked   cloister-runner: {ob}/{ot} ({:.0}%)   bwrap: {bb}/{bt} ({:.0}%)",
-        100.0 * ob as f64 / ot as f64,
-        100.0 * bb as f64 / bt as f64
+        "start-up median CPU  (alternating)   cloister-runner run: {:8.2} ms   bwrap: {:8.2} ms   ratio ours/bwrap: {:.2}   (load average after: {load_after})",
+        st.ours_cpu,
+        st.bwrap_cpu,
+        st.ours_cpu / st.bwrap_cpu
     );
     println!(
-        "real build median   sandboxed: {inside:8.0} ms   bare: {outside:8.0} ms   ratio: {:.3} ({:+.1}%)",
-        inside / outside,
-        100.0 * (inside / outside - 1.0)
+        "start-up median wall (hyperfine)     cloister-runner run: {h_ours:8.2} ms   bwrap: {h_bwrap:8.2} ms   ratio ours/bwrap: {:.2}",
+        h_ours / h_bwrap
     );
+    if let Some((((ob, ot), (bb, bt)), (inside, outside))) = coverage_and_build {
+        println!(
+            "probe checks blocked   cloister-runner: {ob}/{ot} ({:.0}%)   bwrap: {bb}/{bt} ({:.0}%)",
+            100.0 * ob as f64 / ot as f64,
+            100.0 * bb as f64 / bt as f64
+        );
+        println!(
+            "real build median   sandboxed: {inside:8.0} ms   bare: {outside:8.0} ms   ratio: {:.3} ({:+.1}%)",
+            inside / outside,
+            100.0 * (inside / outside - 1.0)
+        );
+    }
     Ok(())
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn main() {

@@ -12,6 +12,8 @@
 //!   timeout, on exit and on runner death
 //! - `cli`: exit codes, JSON result, stream redirection, environment,
 //!   binds and workdir, image root filesystems, profile refusal
+//! - `nesting`: read-only binds (and snapshots) inside writable ones and the
+//!   reverse, in every command-line order
 
 #[macro_use]
 #[path = "escape/harness.rs"]
@@ -25,3 +27,6 @@ mod limits;
 
 #[path = "escape/cli.rs"]
 mod cli;
+
+#[path = "escape/nesting.rs"]
+mod nesting;

@@ -123,6 +123,10 @@ const CPU_PERIOD_US: u64 = 100_000;
 #[derive(Debug)]
 pub struct Cgroup {
     version: Version,
+    /// `pids.events`, opened when the cgroup was made: opening a cgroup file
+    /// while the run's last processes are leaving the cgroup can take a
+    /// while, reading an open one does not.
+    pids_events: Option<std::fs::File>,
 }
 
 #[derive(Debug)]
@@ -251,7 +255,11 @@ fn read_u64(path: &Path) -> Option<u64> {
 
 /// The value of `key` in a flat-keyed file (`memory.events`, `cpu.stat`).
 fn read_key(path: &Path, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(path).ok()?;
+    key_value(&std::fs::read_to_string(path).ok()?, key)
+}
+
+/// The value of `key` in the text of a flat-keyed file.
+fn key_value(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
@@ -339,10 +347,11 @@ impl Cgroup {
                 remove_stale(&parent_dir);
                 let dir = parent_dir.join(name);
                 std::fs::create_dir(&dir).map_err(io_err(&dir))?;
-                let cg = Cgroup {
+                let mut cg = Cgroup {
                     version: Version::V2 { dir: dir.clone() },
+                    pids_events: None,
                 };
-                let res = write_v2_limits(&dir, limits);
+                let res = write_v2_limits(&dir, limits).and_then(|()| cg.open_events(limits));
                 if let Err(e) = res {
                     cg.remove();
                     return Err(e);
@@ -405,7 +414,7 @@ impl Cgroup {
                     Ok(())
                 })();
                 let [memory, pids, cpu, cpuacct] = paths;
-                let cg = Cgroup {
+                let mut cg = Cgroup {
                     version: Version::V1 {
                         memory,
                         pids,
@@ -413,13 +422,35 @@ impl Cgroup {
                         cpuacct,
                         dirs: created,
                     },
+                    pids_events: None,
                 };
-                if let Err(e) = result.and_then(|()| cg.write_v1_limits(limits)) {
+                if let Err(e) = result
+                    .and_then(|()| cg.write_v1_limits(limits))
+                    .and_then(|()| cg.open_events(limits))
+                {
                     cg.remove();
                     return Err(e);
                 }
                 Ok(cg)
             }
+        }
+    }
+
+    /// Opens `pids.events` ahead (when it cannot be, it is read by path
+    /// at the end, as a cgroup file always can be).
+    fn open_events(&mut self, limits: &CgroupLimits) -> Result<(), CgroupError> {
+        if limits.pids.is_some() {
+            self.pids_events = self
+                .pids_events_path()
+                .and_then(|p| std::fs::File::open(p).ok());
+        }
+        Ok(())
+    }
+
+    fn pids_events_path(&self) -> Option<PathBuf> {
+        match &self.version {
+            Version::V2 { dir } => Some(dir.join("pids.events")),
+            Version::V1 { pids, .. } => pids.as_ref().map(|d| d.join("pids.events")),
         }
     }
 
@@ -558,11 +589,19 @@ impl Cgroup {
 
     /// Whether a fork failed because the pid limit was reached.
     pub fn pids_limit_hit(&self) -> bool {
-        let file = match &self.version {
-            Version::V2 { dir } => Some(dir.join("pids.events")),
-            Version::V1 { pids, .. } => pids.as_ref().map(|d| d.join("pids.events")),
+        let text = match &self.pids_events {
+            Some(f) => {
+                use std::os::unix::fs::FileExt;
+                let mut buf = [0u8; 256];
+                let n = f.read_at(&mut buf, 0).unwrap_or(0);
+                String::from_utf8_lossy(&buf[..n]).into_owned()
+            }
+            None => match self.pids_events_path() {
+                Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
+                None => return false,
+            },
         };
-        file.and_then(|f| read_key(&f, "max")).unwrap_or(0) > 0
+        key_value(&text, "max").unwrap_or(0) > 0
     }
 
     /// Removes the cgroup's directories, killing anything left first.

@@ -8,9 +8,9 @@
 //! line (`E<TAB>stage<TAB>message`) and end the process with status 125; the
 //! command's final status is reported as `S<TAB>exit|signal<TAB>n`.
 
-use crate::mountinfo;
 use crate::profile::{MountFlags, Rlimit};
-use crate::sys::{self, Forked};
+use crate::sys;
+use crate::sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -45,6 +45,32 @@ pub(crate) enum Planned {
     },
 }
 
+impl Planned {
+    /// Where the mount goes inside the sandbox.
+    pub(crate) fn destination(&self) -> &Path {
+        match self {
+            Planned::Bind { destination, .. }
+            | Planned::Tmpfs { destination, .. }
+            | Planned::Proc { destination }
+            | Planned::Devpts { destination, .. } => destination,
+        }
+    }
+}
+
+/// Sorts mounts so that every mount comes after the mounts its destination
+/// lies in (by depth; mounts of equal depth keep their order, so a later
+/// bind on the same destination still lands on top). Nesting then works
+/// whatever order binds were given in: a parent is mounted, and its flags
+/// applied, before anything is mounted below it.
+pub(crate) fn order_mounts(mounts: &mut [Planned]) {
+    mounts.sort_by_key(|m| {
+        m.destination()
+            .components()
+            .filter(|c| matches!(c, std::path::Component::Normal(_)))
+            .count()
+    });
+}
+
 /// Everything the child needs, prepared by the runner before the clone.
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -69,9 +95,12 @@ pub(crate) struct Plan {
     pub wait_for_cgroup: bool,
     pub uid: u32,
     pub gid: u32,
-    /// cgroup v1 `tasks` files the init writes "0" to (moving itself).
+    /// cgroup v1 `tasks` files the command's process writes "0" to (moving
+    /// itself, before anything else of the command runs).
     pub cgroup_tasks: Vec<RawFd>,
     pub cap_last: u32,
+    /// Send stage timestamps (`T` lines) on the report pipe.
+    pub trace: bool,
 }
 
 /// A setup step that failed.
@@ -103,6 +132,16 @@ fn unsafe_borrow(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
 }
 
+/// Notes the end of a start-up stage (see `trace`).
+fn stamp(plan: &Plan, stage: &str) {
+    if plan.trace {
+        report(
+            plan.report_fd,
+            &format!("T\t{stage}\t{}\n", crate::trace::now_ns()),
+        );
+    }
+}
+
 fn report_failure(fd: RawFd, f: &Failure) -> ! {
     let msg = f.message.replace(['\n', '\t'], " ");
     report(fd, &format!("E\t{}\t{}\n", f.stage, msg));
@@ -111,15 +150,23 @@ fn report_failure(fd: RawFd, f: &Failure) -> ! {
 
 /// Entry point of the sandbox init (pid 1 of the new pid namespace).
 pub(crate) fn sandbox_init(plan: &Plan) -> ! {
+    stamp(plan, "init: started");
     if let Err(f) = init_setup(plan) {
         report_failure(plan.report_fd, &f);
     }
     // Not dumpable from here on: the command's processes cannot open the
     // init's /proc files (fds, memory) even before its capabilities go.
     let _ = nix::sys::prctl::set_dumpable(false);
-    let child = match sys::fork() {
-        Ok(Forked::Child) => exec_command(plan),
-        Ok(Forked::Parent(pid)) => pid,
+    // The bounding set is emptied (and securebits locked) here, once, for
+    // the init and the command's process it forks, which inherits both.
+    if let Err(f) = drop_bounding_set(plan.cap_last) {
+        report_failure(plan.report_fd, &f);
+    }
+    // The command's process shares the init's memory until its exec (the
+    // init waits meanwhile): nothing of the init is copied or faulted in
+    // again. It does its own last steps and the exec; see `exec_command`.
+    let child = match sys::vfork_exec(&mut || -> std::convert::Infallible { exec_command(plan) }) {
+        Ok(pid) => pid,
         Err(e) => report_failure(
             plan.report_fd,
             &Failure {
@@ -128,9 +175,17 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
             },
         ),
     };
-    // The init holds nothing but the report pipe from here on.
+    stamp(plan, "init: command forked");
+    // The init holds nothing but the report pipe from here on: not even the
+    // standard streams, so a reader of the command's output sees EOF when
+    // the command's processes are gone, not when the init has exited.
     close_all_but(plan.report_fd);
-    let _ = drop_capabilities(plan.cap_last);
+    for fd in 0..=2 {
+        if fd != plan.report_fd {
+            let _ = sys::close_range(fd as u32, fd as u32);
+        }
+    }
+    let _ = clear_capability_sets();
     let status = loop {
         match waitpid(Pid::from_raw(-1), None) {
             Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == child => {
@@ -143,8 +198,33 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
             Err(e) => break format!("E\twait\twait for the command: {e}\n"),
         }
     };
-    report(plan.report_fd, &status);
-    // Exiting as pid 1 makes the kernel kill whatever the command left behind.
+    stamp(plan, "init: command reaped");
+    // Whatever the command left behind (daemons, double-forked setsid'ed
+    // grandchildren) dies now and is reaped: after this loop the init is the
+    // only process of the run. (kill(-1) from a pid namespace's init reaches
+    // every other process of the namespace and nothing outside it; they all
+    // run as the init's uid, so no capability is needed.)
+    let _ = sys::kill(-1, libc::SIGKILL);
+    // (until ECHILD: none left)
+    while let Ok(_) | Err(nix::errno::Errno::EINTR) = waitpid(Pid::from_raw(-1), None) {}
+    // CPU time of every process of the run (the command's tree, all reaped
+    // here, and the init's own) and the peak resident size of the largest,
+    // from the kernel.
+    let (children, own) = (sys::rusage(true), sys::rusage(false));
+    let cpu_us = |u: &libc::rusage| {
+        let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        tv(u.ru_utime) + tv(u.ru_stime)
+    };
+    report(
+        plan.report_fd,
+        &format!(
+            "U\t{}\t{}\n{status}",
+            cpu_us(&children) + cpu_us(&own),
+            children.ru_maxrss.max(0)
+        ),
+    );
+    // The runner may return as soon as it has read this (see `run`); the
+    // namespaces are torn down as the init exits.
     sys::exit_now(0)
 }
 
@@ -171,23 +251,43 @@ fn init_setup(plan: &Plan) -> Result<(), Failure> {
     // the host (so root and rootless take the same path, and the runner has
     // nothing to do between the clone and the command).
     write_id_maps(plan.uid, plan.gid)?;
-    for fd in &plan.cgroup_tasks {
-        nix::unistd::write(unsafe_borrow(*fd), b"0").map_err(fail(
-            "cgroup",
-            "move the sandbox init into the run's cgroup",
-        ))?;
-    }
+    stamp(plan, "init: id maps written");
     build_root(plan)?;
     nix::unistd::sethostname(&plan.hostname).map_err(fail("uts", "set the hostname"))?;
     sys::loopback_up().map_err(fail("network", "bring loopback up"))?;
+    stamp(plan, "init: hostname, loopback");
     enter_root()?;
     nix::unistd::chdir(&plan.workdir).map_err(fail("workdir", plan.workdir.display()))?;
     verify_cwd(&plan.workdir)?;
+    stamp(plan, "init: pivoted, old root detached, cwd verified");
     // On cgroup v2 the runner moves us into the run's cgroup meanwhile; wait
     // for it before anything is forked. Then that cgroup becomes the
-    // namespace's root.
+    // namespace's root. (On v1 the command's process joins the run's cgroup
+    // and creates the cgroup namespace itself: see `join_cgroup`.)
     if plan.wait_for_cgroup {
         wait_go(plan.go_fd);
+    }
+    if plan.cgroup_tasks.is_empty() {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(fail("namespaces", "create the cgroup namespace"))?;
+    }
+    stamp(plan, "init: cgroup namespace");
+    Ok(())
+}
+
+/// cgroup v1: the command's process moves itself into the run's cgroup
+/// (writing "0" to each `tasks` file, which skips the global threadgroup
+/// lock a `cgroup.procs` write takes), before anything else of the command
+/// runs, so everything it starts is counted; then that cgroup becomes the
+/// root of a new cgroup namespace. The init stays out of the run's cgroup,
+/// so the cgroup is empty as soon as the command's processes are gone.
+fn join_cgroup(plan: &Plan) -> Result<(), Failure> {
+    if plan.cgroup_tasks.is_empty() {
+        return Ok(());
+    }
+    for fd in &plan.cgroup_tasks {
+        nix::unistd::write(unsafe_borrow(*fd), b"0")
+            .map_err(fail("cgroup", "move the command into the run's cgroup"))?;
     }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .map_err(fail("namespaces", "create the cgroup namespace"))?;
@@ -390,6 +490,7 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
     mkdir_p(Path::new("oldroot"))?;
     pivot_root(".", "oldroot").map_err(fail("pivot_root", "pivot into the scratch tmpfs"))?;
     nix::unistd::chdir("/").map_err(fail("mount", "chdir /"))?;
+    stamp(plan, "root: scratch root");
 
     // The sandbox's root: a fresh tmpfs, read-only once populated.
     mount(
@@ -403,11 +504,11 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
     let mut root = Root { ours: Vec::new() };
     root.note_tmpfs(Path::new(NEWROOT))?;
 
-    let mut remounts: Vec<(PathBuf, bool)> = Vec::new();
     if let Some(rootfs) = &plan.rootfs {
-        populate_from_rootfs(&root, rootfs, &mut remounts)?;
+        populate_from_rootfs(&root, rootfs)?;
     }
     build_dev(&mut root)?;
+    stamp(plan, "root: /dev");
     for m in &plan.mounts {
         match m {
             Planned::Bind {
@@ -416,8 +517,13 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
                 writable,
                 optional,
             } => {
-                if bind(&root, source, destination, *optional)? {
-                    remounts.push((destination.clone(), *writable));
+                // Flags are applied right away, to this bind and the host
+                // mounts it brought along (MS_REC) only: mounts are ordered
+                // parents first, so a bind nested below this one is mounted
+                // later and gets its own flags (a read-only bind inside a
+                // writable one stays read-only, and the reverse).
+                if let Some(target) = bind(&root, source, destination, *optional)? {
+                    lock_mount(&target, if *writable { BIND_RW } else { BIND_RO }, true)?;
                 }
             }
             Planned::Tmpfs {
@@ -464,6 +570,7 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
             }
         }
     }
+    stamp(plan, "root: mounts");
     if !plan.etc_files.is_empty() {
         let etc = root.dir(Path::new("/etc"))?;
         for (name, content) in &plan.etc_files {
@@ -489,13 +596,16 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
     // Second pass: an initial bind ignores MS_RDONLY, so every bind (and
     // every mount below it) is remounted read-only (or just nosuid, nodev for
     // writable binds) and the result checked.
-    let mounts = own_mounts()?;
-    for (destination, writable) in &remounts {
-        remount_tree(&mounts, &inside(destination), !writable)?;
-    }
+    stamp(plan, "root: /etc");
     mask_proc(plan)?;
-    remount_one(&inside(Path::new("/dev")), true, MsFlags::MS_NOEXEC)?;
-    remount_one(Path::new(NEWROOT), true, MsFlags::empty())?;
+    stamp(plan, "root: /proc masked");
+    lock_mount(
+        &inside(Path::new("/dev")),
+        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+        false,
+    )?;
+    lock_mount(Path::new(NEWROOT), BIND_RO, false)?;
+    stamp(plan, "root: read-only");
     Ok(())
 }
 
@@ -517,13 +627,19 @@ fn ms_flags(flags: &MountFlags) -> MsFlags {
 }
 
 /// Binds host `source` at `destination`; a host symlink is recreated as the
-/// same symlink instead (so `/bin -> usr/bin` stays a link). Returns whether
-/// a mount was made (and so needs the read-only pass).
-fn bind(root: &Root, source: &Path, destination: &Path, optional: bool) -> Result<bool, Failure> {
+/// same symlink instead (so `/bin -> usr/bin` stays a link). Returns the
+/// mount point below `/newroot` when a mount was made (and so needs its
+/// flags).
+fn bind(
+    root: &Root,
+    source: &Path,
+    destination: &Path,
+    optional: bool,
+) -> Result<Option<PathBuf>, Failure> {
     let src = host(source);
     let meta = match std::fs::symlink_metadata(&src) {
         Ok(m) => m,
-        Err(_) if optional => return Ok(false),
+        Err(_) if optional => return Ok(None),
         Err(e) => {
             return Err(Failure {
                 stage: "mount",
@@ -542,7 +658,7 @@ fn bind(root: &Root, source: &Path, destination: &Path, optional: bool) -> Resul
         }
         symlink(&link, &target)
             .map_err(fail("mount", format!("link {}", destination.display())))?;
-        return Ok(false);
+        return Ok(None);
     }
     let target = if std::fs::metadata(&src).map(|m| m.is_dir()).unwrap_or(false) {
         root.dir(destination)?
@@ -561,18 +677,14 @@ fn bind(root: &Root, source: &Path, destination: &Path, optional: bool) -> Resul
         "mount",
         format!("bind {} on {}", source.display(), destination.display()),
     ))?;
-    Ok(true)
+    Ok(Some(target))
 }
 
 /// Image mode: the root tmpfs gets each top-level entry of the unpacked image
 /// (directories and files bound read-only, symlinks copied), so mount points
 /// the sandbox needs (/dev, /proc, /tmp, bind targets) can be created on the
 /// tmpfs without writing into the image.
-fn populate_from_rootfs(
-    root: &Root,
-    rootfs: &Path,
-    remounts: &mut Vec<(PathBuf, bool)>,
-) -> Result<(), Failure> {
+fn populate_from_rootfs(root: &Root, rootfs: &Path) -> Result<(), Failure> {
     let dir = host(rootfs);
     let entries = std::fs::read_dir(&dir).map_err(fail("rootfs", rootfs.display()))?;
     let mut names: Vec<_> = entries
@@ -612,7 +724,7 @@ fn populate_from_rootfs(
             none,
         )
         .map_err(fail("rootfs", format!("bind {}", inner.display())))?;
-        remounts.push((inner, false));
+        lock_mount(&target, BIND_RO, true)?;
     }
     Ok(())
 }
@@ -631,6 +743,7 @@ fn build_dev(root: &mut Root) -> Result<(), Failure> {
     .map_err(fail("dev", "mount /dev"))?;
     root.note_tmpfs(&dev)?;
     let none: Option<&str> = None;
+    let mut nodes = Vec::with_capacity(DEV_NODES.len());
     for node in DEV_NODES {
         let target = root.file(&Path::new("/dev").join(node))?;
         mount(
@@ -641,7 +754,13 @@ fn build_dev(root: &mut Root) -> Result<(), Failure> {
             none,
         )
         .map_err(fail("dev", format!("bind /dev/{node}")))?;
-        remount_one(&target, false, MsFlags::MS_NOEXEC)?;
+        nodes.push(target);
+    }
+    // One call for the /dev tmpfs and every node bound on it (nodev, of
+    // course, cannot be among the flags); each node is then checked.
+    sys::mount_setattr(&dev, DEV_ATTRS, true).map_err(fail("remount", "/dev"))?;
+    for target in &nodes {
+        verify_flags(target, DEV_ATTRS)?;
     }
     for (name, to) in [
         ("fd", "/proc/self/fd"),
@@ -654,82 +773,44 @@ fn build_dev(root: &mut Root) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The mount flags a remount must keep (the kernel refuses to clear locked
-/// flags of mounts inherited from a more privileged namespace).
-fn kept_flags(path: &Path) -> Result<MsFlags, Failure> {
-    let st = statvfs(path).map_err(fail("remount", path.display()))?;
-    let f = st.flags();
-    let mut out = MsFlags::empty();
-    for (fs, ms) in [
-        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-    ] {
-        if f.contains(fs) {
-            out |= ms;
-        }
-    }
-    Ok(out)
+/// Flags of a read-only bind (the second pass an initial bind needs:
+/// `MS_BIND` ignores `MS_RDONLY`).
+const BIND_RO: u64 = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+/// Flags of a writable bind.
+const BIND_RW: u64 = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+/// Flags of `/dev` and the device nodes bound on it.
+const DEV_ATTRS: u64 = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC;
+/// Flags of the read-only `/proc` paths and of the masks.
+const PROC_RO: u64 = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+/// Flags of the `/dev/null` binds masking `/proc` files (not nodev: the
+/// mask is a device).
+const MASK_FILE: u64 = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC;
+
+/// Adds `attrs` (`MOUNT_ATTR_*`) to the mount at `path`, and to every mount
+/// below it when `recursive` (all or none), then checks the mount at `path`
+/// has them.
+fn lock_mount(path: &Path, attrs: u64, recursive: bool) -> Result<(), Failure> {
+    sys::mount_setattr(path, attrs, recursive).map_err(fail("remount", display_inside(path)))?;
+    verify_flags(path, attrs)
 }
 
-/// Remounts one mount read-only (or not) plus nosuid and `extra`, keeping its
-/// locked flags, and checks the result.
-fn remount_one(path: &Path, readonly: bool, extra: MsFlags) -> Result<(), Failure> {
-    let mut flags = kept_flags(path)? | MsFlags::MS_NOSUID | extra;
-    if readonly {
-        flags |= MsFlags::MS_RDONLY;
-    }
-    let none: Option<&str> = None;
-    mount(
-        none,
-        path,
-        none,
-        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | flags,
-        none,
-    )
-    .map_err(fail("remount", path.display()))?;
+/// Checks with statvfs that the mount at `path` has every flag in `attrs`.
+fn verify_flags(path: &Path, attrs: u64) -> Result<(), Failure> {
     let got = statvfs(path)
-        .map_err(fail("remount", path.display()))?
+        .map_err(fail("remount", display_inside(path)))?
         .flags();
-    if (readonly && !got.contains(FsFlags::ST_RDONLY)) || !got.contains(FsFlags::ST_NOSUID) {
-        return Err(Failure {
-            stage: "remount",
-            message: format!("{}: read-only/nosuid remount did not take", path.display()),
-        });
-    }
-    Ok(())
-}
-
-/// Our own mount table, through the host's /proc (still reachable during
-/// setup); mount points are relative to the scratch root.
-fn own_mounts() -> Result<Vec<mountinfo::MountInfo>, Failure> {
-    let text = std::fs::read_to_string(Path::new(OLDROOT).join("proc/self/mountinfo"))
-        .map_err(fail("remount", "read mountinfo"))?;
-    mountinfo::parse(&text).map_err(fail("remount", "parse mountinfo"))
-}
-
-/// Remounts a bind and every mount below it (`mounts`: the mount table
-/// after all binds were made).
-fn remount_tree(
-    mounts: &[mountinfo::MountInfo],
-    path: &Path,
-    readonly: bool,
-) -> Result<(), Failure> {
-    let mut points: Vec<&Path> = mounts
-        .iter()
-        .map(|m| m.mount_point.as_path())
-        .filter(|p| p.starts_with(path))
-        .collect();
-    points.dedup();
-    if points.is_empty() {
-        points.push(path);
-    }
-    for p in points {
-        remount_one(p, readonly, MsFlags::MS_NODEV)?;
+    for (bit, flag, what) in [
+        (MOUNT_ATTR_RDONLY, FsFlags::ST_RDONLY, "read-only"),
+        (MOUNT_ATTR_NOSUID, FsFlags::ST_NOSUID, "nosuid"),
+        (MOUNT_ATTR_NODEV, FsFlags::ST_NODEV, "nodev"),
+        (MOUNT_ATTR_NOEXEC, FsFlags::ST_NOEXEC, "noexec"),
+    ] {
+        if attrs & bit != 0 && !got.contains(flag) {
+            return Err(Failure {
+                stage: "remount",
+                message: format!("{}: {what} did not take", display_inside(path)),
+            });
+        }
     }
     Ok(())
 }
@@ -742,35 +823,66 @@ fn mask_proc(plan: &Plan) -> Result<(), Failure> {
             continue;
         }
         // A fresh proc has no mounts below these paths, so a plain bind and
-        // one remount cover the whole subtree.
+        // its flags cover the whole subtree.
         mount(Some(&target), &target, none, MsFlags::MS_BIND, none)
             .map_err(fail("proc", format!("bind {}", p.display())))?;
-        remount_one(&target, true, MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)?;
+        lock_mount(&target, PROC_RO, false)?;
     }
+    // One read-only empty tmpfs masks the first directory and one read-only
+    // /dev/null bind the first file; every further mask is a bind of those,
+    // which inherits their flags (checked).
+    let mut dir_mask: Option<PathBuf> = None;
+    let mut file_mask: Option<PathBuf> = None;
     for p in &plan.masked {
         let target = inside(p);
         let Ok(meta) = std::fs::symlink_metadata(&target) else {
             continue;
         };
-        if meta.is_dir() {
-            mount(
-                Some("tmpfs"),
-                &target,
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-                Some("size=0,mode=0555"),
-            )
-            .map_err(fail("proc", format!("mask {}", p.display())))?;
+        let what = || format!("mask {}", p.display());
+        let (first, attrs) = if meta.is_dir() {
+            (&mut dir_mask, PROC_RO)
         } else {
-            mount(
-                Some(&host(Path::new("/dev/null"))),
-                &target,
-                none,
-                MsFlags::MS_BIND,
-                none,
-            )
-            .map_err(fail("proc", format!("mask {}", p.display())))?;
-            remount_one(&target, true, MsFlags::MS_NOEXEC)?;
+            (&mut file_mask, MASK_FILE)
+        };
+        match first {
+            Some(source) => {
+                mount(
+                    Some(source.as_path()),
+                    &target,
+                    none,
+                    MsFlags::MS_BIND,
+                    none,
+                )
+                .map_err(fail("proc", what()))?;
+                verify_flags(&target, attrs)?;
+            }
+            None if meta.is_dir() => {
+                mount(
+                    Some("tmpfs"),
+                    &target,
+                    Some("tmpfs"),
+                    MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC,
+                    Some("size=0,mode=0555"),
+                )
+                .map_err(fail("proc", what()))?;
+                verify_flags(&target, attrs)?;
+                *first = Some(target);
+            }
+            None => {
+                mount(
+                    Some(&inside(Path::new("/dev/null"))),
+                    &target,
+                    none,
+                    MsFlags::MS_BIND,
+                    none,
+                )
+                .map_err(fail("proc", what()))?;
+                lock_mount(&target, attrs, false)?;
+                *first = Some(target);
+            }
         }
     }
     Ok(())
@@ -799,9 +911,10 @@ fn verify_cwd(workdir: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Drops every capability: bounding set, ambient, then effective, permitted
-/// and inheritable, with securebits locked so uid 0 cannot regain any.
-fn drop_capabilities(cap_last: u32) -> Result<(), Failure> {
+/// Empties the bounding set, by number up to the kernel's last capability
+/// (the caps crate only knows the capabilities of its release), with
+/// securebits locked so uid 0 cannot regain any. Inherited by children.
+fn drop_bounding_set(cap_last: u32) -> Result<(), Failure> {
     sys::lock_securebits().map_err(fail("capabilities", "lock securebits"))?;
     for cap in 0..=cap_last {
         sys::capbset_drop(cap).map_err(fail(
@@ -809,9 +922,12 @@ fn drop_capabilities(cap_last: u32) -> Result<(), Failure> {
             format!("drop {cap} from the bounding set"),
         ))?;
     }
-    // Bounding above by number up to the kernel's last capability (the caps
-    // crate only knows the capabilities of its release); the other sets
-    // through caps. Effective goes before permitted (it must stay a subset).
+    Ok(())
+}
+
+/// Clears the ambient, inheritable, effective and permitted sets (effective
+/// before permitted: it must stay a subset).
+fn clear_capability_sets() -> Result<(), Failure> {
     for set in [
         caps::CapSet::Ambient,
         caps::CapSet::Inheritable,
@@ -823,20 +939,26 @@ fn drop_capabilities(cap_last: u32) -> Result<(), Failure> {
     Ok(())
 }
 
-fn verify_no_capabilities() -> Result<(), Failure> {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .map_err(fail("capabilities", "read /proc/self/status"))?;
-    for key in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
-        let value = status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(str::trim)
-            .unwrap_or("missing");
-        if value.chars().any(|c| c != '0') || value.is_empty() {
-            return Err(Failure {
-                stage: "capabilities",
-                message: format!("{key} is {value} after dropping every capability"),
-            });
+/// Checks with the kernel that every set is empty: effective, permitted and
+/// inheritable (`capget`), bounding and ambient (one `prctl` per
+/// capability, up to the kernel's last).
+fn verify_no_capabilities(cap_last: u32) -> Result<(), Failure> {
+    let left = |what: &str, detail: String| Failure {
+        stage: "capabilities",
+        message: format!("the {what} set is not empty after dropping every capability ({detail})"),
+    };
+    let sets = sys::capget().map_err(fail("capabilities", "read the capability sets"))?;
+    for (what, bits) in ["effective", "permitted", "inheritable"].iter().zip(sets) {
+        if bits != 0 {
+            return Err(left(what, format!("{bits:#x}")));
+        }
+    }
+    for cap in 0..=cap_last {
+        if sys::capbset_read(cap).map_err(fail("capabilities", "read the bounding set"))? {
+            return Err(left("bounding", format!("capability {cap}")));
+        }
+        if sys::ambient_is_set(cap).map_err(fail("capabilities", "read the ambient set"))? {
+            return Err(left("ambient", format!("capability {cap}")));
         }
     }
     Ok(())
@@ -883,6 +1005,7 @@ fn exec_command(plan: &Plan) -> ! {
         Ok(p) => p,
         Err(f) => exec_fail(f, 127),
     };
+    stamp(plan, "command: ready to exec");
     // Seccomp last: after this only execve (and the failure report) run.
     for prog in &plan.programs {
         if let Err(e) = sys::seccomp_install(prog) {
@@ -911,6 +1034,8 @@ fn exec_command(plan: &Plan) -> ! {
 }
 
 fn prepare_exec(plan: &Plan) -> Result<(), Failure> {
+    stamp(plan, "command: forked");
+    join_cgroup(plan)?;
     nix::unistd::setsid().map_err(fail("exec", "start a new session"))?;
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(fail("exec", "set the parent-death signal"))?;
@@ -932,13 +1057,17 @@ fn prepare_exec(plan: &Plan) -> Result<(), Failure> {
     // close-on-exec and disappears at exec.
     close_all_but(plan.report_fd);
     sys::set_cloexec(plan.report_fd).map_err(fail("exec", "mark the report pipe close-on-exec"))?;
+    stamp(plan, "command: streams, fds closed");
     for rl in &plan.rlimits {
         apply_rlimit(rl)?;
     }
     sys::umask(0o022);
     nix::sys::prctl::set_no_new_privs().map_err(fail("exec", "set no_new_privs"))?;
-    drop_capabilities(plan.cap_last)?;
-    verify_no_capabilities()?;
+    // (the bounding set was emptied by the init before the fork)
+    clear_capability_sets()?;
+    stamp(plan, "command: rlimits, no_new_privs, capabilities dropped");
+    verify_no_capabilities(plan.cap_last)?;
+    stamp(plan, "command: capabilities verified");
     Ok(())
 }
 

@@ -9,14 +9,17 @@
 
 pub mod cgroup;
 mod child;
+mod derive;
 pub mod facts;
 pub mod mountinfo;
+mod precomputed;
 pub mod probe;
 pub mod profile;
 mod run;
 pub mod seccomp;
 pub mod spec;
 mod sys;
+pub mod trace;
 
 pub use facts::IsolationFacts;
 pub use profile::{Profile, ProfileError};

@@ -6,11 +6,11 @@
 //! `/proc` path is refused with the reason. Its identity is the sha256 of its
 //! canonical JSON ([`Profile::digest`]), which goes into provenance.
 
+use crate::derive::{self, SpecError};
+use crate::precomputed;
 use crate::seccomp::{PolicyError, SeccompPolicy};
 use crate::spec::{LimitKind, MilliCpus};
 use oci_spec::runtime::{LinuxNamespaceType, PosixRlimitType, Spec};
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
@@ -61,7 +61,7 @@ pub const ANNOTATION_IMAGE: &str = "org.cloister.image";
 /// Annotation carrying the profile's name.
 pub const ANNOTATION_NAME: &str = "org.cloister.profile";
 
-const EMBEDDED: &[(&str, &str)] = &[
+pub(crate) const EMBEDDED: &[(&str, &str)] = &[
     (
         "default",
         include_str!("../../../sandbox-profiles/default.json"),
@@ -225,20 +225,19 @@ impl Profile {
         json: &str,
         dir: Option<&Path>,
     ) -> Result<Profile, ProfileError> {
-        let raw: Value =
-            serde_json::from_str(json).map_err(|e| ProfileError::Parse(e.to_string()))?;
-        let spec: Spec =
-            serde_json::from_value(raw.clone()).map_err(|e| ProfileError::Parse(e.to_string()))?;
-        let reserialized =
-            serde_json::to_value(&spec).map_err(|e| ProfileError::Parse(e.to_string()))?;
-        if let Some(field) = unknown_field(&raw, &reserialized, "") {
-            return Err(ProfileError::UnknownField(field));
-        }
-        let canonical = canonical_json(&reserialized);
-        let digest = format!(
-            "sha256:{}",
-            hex::encode(Sha256::digest(canonical.as_bytes()))
-        );
+        // A built-in profile's text (the same bytes) has its digest, and its
+        // unknown-field check, from the build (`precomputed`); the checks
+        // below run either way.
+        let (spec, digest): (Spec, String) = match precomputed::profile(json) {
+            Some(p) => (
+                serde_json::from_str(json).map_err(|e| ProfileError::Parse(e.to_string()))?,
+                p.digest.to_string(),
+            ),
+            None => derive::parse_spec(json).map_err(|e| match e {
+                SpecError::Parse(m) => ProfileError::Parse(m),
+                SpecError::UnknownField(f) => ProfileError::UnknownField(f),
+            })?,
+        };
         let annotations = spec.annotations().clone().unwrap_or_default();
         let name = annotations
             .get(ANNOTATION_NAME)
@@ -735,79 +734,6 @@ fn rlimit_resource(t: PosixRlimitType) -> u32 {
         R::RlimitRtprio => libc::RLIMIT_RTPRIO,
         R::RlimitRttime => libc::RLIMIT_RTTIME,
     }) as u32
-}
-
-/// The first key present in `raw` but dropped by parsing (a typo or a field
-/// this version of the runtime spec does not have), as a dotted path.
-fn unknown_field(raw: &Value, parsed: &Value, path: &str) -> Option<String> {
-    match (raw, parsed) {
-        (Value::Object(r), Value::Object(p)) => {
-            let mut keys: Vec<&String> = r.keys().collect();
-            keys.sort();
-            for k in keys {
-                let sub = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                match p.get(k) {
-                    None if r[k].is_null() => {}
-                    None => return Some(sub),
-                    Some(pv) => {
-                        if let Some(f) = unknown_field(&r[k], pv, &sub) {
-                            return Some(f);
-                        }
-                    }
-                }
-            }
-            None
-        }
-        (Value::Array(r), Value::Array(p)) => r
-            .iter()
-            .zip(p)
-            .enumerate()
-            .find_map(|(i, (rv, pv))| unknown_field(rv, pv, &format!("{path}[{i}]"))),
-        _ => None,
-    }
-}
-
-/// Canonical JSON: object keys sorted bytewise, no insignificant whitespace.
-/// (Sorting is done here rather than relying on serde_json's map order, which
-/// a feature elsewhere in the build could change.)
-pub(crate) fn canonical_json(v: &Value) -> String {
-    let mut out = Vec::with_capacity(4096);
-    write_canonical(v, &mut out);
-    String::from_utf8(out).expect("serde_json writes UTF-8")
-}
-
-fn write_canonical(v: &Value, out: &mut Vec<u8>) {
-    match v {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                serde_json::to_writer(&mut *out, k).expect("writing to a Vec cannot fail");
-                out.push(b':');
-                write_canonical(v, out);
-            }
-            out.push(b'}');
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(b']');
-        }
-        other => serde_json::to_writer(&mut *out, other).expect("writing to a Vec cannot fail"),
-    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::profile::{MountEntry, is_clean_absolute};
 use crate::spec::{LimitKind, SandboxSpec, Stdio};
 use crate::sys::{self, Forked};
 use std::ffi::CString;
-use std::io::Read;
+use std::io::Read as _;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
@@ -101,13 +101,9 @@ impl Outcome {
 }
 
 fn thread_count() -> Result<usize, SandboxError> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").map_err(io("read /proc/self/status"))?;
-    Ok(status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0))
+    sys::thread_count()
+        .map(|n| n as usize)
+        .map_err(io("count this process's threads (/proc/self/task)"))
 }
 
 /// Host paths whose contents are kernel interfaces; never bind sources.
@@ -232,6 +228,7 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
             });
         }
     }
+    child::order_mounts(&mut mounts);
     // Any /etc entry in the image (a directory or a link) is the image's own;
     // it is never written to.
     let image_has_etc = rootfs
@@ -277,11 +274,7 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
         .iter()
         .map(|a| cstring(a, "command"))
         .collect::<Result<Vec<_>, _>>()?;
-    let cap_last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .map_err(io("read /proc/sys/kernel/cap_last_cap"))?
-        .trim()
-        .parse()
-        .map_err(|_| SandboxError::Spec("unreadable cap_last_cap".into()))?;
+    let cap_last = sys::cap_last_cap().map_err(io("find the kernel's last capability"))?;
     Ok(Plan {
         mounts,
         rootfs,
@@ -303,6 +296,7 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
         gid,
         cgroup_tasks: Vec::new(),
         cap_last,
+        trace: crate::trace::enabled(),
     })
 }
 
@@ -389,6 +383,8 @@ fn catch_termination_signals() -> Result<(), SandboxError> {
 /// Runs `spec` in a fresh sandbox. Must be called from a single-threaded
 /// process (it forks); returns when every process of the run is gone.
 pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
+    crate::trace::mark("runner: run() entered");
+    reap_released();
     let threads = thread_count()?;
     if threads != 1 {
         return Err(SandboxError::Threads(threads));
@@ -398,6 +394,7 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
     let isolation = IsolationFacts::for_spec(spec);
     let limits = spec.effective_limits();
     let mut plan = plan(spec, uid, gid)?;
+    crate::trace::mark("runner: plan");
 
     // Standard streams.
     let mut keep: Vec<OwnedFd> = Vec::new();
@@ -422,6 +419,7 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         };
     }
     let (cgroup, unapplied_limits) = setup_cgroup(spec, &limits)?;
+    crate::trace::mark("runner: cgroup created");
     let cleanup = |cg: &Option<Cgroup>| {
         if let Some(cg) = cg {
             cg.remove();
@@ -470,6 +468,7 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS;
+    crate::trace::mark("runner: ready to clone");
     let start = Instant::now();
     let pid = match sys::clone_fork(flags) {
         Ok(Forked::Child) => {
@@ -486,6 +485,7 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
             });
         }
     };
+    crate::trace::mark("runner: clone returned");
     drop(go_r);
     drop(report_w);
     drop(keep);
@@ -525,10 +525,22 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
     }
     let pidfd = pidfd.expect("pidfd present when release succeeded");
 
-    // Wait for the init, with the timeout and termination signals.
+    // Wait for the init, with the timeout and termination signals, reading
+    // its report as it comes. Its final status line (`S`) is written once
+    // the command and everything it started are dead and reaped; if the init
+    // is not in the run's cgroup (cgroup v1, where the command's process
+    // joins it, or no cgroup) that is the end of the run: the init has
+    // nothing left to do but exit, and its exit (tearing down the
+    // namespaces) is not waited for. Otherwise (cgroup v2) the run ends when
+    // the init is gone.
+    let release_on_status = !runner_attaches;
     let deadline = limits.timeout.map(|t| start + t);
     let mut timed_out = false;
     let mut interrupted = 0;
+    let mut report = std::fs::File::from(report_r);
+    let mut text: Vec<u8> = Vec::new();
+    let mut report_open = true;
+    let mut released = false;
     loop {
         let sig = INTERRUPTED.load(Ordering::SeqCst);
         if sig != 0 {
@@ -544,7 +556,23 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
             }
             slice = slice.min(d - now);
         }
-        if sys::poll_readable(pidfd.as_raw_fd(), slice).unwrap_or(false) {
+        let report_fd = if report_open { report.as_raw_fd() } else { -1 };
+        let (exited, readable) =
+            sys::poll_two(pidfd.as_raw_fd(), report_fd, slice).unwrap_or((false, false));
+        if readable {
+            let mut buf = [0u8; 4096];
+            match nix::unistd::read(&report, &mut buf) {
+                Ok(0) => report_open = false,
+                Ok(n) => text.extend_from_slice(&buf[..n]),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => report_open = false,
+            }
+            if release_on_status && has_status_line(&text) {
+                released = true;
+                break;
+            }
+        }
+        if exited {
             break;
         }
     }
@@ -554,20 +582,52 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         }
         let _ = sys::kill(pid, libc::SIGKILL);
     }
-    let wait = loop {
-        match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            other => break other,
+    let wait = if released {
+        // Reaped now if it is already gone, else later (`reap_released`).
+        if !sys::try_reap(pid) {
+            if let Ok(mut pending) = RELEASED.lock() {
+                pending.push(pid);
+            }
         }
+        None
+    } else {
+        Some(loop {
+            match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other,
+            }
+        })
     };
     let wall = start.elapsed();
+    crate::trace::mark(if released {
+        "runner: command's processes gone (init exiting)"
+    } else {
+        "runner: init reaped"
+    });
     // Held open until now: the init takes a closed pipe to mean the runner died.
     drop(go_w);
-    let mut text = String::new();
-    let _ = std::fs::File::from(report_r).read_to_string(&mut text);
+    if !released {
+        let _ = report.read_to_end(&mut text);
+    }
+    let text = String::from_utf8_lossy(&text).into_owned();
 
-    let usage = sys::children_rusage();
-    let rusage_cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    // CPU time and peak memory as the init measured them (every process of
+    // the run, reaped by it), else this process's reaped children (the init,
+    // and what it reaped, when it died before reporting).
+    let reported_usage = text.lines().find_map(|l| {
+        let mut p = l.split('\t');
+        (p.next() == Some("U")).then_some(())?;
+        let cpu_us: u64 = p.next()?.parse().ok()?;
+        let maxrss_kb: u64 = p.next()?.parse().ok()?;
+        Some((Duration::from_micros(cpu_us), maxrss_kb))
+    });
+    let (rusage_cpu, maxrss_kb) = reported_usage.unwrap_or_else(|| {
+        let usage = sys::rusage(true);
+        (
+            tv(usage.ru_utime) + tv(usage.ru_stime),
+            usage.ru_maxrss.max(0) as u64,
+        )
+    });
     let cpu = cgroup
         .as_ref()
         .and_then(Cgroup::cpu_time)
@@ -575,7 +635,7 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
     let peak_memory_bytes = cgroup
         .as_ref()
         .and_then(Cgroup::peak_memory)
-        .or(Some(usage.ru_maxrss.max(0) as u64 * 1024));
+        .or(Some(maxrss_kb * 1024));
     let limit_hit = if timed_out {
         Some(LimitKind::Timeout)
     } else if cgroup.as_ref().is_some_and(Cgroup::oom_killed) {
@@ -586,6 +646,7 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         None
     };
     cleanup(&cgroup);
+    crate::trace::mark("runner: measured, cgroup removed");
     if interrupted != 0 {
         return Err(SandboxError::Interrupted(interrupted));
     }
@@ -601,6 +662,11 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
             (Some("S"), Some(kind), Some(n)) => {
                 if let Ok(n) = n.parse() {
                     status = Some((kind == "signal", n));
+                }
+            }
+            (Some("T"), Some(stage), Some(ns)) if plan.trace => {
+                if let Ok(ns) = ns.parse() {
+                    crate::trace::record(stage.to_string(), ns);
                 }
             }
             _ => {}
@@ -626,7 +692,9 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
             // The init died without reporting: killed by the OOM killer (v2
             // memory.oom.group) or by someone else.
             match wait {
-                Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) if limit_hit.is_some() => {
+                Some(Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)))
+                    if limit_hit.is_some() =>
+                {
                     (None, Some(sig as i32))
                 }
                 other => {
@@ -648,6 +716,25 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         unapplied_limits,
         isolation,
     })
+}
+
+/// Whether the report holds the init's final status line.
+fn has_status_line(text: &[u8]) -> bool {
+    text.split(|b| *b == b'\n')
+        .rev()
+        .skip(1) // the part after the last newline is not a whole line yet
+        .any(|l| l.starts_with(b"S\t"))
+}
+
+/// Inits of released runs (see `run`) not reaped yet: their exit tears the
+/// namespaces down after the run returned. Reaped without waiting at the
+/// next run, so a long-lived caller collects no zombies.
+static RELEASED: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
+
+fn reap_released() {
+    if let Ok(mut pending) = RELEASED.lock() {
+        pending.retain(|pid| !sys::try_reap(*pid));
+    }
 }
 
 fn tv(t: libc::timeval) -> Duration {

@@ -10,13 +10,13 @@
 //! it denies every x32-ABI call (numbers with bit 30 set), which would
 //! otherwise reach the same kernel entry points under different numbers.
 
-use crate::profile::{canonical_json, search_dirs};
+use crate::derive::{self, PolicyTextError};
+use crate::precomputed;
+use crate::profile::search_dirs;
 use seccompiler::{BpfProgram, TargetArch, sock_filter};
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-const EMBEDDED: &[(&str, &str)] = &[(
+pub(crate) const EMBEDDED: &[(&str, &str)] = &[(
     "default",
     include_str!("../../../sandbox-profiles/seccomp/default.json"),
 )];
@@ -110,26 +110,32 @@ impl SeccompPolicy {
         }
     }
 
-    /// Parses, compiles and checks a policy.
+    /// Parses, compiles and checks a policy. A built-in policy's text (the
+    /// same bytes) takes the digest and programs the build derived from it
+    /// (`precomputed`); the compiled filters are evaluated against every
+    /// promised denial either way.
     pub fn parse(name: &str, json: &str) -> Result<SeccompPolicy, PolicyError> {
-        let value: Value =
-            serde_json::from_str(json).map_err(|e| PolicyError::Json(e.to_string()))?;
-        let digest = format!(
-            "sha256:{}",
-            hex::encode(Sha256::digest(canonical_json(&value).as_bytes()))
-        );
-        check_rule_shapes(&value)?;
-        let arch = target_arch()?;
-        let map = seccompiler::compile_from_json(json.as_bytes(), arch)
-            .map_err(|e| PolicyError::Compile(e.to_string()))?;
-        // Install order is fixed (sorted by filter name) so that the same file
-        // always yields the same filter stack.
-        let mut names: Vec<&String> = map.keys().collect();
-        names.sort();
-        let mut programs: Vec<BpfProgram> = names.into_iter().map(|n| map[n].clone()).collect();
+        let (digest, mut programs) = match precomputed::policy(json) {
+            Some(p) => (
+                p.digest.to_string(),
+                p.programs.iter().map(|prog| prog.to_vec()).collect(),
+            ),
+            None => derive::compile_policy(json, target_arch()?).map_err(PolicyError::from)?,
+        };
         if let Some(guard) = x32_guard() {
             programs.push(guard);
         }
+        Self::checked(name, digest, programs)
+    }
+
+    /// The policy with these programs, if they deny every promised call and
+    /// allow what every build needs (both paths of [`SeccompPolicy::parse`]
+    /// end here).
+    fn checked(
+        name: &str,
+        digest: String,
+        programs: Vec<BpfProgram>,
+    ) -> Result<SeccompPolicy, PolicyError> {
         let policy = SeccompPolicy {
             name: name.to_string(),
             digest,
@@ -186,41 +192,16 @@ impl SeccompPolicy {
     }
 }
 
-/// Refuses a filter that gives one syscall both an unconditional rule and
-/// rules with argument conditions: seccompiler compiles that to the argument
-/// rules alone, which would silently narrow the denial.
-fn check_rule_shapes(value: &Value) -> Result<(), PolicyError> {
-    let Some(filters) = value.as_object() else {
-        return Err(PolicyError::Json(
-            "top level must be an object of filters".into(),
-        ));
-    };
-    for (filter, body) in filters {
-        let rules = body
-            .get("filter")
-            .and_then(Value::as_array)
-            .ok_or_else(|| PolicyError::Json(format!("filter {filter:?} has no rule list")))?;
-        let mut plain = std::collections::BTreeSet::new();
-        let mut conditional = std::collections::BTreeSet::new();
-        for rule in rules {
-            let name = rule
-                .get("syscall")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if rule.get("args").is_some_and(|a| !a.is_null()) {
-                conditional.insert(name.to_string());
-            } else {
-                plain.insert(name.to_string());
+impl From<PolicyTextError> for PolicyError {
+    fn from(e: PolicyTextError) -> PolicyError {
+        match e {
+            PolicyTextError::Json(m) => PolicyError::Json(m),
+            PolicyTextError::MixedRules { filter, syscall } => {
+                PolicyError::MixedRules { filter, syscall }
             }
-        }
-        if let Some(syscall) = plain.intersection(&conditional).next() {
-            return Err(PolicyError::MixedRules {
-                filter: filter.clone(),
-                syscall: syscall.clone(),
-            });
+            PolicyTextError::Compile(m) => PolicyError::Compile(m),
         }
     }
-    Ok(())
 }
 
 const SECCOMP_RET_ACTION_FULL: u32 = 0xffff_0000;
@@ -591,6 +572,7 @@ pub(crate) mod tests_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn default_policy() -> SeccompPolicy {
         SeccompPolicy::load("default").expect("default policy loads")
@@ -674,6 +656,16 @@ mod tests {
         let b = SeccompPolicy::parse("b", &v.to_string()).unwrap();
         assert_eq!(a.digest(), b.digest());
         assert!(a.digest().starts_with("sha256:") && a.digest().len() == 71);
+    }
+
+    #[test]
+    fn programs_are_checked_however_they_were_obtained() {
+        // what a precomputed entry goes through: no filter at all is refused
+        let err = SeccompPolicy::checked("empty", "sha256:x".into(), vec![]).unwrap_err();
+        assert!(matches!(err, PolicyError::Allows(_)), "{err}");
+        let p = default_policy();
+        let ok = SeccompPolicy::checked("again", p.digest().into(), p.programs().to_vec());
+        assert!(ok.is_ok());
     }
 
     #[test]

@@ -40,11 +40,6 @@ pub(crate) fn clone_fork(flags: libc::c_int) -> io::Result<Forked> {
     }
 }
 
-/// Plain fork(2), for the sandbox init forking the command.
-pub(crate) fn fork() -> io::Result<Forked> {
-    clone_fork(0)
-}
-
 /// `pidfd_open(pid, 0)`: a pollable handle that becomes readable when the
 /// child exits.
 pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
@@ -146,13 +141,59 @@ pub(crate) fn execve(
     io::Error::last_os_error()
 }
 
-/// Resource usage of waited-for children of this process.
-pub(crate) fn children_rusage() -> libc::rusage {
+/// Resource usage of the waited-for children of this process (`children`)
+/// or of the process itself.
+pub(crate) fn rusage(children: bool) -> libc::rusage {
+    let who = if children {
+        libc::RUSAGE_CHILDREN
+    } else {
+        libc::RUSAGE_SELF
+    };
     // SAFETY: rusage is a plain C struct; all-zero is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes into the valid, writable struct.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    unsafe { libc::getrusage(who, &mut usage) };
     usage
+}
+
+/// Waits up to `timeout` for either fd to become readable (or hang up);
+/// `(false, false)` on timeout or interruption by a signal.
+pub(crate) fn poll_two(
+    a: RawFd,
+    b: RawFd,
+    timeout: std::time::Duration,
+) -> io::Result<(bool, bool)> {
+    let mut pfds = [
+        libc::pollfd {
+            fd: a,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: b,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: poll reads and writes exactly the two valid pollfds.
+    let ret = unsafe { libc::poll(pfds.as_mut_ptr(), 2, ms) };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EINTR) {
+            return Ok((false, false));
+        }
+        return Err(err);
+    }
+    Ok((pfds[0].revents != 0, pfds[1].revents != 0))
+}
+
+/// `waitpid(pid, WNOHANG)`: whether `pid` has exited and was reaped now.
+pub(crate) fn try_reap(pid: libc::pid_t) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid writes one int into `status`.
+    let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    ret == pid
 }
 
 /// Drops `cap` from the bounding set (`PR_CAPBSET_DROP`).
@@ -256,27 +297,6 @@ pub(crate) fn setrlimit(resource: i32, soft: u64, hard: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Waits up to `timeout` for `fd` to become readable; `Ok(false)` on timeout
-/// or interruption by a signal.
-pub(crate) fn poll_readable(fd: RawFd, timeout: std::time::Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    // SAFETY: poll reads and writes exactly one valid pollfd.
-    let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
-    if ret < 0 {
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EINTR) {
-            return Ok(false);
-        }
-        return Err(err);
-    }
-    Ok(ret > 0)
-}
-
 /// Restores the default disposition of `sig` (the sandbox init must not keep
 /// the runner's handlers: a pid-namespace init only receives signals it
 /// handles, so with the defaults the build cannot signal it at all).
@@ -298,4 +318,269 @@ pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> io::Result<RawFd> {
         return Err(io::Error::last_os_error());
     }
     Ok(ret)
+}
+
+/// `MOUNT_ATTR_*` bits of `mount_setattr(2)` (uapi `linux/mount.h`).
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub(crate) const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+/// `struct mount_attr` (uapi `linux/mount.h`, size version 0).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `mount_setattr(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW [| AT_RECURSIVE], {attr_set})`:
+/// adds the `MOUNT_ATTR_*` bits in `set` to the mount at `path` (and, when
+/// `recursive`, to every mount below it, all or none), clearing nothing. Unlike
+/// a `MS_REMOUNT|MS_BIND` remount it leaves every other flag alone, so locked
+/// flags (atime) of mounts inherited from the host need no special care.
+pub(crate) fn mount_setattr(path: &std::path::Path, set: u64, recursive: bool) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let mut flags = libc::AT_SYMLINK_NOFOLLOW as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: the path is a NUL-terminated string and `attr` a valid
+    // mount_attr of the size passed; the kernel only reads both.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Starts `child` in a new process that shares this process's memory, on a
+/// stack of its own, and suspends this process until the child has exec'd
+/// or exited (`clone(CLONE_VM | CLONE_VFORK)`, the way `posix_spawn` starts
+/// a process): no page tables are copied and nothing is faulted in again,
+/// which a fork of the sandbox init would cost. `child` must end in
+/// `execve` or `_exit` (it cannot return: `Infallible`); it may allocate (this process is
+/// suspended and single-threaded, so the shared heap sees one user at a
+/// time) and must leave this process's state alone otherwise (it runs in
+/// the same memory).
+pub(crate) fn vfork_exec(
+    child: &mut dyn FnMut() -> std::convert::Infallible,
+) -> io::Result<libc::pid_t> {
+    const STACK: usize = 1 << 20;
+    const GUARD: usize = 1 << 12;
+    // (the call below never returns, so its result is unreachable)
+    #[allow(unreachable_code)]
+    extern "C" fn trampoline(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` is the `&mut &mut dyn FnMut` passed to clone
+        // below, alive until the child has exec'd or exited (the parent is
+        // suspended until then).
+        let f = unsafe { &mut *(arg as *mut &mut dyn FnMut() -> std::convert::Infallible) };
+        match f() {}
+    }
+    // SAFETY: an anonymous private mapping; no memory is aliased.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            STACK + GUARD,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // A guard page below the stack: an overflow faults instead of writing
+    // into whatever lies below.
+    // SAFETY: the first page of the mapping just made.
+    if unsafe { libc::mprotect(base, GUARD, libc::PROT_NONE) } != 0 {
+        let err = io::Error::last_os_error();
+        // SAFETY: unmapping the mapping made above, used by nothing.
+        unsafe { libc::munmap(base, STACK + GUARD) };
+        return Err(err);
+    }
+    let mut f: &mut dyn FnMut() -> std::convert::Infallible = child;
+    // SAFETY: the stack top is the end of the mapping (page-aligned, so
+    // 16-byte aligned as the ABI wants); the child runs `trampoline` on it
+    // with a pointer to `f`, which outlives it (CLONE_VFORK: clone returns
+    // only once the child has exec'd or exited). The caller is
+    // single-threaded (checked by `run`), so no lock is held by another
+    // thread the child could need.
+    let pid = unsafe {
+        libc::clone(
+            trampoline,
+            (base as *mut u8).add(STACK + GUARD) as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &mut f as *mut &mut dyn FnMut() -> std::convert::Infallible as *mut libc::c_void,
+        )
+    };
+    let err = io::Error::last_os_error();
+    // SAFETY: the child no longer runs on this stack (it exec'd or exited).
+    unsafe { libc::munmap(base, STACK + GUARD) };
+    if pid < 0 {
+        return Err(err);
+    }
+    Ok(pid)
+}
+
+/// `PR_CAPBSET_READ`: whether `cap` is in the bounding set; `EINVAL` when the
+/// kernel has no capability `cap`.
+pub(crate) fn capbset_read(cap: u32) -> io::Result<bool> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret == 1)
+}
+
+/// `PR_CAP_AMBIENT_IS_SET`: whether `cap` is in the ambient set.
+pub(crate) fn ambient_is_set(cap: u32) -> io::Result<bool> {
+    // SAFETY: prctl with integer arguments only.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_IS_SET as libc::c_ulong,
+            cap as libc::c_ulong,
+            0,
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret == 1)
+}
+
+/// The calling thread's effective, permitted and inheritable sets
+/// (`capget`, version 3: 64 bits each).
+pub(crate) fn capget() -> io::Result<[u64; 3]> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget reads the header and writes two Data structs (version
+    // 3), both valid and writable for the call.
+    let ret = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let join = |lo: u32, hi: u32| u64::from(lo) | (u64::from(hi) << 32);
+    Ok([
+        join(data[0].effective, data[1].effective),
+        join(data[0].permitted, data[1].permitted),
+        join(data[0].inheritable, data[1].inheritable),
+    ])
+}
+
+/// The kernel's highest capability number (what
+/// `/proc/sys/kernel/cap_last_cap` says), found by asking `PR_CAPBSET_READ`,
+/// which refuses numbers above it: a few system calls instead of opening a
+/// sysctl file.
+pub(crate) fn cap_last_cap() -> io::Result<u32> {
+    if capbset_read(0).is_err() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let (mut lo, mut hi) = (0u32, 64u32); // lo valid, hi invalid
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        match capbset_read(mid) {
+            Ok(_) => lo = mid,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => hi = mid,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(lo)
+}
+
+/// Number of threads of this process: `/proc/self/task` has two links plus
+/// one per thread (one `stat`, nothing to read or parse).
+pub(crate) fn thread_count() -> io::Result<u64> {
+    let st = nix::sys::stat::stat("/proc/self/task").map_err(io::Error::from)?;
+    Ok((st.st_nlink as u64).saturating_sub(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_last_cap_agrees_with_the_sysctl() {
+        let want: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(cap_last_cap().unwrap(), want);
+        assert!(capbset_read(want).is_ok());
+        let err = capbset_read(want + 1).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    }
+
+    #[test]
+    fn thread_count_agrees_with_proc_status() {
+        // The test harness starts and ends threads meanwhile: agree once.
+        let from_status = || -> u64 {
+            std::fs::read_to_string("/proc/self/status")
+                .unwrap()
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let agreed = (0..100).any(|_| {
+            let a = from_status();
+            let b = thread_count().unwrap();
+            a == b && from_status() == b
+        });
+        assert!(agreed);
+        assert!(thread_count().unwrap() >= 1);
+    }
+
+    #[test]
+    fn capget_reads_this_process_sets() {
+        let [eff, prm, _inh] = capget().unwrap();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let field = |k: &str| {
+            let v = status.lines().find_map(|l| l.strip_prefix(k)).unwrap();
+            u64::from_str_radix(v.trim(), 16).unwrap()
+        };
+        assert_eq!(eff, field("CapEff:"));
+        assert_eq!(prm, field("CapPrm:"));
+    }
 }

@@ -192,11 +192,23 @@ fn fail(args: &RunArgs, code: i32, message: &str, facts: Option<&IsolationFacts>
 }
 
 pub fn exec(args: Args) -> ExitCode {
-    let args = *args.inner;
+    cloister_sandbox::trace::mark("cli: arguments parsed");
+    let code = exec_inner(*args.inner);
+    if cloister_sandbox::trace::enabled() {
+        cloister_sandbox::trace::mark("cli: done");
+        for (stage, since, step) in cloister_sandbox::trace::report() {
+            eprintln!("cloister-runner: trace {since:8.3} ms (+{step:6.3}) {stage}");
+        }
+    }
+    code
+}
+
+fn exec_inner(args: RunArgs) -> ExitCode {
     let profile = match Profile::load(&args.profile) {
         Ok(p) => p,
         Err(e) => return fail(&args, 125, &format!("profile {}: {e}", args.profile), None),
     };
+    cloister_sandbox::trace::mark("cli: profile loaded");
     let profile_image = profile.image().map(str::to_owned);
     let mut spec = SandboxSpec::new(args.command.clone(), profile);
     spec.ro_binds = args.ro_bind.clone();

@@ -6,6 +6,11 @@
 //! Subcommands:
 //! - `suite [--tcp ADDR]... [--abstract NAME] [--host-file PATH] [--ro PATH]...
 //!   [--host-pid PID]`: every property check, one JSON object `{"checks": [...]}`
+//! - `mounts [--ro PATH]... [--rw PATH]...`: for each `--ro` path, that it
+//!   is unwritable (EROFS), its topmost mount is `ro` in mountinfo and it can
+//!   be neither remounted writable nor detached; for each `--rw` path, that a
+//!   file can be created there and its topmost mount is `rw`
+//!   (`{"checks": [{"name", "ok", "detail"}]}`)
 //! - `syscalls`: each denied system call made with invalid arguments, with
 //!   the errno it got (`{"syscalls": [...]}`)
 //! - `alloc MIB`: allocate and touch memory
@@ -358,6 +363,77 @@ fn syscall_results() -> Vec<(String, i32, i32)> {
         .collect()
 }
 
+/// The per-mount options (`ro,nosuid,...`) of the topmost mount at `path`
+/// (the last mountinfo line with that mount point).
+fn mount_options(mountinfo: &str, path: &str) -> Option<String> {
+    mountinfo
+        .lines()
+        .rfind(|l| l.split(' ').nth(4) == Some(path))
+        .and_then(|l| l.split(' ').nth(5))
+        .map(str::to_string)
+}
+
+fn mounts(args: &[String]) -> Vec<Value> {
+    let ok =
+        |name: String, ok: bool, detail: String| json!({"name": name, "ok": ok, "detail": detail});
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let p = it.next().unwrap_or_else(|| panic!("{flag} needs a path"));
+        let opts = mount_options(&info, p).unwrap_or_else(|| "not a mount point".into());
+        let first = opts.split(',').next().unwrap_or("").to_string();
+        let file = Path::new(p).join(".cloister-probe-write");
+        let wrote = std::fs::write(&file, b"x");
+        let _ = std::fs::remove_file(&file);
+        match flag.as_str() {
+            "--ro" => {
+                out.push(ok(
+                    format!("read-only {p}"),
+                    matches!(&wrote, Err(e) if e.raw_os_error() == Some(libc::EROFS)),
+                    match &wrote {
+                        Ok(()) => "wrote".into(),
+                        Err(e) => errno_of(e),
+                    },
+                ));
+                out.push(ok(format!("mounted ro {p}"), first == "ro", opts.clone()));
+                let none: Option<&str> = None;
+                let r = nix::mount::mount(
+                    none,
+                    p.as_str(),
+                    none,
+                    nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_BIND,
+                    none,
+                );
+                out.push(ok(
+                    format!("not remountable {p}"),
+                    r.is_err(),
+                    format!("{r:?}"),
+                ));
+                let r = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
+                out.push(ok(
+                    format!("not detachable {p}"),
+                    r.is_err(),
+                    format!("{r:?}"),
+                ));
+            }
+            "--rw" => {
+                out.push(ok(
+                    format!("writable {p}"),
+                    wrote.is_ok(),
+                    match &wrote {
+                        Ok(()) => "wrote".into(),
+                        Err(e) => errno_of(e),
+                    },
+                ));
+                out.push(ok(format!("mounted rw {p}"), first == "rw", opts.clone()));
+            }
+            other => panic!("unknown mounts option {other}"),
+        }
+    }
+    out
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let cmd = args.get(1).map(String::as_str).unwrap_or("");
@@ -365,6 +441,9 @@ fn main() {
         "suite" => {
             let s = parse_suite(&args[2..]);
             println!("{}", json!({"checks": suite(&s)}));
+        }
+        "mounts" => {
+            println!("{}", json!({"checks": mounts(&args[2..])}));
         }
         "syscalls" => {
             let mut rows: Vec<Value> = syscall_results()
@@ -468,7 +547,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: cloister-probe suite|syscalls|alloc MIB|threads N|tree MARKER [--exit]|spin MS"
+                "usage: cloister-probe suite|mounts|syscalls|alloc MIB|threads N|tree MARKER [--exit]|spin MS"
             );
             std::process::exit(2);
         }

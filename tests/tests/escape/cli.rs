@@ -95,6 +95,29 @@ fn json_result(mode: Mode) {
     assert_eq!(iso["seccompPolicy"], check["seccompPolicy"]["digest"]);
 }
 
+/// CPU time and peak memory count every process of the run, the ones the
+/// command started in the background included (no memory limit: peak
+/// memory is the largest process's peak resident size).
+fn measurements(mode: Mode) {
+    let script = format!(
+        "{PROBE} alloc 48 >/dev/null & \
+         i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; wait"
+    );
+    let out = run_sh(mode, &["--json"], &script);
+    assert!(out.status.success(), "{out:?}");
+    let v = last_json(&out);
+    let cpu_ms = v["cpuMs"].as_u64().unwrap();
+    let peak = v["peakMemoryBytes"].as_u64().unwrap();
+    assert!(cpu_ms >= 50, "{v}");
+    assert!(cpu_ms <= v["wallMs"].as_u64().unwrap() * 2 + 10, "{v}");
+    assert!(peak >= 48 << 20, "{v}");
+}
+
+both_modes!(
+    cpu_time_and_peak_memory_cover_every_process,
+    super::measurements
+);
+
 both_modes!(
     json_result_has_outcome_and_isolation_facts,
     super::json_result
@@ -118,6 +141,57 @@ fn streams(mode: Mode) {
 }
 
 both_modes!(streams_and_result_go_to_files, super::streams);
+
+fn startup_trace(mode: Mode) {
+    let deleg = Delegation::new(mode);
+    let mut cmd = runner(mode);
+    cmd.env("CLOISTER_TRACE_STARTUP", "1");
+    cmd.args(run_args(&[
+        "--cgroup-parent",
+        &deleg.parent_arg,
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo ran",
+    ]));
+    let out = output_within(cmd, Duration::from_secs(60));
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    // `cloister-runner: trace <ms> ms (+<ms>) <stage>`, in time order, from
+    // the runner, the sandbox init and the command's process.
+    let stages: Vec<(f64, &str)> = err
+        .lines()
+        .map(|l| {
+            let rest = l
+                .strip_prefix("cloister-runner: trace ")
+                .unwrap_or_else(|| panic!("not a trace line: {l}"));
+            let (ms, rest) = rest.trim_start().split_once(" ms (+").unwrap();
+            let stage = rest.split_once(") ").unwrap().1;
+            (ms.parse().unwrap(), stage)
+        })
+        .collect();
+    assert!(stages.windows(2).all(|w| w[0].0 <= w[1].0), "{err}");
+    for stage in [
+        "cli: profile loaded",
+        "runner: cgroup created",
+        "init: started",
+        "root: /proc masked",
+        "init: pivoted, old root detached, cwd verified",
+        "command: capabilities verified",
+        "command: ready to exec",
+        "init: command reaped",
+        "runner: measured, cgroup removed",
+        "cli: done",
+    ] {
+        assert!(stages.iter().any(|(_, s)| *s == stage), "no {stage}: {err}");
+    }
+    // Without the variable: nothing on stderr.
+    let out = run_sh(mode, &[], "true");
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+}
+
+both_modes!(startup_trace_reports_every_stage, super::startup_trace);
 
 fn clean_environment(mode: Mode) {
     let deleg = Delegation::new(mode);

@@ -2,6 +2,8 @@
 //! function of the content alone.
 
 use super::*;
+use crate::derive::canonical_json;
+use serde_json::Value;
 use serde_json::json;
 
 fn default_json() -> Value {
