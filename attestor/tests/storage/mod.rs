@@ -35,7 +35,7 @@ fn write(tenant: &str, key: UsageKey, hash: &str, at_ms: i64) -> UsageWrite {
         at_ms,
         response: StoredResponse {
             status: 200,
-            body: format!("{{\"h\":\"{hash}\"}}").into_bytes(),
+            body: format!("{{\"h\":\"{hash}\"}}").into_bytes().into(),
         },
     }
 }
@@ -243,7 +243,7 @@ async fn usage_client_key_counts_once_and_replays_stored_response(b: Backend) {
         [UsageOutcome::Recorded]
     );
     let mut retry = first.clone();
-    retry.response.body = b"a different computed body".to_vec();
+    retry.response.body = bytes::Bytes::from_static(b"a different computed body");
     retry.at_ms = 2000;
     assert_eq!(
         s.commit_usage(&[retry], 0).await.unwrap(),
