@@ -89,6 +89,7 @@ async fn committer(
     max_batch: usize,
 ) {
     let slots = Arc::new(Semaphore::new(storage.commit_concurrency().max(1)));
+    let max_batch = max_batch.min(storage.max_batch()).max(1);
     let mut in_flight = JoinSet::new();
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
     loop {

@@ -214,6 +214,10 @@ pub trait Storage: Send + Sync + 'static {
     fn commit_concurrency(&self) -> usize {
         1
     }
+    /// Most events [`Storage::commit_usage`] takes at once.
+    fn max_batch(&self) -> usize {
+        usize::MAX
+    }
 
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StorageError>;
     /// By id or by name.

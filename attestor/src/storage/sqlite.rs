@@ -14,6 +14,11 @@ use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
+/// Most usage events in one SQLite transaction (the committer never hands
+/// over more): bounds the statement's JSON and the time the write lock is
+/// held.
+pub const MAX_BATCH: usize = 1024;
+
 /// One usage batch: ?1 the first occurrences of client keys
 /// (`prepare_batch`), ?2 the start of the replay window, ?3 the event
 /// candidates (`event_candidates`). Rows come only from the SELECT: the live
@@ -336,11 +341,21 @@ impl Storage for SqliteStorage {
         Ok(attach_subjects(out, subjects))
     }
 
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
     async fn commit_usage(
         &self,
         batch: &[UsageWrite],
         replay_since_ms: i64,
     ) -> Result<Vec<UsageOutcome>, StorageError> {
+        if batch.len() > MAX_BATCH {
+            return Err(StorageError::Corrupt(format!(
+                "usage batch of {} events, over the limit of {MAX_BATCH}",
+                batch.len()
+            )));
+        }
         // The whole transaction is one multi-statement query: one message to
         // the connection's thread and back, instead of a round trip per
         // statement (each a thread wakeup, slow on a loaded machine).
