@@ -313,7 +313,10 @@ async fn usage_mixed_batch_resolves_every_position(b: Backend) {
     assert_eq!(verify_count(s.as_ref(), &t).await, 5);
     assert_eq!(verify_count(s.as_ref(), &u).await, 2);
     // The new keys now replay what this batch stored.
-    let again = s.commit_usage(&[new_a.clone()], 0).await.unwrap();
+    let again = s
+        .commit_usage(std::slice::from_ref(&new_a), 0)
+        .await
+        .unwrap();
     assert_eq!(again, [UsageOutcome::Replay(new_a.response.clone())]);
 }
 
