@@ -248,7 +248,8 @@ async fn serve_loads_an_encrypted_keyring_with_its_passphrase() {
     .unwrap();
     let cfg_s = cfg.to_str().unwrap().to_owned();
     let pass_s = pass.to_str().unwrap().to_owned();
-    let ways: Vec<(Vec<&str>, Vec<(&str, &str)>)> = vec![
+    type Way<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);
+    let ways: Vec<Way<'_>> = vec![
         (vec!["--passphrase-file", &pass_s], vec![]),
         (
             vec!["--passphrase-env", "ATTESTOR_TEST_PASS"],
