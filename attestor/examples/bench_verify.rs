@@ -310,10 +310,11 @@ async fn scenario(
 
     // Warm up both; `sent` keeps the distinct bodies cycling in order
     // across runs, so the cache-on/distinct scenario never sees a repeat
-    // within the cache's reach.
+    // within the cache's reach (wrk counts answered requests; the ones in
+    // flight at its end were sent too, hence the extra `connections`).
     let mut sent = 0u64;
     let _ = wrk(o, anchor_url, &script, 0, 2).await?;
-    sent += wrk(o, &ours_url, &script, sent, 2).await?.requests;
+    sent += wrk(o, &ours_url, &script, sent, 2).await?.requests + u64::from(o.connections);
     let before = usage(&running).await?;
     let cache_before = running.app.verdicts.stats();
     let mut ours = Vec::new();
@@ -322,11 +323,11 @@ async fn scenario(
         if round % 2 == 0 {
             anchor.push(wrk(o, anchor_url, &script, 0, o.seconds).await?);
             let r = wrk(o, &ours_url, &script, sent, o.seconds).await?;
-            sent += r.requests;
+            sent += r.requests + u64::from(o.connections);
             ours.push(r);
         } else {
             let r = wrk(o, &ours_url, &script, sent, o.seconds).await?;
-            sent += r.requests;
+            sent += r.requests + u64::from(o.connections);
             ours.push(r);
             anchor.push(wrk(o, anchor_url, &script, 0, o.seconds).await?);
         }

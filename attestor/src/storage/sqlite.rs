@@ -26,13 +26,13 @@ pub const MAX_BATCH: usize = 1024;
 const COMMIT_USAGE_SQL: &str = "\
 BEGIN IMMEDIATE;
 SELECT i.tenant_id, i.event, i.key, i.request_hash, i.status, i.body
-  FROM json_each(?1) AS j
+  FROM jsonb_each(?1) AS j
   JOIN idempotency AS i
     ON i.tenant_id = j.value ->> 't' AND i.event = j.value ->> 'e' AND i.key = j.value ->> 'k'
  WHERE i.created_at_ms >= ?2;
 INSERT INTO usage_events (tenant_id, event, units, idempotency_key, occurred_at_ms)
 SELECT j.value ->> 't', j.value ->> 'e', j.value ->> 'u', j.value ->> 'k', j.value ->> 'a'
-  FROM json_each(?3) AS j
+  FROM jsonb_each(?3) AS j
  WHERE j.value ->> 'c' = 0 OR NOT EXISTS (
        SELECT 1 FROM idempotency AS i
         WHERE i.tenant_id = j.value ->> 't' AND i.event = j.value ->> 'e'
@@ -40,7 +40,7 @@ SELECT j.value ->> 't', j.value ->> 'e', j.value ->> 'u', j.value ->> 'k', j.val
 INSERT INTO idempotency (tenant_id, event, key, request_hash, status, body, created_at_ms)
 SELECT j.value ->> 't', j.value ->> 'e', j.value ->> 'k', j.value ->> 'h',
        j.value ->> 's', CAST(j.value ->> 'b' AS BLOB), j.value ->> 'a'
-  FROM json_each(?1) AS j WHERE true
+  FROM jsonb_each(?1) AS j WHERE true
     ON CONFLICT (tenant_id, event, key) DO UPDATE SET
        request_hash = excluded.request_hash, status = excluded.status,
        body = excluded.body, created_at_ms = excluded.created_at_ms
@@ -96,12 +96,32 @@ impl SqliteStorage {
     /// A PRAGMA's value as one connection of the pool sees it (tests check
     /// `journal_mode` and `synchronous` with it).
     pub async fn pragma(&self, name: &str) -> Result<String, StorageError> {
+        let row = sqlx::query(Self::pragma_query(name)?)
+            .fetch_one(&self.pool)
+            .await?;
+        Self::pragma_value(&row)
+    }
+
+    /// The same, as the connection usage batches are committed on sees it.
+    pub async fn writer_pragma(&self, name: &str) -> Result<String, StorageError> {
+        let mut writer = self.writer.lock().await;
+        let conn = writer
+            .as_mut()
+            .ok_or(StorageError::Database(sqlx::Error::PoolClosed))?;
+        let row = sqlx::query(Self::pragma_query(name)?)
+            .fetch_one(&mut *conn)
+            .await?;
+        Self::pragma_value(&row)
+    }
+
+    fn pragma_query(name: &str) -> Result<sqlx::AssertSqlSafe<String>, StorageError> {
         if !name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
             return Err(StorageError::Url(format!("bad pragma {name:?}")));
         }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
-            .fetch_one(&self.pool)
-            .await?;
+        Ok(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
+    }
+
+    fn pragma_value(row: &sqlx::sqlite::SqliteRow) -> Result<String, StorageError> {
         Ok(match row.try_get::<i64, _>(0) {
             Ok(n) => n.to_string(),
             Err(_) => row.try_get::<String, _>(0)?,

@@ -545,6 +545,10 @@ async fn sqlite_runs_in_wal_with_synchronous_full() {
     assert_eq!(s.pragma("journal_mode").await.unwrap(), "wal");
     assert_eq!(s.pragma("synchronous").await.unwrap(), "2", "2 is FULL");
     assert_eq!(s.pragma("foreign_keys").await.unwrap(), "1");
+    // The usage commits' own connection is just as durable.
+    assert_eq!(s.writer_pragma("journal_mode").await.unwrap(), "wal");
+    assert_eq!(s.writer_pragma("synchronous").await.unwrap(), "2");
+    assert_eq!(s.writer_pragma("foreign_keys").await.unwrap(), "1");
 }
 
 #[tokio::test]
