@@ -1,94 +1,281 @@
-//! Benchmark: `POST /v1/verify` throughput and p99 latency of the attestor
+//! Benchmark: `POST /v1/verify` throughput and latency of the attestor
 //! (SQLite backend, `synchronous=FULL`, every request metered with its own
-//! Idempotency-Key, the provenance verified inline) against a trivial axum
-//! handler on the same route, measured in the same run with the same load
-//! generator (wrk, from Debian's `wrk` package) on loopback.
+//! Idempotency-Key and committed before its answer) against a trivial axum
+//! handler on the same route, in the same process, same tokio runtime, same
+//! run, with the same load generator settings (wrk from Debian's `wrk`
+//! package, one thread, on loopback).
 //!
 //! ```sh
-//! cargo run --release -p cloister-attestor --example bench-verify -- [--seconds 10] [--connections 32]
+//! cargo run --release -p cloister-attestor --example bench-verify -- \
+//!     [--seconds 5] [--connections 64] [--rounds 5] [--workers 2] [--only off|miss|hit]
 //! ```
 //!
-//! Prints both figures and the ratio (ours / anchor). Not a test: the
-//! numbers depend on the machine; record them, do not assert them.
+//! Three scenarios, each a fresh server:
+//! - `off`: verdict cache off, every request verified from scratch, and
+//!   every request carries a different provenance (the headline figure);
+//! - `miss`: verdict cache on, a different provenance per request (the
+//!   requests cycle through more distinct envelopes than the cache holds,
+//!   so every lookup misses: what the cache costs when it does not help);
+//! - `hit`: verdict cache on, the same provenance in every request (many
+//!   consumers checking one release; labelled as such, never the headline).
+//!
+//! Fairness: in each round ours and the anchor run back to back with the
+//! same wrk script (same bodies and headers), the order alternating from
+//! round to round; the figures are medians over the rounds, the ratio the
+//! median of the per-round ratios. Each line also shows the server's and
+//! wrk's CPU time per request and the load average, because this machine is
+//! shared and the figures move with it. First, the CPU cost of each stage
+//! of a verify request, measured single-threaded in CPU time.
+//!
+//! Not a test: the numbers depend on the machine; record them, do not
+//! assert them.
 
 use anyhow::{Context as _, bail};
 use axum::Router;
 use axum::routing::post;
 use bytes::Bytes;
 use cloister_attestor::config::Config;
+use cloister_attestor::service::api::{VerifyBody, parse_json, request_hash};
 use cloister_attestor::service::clock::SystemClock;
-use cloister_attestor::service::server;
+use cloister_attestor::service::server::{self, Running};
 use cloister_attestor::storage::{ApiKeyInfo, Plan, Tenant};
-use http_body_util::{BodyExt as _, Full};
-use std::process::Command;
+use cloister_attestor_core::record::{BuildRecord, to_statement};
+use cloister_attestor_core::verify::{VerifyOptions, VerifyRequest, verify_with};
+use cpu_time::ThreadTime;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 const RECORD: &str = include_str!("../tests/golden/build-record.json");
 const ARTIFACT: &str = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+const REPO: &str = "https://github.com/example/repo-a";
+/// Verdict cache entries in the cache-on scenarios.
+const CACHE_ENTRIES: usize = 4096;
 
-struct Figures {
+#[derive(Debug, Clone, Copy)]
+struct Run {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
+    requests: u64,
     errors: u64,
+    /// Server process CPU per request, µs.
+    server_us: f64,
+    /// wrk CPU per request, µs.
+    wrk_us: f64,
+    load: f64,
+}
+
+struct Opts {
+    seconds: u32,
+    connections: u32,
+    rounds: usize,
+    workers: usize,
+    only: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut seconds = 10u32;
-    let mut connections = 32u32;
+    let mut o = Opts {
+        seconds: 5,
+        connections: 64,
+        rounds: 5,
+        workers: 2,
+        only: None,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        let mut val = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
         match a.as_str() {
-            "--seconds" => seconds = args.next().context("--seconds N")?.parse()?,
-            "--connections" => connections = args.next().context("--connections N")?.parse()?,
+            "--seconds" => o.seconds = val("--seconds")?.parse()?,
+            "--connections" => o.connections = val("--connections")?.parse()?,
+            "--rounds" => o.rounds = val("--rounds")?.parse()?,
+            "--workers" => o.workers = val("--workers")?.parse()?,
+            "--only" => o.only = Some(val("--only")?),
             "-h" | "--help" => {
-                println!("bench-verify [--seconds N] [--connections N]");
+                println!(
+                    "bench-verify [--seconds N] [--connections N] [--rounds N] [--workers N] [--only off|miss|hit]"
+                );
                 return Ok(());
             }
             other => bail!("unknown argument {other}"),
         }
     }
-    if Command::new("wrk").arg("--version").output().is_err() {
+    if o.rounds == 0 || o.workers == 0 {
+        bail!("--rounds and --workers must be at least 1");
+    }
+    if std::process::Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         bail!("wrk is not installed (apt-get install wrk)");
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(o.workers)
         .enable_all()
         .build()?;
-    rt.block_on(run(seconds, connections))
+    rt.block_on(run(o))
 }
 
-async fn run(seconds: u32, connections: u32) -> anyhow::Result<()> {
-    // Ours twice: every request verified from scratch (verdict cache off),
-    // then with the verdict cache on (the same provenance again and again).
-    let cold = run_one(seconds, connections, 0).await?;
-    let warm = run_one(seconds, connections, 4096).await?;
+async fn run(o: Opts) -> anyhow::Result<()> {
     println!(
-        "bench-verify: {seconds}s per target, {connections} connections, wrk 1 thread, loopback, \
-         2 cores shared by load generator and server"
+        "bench-verify: {}s x {} rounds per target, {} connections, wrk 1 thread, loopback, \
+         {} tokio workers, {} CPUs shared by load generator and server; load average at start {}",
+        o.seconds,
+        o.rounds,
+        o.connections,
+        o.workers,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        loadavg_line()
     );
-    for (label, (anchor, ours, extra)) in [("verdict cache off", cold), ("verdict cache on", warm)]
-    {
-        println!("[{label}]");
-        println!(
-            "  anchor (trivial axum handler): {:>8.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   errors {}",
-            anchor.rps, anchor.p50_ms, anchor.p99_ms, anchor.errors
-        );
-        println!(
-            "  ours   (verify, SQLite FULL):  {:>8.0} req/s   p50 {:>6.2} ms   p99 {:>6.2} ms   errors {}",
-            ours.rps, ours.p50_ms, ours.p99_ms, ours.errors
-        );
-        println!("  ratio ours/anchor: {:.2}", ours.rps / anchor.rps);
-        println!("  {extra}");
+    stages()?;
+
+    // The anchor: a trivial axum handler reading the same body.
+    let anchor = Router::new().route(
+        "/v1/verify",
+        post(|_body: Bytes| async {
+            (
+                [("content-type", "application/json")],
+                "{\"verified\":true,\"reasons\":[]}",
+            )
+        }),
+    );
+    let anchor_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let anchor_url = format!("http://{}/v1/verify", anchor_listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(anchor_listener, anchor).await });
+
+    let scenarios: [(&str, usize, bool, &str); 3] = [
+        (
+            "off",
+            0,
+            true,
+            "verdict cache off, a different provenance per request (headline)",
+        ),
+        (
+            "miss",
+            CACHE_ENTRIES,
+            true,
+            "verdict cache on, a different provenance per request (every lookup misses)",
+        ),
+        (
+            "hit",
+            CACHE_ENTRIES,
+            false,
+            "verdict cache on, the SAME provenance in every request (cache hits; not the headline)",
+        ),
+    ];
+    let mut summary = Vec::new();
+    for (name, cache, distinct, label) in scenarios {
+        if o.only.as_deref().is_some_and(|x| x != name) {
+            continue;
+        }
+        let lines = scenario(&o, &anchor_url, cache, distinct, label).await?;
+        summary.push(lines);
+    }
+    println!("\nsummary (medians over {} rounds):", o.rounds);
+    for s in summary {
+        println!("{s}");
     }
     Ok(())
 }
 
-async fn run_one(
-    seconds: u32,
-    connections: u32,
+/// CPU cost of each stage of one verify request (single thread, CPU time).
+fn stages() -> anyhow::Result<()> {
+    let kp =
+        cloister_attestor_core::KeyPair::generate(cloister_attestor_core::Algorithm::EcdsaP256)?;
+    let record: BuildRecord = serde_json::from_str(RECORD)?;
+    let signed = cloister_attestor_core::sign_statement(&to_statement(&record)?, &kp)?;
+    let envelope = signed.envelope.to_json();
+    let body = body_json(&envelope);
+    let trusted = vec![kp.public_key().clone()];
+    let req = VerifyRequest {
+        artifact_digest: ARTIFACT.into(),
+        source_uri: REPO.into(),
+        source_tag: Some("v1.2.3".into()),
+        ..Default::default()
+    };
+    let pae = signed.envelope.pae();
+    let sig = signed.envelope.signatures[0].sig.clone();
+    let no_statement = VerifyOptions {
+        include_statement: false,
+    };
+    let verdict = verify_with(envelope.as_bytes(), &trusted, &req, &no_statement);
+    anyhow::ensure!(verdict.verified, "stage setup: {:?}", verdict.reasons);
+
+    println!(
+        "\nCPU per call of the stages of one request ({} byte body, single thread):",
+        body.len()
+    );
+    let line = |name: &str, f: &mut dyn FnMut()| {
+        println!("  {:<58} {:>8.1} us", name, cpu_us(f));
+    };
+    line(
+        "parse the request body (fields + raw provenance)",
+        &mut || {
+            let b: VerifyBody<'_> = parse_json(body.as_bytes()).expect("parses");
+            std::hint::black_box(b);
+        },
+    );
+    line(
+        "verify_with, statement JSON off (what the service runs)",
+        &mut || {
+            std::hint::black_box(verify_with(
+                envelope.as_bytes(),
+                &trusted,
+                &req,
+                &no_statement,
+            ));
+        },
+    );
+    line(
+        "verify_with, statement JSON on (includeProvenance)",
+        &mut || {
+            std::hint::black_box(verify_with(
+                envelope.as_bytes(),
+                &trusted,
+                &req,
+                &VerifyOptions::default(),
+            ));
+        },
+    );
+    line("  of which: the raw P-256 signature check", &mut || {
+        assert!(kp.public_key().verify(&pae, &sig));
+    });
+    line("request hash (SHA-256 of the body, hex)", &mut || {
+        std::hint::black_box(request_hash(&[b"POST /v1/verify", body.as_bytes()]));
+    });
+    Ok(())
+}
+
+/// Average CPU µs per call of `f` over about 0.5 s of this thread's CPU time.
+fn cpu_us(f: &mut dyn FnMut()) -> f64 {
+    for _ in 0..20 {
+        f();
+    }
+    let start = ThreadTime::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_millis(500) {
+        for _ in 0..20 {
+            f();
+        }
+        n += 20;
+    }
+    start.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
+fn body_json(envelope_json: &str) -> String {
+    format!(
+        "{{\"artifactDigest\":\"{ARTIFACT}\",\"sourceUri\":\"{REPO}\",\"sourceTag\":\"v1.2.3\",\"provenance\":{envelope_json}}}"
+    )
+}
+
+async fn scenario(
+    o: &Opts,
+    anchor_url: &str,
     cache_entries: usize,
-) -> anyhow::Result<(Figures, Figures, String)> {
+    distinct: bool,
+    label: &str,
+) -> anyhow::Result<String> {
     let dir = tempfile::tempdir()?;
     let config = Config {
         state_dir: dir.path().join("state"),
@@ -101,9 +288,131 @@ async fn run_one(
         ..Config::default()
     };
     let running = server::start(config, Arc::new(SystemClock)).await?;
-    let storage = running.app.storage.clone();
+    let key = tenant_key(&running).await?;
 
-    // A tenant with a key, and provenance signed through the signing socket.
+    // Request bodies: twice as many distinct envelopes as the cache holds
+    // (signed in-process with the server's own key), or one.
+    let n = if distinct { CACHE_ENTRIES * 2 } else { 1 };
+    let signer = running.app.keyring.active_signer()?;
+    let mut record: BuildRecord = serde_json::from_str(RECORD)?;
+    let mut bodies = String::new();
+    for i in 0..n {
+        record.invocation_id = format!("bench-{i:08}");
+        let signed = cloister_attestor_core::sign_statement(&to_statement(&record)?, &*signer)?;
+        bodies.push_str(&body_json(&signed.envelope.to_json()));
+        bodies.push('\n');
+    }
+    let bodies_path = dir.path().join("bodies.jsonl");
+    std::fs::write(&bodies_path, bodies)?;
+    let script = dir.path().join("verify.lua");
+    std::fs::write(&script, lua_script(&bodies_path, &key))?;
+    let ours_url = format!("http://{}/v1/verify", running.addr);
+
+    // Warm up both; `sent` keeps the distinct bodies cycling in order
+    // across runs, so the cache-on/distinct scenario never sees a repeat
+    // within the cache's reach (wrk counts answered requests; the ones in
+    // flight at its end were sent too, hence the extra `connections`).
+    let mut sent = 0u64;
+    let _ = wrk(o, anchor_url, &script, 0, 2).await?;
+    sent += wrk(o, &ours_url, &script, sent, 2).await?.requests + u64::from(o.connections);
+    let before = usage(&running).await?;
+    let cache_before = running.app.verdicts.stats();
+    let mut ours = Vec::new();
+    let mut anchor = Vec::new();
+    for round in 0..o.rounds {
+        if round % 2 == 0 {
+            anchor.push(wrk(o, anchor_url, &script, 0, o.seconds).await?);
+            let r = wrk(o, &ours_url, &script, sent, o.seconds).await?;
+            sent += r.requests + u64::from(o.connections);
+            ours.push(r);
+        } else {
+            let r = wrk(o, &ours_url, &script, sent, o.seconds).await?;
+            sent += r.requests + u64::from(o.connections);
+            ours.push(r);
+            anchor.push(wrk(o, anchor_url, &script, 0, o.seconds).await?);
+        }
+    }
+    let committed = usage(&running).await? - before;
+    let (hits0, misses0) = cache_before;
+    let (hits1, misses1) = running.app.verdicts.stats();
+    let metrics = running.app.metrics.encode();
+    let metric = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let batches = metric("cloister_attestor_storage_commit_batch_size_count");
+    let events = metric("cloister_attestor_storage_commit_batch_size_sum");
+    let commit_s = metric("cloister_attestor_storage_commit_duration_seconds_sum");
+    running.shutdown();
+    running.wait().await?;
+
+    println!("\n[{label}]");
+    println!(
+        "  {:<6} {:>5} {:>9} {:>8} {:>8} {:>7} {:>10} {:>8} {:>6}",
+        "", "round", "req/s", "p50 ms", "p99 ms", "errors", "server us", "wrk us", "load"
+    );
+    for (i, (a, b)) in anchor.iter().zip(&ours).enumerate() {
+        for (who, r) in [("anchor", a), ("ours", b)] {
+            println!(
+                "  {:<6} {:>5} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>10.1} {:>8.1} {:>6.2}",
+                who,
+                i + 1,
+                r.rps,
+                r.p50_ms,
+                r.p99_ms,
+                r.errors,
+                r.server_us,
+                r.wrk_us,
+                r.load
+            );
+        }
+    }
+    let ratios: Vec<f64> = anchor
+        .iter()
+        .zip(&ours)
+        .map(|(a, b)| b.rps / a.rps)
+        .collect();
+    let m = |v: &[Run], f: fn(&Run) -> f64| median(v.iter().map(f).collect());
+    let ours_answered: u64 = ours.iter().map(|r| r.requests).sum();
+    println!(
+        "  usage events committed while measuring: {committed} (requests answered by ours: {ours_answered}); \
+         group commits over the server's life: {batches:.0} batches, mean {:.1} events, mean {:.2} ms; \
+         verdict cache while measuring: {} hits, {} misses",
+        events / batches,
+        commit_s * 1000.0 / batches,
+        hits1 - hits0,
+        misses1 - misses0
+    );
+    Ok(format!(
+        "  {label}\n    ours {:>7.0} req/s (p50 {:.2} ms, p99 {:.2} ms, server {:.0} us CPU/req)   \
+         anchor {:>7.0} req/s (p99 {:.2} ms, server {:.0} us CPU/req)   ratio {:.2}   load {:.2}",
+        m(&ours, |r| r.rps),
+        m(&ours, |r| r.p50_ms),
+        m(&ours, |r| r.p99_ms),
+        m(&ours, |r| r.server_us),
+        m(&anchor, |r| r.rps),
+        m(&anchor, |r| r.p99_ms),
+        m(&anchor, |r| r.server_us),
+        median(ratios),
+        m(&ours, |r| r.load),
+    ))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+async fn tenant_key(running: &Running) -> anyhow::Result<String> {
+    let storage = &running.app.storage;
     let tenant = Tenant {
         id: "tn_bench".into(),
         name: "bench".into(),
@@ -123,128 +432,98 @@ async fn run_one(
             &cloister_attestor::service::auth::hash_key(&key.secret),
         )
         .await?;
-    let signed = sign(&running.sign_socket, RECORD).await?;
-    let body = serde_json::json!({
-        "artifactDigest": ARTIFACT,
-        "sourceUri": "https://github.com/example/repo-a",
-        "sourceTag": "v1.2.3",
-        "provenance": signed["envelope"],
-    })
-    .to_string();
-
-    // CPU cost of the verification alone (the shared core function), for context.
-    let trusted = running.app.trusted.get()?;
-    let envelope = serde_json::to_vec(&signed["envelope"])?;
-    let req = cloister_attestor_core::verify::VerifyRequest {
-        artifact_digest: ARTIFACT.into(),
-        source_uri: "https://github.com/example/repo-a".into(),
-        source_tag: Some("v1.2.3".into()),
-        ..Default::default()
-    };
-    let t = std::time::Instant::now();
-    let n = 2000;
-    for _ in 0..n {
-        assert!(cloister_attestor_core::verify::verify(&envelope, &trusted, &req).verified);
-    }
-    let verify_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
-
-    // The anchor: a trivial axum handler reading the same body.
-    let anchor = Router::new().route(
-        "/v1/verify",
-        post(|_body: Bytes| async {
-            (
-                [("content-type", "application/json")],
-                "{\"verified\":true,\"reasons\":[]}",
-            )
-        }),
-    );
-    let anchor_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let anchor_addr = anchor_listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(anchor_listener, anchor).await });
-
-    let script = dir.path().join("verify.lua");
-    std::fs::write(&script, lua_script(&body, &key.secret))?;
-    let ours_url = format!("http://{}/v1/verify", running.addr);
-    let anchor_url = format!("http://{anchor_addr}/v1/verify");
-
-    // Warm up both, then measure each (anchor first, then ours).
-    let _ = wrk(&anchor_url, &script, 2, connections).await?;
-    let _ = wrk(&ours_url, &script, 2, connections).await?;
-    let before = usage(&storage, &tenant.id).await?;
-    let anchor_fig = wrk(&anchor_url, &script, seconds, connections).await?;
-    let ours_fig = wrk(&ours_url, &script, seconds, connections).await?;
-    let after = usage(&storage, &tenant.id).await?;
-
-    // Every answered request of the measured run is a committed usage event.
-    let committed = after - before;
-    let batches = running.app.metrics.encode();
-    let batch_line = batches
-        .lines()
-        .filter(|l| {
-            l.starts_with("cloister_attestor_storage_commit_batch_size_sum")
-                || l.starts_with("cloister_attestor_storage_commit_batch_size_count")
-                || l.starts_with("cloister_attestor_storage_commit_duration_seconds_sum")
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-
-    let extra = format!(
-        "verify::verify alone: {verify_us:.1} us/call; usage events committed in the measured run: {committed} ({batch_line})"
-    );
-    running.shutdown();
-    running.wait().await?;
-    Ok((anchor_fig, ours_fig, extra))
+    Ok(key.secret)
 }
 
-async fn usage(
-    storage: &Arc<dyn cloister_attestor::storage::Storage>,
-    tenant: &str,
-) -> anyhow::Result<i64> {
-    Ok(storage
-        .usage_counts(tenant, 0, i64::MAX)
+async fn usage(running: &Running) -> anyhow::Result<i64> {
+    Ok(running
+        .app
+        .storage
+        .usage_counts("tn_bench", 0, i64::MAX)
         .await?
         .get(cloister_attestor::storage::EVENT_VERIFY)
         .copied()
         .unwrap_or(0))
 }
 
-fn lua_script(body: &str, key: &str) -> String {
-    let body = body.replace('\\', "\\\\").replace('"', "\\\"");
+/// wrk script: bodies from a file (one per line), cycled in order from the
+/// offset given as the script argument; a new Idempotency-Key per request.
+fn lua_script(bodies: &Path, key: &str) -> String {
     format!(
         r#"
+local bodies = {{}}
+for line in io.lines("{path}") do bodies[#bodies + 1] = line end
+local n = #bodies
+local i = 0
 local counter = 0
 local prefix = tostring(math.random(1, 1000000000)) .. "-" .. tostring(os.time())
 wrk.method = "POST"
-wrk.body = "{body}"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer {key}"
+function init(args)
+  i = tonumber(args[1] or "0") % n
+end
 request = function()
   counter = counter + 1
+  i = i % n + 1
   wrk.headers["Idempotency-Key"] = "bench-" .. prefix .. "-" .. counter
-  return wrk.format()
+  return wrk.format(nil, nil, nil, bodies[i])
 end
-"#
+"#,
+        path = bodies.display()
     )
 }
 
-async fn wrk(
-    url: &str,
-    script: &std::path::Path,
-    seconds: u32,
-    connections: u32,
-) -> anyhow::Result<Figures> {
+/// This process's CPU time and its waited-for children's, in seconds
+/// (`/proc/self/stat` utime+stime, cutime+cstime).
+fn cpu_times() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // rest[0] is field 3 (state): utime=14, stime=15, cutime=16, cstime=17.
+    let field = |n: usize| f.get(n - 3).copied().unwrap_or(0.0);
+    let tick = 100.0; // USER_HZ on Linux
+    (
+        (field(14) + field(15)) / tick,
+        (field(16) + field(17)) / tick,
+    )
+}
+
+fn loadavg_line() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn load1() -> f64 {
+    loadavg_line()
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+async fn wrk(o: &Opts, url: &str, script: &Path, offset: u64, seconds: u32) -> anyhow::Result<Run> {
+    let (self0, child0) = cpu_times();
     let out = tokio::process::Command::new("wrk")
         .args([
             "-t1",
-            &format!("-c{connections}"),
+            &format!("-c{}", o.connections),
             &format!("-d{seconds}s"),
             "--latency",
             "-s",
         ])
         .arg(script)
         .arg(url)
+        .arg("--")
+        .arg(offset.to_string())
         .output()
         .await?;
+    let (self1, child1) = cpu_times();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         bail!("wrk failed: {text}{}", String::from_utf8_lossy(&out.stderr));
@@ -271,6 +550,12 @@ async fn wrk(
         .and_then(|l| l.split_whitespace().nth(1))
         .context("wrk printed no Requests/sec")?
         .parse()?;
+    let requests: u64 = text
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("wrk printed no request count")?;
     let non2xx: u64 = text
         .lines()
         .find(|l| l.trim().starts_with("Non-2xx"))
@@ -286,29 +571,15 @@ async fn wrk(
                 .sum()
         })
         .unwrap_or(0);
-    Ok(Figures {
+    let per_req = |secs: f64| secs * 1e6 / requests.max(1) as f64;
+    Ok(Run {
         rps,
         p50_ms: ms(field("50%").context("no p50")?),
         p99_ms: ms(field("99%").context("no p99")?),
+        requests,
         errors: non2xx + socket_errors,
+        server_us: per_req(self1 - self0),
+        wrk_us: per_req(child1 - child0),
+        load: load1(),
     })
-}
-
-async fn sign(socket: &std::path::Path, record: &str) -> anyhow::Result<serde_json::Value> {
-    let stream = tokio::net::UnixStream::connect(socket).await?;
-    let (mut send, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    let req = hyper::Request::builder()
-        .method("POST")
-        .uri("/v1/sign")
-        .header("host", "localhost")
-        .body(Full::new(Bytes::from(record.to_owned())))?;
-    let resp = send.send_request(req).await?;
-    let status = resp.status();
-    let body = resp.into_body().collect().await?.to_bytes();
-    if !status.is_success() {
-        bail!("sign failed: {status} {}", String::from_utf8_lossy(&body));
-    }
-    Ok(serde_json::from_slice(&body)?)
 }

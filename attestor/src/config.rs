@@ -57,6 +57,13 @@ pub struct Config {
     /// Algorithm of the signing key generated on first use.
     #[serde(with = "algorithm_name")]
     pub key_algorithm: Algorithm,
+    /// Read the keyring's passphrase (encrypted private keys; a key
+    /// generated on first use is then encrypted with it) from this file (one
+    /// trailing newline dropped).
+    pub key_passphrase_file: Option<PathBuf>,
+    /// Read the keyring's passphrase from this environment variable (its
+    /// name; the passphrase itself never appears in the configuration).
+    pub key_passphrase_env: Option<String>,
     /// Serve the consumer API over TLS with this certificate chain and key.
     pub tls: Option<TlsConfig>,
     pub limits: Limits,
@@ -167,6 +174,8 @@ impl Default for Config {
             sign_socket: None,
             sign_socket_group: None,
             key_algorithm: Algorithm::EcdsaP256,
+            key_passphrase_file: None,
+            key_passphrase_env: None,
             tls: None,
             limits: Limits::default(),
             rate_limit: RateLimit::default(),
@@ -226,6 +235,10 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub listen: Option<SocketAddr>,
+    /// `--passphrase-file` / `--passphrase-env`: either replaces both
+    /// configured sources.
+    pub key_passphrase_file: Option<PathBuf>,
+    pub key_passphrase_env: Option<String>,
 }
 
 /// Flags shared by every subcommand that opens the state (clap).
@@ -250,7 +263,7 @@ impl StateArgs {
             config: self.config.clone(),
             state_dir: self.state_dir.clone(),
             database_url: self.database_url.clone(),
-            listen: None,
+            ..Overrides::default()
         }
     }
 }
@@ -286,6 +299,10 @@ impl Config {
         }
         if let Some(listen) = flags.listen {
             config.listen = listen;
+        }
+        if flags.key_passphrase_file.is_some() || flags.key_passphrase_env.is_some() {
+            config.key_passphrase_file = flags.key_passphrase_file.clone();
+            config.key_passphrase_env = flags.key_passphrase_env.clone();
         }
         config.validate()?;
         Ok(config)
@@ -334,6 +351,23 @@ impl Config {
                 name: n,
                 message: "expected ecdsa-p256 or ed25519".into(),
             })?;
+        }
+        match (var("KEY_PASSPHRASE_FILE"), var("KEY_PASSPHRASE_ENV")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "set CLOISTER_ATTESTOR_KEY_PASSPHRASE_FILE or CLOISTER_ATTESTOR_KEY_PASSPHRASE_ENV, not both"
+                        .into(),
+                ));
+            }
+            (Some((_, file)), None) => {
+                self.key_passphrase_file = Some(PathBuf::from(file));
+                self.key_passphrase_env = None;
+            }
+            (None, Some((_, name))) => {
+                self.key_passphrase_env = Some(name);
+                self.key_passphrase_file = None;
+            }
+            (None, None) => {}
         }
         if let Some((_, v)) = var("SIGN_SOCKET_GROUP") {
             self.sign_socket_group = Some(v);
@@ -414,6 +448,16 @@ impl Config {
         }
         if self.metering.max_batch == 0 || self.metering.max_batch > 65_536 {
             return bad("metering.max_batch must be between 1 and 65536".into());
+        }
+        if self.key_passphrase_file.is_some() && self.key_passphrase_env.is_some() {
+            return bad("give key_passphrase_file or key_passphrase_env, not both".into());
+        }
+        if self
+            .key_passphrase_env
+            .as_deref()
+            .is_some_and(|v| v.is_empty() || v.contains('='))
+        {
+            return bad("key_passphrase_env must name an environment variable".into());
         }
         if let Some(tls) = &self.tls {
             for (what, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
@@ -515,6 +559,66 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.limits.max_body_bytes, 4096);
+    }
+
+    #[test]
+    fn passphrase_sources_file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("p.toml");
+        std::fs::write(&file, "key_passphrase_file = \"/etc/cloister/pass\"\n").unwrap();
+        let with_file = Overrides {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let c = Config::load_with(&with_file, env_of(&[])).unwrap();
+        assert_eq!(
+            c.key_passphrase_file,
+            Some(PathBuf::from("/etc/cloister/pass"))
+        );
+        assert_eq!(c.key_passphrase_env, None);
+        // The environment replaces the file's source, a flag replaces both.
+        let c = Config::load_with(
+            &with_file,
+            env_of(&[("CLOISTER_ATTESTOR_KEY_PASSPHRASE_ENV", "ATTESTOR_PASS")]),
+        )
+        .unwrap();
+        assert_eq!(c.key_passphrase_file, None);
+        assert_eq!(c.key_passphrase_env.as_deref(), Some("ATTESTOR_PASS"));
+        let flag = Overrides {
+            key_passphrase_file: Some(PathBuf::from("/run/pass")),
+            ..with_file
+        };
+        let c = Config::load_with(
+            &flag,
+            env_of(&[("CLOISTER_ATTESTOR_KEY_PASSPHRASE_ENV", "ATTESTOR_PASS")]),
+        )
+        .unwrap();
+        assert_eq!(c.key_passphrase_file, Some(PathBuf::from("/run/pass")));
+        assert_eq!(c.key_passphrase_env, None);
+        // Both in one place is refused.
+        std::fs::write(
+            &file,
+            "key_passphrase_file = \"/a\"\nkey_passphrase_env = \"B\"\n",
+        )
+        .unwrap();
+        let err = Config::load_with(
+            &Overrides {
+                config: Some(file),
+                ..Default::default()
+            },
+            env_of(&[]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+        let err = Config::load_with(
+            &Overrides::default(),
+            env_of(&[
+                ("CLOISTER_ATTESTOR_KEY_PASSPHRASE_ENV", "A"),
+                ("CLOISTER_ATTESTOR_KEY_PASSPHRASE_FILE", "/b"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::service::{clock::SystemClock, server};
 use anyhow::Context as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -21,6 +22,14 @@ pub struct Args {
     /// Consumer API address (default 127.0.0.1:8450; port 0 picks one).
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
+    /// Read the keyring's passphrase (encrypted signing keys) from this file;
+    /// default: key_passphrase_file in the config.
+    #[arg(long, value_name = "FILE", conflicts_with = "passphrase_env")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Read the keyring's passphrase from this environment variable;
+    /// default: key_passphrase_env in the config.
+    #[arg(long, value_name = "VAR")]
+    pub passphrase_env: Option<String>,
 }
 
 pub fn exec(args: Args) -> ExitCode {
@@ -36,6 +45,8 @@ pub fn exec(args: Args) -> ExitCode {
 fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(&Overrides {
         listen: args.listen,
+        key_passphrase_file: args.passphrase_file,
+        key_passphrase_env: args.passphrase_env,
         ..args.state.overrides()
     })?;
     init_logging(&config)?;
@@ -62,7 +73,15 @@ pub fn init_logging(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let running = server::start(config, Arc::new(SystemClock)).await?;
+    let running = match server::start(config, Arc::new(SystemClock)).await {
+        Ok(r) => r,
+        Err(e @ server::ServeError::PassphraseRequired(_)) => {
+            anyhow::bail!(
+                "{e} (give --passphrase-file or --passphrase-env, or key_passphrase_file / key_passphrase_env in the config)"
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
     let scheme = if running.tls { "https" } else { "http" };
     tracing::info!(
         addr = %running.addr,

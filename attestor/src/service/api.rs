@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bytes::Bytes;
+use cloister_attestor_core::statement::ResourceDescriptor;
 use cloister_attestor_core::verify::{
     Reason, Verdict, VerifyRequest, check_request, normalize_source_uri,
 };
@@ -143,7 +144,7 @@ pub fn rfc3339(ms: i64) -> String {
 }
 
 /// A JSON response from bytes already serialized.
-pub fn json_bytes(status: StatusCode, body: Vec<u8>, replayed: bool) -> Response {
+pub fn json_bytes(status: StatusCode, body: Bytes, replayed: bool) -> Response {
     let mut resp = (status, [(CONTENT_TYPE, "application/json")], body).into_response();
     if replayed {
         resp.headers_mut()
@@ -161,13 +162,14 @@ pub async fn metered(
     key: IdempotencyKey,
     request_hash: String,
     status: StatusCode,
-    body: Vec<u8>,
+    body: Bytes,
 ) -> Result<Response, AppError> {
+    // The stored copy shares the response's buffer (no copy).
     let (key, stored) = match key.0 {
         Some(k) => (UsageKey::Client(k), body.clone()),
         None => (
             UsageKey::Generated(uuid::Uuid::now_v7().to_string()),
-            Vec::new(),
+            Bytes::new(),
         ),
     };
     let write = UsageWrite {
@@ -217,7 +219,7 @@ pub fn request_hash(parts: &[&[u8]]) -> String {
 /// `cloister-attestor verify` (and slsa-verifier's `verify-artifact`).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct VerifyBody {
+pub struct VerifyBody<'a> {
     /// `sha256:<64 hex>` of the artifact.
     pub artifact_digest: String,
     /// Expected source repository (`github.com/o/r`, `https://…`, `git+https://…`).
@@ -230,8 +232,11 @@ pub struct VerifyBody {
     pub builder_id: Option<String>,
     /// A DSSE envelope or a Sigstore bundle (v0.3) as a JSON object; when
     /// absent the attestation store is searched by `artifactDigest`.
+    // Borrowed from the request body: the exact bytes the client sent,
+    // neither copied nor re-serialized.
+    #[serde(borrow, default)]
     #[schema(value_type = Option<Object>)]
-    pub provenance: Option<Box<RawValue>>,
+    pub provenance: Option<&'a RawValue>,
     /// Return the verified in-toto statement as `provenance`.
     #[serde(default)]
     pub include_provenance: bool,
@@ -239,30 +244,32 @@ pub struct VerifyBody {
 
 /// One reason a verification failed.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ReasonBody {
+pub struct ReasonBody<'a> {
     /// Stable snake_case code (cookbook/verification-reasons.md).
-    pub code: String,
-    pub message: String,
+    pub code: &'a str,
+    pub message: &'a str,
 }
 
+// Serialized straight from the core's verdict (borrowed, nothing converted
+// to intermediate JSON).
 /// The verdict; `verified: false` is still a 200.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct VerifyResponse {
+pub struct VerifyResponse<'a> {
     pub verified: bool,
     /// Empty when verified.
-    pub reasons: Vec<ReasonBody>,
+    pub reasons: Vec<ReasonBody<'a>>,
     /// `runDetails.builder.id` of the verified provenance.
-    pub builder_id: Option<String>,
+    pub builder_id: Option<&'a str>,
     /// 3 (SLSA Build L3) when verified.
     pub slsa_level: Option<u8>,
     /// The subject that matched the artifact.
     #[schema(value_type = Option<Object>)]
-    pub subject: Option<serde_json::Value>,
+    pub subject: Option<&'a ResourceDescriptor>,
     /// The verified statement, when `includeProvenance` was set.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub provenance: Option<serde_json::Value>,
+    pub provenance: Option<&'a serde_json::Value>,
 }
 
 /// Service-only reason: nothing in the store has the artifact as a subject.
@@ -270,10 +277,10 @@ pub const PROVENANCE_NOT_FOUND: &str = "provenance_not_found";
 /// How many stored attestations of one digest are tried, newest first.
 pub const STORE_CANDIDATES: u32 = 20;
 
-fn reason_body(r: &Reason) -> ReasonBody {
+fn reason_body(r: &Reason) -> ReasonBody<'_> {
     ReasonBody {
-        code: r.code.as_str().to_owned(),
-        message: r.message.clone(),
+        code: r.code.as_str(),
+        message: &r.message,
     }
 }
 
@@ -296,7 +303,9 @@ pub async fn verify(
     key: IdempotencyKey,
     LimitedBody(raw): LimitedBody,
 ) -> Result<Response, AppError> {
-    let body: VerifyBody = parse_json(&raw)?;
+    // One pass over the body: the fields, and the provenance as a borrowed
+    // slice of exactly the bytes sent (the core parses it strictly, once).
+    let body: VerifyBody<'_> = parse_json(&raw)?;
     let req = VerifyRequest {
         artifact_digest: body.artifact_digest,
         source_uri: body.source_uri,
@@ -308,7 +317,7 @@ pub async fn verify(
     if let Err(reason) = check_request(&req) {
         return Err(AppError::unprocessable("invalid_request", reason.message));
     }
-    if let Some(p) = &body.provenance
+    if let Some(p) = body.provenance
         && !p.get().trim_start().starts_with('{')
     {
         return Err(AppError::unprocessable(
@@ -320,9 +329,14 @@ pub async fn verify(
         .trusted
         .get()
         .map_err(|e| AppError::Internal(format!("keyring: {e}")))?;
-    let verdict: Option<Arc<Verdict>> = match &body.provenance {
-        // The exact bytes the client sent for the provenance field.
-        Some(p) => Some(state.verdicts.verify(p.get().as_bytes(), &trusted, &req)),
+    // The statement as JSON is built only when the caller asked for it.
+    let include = body.include_provenance;
+    let verdict: Option<Arc<Verdict>> = match body.provenance {
+        Some(p) => Some(
+            state
+                .verdicts
+                .verify(p.get().as_bytes(), &trusted, &req, include),
+        ),
         None => {
             let rows = state
                 .storage
@@ -339,7 +353,7 @@ pub async fn verify(
             for row in rows {
                 let v = state
                     .verdicts
-                    .verify(row.envelope.as_bytes(), &trusted, &req);
+                    .verify(row.envelope.as_bytes(), &trusted, &req, include);
                 if v.verified {
                     verified = Some(v);
                     break;
@@ -349,72 +363,68 @@ pub async fn verify(
             verified.or(first_failure)
         }
     };
-    let response = match verdict {
+    let not_found;
+    let response = match &verdict {
         Some(v) => {
+            let outcome = if v.verified { "verified" } else { "failed" };
+            if v.verified {
+                count_outcome(&state, outcome, "none");
+            }
             for r in &v.reasons {
-                state
-                    .metrics
-                    .verify_outcomes
-                    .get_or_create(&super::metrics::VerifyLabels {
-                        outcome: "failed",
-                        reason: r.code.as_str().to_owned(),
-                    })
-                    .inc();
+                count_outcome(&state, outcome, r.code.as_str());
             }
             VerifyResponse {
                 verified: v.verified,
                 reasons: v.reasons.iter().map(reason_body).collect(),
-                builder_id: v.builder_id.clone(),
+                builder_id: v.builder_id.as_deref(),
                 slsa_level: v.slsa_level,
-                subject: v
-                    .subject
-                    .as_ref()
-                    .and_then(|s| serde_json::to_value(s).ok()),
-                provenance: if body.include_provenance && v.verified {
-                    v.statement.clone()
+                subject: v.subject.as_ref(),
+                provenance: if include && v.verified {
+                    v.statement.as_ref()
                 } else {
                     None
                 },
             }
         }
-        None => VerifyResponse {
-            verified: false,
-            reasons: vec![ReasonBody {
-                code: PROVENANCE_NOT_FOUND.to_owned(),
-                message: format!(
-                    "no stored attestation has {} as a subject; send the provenance",
-                    req.artifact_digest
-                ),
-            }],
-            builder_id: None,
-            slsa_level: None,
-            subject: None,
-            provenance: None,
-        },
+        None => {
+            count_outcome(&state, "failed", PROVENANCE_NOT_FOUND);
+            not_found = format!(
+                "no stored attestation has {} as a subject; send the provenance",
+                req.artifact_digest
+            );
+            VerifyResponse {
+                verified: false,
+                reasons: vec![ReasonBody {
+                    code: PROVENANCE_NOT_FOUND,
+                    message: &not_found,
+                }],
+                builder_id: None,
+                slsa_level: None,
+                subject: None,
+                provenance: None,
+            }
+        }
     };
-    let labels = if response.verified {
-        Some(super::metrics::VerifyLabels {
-            outcome: "verified",
-            reason: "none".to_owned(),
-        })
-    } else if response
-        .reasons
-        .first()
-        .is_some_and(|r| r.code == PROVENANCE_NOT_FOUND)
-    {
-        Some(super::metrics::VerifyLabels {
-            outcome: "failed",
-            reason: PROVENANCE_NOT_FOUND.to_owned(),
-        })
-    } else {
-        None
-    };
-    if let Some(l) = labels {
-        state.metrics.verify_outcomes.get_or_create(&l).inc();
-    }
     let out = serde_json::to_vec(&response).map_err(|e| AppError::Internal(e.to_string()))?;
     let hash = request_hash(&[b"POST /v1/verify", &raw]);
-    metered(&state, &who, EVENT_VERIFY, key, hash, StatusCode::OK, out).await
+    metered(
+        &state,
+        &who,
+        EVENT_VERIFY,
+        key,
+        hash,
+        StatusCode::OK,
+        Bytes::from(out),
+    )
+    .await
+}
+
+fn count_outcome(state: &AppState, outcome: &'static str, reason: &'static str) {
+    state
+        .metrics
+        .verify_outcomes
+        .get_or_create(&super::metrics::VerifyLabels { outcome, reason })
+        .inc();
 }
 
 // ---------------------------------------------------------------- keys
@@ -454,6 +464,7 @@ pub async fn keys(
         .map_err(|e| AppError::Internal(format!("keyring: {e}")))?;
     Ok(Json(KeysResponse {
         keys: trusted
+            .keys
             .iter()
             .map(|k| KeyBody {
                 keyid: k.keyid().to_owned(),
@@ -595,11 +606,13 @@ pub async fn attestations(
             subjects: r.subjects,
         });
     }
-    let body = serde_json::to_vec(&AttestationsResponse {
-        attestations,
-        next_cursor,
-    })
-    .map_err(|e| AppError::Internal(e.to_string()))?;
+    let body = Bytes::from(
+        serde_json::to_vec(&AttestationsResponse {
+            attestations,
+            next_cursor,
+        })
+        .map_err(|e| AppError::Internal(e.to_string()))?,
+    );
     let hash = request_hash(&[b"GET /v1/attestations", format!("{q:?}").as_bytes()]);
     metered(
         &state,

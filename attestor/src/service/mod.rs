@@ -21,7 +21,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use cloister_attestor_core::keys::PublicKey;
 use std::ops::Deref;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 pub mod api;
@@ -136,40 +137,149 @@ pub fn signing_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The keyring's trusted public keys (active + rotated, not expired), read
-/// from disk at most once per [`TrustedKeys::REFRESH`] rather than per
-/// request; a rotation or expiry takes effect within that time.
+/// The keys trusted at one moment, with what the hot path needs precomputed.
+#[derive(Debug)]
+pub struct TrustedSet {
+    pub keys: Vec<PublicKey>,
+    /// SHA-256 over the sorted keyids: names this set in verdict-cache keys.
+    pub fingerprint: [u8; 32],
+    /// Changes whenever the set is rebuilt with other keys.
+    pub generation: u64,
+    /// The earliest not-after (Unix ms) among trusted rotated keys: the set
+    /// changes at that instant.
+    next_expiry_ms: Option<i64>,
+    /// The keyring file the set was read from, as `stat` saw it.
+    stamp: Option<FileStamp>,
+}
+
+impl TrustedSet {
+    pub fn new(keys: Vec<PublicKey>, generation: u64, next_expiry_ms: Option<i64>) -> Self {
+        let mut ids: Vec<&str> = keys.iter().map(|k| k.keyid()).collect();
+        ids.sort_unstable();
+        let mut h = <sha2::Sha256 as sha2::Digest>::new();
+        for id in ids {
+            sha2::Digest::update(&mut h, (id.len() as u64).to_be_bytes());
+            sha2::Digest::update(&mut h, id.as_bytes());
+        }
+        Self {
+            keys,
+            fingerprint: sha2::Digest::finalize(h).into(),
+            generation,
+            next_expiry_ms,
+            stamp: None,
+        }
+    }
+}
+
+/// Identity of the keyring file: it is replaced by rename on every change,
+/// so inode, size and modification time together tell a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+fn stamp(path: &std::path::Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        ino: m.ino(),
+        len: m.len(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    })
+}
+
+/// The keyring's trusted public keys (active + rotated, not expired),
+/// resolved once per change rather than per request: a request reads the
+/// current [`TrustedSet`] from memory; at most once per
+/// [`TrustedKeys::CHECK_EVERY`] the keyring file is `stat`ed and the set is
+/// rebuilt only when the file changed (a rotation or import by the CLI) or
+/// when a rotated key's not-after has passed on the service's clock (checked
+/// on every request, so expiry is exact).
 pub struct TrustedKeys {
     keyring: Arc<Keyring>,
     clock: Arc<dyn clock::Clock>,
-    cache: RwLock<Option<(Instant, Arc<Vec<PublicKey>>)>>,
+    current: RwLock<Arc<TrustedSet>>,
+    /// When the file was last `stat`ed (ms since `epoch`).
+    checked_ms: AtomicU64,
+    epoch: Instant,
+    rebuild: Mutex<()>,
 }
 
 impl TrustedKeys {
-    pub const REFRESH: Duration = Duration::from_secs(1);
+    pub const CHECK_EVERY: Duration = Duration::from_millis(500);
 
     pub fn new(keyring: Arc<Keyring>, clock: Arc<dyn clock::Clock>) -> Self {
         Self {
             keyring,
             clock,
-            cache: RwLock::new(None),
+            current: RwLock::new(Arc::new(TrustedSet::new(Vec::new(), 0, Some(i64::MIN)))),
+            checked_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            rebuild: Mutex::new(()),
         }
     }
 
+    fn keyring_file(&self) -> std::path::PathBuf {
+        self.keyring.dir().join("keyring.json")
+    }
+
     /// The keys trusted now.
-    pub fn get(&self) -> Result<Arc<Vec<PublicKey>>, KeyringError> {
-        if let Some((at, keys)) = self.cache.read().expect("trusted keys lock").as_ref()
-            && at.elapsed() < Self::REFRESH
-        {
-            return Ok(keys.clone());
+    pub fn get(&self) -> Result<Arc<TrustedSet>, KeyringError> {
+        let set = self.current.read().expect("trusted keys lock").clone();
+        let now_ms = self.clock.now_ms();
+        let expired = set.next_expiry_ms.is_some_and(|t| now_ms >= t);
+        let since = self.epoch.elapsed().as_millis() as u64;
+        let due = since.saturating_sub(self.checked_ms.load(Ordering::Relaxed))
+            >= Self::CHECK_EVERY.as_millis() as u64;
+        if !expired && !due {
+            return Ok(set);
         }
-        let now = time::OffsetDateTime::from_unix_timestamp_nanos(
-            i128::from(self.clock.now_ms()) * 1_000_000,
-        )
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-        let keys = Arc::new(self.keyring.trusted_keys(now)?);
-        *self.cache.write().expect("trusted keys lock") = Some((Instant::now(), keys.clone()));
-        Ok(keys)
+        let _one = self.rebuild.lock().expect("trusted keys rebuild lock");
+        let set = self.current.read().expect("trusted keys lock").clone();
+        let expired = set.next_expiry_ms.is_some_and(|t| now_ms >= t);
+        let stamp = stamp(&self.keyring_file());
+        self.checked_ms.store(since, Ordering::Relaxed);
+        if !expired && set.stamp.is_some() && stamp == set.stamp {
+            return Ok(set);
+        }
+        self.rebuild_with(&set, now_ms, stamp)
+    }
+
+    /// Rebuilds the set now (after a rotation made in this process).
+    pub fn refresh(&self) -> Result<Arc<TrustedSet>, KeyringError> {
+        let _one = self.rebuild.lock().expect("trusted keys rebuild lock");
+        let set = self.current.read().expect("trusted keys lock").clone();
+        self.rebuild_with(&set, self.clock.now_ms(), stamp(&self.keyring_file()))
+    }
+
+    fn rebuild_with(
+        &self,
+        old: &TrustedSet,
+        now_ms: i64,
+        stamp: Option<FileStamp>,
+    ) -> Result<Arc<TrustedSet>, KeyringError> {
+        let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let entries = self.keyring.entries()?;
+        let mut keys = Vec::new();
+        let mut next_expiry_ms: Option<i64> = None;
+        for e in entries.iter().filter(|e| e.trusted_at(now)) {
+            keys.push(self.keyring.public_key(&e.keyid)?);
+            if let Some(t) = e.not_after {
+                let ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+                next_expiry_ms = Some(next_expiry_ms.map_or(ms, |m| m.min(ms)));
+            }
+        }
+        let mut set = TrustedSet::new(keys, old.generation, next_expiry_ms);
+        if set.fingerprint != old.fingerprint || old.generation == 0 {
+            set.generation = old.generation + 1;
+        }
+        set.stamp = stamp;
+        let set = Arc::new(set);
+        *self.current.write().expect("trusted keys lock") = set.clone();
+        Ok(set)
     }
 }
 
@@ -185,21 +295,17 @@ async fn method_not_allowed() -> AppError {
 /// template, status and latency only: never headers, bodies or keys.
 async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = metrics::method_label(req.method());
+    let route = metrics::route_label(req.extensions().get::<MatchedPath>().map(|p| p.as_str()));
     let resp = next.run(req).await;
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
     state
         .metrics
-        .observe_http(method.as_str(), &route, status, elapsed.as_secs_f64());
+        .observe_http(method, route, status, elapsed.as_secs_f64());
     tracing::debug!(
-        method = %method,
-        route = %route,
+        method,
+        route,
         status,
         latency_us = elapsed.as_micros() as u64,
         "request"

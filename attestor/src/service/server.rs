@@ -32,6 +32,10 @@ pub enum ServeError {
     Storage(#[from] StorageError),
     #[error("keyring: {0}")]
     Keyring(#[from] KeyringError),
+    #[error("keyring: {0}")]
+    PassphraseRequired(KeyringError),
+    #[error("keyring passphrase: {0}")]
+    Passphrase(#[from] crate::keyring::PassphraseError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -110,9 +114,24 @@ impl Running {
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, ServeError> {
     create_state_dir(&config.state_dir)?;
     let storage = storage::open(&config.storage_url()).await?;
-    let keyring = Arc::new(Keyring::open(&config.state_dir)?);
-    // "Signing key generated on first use": an empty keyring gets one now.
-    let signer = keyring.ensure_active(config.key_algorithm)?;
+    // The passphrase (if any) is read once, kept zeroized-on-drop inside the
+    // keyring, and never logged: only its source is in the config.
+    let passphrase = crate::keyring::read_passphrase(
+        config.key_passphrase_file.as_deref(),
+        config.key_passphrase_env.as_deref(),
+    )?;
+    let keyring = Arc::new(Keyring::open(&config.state_dir)?.with_passphrase(passphrase));
+    // "Signing key generated on first use": an empty keyring gets one now
+    // (encrypted with the passphrase when one is given).
+    let signer = keyring
+        .ensure_active(config.key_algorithm)
+        .map_err(|e| match e {
+            KeyringError::Key {
+                source: cloister_attestor_core::keys::KeyError::PassphraseRequired,
+                ..
+            } => ServeError::PassphraseRequired(e),
+            e => ServeError::Keyring(e),
+        })?;
     tracing::info!(keyid = signer.keyid(), "signing key active");
     let tls = config.tls.as_ref().map(load_tls).transpose()?;
     let sign_path = config.sign_socket_path();

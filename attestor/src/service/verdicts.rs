@@ -1,108 +1,236 @@
-//! A bounded memo of verdicts: `verify::verify` is a pure function of the
-//! provenance bytes, the request and the trusted keys, so an identical call
-//! (many consumers verifying the same release) reuses the earlier verdict
-//! instead of checking signatures again. The key is the SHA-256 of exactly
-//! those three inputs (the keys by keyid, so a rotation or an expiry changes
-//! the key); nothing is re-derived, re-serialized or checked here. Bounded:
-//! when full it is cleared (simple, and misses only cost a verification).
+//! A bounded memo of verdicts: `verify::verify_with` is a pure function of
+//! the provenance bytes, the request, the trusted keys and its options, so
+//! an identical call (many consumers verifying the same release) reuses the
+//! earlier verdict instead of checking signatures again.
+//!
+//! Invariants:
+//! - The key is the SHA-256 of exactly those inputs: the provenance bytes as
+//!   received, every request field (presence and value, length-prefixed),
+//!   the trusted key set's fingerprint (its sorted keyids) and whether the
+//!   statement is wanted. Nothing is re-derived, re-serialized or checked
+//!   here.
+//! - A change of the trusted set (rotation, import, expiry of a rotated key)
+//!   empties the memo: no verdict outlives the keys it was computed with.
+//! - Bounded: two generations of at most `capacity / 2` entries each; when
+//!   the current one is full it becomes the previous one and the old
+//!   previous one is dropped (a hit in the previous generation moves the
+//!   entry forward), so recently used verdicts survive and memory stays
+//!   bounded without per-entry bookkeeping.
 
-use cloister_attestor_core::keys::PublicKey;
-use cloister_attestor_core::verify::{Verdict, VerifyRequest};
+use super::TrustedSet;
+use cloister_attestor_core::verify::{Verdict, VerifyOptions, VerifyRequest, verify_with};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+type Key = [u8; 32];
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// The trusted set generation the entries were computed with.
+    generation: u64,
+    current: HashMap<Key, Arc<Verdict>>,
+    previous: HashMap<Key, Arc<Verdict>>,
+}
 
 /// The memo; `capacity` 0 disables it.
 #[derive(Debug)]
 pub struct VerdictCache {
     capacity: usize,
-    map: Mutex<HashMap<[u8; 32], Arc<Verdict>>>,
+    inner: Mutex<Inner>,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl VerdictCache {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            map: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Inner::default()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
 
-    /// `verify::verify(provenance, trusted, req)`, remembered.
+    /// (hits, misses) since start (misses include every call when disabled).
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    /// `verify_with(provenance, trusted.keys, req, {include_statement})`,
+    /// remembered. The verdict never carries the payload bytes (the service
+    /// does not use them).
     pub fn verify(
         &self,
         provenance: &[u8],
-        trusted: &[PublicKey],
+        trusted: &TrustedSet,
         req: &VerifyRequest,
+        include_statement: bool,
     ) -> Arc<Verdict> {
+        let compute = || {
+            let mut v = verify_with(
+                provenance,
+                &trusted.keys,
+                req,
+                &VerifyOptions { include_statement },
+            );
+            v.payload = None;
+            Arc::new(v)
+        };
         if self.capacity == 0 {
-            return Arc::new(cloister_attestor_core::verify::verify(
-                provenance, trusted, req,
-            ));
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return compute();
         }
-        let key = cache_key(provenance, trusted, req);
-        if let Some(v) = self.map.lock().expect("verdict cache lock").get(&key) {
-            return v.clone();
+        let key = cache_key(provenance, trusted, req, include_statement);
+        {
+            let mut inner = self.inner.lock().expect("verdict cache lock");
+            if inner.generation != trusted.generation {
+                // The trusted keys changed: forget everything.
+                inner.current.clear();
+                inner.previous.clear();
+                inner.generation = trusted.generation;
+            }
+            if let Some(v) = inner.current.get(&key) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return v.clone();
+            }
+            if let Some(v) = inner.previous.remove(&key) {
+                self.insert(&mut inner, key, v.clone());
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return v;
+            }
         }
-        let verdict = Arc::new(cloister_attestor_core::verify::verify(
-            provenance, trusted, req,
-        ));
-        let mut map = self.map.lock().expect("verdict cache lock");
-        if map.len() >= self.capacity {
-            map.clear();
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let verdict = compute();
+        let mut inner = self.inner.lock().expect("verdict cache lock");
+        if inner.generation == trusted.generation {
+            self.insert(&mut inner, key, verdict.clone());
         }
-        map.insert(key, verdict.clone());
         verdict
+    }
+
+    fn insert(&self, inner: &mut Inner, key: Key, v: Arc<Verdict>) {
+        let half = self.capacity.div_ceil(2);
+        if inner.current.len() >= half {
+            inner.previous = std::mem::take(&mut inner.current);
+        }
+        inner.current.insert(key, v);
+    }
+
+    /// Entries held now (both generations).
+    pub fn len(&self) -> usize {
+        let inner = self.inner.lock().expect("verdict cache lock");
+        inner.current.len() + inner.previous.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
-fn cache_key(provenance: &[u8], trusted: &[PublicKey], req: &VerifyRequest) -> [u8; 32] {
+fn cache_key(
+    provenance: &[u8],
+    trusted: &TrustedSet,
+    req: &VerifyRequest,
+    include_statement: bool,
+) -> Key {
     let mut h = Sha256::new();
     let mut part = |b: &[u8]| {
         h.update((b.len() as u64).to_be_bytes());
         h.update(b);
     };
     part(provenance);
-    // The request through its serde form: every field, unambiguous.
-    part(&serde_json::to_vec(req).expect("a request serializes"));
-    for k in trusted {
-        part(k.keyid().as_bytes());
+    part(req.artifact_digest.as_bytes());
+    part(req.source_uri.as_bytes());
+    // Optional fields: a presence byte, then the value.
+    for f in [
+        &req.source_tag,
+        &req.source_versioned_tag,
+        &req.source_branch,
+        &req.builder_id,
+    ] {
+        match f {
+            None => part(&[0]),
+            Some(v) => {
+                part(&[1]);
+                part(v.as_bytes());
+            }
+        }
     }
+    part(&trusted.fingerprint);
+    part(&[u8::from(include_statement)]);
     h.finalize().into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cloister_attestor_core::keys::{Algorithm, KeyPair};
 
     fn req(digest: &str) -> VerifyRequest {
         VerifyRequest {
-            artifact_digest: digest.into(),
+            artifact_digest: format!("sha256:{}", digest.repeat(32)),
             source_uri: "https://x/y".into(),
             ..Default::default()
         }
     }
 
+    fn set(generation: u64, keys: Vec<cloister_attestor_core::keys::PublicKey>) -> TrustedSet {
+        TrustedSet::new(keys, generation, None)
+    }
+
     #[test]
-    fn key_covers_bytes_request_and_keys() {
-        let a = cache_key(b"{}", &[], &req("sha256:00"));
-        assert_eq!(a, cache_key(b"{}", &[], &req("sha256:00")));
-        assert_ne!(a, cache_key(b"{ }", &[], &req("sha256:00")));
-        assert_ne!(a, cache_key(b"{}", &[], &req("sha256:01")));
-        let mut r = req("sha256:00");
+    fn key_covers_bytes_request_keys_and_options() {
+        let none = set(1, vec![]);
+        let a = cache_key(b"{}", &none, &req("00"), false);
+        assert_eq!(a, cache_key(b"{}", &none, &req("00"), false));
+        assert_ne!(a, cache_key(b"{ }", &none, &req("00"), false));
+        assert_ne!(a, cache_key(b"{}", &none, &req("01"), false));
+        assert_ne!(a, cache_key(b"{}", &none, &req("00"), true));
+        let mut r = req("00");
         r.source_branch = Some("main".into());
-        assert_ne!(a, cache_key(b"{}", &[], &r));
+        assert_ne!(a, cache_key(b"{}", &none, &r, false));
+        // The same value in another field is another request.
+        let mut t = req("00");
+        t.source_tag = Some("main".into());
+        assert_ne!(
+            cache_key(b"{}", &none, &r, false),
+            cache_key(b"{}", &none, &t, false)
+        );
+        let kp = KeyPair::generate(Algorithm::Ed25519).unwrap();
+        let one = set(1, vec![kp.public_key().clone()]);
+        assert_ne!(a, cache_key(b"{}", &one, &req("00"), false));
     }
 
     #[test]
     fn bounded_and_disableable() {
-        let c = VerdictCache::new(2);
-        for i in 0..5 {
-            let v = c.verify(format!("{{\"n\":{i}}}").as_bytes(), &[], &req("sha256:00"));
+        let c = VerdictCache::new(4);
+        let s = set(1, vec![]);
+        for i in 0..20 {
+            let v = c.verify(format!("{{\"n\":{i}}}").as_bytes(), &s, &req("00"), false);
             assert!(!v.verified);
-            assert!(c.map.lock().unwrap().len() <= 2);
+            assert!(c.len() <= 4, "{}", c.len());
         }
         let off = VerdictCache::new(0);
-        off.verify(b"{}", &[], &req("sha256:00"));
-        assert!(off.map.lock().unwrap().is_empty());
+        off.verify(b"{}", &s, &req("00"), false);
+        assert!(off.is_empty());
+    }
+
+    #[test]
+    fn hits_return_the_remembered_verdict_and_a_key_change_empties_it() {
+        let c = VerdictCache::new(8);
+        let s1 = set(1, vec![]);
+        let a = c.verify(b"{}", &s1, &req("00"), false);
+        let b = c.verify(b"{}", &s1, &req("00"), false);
+        assert!(Arc::ptr_eq(&a, &b), "identical call reuses the verdict");
+        assert_eq!(c.len(), 1);
+        let s2 = set(2, vec![]);
+        let d = c.verify(b"{}", &s2, &req("00"), false);
+        assert!(!Arc::ptr_eq(&a, &d), "new key set, new verdict");
+        assert_eq!(c.len(), 1, "the old generation's entries are gone");
     }
 }

@@ -168,7 +168,8 @@ impl UsageKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
     pub status: u16,
-    pub body: Vec<u8>,
+    /// Shared with the response sent (no copy per request).
+    pub body: bytes::Bytes,
 }
 
 /// One metered request to commit.
@@ -208,6 +209,15 @@ pub trait Storage: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StorageError>;
     /// Closes the pool after in-flight work.
     async fn close(&self);
+    /// How many [`Storage::commit_usage`] transactions may usefully run at
+    /// once (SQLite has one writer: 1).
+    fn commit_concurrency(&self) -> usize {
+        1
+    }
+    /// Most events [`Storage::commit_usage`] takes at once.
+    fn max_batch(&self) -> usize {
+        usize::MAX
+    }
 
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StorageError>;
     /// By id or by name.
@@ -264,13 +274,38 @@ pub async fn open(url: &str) -> Result<Arc<dyn Storage>, StorageError> {
 /// A usage batch prepared for set-based SQL: duplicates of a client key
 /// inside the batch are resolved in memory (the first occurrence goes to the
 /// database; later ones replay it or are refused), so each statement sees
-/// every `(tenant, event, key)` at most once, in sorted order.
+/// every `(tenant, event, key)` at most once, in sorted order. The JSON is
+/// written once, straight from the writes (no intermediate values).
 pub(crate) struct PreparedBatch {
     /// JSON array of the first occurrences of client keys, sorted by key:
-    /// `[{"i","t","e","k","h","s","b","a"}]`.
+    /// `[{"t","e","k","h","s","b","a"}]`.
     pub client_rows: String,
     /// For each input position: `Some(j)` when it duplicates position `j`.
     pub duplicate_of: Vec<Option<usize>>,
+}
+
+#[derive(Serialize)]
+struct ClientRow<'a> {
+    t: &'a str,
+    e: &'a str,
+    k: &'a str,
+    h: &'a str,
+    s: u16,
+    b: &'a str,
+    a: i64,
+}
+
+#[derive(Serialize)]
+struct EventRow<'a> {
+    t: &'a str,
+    e: &'a str,
+    u: i64,
+    k: &'a str,
+    a: i64,
+}
+
+fn json_err(e: serde_json::Error) -> StorageError {
+    StorageError::Corrupt(format!("cannot encode a usage row: {e}"))
 }
 
 pub(crate) fn prepare_batch(batch: &[UsageWrite]) -> Result<PreparedBatch, StorageError> {
@@ -286,33 +321,102 @@ pub(crate) fn prepare_batch(batch: &[UsageWrite]) -> Result<PreparedBatch, Stora
             }
         }
     }
-    let mut rows = Vec::with_capacity(first.len());
+    let mut out = Vec::with_capacity(2 + first.len() * 256);
+    out.push(b'[');
     for &i in first.values() {
         let w = &batch[i];
         let body = std::str::from_utf8(&w.response.body)
             .map_err(|_| StorageError::Corrupt("response body is not utf-8".into()))?;
-        rows.push(serde_json::json!({
-            "i": i, "t": w.tenant_id, "e": w.event, "k": w.key.as_str(), "h": w.request_hash,
-            "s": w.response.status, "b": body, "a": w.at_ms,
-        }));
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        serde_json::to_writer(
+            &mut out,
+            &ClientRow {
+                t: &w.tenant_id,
+                e: w.event,
+                k: w.key.as_str(),
+                h: &w.request_hash,
+                s: w.response.status,
+                b: body,
+                a: w.at_ms,
+            },
+        )
+        .map_err(json_err)?;
     }
+    out.push(b']');
     Ok(PreparedBatch {
-        client_rows: serde_json::Value::Array(rows).to_string(),
+        client_rows: String::from_utf8(out).map_err(|e| StorageError::Corrupt(e.to_string()))?,
         duplicate_of,
     })
 }
 
+#[derive(Serialize)]
+struct CandidateRow<'a> {
+    t: &'a str,
+    e: &'a str,
+    u: i64,
+    k: &'a str,
+    a: i64,
+    /// 1: a client key (counted only when it has no live record); 0: generated.
+    c: u8,
+}
+
+/// JSON array of the events a batch may record: every generated key and
+/// the first occurrence of every client key, `[{"t","e","u","k","a","c"}]`
+/// (for a backend that decides in SQL which client keys are new).
+pub(crate) fn event_candidates(
+    batch: &[UsageWrite],
+    prepared: &PreparedBatch,
+) -> Result<String, StorageError> {
+    let mut out = Vec::with_capacity(2 + batch.len() * 128);
+    out.push(b'[');
+    for (i, w) in batch.iter().enumerate() {
+        if prepared.duplicate_of[i].is_some() {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        serde_json::to_writer(
+            &mut out,
+            &CandidateRow {
+                t: &w.tenant_id,
+                e: w.event,
+                u: w.units,
+                k: w.key.as_str(),
+                a: w.at_ms,
+                c: u8::from(matches!(w.key, UsageKey::Client(_))),
+            },
+        )
+        .map_err(json_err)?;
+    }
+    out.push(b']');
+    String::from_utf8(out).map_err(|e| StorageError::Corrupt(e.to_string()))
+}
+
 /// JSON array of the usage events to insert: `[{"t","e","u","k","a"}]`.
-pub(crate) fn usage_rows(batch: &[UsageWrite], recorded: &[bool]) -> String {
-    let rows: Vec<serde_json::Value> = batch
-        .iter()
-        .zip(recorded)
-        .filter(|(_, r)| **r)
-        .map(|(w, _)| {
-            serde_json::json!({"t": w.tenant_id, "e": w.event, "u": w.units, "k": w.key.as_str(), "a": w.at_ms})
-        })
-        .collect();
-    serde_json::Value::Array(rows).to_string()
+pub(crate) fn usage_rows(batch: &[UsageWrite], recorded: &[bool]) -> Result<String, StorageError> {
+    let mut out = Vec::with_capacity(2 + batch.len() * 128);
+    out.push(b'[');
+    for (w, _) in batch.iter().zip(recorded).filter(|(_, r)| **r) {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        serde_json::to_writer(
+            &mut out,
+            &EventRow {
+                t: &w.tenant_id,
+                e: w.event,
+                u: w.units,
+                k: w.key.as_str(),
+                a: w.at_ms,
+            },
+        )
+        .map_err(json_err)?;
+    }
+    out.push(b']');
+    String::from_utf8(out).map_err(|e| StorageError::Corrupt(e.to_string()))
 }
 
 /// What the database said about the first occurrences, resolved for every

@@ -10,6 +10,9 @@ use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
 
+/// Connections in the pool.
+const POOL_SIZE: u32 = 8;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 /// PostgreSQL storage.
@@ -44,7 +47,7 @@ impl PgStorage {
             opts = opts.options([("search_path", schema)]);
         }
         let pool = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(POOL_SIZE)
             .connect_with(opts)
             .await?;
         MIGRATOR.run(&pool).await?;
@@ -105,6 +108,13 @@ impl Storage for PgStorage {
     async fn ping(&self) -> Result<(), StorageError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn commit_concurrency(&self) -> usize {
+        // Batches on separate connections commit (and fsync) concurrently;
+        // their idempotency rows are locked in key order, so they never
+        // deadlock. Half the pool, so reads always find a connection.
+        (POOL_SIZE / 2) as usize
     }
 
     async fn close(&self) {
@@ -384,7 +394,7 @@ impl Storage for PgStorage {
                         StoredResponse {
                             status: u16::try_from(status)
                                 .map_err(|_| StorageError::Corrupt("status".into()))?,
-                            body: r.try_get("body")?,
+                            body: r.try_get::<Vec<u8>, _>("body")?.into(),
                         },
                     ),
                 );
@@ -397,7 +407,7 @@ impl Storage for PgStorage {
                  SELECT x.t, x.e, x.u, x.k, x.a \
                  FROM jsonb_to_recordset($1::jsonb) AS x(t text, e text, u bigint, k text, a bigint)",
             )
-            .bind(usage_rows(batch, &recorded))
+            .bind(usage_rows(batch, &recorded)?)
             .execute(&mut *tx)
             .await?;
         }

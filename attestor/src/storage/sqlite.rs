@@ -4,19 +4,58 @@
 //! for write transactions so two writers never deadlock on lock upgrade.
 
 use super::*;
-use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
+use sqlx::{Connection as _, Row};
 use std::str::FromStr;
 use std::time::Duration;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
+/// Most usage events in one SQLite transaction (the committer never hands
+/// over more): bounds the statement's JSON and the time the write lock is
+/// held.
+pub const MAX_BATCH: usize = 1024;
+
+/// One usage batch: ?1 the first occurrences of client keys
+/// (`prepare_batch`), ?2 the start of the replay window, ?3 the event
+/// candidates (`event_candidates`). Rows come only from the SELECT: the live
+/// records of the batch's keys.
+const COMMIT_USAGE_SQL: &str = "\
+BEGIN IMMEDIATE;
+SELECT i.tenant_id, i.event, i.key, i.request_hash, i.status, i.body
+  FROM jsonb_each(?1) AS j
+  JOIN idempotency AS i
+    ON i.tenant_id = j.value ->> 't' AND i.event = j.value ->> 'e' AND i.key = j.value ->> 'k'
+ WHERE i.created_at_ms >= ?2;
+INSERT INTO usage_events (tenant_id, event, units, idempotency_key, occurred_at_ms)
+SELECT j.value ->> 't', j.value ->> 'e', j.value ->> 'u', j.value ->> 'k', j.value ->> 'a'
+  FROM jsonb_each(?3) AS j
+ WHERE j.value ->> 'c' = 0 OR NOT EXISTS (
+       SELECT 1 FROM idempotency AS i
+        WHERE i.tenant_id = j.value ->> 't' AND i.event = j.value ->> 'e'
+          AND i.key = j.value ->> 'k' AND i.created_at_ms >= ?2);
+INSERT INTO idempotency (tenant_id, event, key, request_hash, status, body, created_at_ms)
+SELECT j.value ->> 't', j.value ->> 'e', j.value ->> 'k', j.value ->> 'h',
+       j.value ->> 's', CAST(j.value ->> 'b' AS BLOB), j.value ->> 'a'
+  FROM jsonb_each(?1) AS j WHERE true
+    ON CONFLICT (tenant_id, event, key) DO UPDATE SET
+       request_hash = excluded.request_hash, status = excluded.status,
+       body = excluded.body, created_at_ms = excluded.created_at_ms
+ WHERE idempotency.created_at_ms < ?2;
+COMMIT;";
+
 /// SQLite storage.
 #[derive(Debug, Clone)]
 pub struct SqliteStorage {
     pool: SqlitePool,
+    /// The connection usage batches are committed on, outside the pool: the
+    /// only writer on the hot path, so its page cache stays valid between
+    /// batches (a pooled connection drops its cache whenever another one
+    /// wrote), and no pool acquire per batch.
+    writer: Arc<tokio::sync::Mutex<Option<SqliteConnection>>>,
 }
 
 impl SqliteStorage {
@@ -42,10 +81,14 @@ impl SqliteStorage {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        let writer = SqliteConnection::connect_with(&opts).await?;
+        Ok(Self {
+            pool,
+            writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
+        })
     }
 }
 
@@ -53,12 +96,32 @@ impl SqliteStorage {
     /// A PRAGMA's value as one connection of the pool sees it (tests check
     /// `journal_mode` and `synchronous` with it).
     pub async fn pragma(&self, name: &str) -> Result<String, StorageError> {
+        let row = sqlx::query(Self::pragma_query(name)?)
+            .fetch_one(&self.pool)
+            .await?;
+        Self::pragma_value(&row)
+    }
+
+    /// The same, as the connection usage batches are committed on sees it.
+    pub async fn writer_pragma(&self, name: &str) -> Result<String, StorageError> {
+        let mut writer = self.writer.lock().await;
+        let conn = writer
+            .as_mut()
+            .ok_or(StorageError::Database(sqlx::Error::PoolClosed))?;
+        let row = sqlx::query(Self::pragma_query(name)?)
+            .fetch_one(&mut *conn)
+            .await?;
+        Self::pragma_value(&row)
+    }
+
+    fn pragma_query(name: &str) -> Result<sqlx::AssertSqlSafe<String>, StorageError> {
         if !name.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
             return Err(StorageError::Url(format!("bad pragma {name:?}")));
         }
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
-            .fetch_one(&self.pool)
-            .await?;
+        Ok(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
+    }
+
+    fn pragma_value(row: &sqlx::sqlite::SqliteRow) -> Result<String, StorageError> {
         Ok(match row.try_get::<i64, _>(0) {
             Ok(n) => n.to_string(),
             Err(_) => row.try_get::<String, _>(0)?,
@@ -100,6 +163,9 @@ impl Storage for SqliteStorage {
     }
 
     async fn close(&self) {
+        if let Some(w) = self.writer.lock().await.take() {
+            let _ = w.close().await;
+        }
         self.pool.close().await;
     }
 
@@ -295,118 +361,85 @@ impl Storage for SqliteStorage {
         Ok(attach_subjects(out, subjects))
     }
 
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
     async fn commit_usage(
         &self,
         batch: &[UsageWrite],
         replay_since_ms: i64,
     ) -> Result<Vec<UsageOutcome>, StorageError> {
-        // Set-based, a constant number of statements per batch. `BEGIN
-        // IMMEDIATE` holds SQLite's single write lock for the whole
-        // transaction, so what the first SELECT sees cannot change before
-        // the INSERTs: existing keys are looked up once (usually none), new
-        // ones inserted without per-row results.
+        if batch.len() > MAX_BATCH {
+            return Err(StorageError::Corrupt(format!(
+                "usage batch of {} events, over the limit of {MAX_BATCH}",
+                batch.len()
+            )));
+        }
+        // The whole transaction is one multi-statement query: one message to
+        // the connection's thread and back, instead of a round trip per
+        // statement (each a thread wakeup, slow on a loaded machine).
+        // `BEGIN IMMEDIATE` takes SQLite's single write lock first, so the
+        // three statements see one state: live records are read (they
+        // replay), events are inserted for generated keys and for client
+        // keys without a live record (the same predicate the outcomes below
+        // are computed with), then the client keys are upserted (a record
+        // past the window is replaced). Set-based: constant statements per
+        // batch.
         let prepared = prepare_batch(batch)?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let index: BTreeMap<(String, String, String), usize> = batch
+        let candidates = event_candidates(batch, &prepared)?;
+        let mut writer = self.writer.lock().await;
+        let conn = writer
+            .as_mut()
+            .ok_or(StorageError::Database(sqlx::Error::PoolClosed))?;
+        let result = sqlx::query(COMMIT_USAGE_SQL)
+            .bind(&prepared.client_rows)
+            .bind(replay_since_ms)
+            .bind(&candidates)
+            .fetch_all(&mut *conn)
+            .await;
+        let rows = match result {
+            Ok(rows) => rows,
+            Err(e) => {
+                // Whatever ran of it is undone; "no transaction is active"
+                // (it failed before BEGIN or at COMMIT after SQLite rolled
+                // back) is fine.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                return Err(e.into());
+            }
+        };
+        let index: BTreeMap<(&str, &str, &str), usize> = batch
             .iter()
             .enumerate()
             .filter(|(i, w)| {
                 matches!(w.key, UsageKey::Client(_)) && prepared.duplicate_of[*i].is_none()
             })
-            .map(|(i, w)| {
-                (
-                    (
-                        w.tenant_id.clone(),
-                        w.event.to_owned(),
-                        w.key.as_str().to_owned(),
-                    ),
-                    i,
-                )
-            })
+            .map(|(i, w)| ((w.tenant_id.as_str(), w.event, w.key.as_str()), i))
             .collect();
         let mut fresh: std::collections::BTreeSet<usize> = index.values().copied().collect();
         let mut stored = BTreeMap::new();
-        let mut expired = Vec::new();
-        if !index.is_empty() {
-            let rows = sqlx::query(
-                "SELECT i.tenant_id, i.event, i.key, i.request_hash, i.status, i.body, i.created_at_ms \
-                 FROM idempotency AS i JOIN json_each(?1) AS j \
-                   ON i.tenant_id = j.value ->> 't' AND i.event = j.value ->> 'e' AND i.key = j.value ->> 'k'",
-            )
-            .bind(&prepared.client_rows)
-            .fetch_all(&mut *tx)
-            .await?;
-            for r in &rows {
-                let k: (String, String, String) = (
-                    r.try_get("tenant_id")?,
-                    r.try_get("event")?,
-                    r.try_get("key")?,
-                );
-                let p = *index
-                    .get(&k)
-                    .ok_or_else(|| StorageError::Corrupt("unexpected idempotency row".into()))?;
-                let created: i64 = r.try_get("created_at_ms")?;
-                if created < replay_since_ms {
-                    // Past the window: the key counts again and its record is replaced.
-                    expired.push(k);
-                    continue;
-                }
-                fresh.remove(&p);
-                let status: i64 = r.try_get("status")?;
-                stored.insert(
-                    p,
-                    (
-                        r.try_get::<String, _>("request_hash")?,
-                        StoredResponse {
-                            status: u16::try_from(status)
-                                .map_err(|_| StorageError::Corrupt("status".into()))?,
-                            body: r.try_get("body")?,
-                        },
-                    ),
-                );
-            }
+        for r in &rows {
+            let t: &str = r.try_get("tenant_id")?;
+            let e: &str = r.try_get("event")?;
+            let k: &str = r.try_get("key")?;
+            let p = *index
+                .get(&(t, e, k))
+                .ok_or_else(|| StorageError::Corrupt("unexpected idempotency row".into()))?;
+            fresh.remove(&p);
+            let status: i64 = r.try_get("status")?;
+            stored.insert(
+                p,
+                (
+                    r.try_get::<String, _>("request_hash")?,
+                    StoredResponse {
+                        status: u16::try_from(status)
+                            .map_err(|_| StorageError::Corrupt("status".into()))?,
+                        body: r.try_get::<Vec<u8>, _>("body")?.into(),
+                    },
+                ),
+            );
         }
-        for (t, e, k) in &expired {
-            sqlx::query("DELETE FROM idempotency WHERE tenant_id = ? AND event = ? AND key = ?")
-                .bind(t)
-                .bind(e)
-                .bind(k)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if !fresh.is_empty() {
-            let rows: Vec<serde_json::Value> = serde_json::from_str(&prepared.client_rows)
-                .map_err(|e| StorageError::Corrupt(e.to_string()))?;
-            let rows: Vec<&serde_json::Value> = rows
-                .iter()
-                .filter(|r| {
-                    r["i"]
-                        .as_u64()
-                        .is_some_and(|i| fresh.contains(&(i as usize)))
-                })
-                .collect();
-            sqlx::query(
-                "INSERT INTO idempotency (tenant_id, event, key, request_hash, status, body, created_at_ms) \
-                 SELECT j.value ->> 't', j.value ->> 'e', j.value ->> 'k', j.value ->> 'h', \
-                        j.value ->> 's', CAST(j.value ->> 'b' AS BLOB), j.value ->> 'a' \
-                 FROM json_each(?1) AS j",
-            )
-            .bind(serde_json::to_string(&rows).map_err(|e| StorageError::Corrupt(e.to_string()))?)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let (outcomes, recorded) = resolve_batch(batch, &prepared, &fresh, &stored)?;
-        if recorded.iter().any(|r| *r) {
-            sqlx::query(
-                "INSERT INTO usage_events (tenant_id, event, units, idempotency_key, occurred_at_ms) \
-                 SELECT j.value ->> 't', j.value ->> 'e', j.value ->> 'u', j.value ->> 'k', j.value ->> 'a' \
-                 FROM json_each(?1) AS j",
-            )
-            .bind(usage_rows(batch, &recorded))
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+        let (outcomes, _recorded) = resolve_batch(batch, &prepared, &fresh, &stored)?;
         Ok(outcomes)
     }
 

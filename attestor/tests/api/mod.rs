@@ -239,7 +239,30 @@ async fn metrics_expose_routes_and_no_tenant_ids(b: Backend) {
     s.get("/v1/attestations?repo=x", Some(&key)).await;
     s.get("/v1/usage", None).await;
     s.get("/no/such/path/123", None).await;
+    for path in [
+        "/v1/keys",
+        "/v1/openapi.json",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        s.get(path, Some(&key)).await;
+    }
+    s.post("/v1/verify", &[], "{}").await;
     let m = String::from_utf8(s.get("/metrics", None).await.body.to_vec()).unwrap();
+    // Every route the router serves has its own label (the label list is complete).
+    for route in cloister_attestor::service::metrics::ROUTES {
+        if *route != "/v1/sign" {
+            assert!(
+                m.contains(&format!("route=\"{route}\"")),
+                "no label for {route} in\n{m}"
+            );
+        }
+    }
+    assert!(
+        !m.contains("route=\"other\""),
+        "a served route lacks a label:\n{m}"
+    );
     for needle in [
         "cloister_attestor_http_requests_total{method=\"GET\",route=\"/v1/attestations\",status=\"200\"} 1",
         "cloister_attestor_http_requests_total{method=\"GET\",route=\"/v1/usage\",status=\"401\"} 1",

@@ -18,6 +18,7 @@ both_backends!(
     a_tenant_sees_only_its_own_idempotency_records,
     signing_socket_validates_records_and_is_not_on_tcp,
     keys_endpoint_lists_the_signing_key,
+    key_rotation_and_expiry_reach_verification_and_the_verdict_cache,
 );
 
 fn request(provenance: Option<&serde_json::Value>) -> serde_json::Value {
@@ -368,4 +369,74 @@ async fn keys_endpoint_lists_the_signing_key(b: Backend) {
             .unwrap()
             .starts_with("-----BEGIN PUBLIC KEY-----")
     );
+}
+
+/// A rotation made by another process (the CLI) while the server runs is
+/// picked up without a restart: the new key signs, provenance of both keys
+/// verifies; once the old key's not-after passes on the service's clock its
+/// provenance is refused with `untrusted_key`, although the verdict for that
+/// exact request had been cached while the key was trusted.
+async fn key_rotation_and_expiry_reach_verification_and_the_verdict_cache(b: Backend) {
+    use cloister_attestor::keyring::Keyring;
+    use cloister_attestor_core::keys::{Algorithm, KeyPair};
+    let start_ms = 1_776_211_200_000;
+    let clock = Arc::new(ManualClock::new(start_ms));
+    let s = TestServer::start_with_clock(b, |_| {}, clock.clone()).await;
+    let (_, key) = s.tenant("acme").await;
+    let app = s.running.as_ref().unwrap().app.clone();
+    let old = s.sign(&build_record()).await;
+    let old_body = request(Some(&old["envelope"]));
+    for _ in 0..2 {
+        let v = s.verify(&key, None, &old_body).await.json();
+        assert_eq!(v["verified"], true, "{v}");
+    }
+    let (hits, _) = app.verdicts.stats();
+    assert!(
+        hits >= 1,
+        "the repeated request was answered from the cache"
+    );
+
+    let ring = Keyring::open(&app.config.state_dir).unwrap();
+    let at = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()
+    };
+    let hour = 3_600_000;
+    ring.rotate_to(
+        &KeyPair::generate(Algorithm::EcdsaP256).unwrap(),
+        at(start_ms),
+        at(start_ms + hour),
+    )
+    .unwrap();
+    // The server notices the changed keyring file (checked at most every
+    // 500 ms); wait for it without assuming how long that takes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let keys = s.get("/v1/keys", Some(&key)).await.json();
+        if keys["keys"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rotation never seen: {keys}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let new = s.sign(&build_record()).await;
+    assert_ne!(new["keyid"], old["keyid"], "the new active key signs");
+    let new_body = request(Some(&new["envelope"]));
+    for body in [&old_body, &new_body] {
+        let v = s.verify(&key, None, body).await.json();
+        assert_eq!(v["verified"], true, "{v}");
+    }
+
+    // Past the old key's not-after: the same request is no longer verified.
+    clock.set(start_ms + hour + 1);
+    let v = s.verify(&key, None, &old_body).await.json();
+    assert_eq!(v["verified"], false, "{v}");
+    assert_eq!(v["reasons"][0]["code"], "untrusted_key", "{v}");
+    let v = s.verify(&key, None, &new_body).await.json();
+    assert_eq!(v["verified"], true, "{v}");
+    let keys = s.get("/v1/keys", Some(&key)).await.json();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(keys["keys"][0]["keyid"], new["keyid"]);
 }

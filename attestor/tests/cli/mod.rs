@@ -134,10 +134,15 @@ struct Served {
 }
 
 fn serve(state: &Path, extra_env: &[(&str, &str)]) -> Served {
+    serve_with(state, &[], extra_env)
+}
+
+fn serve_with(state: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> Served {
     let stderr = state.with_extension("log");
     let mut cmd = Command::new(bin());
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
         .arg(state)
+        .args(args)
         .env_remove("CLOISTER_ATTESTOR_CONFIG")
         .env_remove("CLOISTER_ATTESTOR_DATABASE_URL")
         .stdout(Stdio::piped())
@@ -168,6 +173,117 @@ fn sigterm_and_wait(mut s: Served) -> String {
     let status = s.child.wait().unwrap();
     assert!(status.success(), "graceful exit on SIGTERM");
     std::fs::read_to_string(&s.stderr).unwrap()
+}
+
+/// `serve` on a keyring whose key is passphrase-encrypted: refused with a
+/// clear error without the passphrase or with a wrong one; served with it
+/// from a file (flag or config) or an environment variable, signing with
+/// that key; the passphrase never reaches the logs, even at trace level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_loads_an_encrypted_keyring_with_its_passphrase() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("state");
+    let secret = "correct horse battery staple 7f3a9c";
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, format!("{secret}\n")).unwrap();
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not the passphrase\n").unwrap();
+    let made: serde_json::Value = serde_json::from_str(&ok(&run(
+        &st,
+        &[
+            "keygen",
+            "--json",
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+        ],
+    )))
+    .unwrap();
+    assert_eq!(made["encrypted"], true);
+    let keyid = made["keyid"].as_str().unwrap().to_owned();
+
+    let refused = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+            .arg(&st)
+            .args(args)
+            .env_remove("CLOISTER_ATTESTOR_CONFIG")
+            .env_remove("CLOISTER_ATTESTOR_DATABASE_URL");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success(), "serve must refuse {args:?}");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !err.contains(secret),
+            "the passphrase reached stderr: {err}"
+        );
+        err
+    };
+    let err = refused(&[], &[]);
+    assert!(
+        err.contains("passphrase is required") && err.contains("--passphrase-file"),
+        "{err}"
+    );
+    let err = refused(&["--passphrase-file", wrong.to_str().unwrap()], &[]);
+    assert!(err.contains("wrong passphrase"), "{err}");
+    let err = refused(&["--passphrase-env", "CLOISTER_TEST_UNSET_PASS_VAR"], &[]);
+    assert!(err.contains("CLOISTER_TEST_UNSET_PASS_VAR"), "{err}");
+    let err = refused(
+        &[
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+            "--passphrase-env",
+            "X",
+        ],
+        &[],
+    );
+    assert!(err.contains("cannot be used with"), "{err}");
+
+    let cfg = dir.path().join("attestor.toml");
+    std::fs::write(
+        &cfg,
+        format!("key_passphrase_file = \"{}\"\n", pass.display()),
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap().to_owned();
+    let pass_s = pass.to_str().unwrap().to_owned();
+    type Way<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>);
+    let ways: Vec<Way<'_>> = vec![
+        (vec!["--passphrase-file", &pass_s], vec![]),
+        (
+            vec!["--passphrase-env", "ATTESTOR_TEST_PASS"],
+            vec![("ATTESTOR_TEST_PASS", secret)],
+        ),
+        (vec!["--config", &cfg_s], vec![]),
+        (
+            vec![],
+            vec![
+                ("CLOISTER_ATTESTOR_KEY_PASSPHRASE_ENV", "ATTESTOR_TEST_PASS"),
+                ("ATTESTOR_TEST_PASS", secret),
+            ],
+        ),
+    ];
+    for (args, env) in ways {
+        let mut env = env.clone();
+        env.extend([
+            ("CLOISTER_ATTESTOR_LOG_FORMAT", "json"),
+            ("CLOISTER_ATTESTOR_LOG_LEVEL", "trace"),
+        ]);
+        let s = serve_with(&st, &args, &env);
+        let signed = unix_request(
+            &st.join("sign.sock"),
+            Method::POST,
+            "/v1/sign",
+            serde_json::to_vec(&build_record()).unwrap(),
+        )
+        .await
+        .json();
+        assert_eq!(signed["keyid"], keyid.as_str(), "{args:?} {signed}");
+        let logs = sigterm_and_wait(s);
+        assert!(logs.contains("attestor serving"), "{logs}");
+        assert!(!logs.contains(secret), "the passphrase reached the logs");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

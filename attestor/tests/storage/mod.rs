@@ -16,6 +16,8 @@ both_backends!(
     usage_generated_keys_always_count,
     usage_client_key_counts_once_and_replays_stored_response,
     usage_same_key_twice_in_one_batch_counts_once,
+    usage_mixed_batch_resolves_every_position,
+    usage_batch_at_the_backend_limit_commits,
     usage_key_reused_for_other_request_is_refused,
     usage_key_counts_again_after_the_window,
     usage_keys_are_per_tenant,
@@ -35,7 +37,7 @@ fn write(tenant: &str, key: UsageKey, hash: &str, at_ms: i64) -> UsageWrite {
         at_ms,
         response: StoredResponse {
             status: 200,
-            body: format!("{{\"h\":\"{hash}\"}}").into_bytes(),
+            body: format!("{{\"h\":\"{hash}\"}}").into_bytes().into(),
         },
     }
 }
@@ -243,7 +245,7 @@ async fn usage_client_key_counts_once_and_replays_stored_response(b: Backend) {
         [UsageOutcome::Recorded]
     );
     let mut retry = first.clone();
-    retry.response.body = b"a different computed body".to_vec();
+    retry.response.body = bytes::Bytes::from_static(b"a different computed body");
     retry.at_ms = 2000;
     assert_eq!(
         s.commit_usage(&[retry], 0).await.unwrap(),
@@ -267,6 +269,85 @@ async fn usage_same_key_twice_in_one_batch_counts_once(b: Backend) {
         ]
     );
     assert_eq!(verify_count(s.as_ref(), &t).await, 1);
+}
+
+/// One batch holding every kind of write: generated keys, new client keys,
+/// a key recorded earlier (replayed), the same key reused for another
+/// request (refused), and an in-batch duplicate; two tenants.
+async fn usage_mixed_batch_resolves_every_position(b: Backend) {
+    let db = TestDb::new(b).await;
+    let s = db.open().await;
+    let (t, _) = tenant_with_key(s.as_ref(), "acme").await;
+    let (u, _) = tenant_with_key(s.as_ref(), "other").await;
+    let earlier = write(&t, client("old"), "h-old", 5);
+    let reused = write(&t, client("taken"), "h-taken", 5);
+    s.commit_usage(&[earlier.clone(), reused.clone()], 0)
+        .await
+        .unwrap();
+    let new_a = write(&t, client("new-a"), "h-a", 10);
+    let batch = vec![
+        write(&t, UsageKey::Generated("g1".into()), "x", 10),
+        new_a.clone(),
+        write(&t, client("old"), "h-old", 11),
+        write(&t, client("taken"), "h-other", 11),
+        write(&u, client("new-a"), "h-a", 10),
+        new_a.clone(),
+        write(&u, UsageKey::Generated("g2".into()), "y", 12),
+        write(&t, client("new-b"), "h-b", 12),
+    ];
+    let out = s.commit_usage(&batch, 0).await.unwrap();
+    assert_eq!(
+        out,
+        [
+            UsageOutcome::Recorded,
+            UsageOutcome::Recorded,
+            UsageOutcome::Replay(earlier.response.clone()),
+            UsageOutcome::KeyReused,
+            UsageOutcome::Recorded,
+            UsageOutcome::Replay(new_a.response.clone()),
+            UsageOutcome::Recorded,
+            UsageOutcome::Recorded,
+        ]
+    );
+    // acme: old + taken earlier, then g1, new-a, new-b; other: new-a, g2.
+    assert_eq!(verify_count(s.as_ref(), &t).await, 5);
+    assert_eq!(verify_count(s.as_ref(), &u).await, 2);
+    // The new keys now replay what this batch stored.
+    let again = s
+        .commit_usage(std::slice::from_ref(&new_a), 0)
+        .await
+        .unwrap();
+    assert_eq!(again, [UsageOutcome::Replay(new_a.response.clone())]);
+}
+
+/// A batch as large as the SQLite backend takes commits every event once
+/// (and replays every client key after).
+async fn usage_batch_at_the_backend_limit_commits(b: Backend) {
+    let db = TestDb::new(b).await;
+    let s = db.open().await;
+    let (t, _) = tenant_with_key(s.as_ref(), "acme").await;
+    let n = cloister_attestor::storage::sqlite::MAX_BATCH;
+    let batch: Vec<_> = (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                write(&t, client(&format!("k{i}")), "h", 10)
+            } else {
+                write(&t, UsageKey::Generated(format!("g{i}")), "h", 10)
+            }
+        })
+        .collect();
+    let out = s.commit_usage(&batch, 0).await.unwrap();
+    assert!(out.iter().all(|o| *o == UsageOutcome::Recorded));
+    assert_eq!(verify_count(s.as_ref(), &t).await, n as i64);
+    let replay = s.commit_usage(&batch, 0).await.unwrap();
+    assert_eq!(
+        replay
+            .iter()
+            .filter(|o| **o == UsageOutcome::Recorded)
+            .count(),
+        n / 2,
+        "client keys replay, generated keys count again"
+    );
 }
 
 async fn usage_key_reused_for_other_request_is_refused(b: Backend) {
@@ -464,6 +545,10 @@ async fn sqlite_runs_in_wal_with_synchronous_full() {
     assert_eq!(s.pragma("journal_mode").await.unwrap(), "wal");
     assert_eq!(s.pragma("synchronous").await.unwrap(), "2", "2 is FULL");
     assert_eq!(s.pragma("foreign_keys").await.unwrap(), "1");
+    // The usage commits' own connection is just as durable.
+    assert_eq!(s.writer_pragma("journal_mode").await.unwrap(), "wal");
+    assert_eq!(s.writer_pragma("synchronous").await.unwrap(), "2");
+    assert_eq!(s.writer_pragma("foreign_keys").await.unwrap(), "1");
 }
 
 #[tokio::test]
