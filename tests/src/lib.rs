@@ -8,6 +8,8 @@
 //! - `e2e.rs`: jobs end to end through both daemons
 #![forbid(unsafe_code)]
 
+pub mod oci;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -72,4 +74,63 @@ pub fn bin(name: &str) -> PathBuf {
 /// Path to a fixture under `tests/fixtures/`.
 pub fn fixture(rel: &str) -> PathBuf {
     workspace_root().join("tests/fixtures").join(rel)
+}
+
+/// The documented GNU tar command line of a snapshot
+/// (`cookbook/snapshot-format.md`), without `--mtime` and the directory.
+pub const GNU_TAR_ARGS: &[&str] = &[
+    "--create",
+    "--file=-",
+    "--format=gnu",
+    "--sort=name",
+    "--owner=0",
+    "--group=0",
+    "--numeric-owner",
+    "--mode=go-rwx,u+rwX,go=u,go-w,a-st",
+    "--hard-dereference",
+];
+
+fn gnu_tar_command(dir: &Path, epoch: u64) -> Command {
+    let mut cmd = Command::new("tar");
+    cmd.args(GNU_TAR_ARGS)
+        .arg(format!("--mtime=@{epoch}"))
+        .arg(format!("--directory={}", dir.display()))
+        .arg(".");
+    cmd
+}
+
+/// The uncompressed tar GNU tar writes for `dir` with the documented options.
+pub fn gnu_tar(dir: &Path, epoch: u64) -> Vec<u8> {
+    let out = gnu_tar_command(dir, epoch)
+        .output()
+        .expect("GNU tar must be installed");
+    assert!(
+        out.status.success(),
+        "tar failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `sha256:<hex>` of [`gnu_tar`]'s output, streamed (for large trees such
+/// as a Rust sysroot): a snapshot's digest computed without Cloister.
+pub fn gnu_tar_digest(dir: &Path) -> String {
+    use sha2::Digest as _;
+    use std::io::Read;
+    let mut child = gnu_tar_command(dir, 0)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("GNU tar must be installed");
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = stdout.read(&mut buf).expect("read tar output");
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    assert!(child.wait().expect("wait for tar").success(), "tar failed");
+    format!("sha256:{}", hex::encode(h.finalize()))
 }
