@@ -104,39 +104,18 @@ fn main() {
         .unwrap();
     let run_job = || -> (f64, f64, String) {
         rt.block_on(async {
-            let job: serde_json::Value = ep
-                .json(
-                    hyper::Method::POST,
-                    "/v1/jobs",
-                    Some(spec.to_string().into_bytes()),
-                )
+            let job = stack::submit_job(&ep, &spec).await.unwrap();
+            let id = job["id"].as_str().unwrap();
+            let poll = Duration::from_millis(5);
+            let job = stack::wait_job(&ep, id, poll, Duration::from_secs(3600))
                 .await
                 .unwrap();
-            let id = job["id"].as_str().unwrap().to_string();
-            loop {
-                let job: serde_json::Value = ep
-                    .json(hyper::Method::GET, &format!("/v1/jobs/{id}"), None)
-                    .await
-                    .unwrap();
-                match job["state"].as_str().unwrap() {
-                    "succeeded" => {
-                        let total = parse_ts(job["finishedAt"].as_str().unwrap())
-                            - parse_ts(job["startedAt"].as_str().unwrap());
-                        let sandbox_ms = job["result"]["sandbox"]["wallMs"].as_f64().unwrap();
-                        let log = ep
-                            .call(hyper::Method::GET, &format!("/v1/jobs/{id}/logs"), None)
-                            .await
-                            .unwrap();
-                        return (
-                            total,
-                            sandbox_ms / 1000.0,
-                            String::from_utf8_lossy(&log).into_owned(),
-                        );
-                    }
-                    "failed" | "cancelled" => panic!("job failed: {job}"),
-                    _ => tokio::time::sleep(Duration::from_millis(5)).await,
-                }
-            }
+            assert_eq!(job["state"], "succeeded", "job failed: {job}");
+            let total = parse_ts(job["finishedAt"].as_str().unwrap())
+                - parse_ts(job["startedAt"].as_str().unwrap());
+            let sandbox_ms = job["result"]["sandbox"]["wallMs"].as_f64().unwrap();
+            let log = stack::job_log(&ep, id).await.unwrap();
+            (total, sandbox_ms / 1000.0, log)
         })
     };
     let bare = |i: usize| -> f64 {

@@ -2,10 +2,10 @@
 //! `bench-job` benchmark and the test suites share. Spawning with output
 //! appended to a log file, waiting for a socket (failing with the log's tail
 //! if the daemon exits first), stopping with SIGTERM then SIGKILL, the runner
-//! config they write, and the git helpers that make a repository at a
-//! pinned commit with reproducible commit ids.
+//! config they write, submitting and awaiting jobs, and the git helpers
+//! that make a repository at a pinned commit with reproducible commit ids.
 
-use crate::client::Endpoint;
+use crate::client::{ClientError, Endpoint};
 use nix::sys::signal::Signal;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,7 +48,10 @@ pub enum StackError {
     Command { command: String, message: String },
 }
 
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StackError + 'a {
+fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> StackError + 'a {
     move |source| StackError::Io {
         what,
         path: path.to_path_buf(),
@@ -344,7 +347,11 @@ impl Stack {
     pub fn start(dir: &Path, opts: &StackOptions) -> Result<Stack, StackError> {
         std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         let attestor_state = dir.join("attestor");
-        let attestor = start_attestor(&opts.attestor_bin, &attestor_state, &dir.join("attestor.log"))?;
+        let attestor = start_attestor(
+            &opts.attestor_bin,
+            &attestor_state,
+            &dir.join("attestor.log"),
+        )?;
         let sign_socket = attestor_state.join("sign.sock");
         let api_socket = dir.join("runner.sock");
         let runner_config = dir.join("runner.toml");
@@ -414,14 +421,66 @@ impl Stack {
     }
 }
 
+/// Submits a job spec (JSON) to a runner; returns the new job's record.
+pub async fn submit_job(
+    ep: &Endpoint,
+    spec: &serde_json::Value,
+) -> Result<serde_json::Value, ClientError> {
+    ep.json(
+        hyper::Method::POST,
+        "/v1/jobs",
+        Some(spec.to_string().into_bytes()),
+    )
+    .await
+}
+
+/// Polls job `id` every `poll` until it is succeeded, failed or cancelled
+/// (or `timeout` passed); returns its last record.
+pub async fn wait_job(
+    ep: &Endpoint,
+    id: &str,
+    poll: Duration,
+    timeout: Duration,
+) -> Result<serde_json::Value, ClientError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let job: serde_json::Value = ep
+            .json(hyper::Method::GET, &format!("/v1/jobs/{id}"), None)
+            .await?;
+        let state = job["state"].as_str().unwrap_or("");
+        if ["succeeded", "failed", "cancelled"].contains(&state) || Instant::now() >= deadline {
+            return Ok(job);
+        }
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// Job `id`'s log.
+pub async fn job_log(ep: &Endpoint, id: &str) -> Result<String, ClientError> {
+    let log = ep
+        .call(hyper::Method::GET, &format!("/v1/jobs/{id}/logs"), None)
+        .await?;
+    Ok(String::from_utf8_lossy(&log).into_owned())
+}
+
 /// Runs git in `dir` with a fixed identity and dates (commits are
 /// reproducible), ignoring the user's signing config; returns its stdout.
 pub fn git(dir: &Path, args: &[&str]) -> Result<String, StackError> {
     let mut cmd = Command::new("git");
     cmd.arg("-C")
         .arg(dir)
-        .args(["-c", "user.name=Cloister", "-c", "user.email=build@cloister.invalid"])
-        .args(["-c", "commit.gpgsign=false", "-c", "init.defaultBranch=main"])
+        .args([
+            "-c",
+            "user.name=Cloister",
+            "-c",
+            "user.email=build@cloister.invalid",
+        ])
+        .args([
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "init.defaultBranch=main",
+        ])
         .args(args)
         .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
         .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z");
@@ -456,7 +515,9 @@ pub fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<(), StackError
     std::fs::create_dir_all(to).map_err(io_err("creating", to))?;
     for entry in std::fs::read_dir(from).map_err(io_err("reading", from))? {
         let entry = entry.map_err(io_err("reading", from))?;
-        let ty = entry.file_type().map_err(io_err("reading", &entry.path()))?;
+        let ty = entry
+            .file_type()
+            .map_err(io_err("reading", &entry.path()))?;
         let dest = to.join(entry.file_name());
         if ty.is_dir() {
             if !skip.iter().any(|s| entry.file_name() == *s) {
@@ -474,6 +535,9 @@ pub fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<(), StackError
 pub fn rust_sysroot() -> Result<PathBuf, StackError> {
     let mut cmd = Command::new("rustc");
     cmd.args(["--print", "sysroot"]);
-    output(cmd, "rustc --print sysroot (repo A needs a Rust toolchain on the host)")
-        .map(PathBuf::from)
+    output(
+        cmd,
+        "rustc --print sysroot (repo A needs a Rust toolchain on the host)",
+    )
+    .map(PathBuf::from)
 }

@@ -39,7 +39,12 @@ pub enum ToolchainError {
     Snapshot {
         name: String,
         path: PathBuf,
-        source: StoreError,
+        source: Box<StoreError>,
+    },
+    #[error("store {path}: {source}")]
+    Store {
+        path: PathBuf,
+        source: Box<StoreError>,
     },
     #[error("toolchain {name}: {message}")]
     Invalid { name: String, message: String },
@@ -143,10 +148,9 @@ fn snapshot_set(
     if configured.is_empty() {
         return Ok(out);
     }
-    let store = Store::open(store_root).map_err(|source| ToolchainError::Snapshot {
-        name: String::new(),
+    let store = Store::open(store_root).map_err(|source| ToolchainError::Store {
         path: store_root.to_path_buf(),
-        source,
+        source: Box::new(source),
     })?;
     for (name, dir) in configured {
         let t = snapshot_one(&store, name, dir)?;
@@ -192,7 +196,7 @@ fn snapshot_one(store: &Store, name: &str, dir: &Path) -> Result<Toolchain, Tool
     let snap_err = |source| ToolchainError::Snapshot {
         name: name.into(),
         path: path.clone(),
-        source,
+        source: Box::new(source),
     };
     // One snapshot at a time per store, across daemons: the first copies a
     // cold toolchain, the others wait and take the warm path.

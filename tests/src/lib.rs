@@ -1,5 +1,6 @@
 //! Shared helpers for Cloister's cross-crate test suite: locating the
-//! workspace's binaries and fixtures.
+//! workspace's binaries, fixtures and external verifiers, GNU tar's form of
+//! a snapshot, and (`oci`) test image layouts.
 //!
 //! Test tree (one integration binary per area, under `tests/tests/`):
 //! - `escape.rs`: the sandbox probe suite (root and rootless)
@@ -133,4 +134,32 @@ pub fn gnu_tar_digest(dir: &Path) -> String {
     }
     assert!(child.wait().expect("wait for tar").success(), "tar failed");
     format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+/// The Python with securesystemslib (`CLOISTER_INTEROP_PYTHON`, set by
+/// `.ci/setup.d/30-interop.sh`); panics naming the fix when it is missing.
+pub fn interop_python() -> PathBuf {
+    let p = std::env::var_os("CLOISTER_INTEROP_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        panic!("CLOISTER_INTEROP_PYTHON is not set: source .ci/setup.d/30-interop.sh (it installs securesystemslib)")
+    });
+    assert!(
+        p.exists(),
+        "CLOISTER_INTEROP_PYTHON={} does not exist: run .ci/setup.d/30-interop.sh",
+        p.display()
+    );
+    p
+}
+
+/// The node_modules with @sigstore/verify (`CLOISTER_INTEROP_NODE_MODULES`,
+/// set by `.ci/setup.d/30-interop.sh`); panics naming the fix when missing.
+pub fn interop_node_modules() -> PathBuf {
+    let p = std::env::var_os("CLOISTER_INTEROP_NODE_MODULES").map(PathBuf::from).unwrap_or_else(|| {
+        panic!("CLOISTER_INTEROP_NODE_MODULES is not set: source .ci/setup.d/30-interop.sh (it installs @sigstore/verify)")
+    });
+    assert!(
+        p.join("@sigstore/verify").is_dir(),
+        "{} has no @sigstore/verify: run .ci/setup.d/30-interop.sh",
+        p.display()
+    );
+    p
 }

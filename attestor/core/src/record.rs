@@ -447,7 +447,9 @@ mod tests {
             ("toolchain not asked for", |r| {
                 r.parameters.toolchains.clear()
             }),
-            ("toolchain asked for, not recorded", |r| r.toolchains.clear()),
+            ("toolchain asked for, not recorded", |r| {
+                r.toolchains.clear()
+            }),
             ("toolchains out of order", |r| {
                 let mut go = r.toolchains[0].clone();
                 go.name = "go".into();
@@ -494,7 +496,10 @@ mod tests {
             };
             obj.as_object_mut().unwrap().remove(key);
             let err = serde_json::from_value::<BuildRecord>(v).unwrap_err();
-            assert!(err.to_string().contains("missing field `toolchains`"), "{err}");
+            assert!(
+                err.to_string().contains("missing field `toolchains`"),
+                "{err}"
+            );
         }
     }
 
@@ -512,7 +517,10 @@ mod tests {
             .find(|d| d.name.as_deref() == Some("toolchain:rust"))
             .expect("toolchain dependency");
         let t = &record().toolchains[0];
-        assert_eq!(dep.uri.as_deref(), Some(format!("file://{}", t.path).as_str()));
+        assert_eq!(
+            dep.uri.as_deref(),
+            Some(format!("file://{}", t.path).as_str())
+        );
         assert_eq!(dep.digest["sha256"], t.digest.hex());
         assert_eq!(dep.media_type.as_deref(), Some("application/x-tar"));
     }

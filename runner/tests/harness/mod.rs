@@ -9,7 +9,7 @@ use cloister_runner::client::Endpoint;
 use cloister_runner::stack::{self, RunnerConfig};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const RUNNER: &str = env!("CARGO_BIN_EXE_cloister-runner");
 
@@ -128,29 +128,30 @@ pub fn spec(path: &Path, commit: &str, command: &[&str], outputs: &[&str]) -> se
 
 /// Polls a job until it is terminal.
 pub async fn wait_job(ep: &Endpoint, id: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let job: serde_json::Value = ep
-            .json(hyper::Method::GET, &format!("/v1/jobs/{id}"), None)
-            .await
-            .expect("get job");
-        if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap_or("")) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let job = stack::wait_job(ep, id, Duration::from_millis(50), Duration::from_secs(300))
+        .await
+        .expect("get job");
+    let state = job["state"].as_str().unwrap_or("");
+    assert!(
+        ["succeeded", "failed", "cancelled"].contains(&state),
+        "job {id} did not finish: {job}"
+    );
+    job
 }
 
 /// Submits a spec; returns the job id.
 pub async fn submit(ep: &Endpoint, spec: &serde_json::Value) -> String {
-    let job: serde_json::Value = ep
-        .json(
-            hyper::Method::POST,
-            "/v1/jobs",
-            Some(spec.to_string().into_bytes()),
-        )
-        .await
-        .expect("submit");
+    let job = stack::submit_job(ep, spec).await.expect("submit");
     job["id"].as_str().expect("job id").to_string()
+}
+
+/// Submits a spec and waits for the job to end; returns its record.
+pub async fn run_job(ep: &Endpoint, spec: &serde_json::Value) -> serde_json::Value {
+    let id = submit(ep, spec).await;
+    wait_job(ep, &id).await
+}
+
+/// A job's log.
+pub async fn job_log(ep: &Endpoint, id: &str) -> String {
+    stack::job_log(ep, id).await.expect("job log")
 }

@@ -5,7 +5,7 @@
 //! so the Rust toolchain is copied into it once per target directory.
 
 use cloister_runner::stack::{self, StackOptions};
-use cloister_tests::{bin, fixture, workspace_root};
+use cloister_tests::{bin, fixture, interop_node_modules, interop_python, workspace_root};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -76,9 +76,7 @@ impl Stack {
     }
 
     pub fn start_runner(&mut self) {
-        self.inner
-            .start_runner()
-            .unwrap_or_else(|e| panic!("{e}"));
+        self.inner.start_runner().unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// SIGTERM the runner daemon and wait for it (it drains).
@@ -145,6 +143,31 @@ impl Stack {
             job,
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// [`Stack::build`] that must succeed with one artifact whose provenance
+    /// `cloister-attestor verify` accepts for `uri` on branch main; returns
+    /// (the artifact's path, the statement).
+    pub fn build_verified(
+        &self,
+        repo: &Path,
+        uri: &str,
+        flags: &[&str],
+        command: &[&str],
+    ) -> (PathBuf, serde_json::Value) {
+        let mut extra = vec!["--uri", uri];
+        extra.extend_from_slice(flags);
+        let (code, job, stderr) = self.build(repo, &extra, command);
+        let id = job["id"].as_str().unwrap_or("?");
+        assert_eq!(code, 0, "{stderr}\n{job}\n{}", self.log(id));
+        let a = &job["result"]["artifacts"][0];
+        let (path, provenance) = (
+            a["path"].as_str().unwrap(),
+            a["provenance"].as_str().unwrap(),
+        );
+        let v = self.verify(provenance, path, uri, &["--source-branch", "main"]);
+        assert_eq!(v["verified"], true, "{v}");
+        (PathBuf::from(path), statement(provenance))
     }
 
     /// A job's log.
@@ -224,30 +247,6 @@ pub fn statement(jsonl: &str) -> serde_json::Value {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn interop_python() -> PathBuf {
-    let p = std::env::var_os("CLOISTER_INTEROP_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        panic!("CLOISTER_INTEROP_PYTHON is not set: source .ci/setup.d/30-interop.sh (it installs securesystemslib)")
-    });
-    assert!(
-        p.exists(),
-        "CLOISTER_INTEROP_PYTHON={} does not exist",
-        p.display()
-    );
-    p
-}
-
-fn interop_node_modules() -> PathBuf {
-    let p = std::env::var_os("CLOISTER_INTEROP_NODE_MODULES").map(PathBuf::from).unwrap_or_else(|| {
-        panic!("CLOISTER_INTEROP_NODE_MODULES is not set: source .ci/setup.d/30-interop.sh (it installs @sigstore/verify)")
-    });
-    assert!(
-        p.exists(),
-        "CLOISTER_INTEROP_NODE_MODULES={} does not exist",
-        p.display()
-    );
-    p
 }
 
 /// securesystemslib (`tests/interop/verify_envelope.py`) on a `.intoto.jsonl`.

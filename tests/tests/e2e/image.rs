@@ -3,7 +3,7 @@
 //! named by manifest digest in the job. The build runs on the image's root
 //! filesystem (no host /usr), and the verified provenance names the image.
 
-use super::harness::{Stack, repo_with, shared_store, statement};
+use super::harness::{Stack, repo_with, shared_store};
 use cloister_tests::oci::{build_layout, busybox};
 use std::os::unix::fs::PermissionsExt;
 
@@ -54,11 +54,10 @@ fn job_runs_on_the_builder_image_named_in_provenance() {
         )],
     );
     let out_dir = stack.dir.path().join("out");
-    let (code, job, stderr) = stack.build(
+    let (path, st) = stack.build_verified(
         &repo,
+        URI,
         &[
-            "--uri",
-            URI,
             "--image",
             &manifest,
             "--output",
@@ -68,19 +67,11 @@ fn job_runs_on_the_builder_image_named_in_provenance() {
         ],
         &["sh", "build.sh"],
     );
-    let id = job["id"].as_str().unwrap_or("?");
-    assert_eq!(code, 0, "{stderr}\n{job}\n{}", stack.log(id));
-    let a = &job["result"]["artifacts"][0];
-    let (path, provenance) = (a["path"].as_str().unwrap(), a["provenance"].as_str().unwrap());
     assert_eq!(
         std::fs::read_to_string(path).unwrap(),
         "busybox builder image\n",
         "the build ran on the image's root, without the host's /usr"
     );
-
-    let v = stack.verify(provenance, path, URI, &["--source-branch", "main"]);
-    assert_eq!(v["verified"], true, "{v}");
-    let st = statement(provenance);
     let bd = &st["predicate"]["buildDefinition"];
     assert_eq!(bd["externalParameters"]["builderImage"], manifest.as_str());
     let deps = bd["resolvedDependencies"].as_array().unwrap();

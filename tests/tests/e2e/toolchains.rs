@@ -4,7 +4,7 @@
 //! digest. A change on the host reaches builds only after a re-snapshot
 //! (SIGHUP), and then the provenance names the new digest.
 
-use super::harness::{Stack, repo_with, statement};
+use super::harness::{Stack, repo_with};
 use super::repos::toolchain_dependency;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -23,11 +23,10 @@ fn write_toolchain(dir: &Path, version: &str) {
 /// toolchain digest in the verified provenance, the statement).
 fn build(stack: &Stack, repo: &Path, out: &str) -> (String, String, serde_json::Value) {
     let out_dir = stack.dir.path().join(out);
-    let (code, job, stderr) = stack.build(
+    let (path, st) = stack.build_verified(
         repo,
+        URI,
         &[
-            "--uri",
-            URI,
             "--toolchain",
             "demo",
             "--output",
@@ -37,13 +36,6 @@ fn build(stack: &Stack, repo: &Path, out: &str) -> (String, String, serde_json::
         ],
         &["sh", "build.sh"],
     );
-    let id = job["id"].as_str().unwrap_or("?");
-    assert_eq!(code, 0, "{stderr}\n{job}\n{}", stack.log(id));
-    let a = &job["result"]["artifacts"][0];
-    let (path, provenance) = (a["path"].as_str().unwrap(), a["provenance"].as_str().unwrap());
-    let v = stack.verify(provenance, path, URI, &["--source-branch", "main"]);
-    assert_eq!(v["verified"], true, "{v}");
-    let st = statement(provenance);
     let dep = toolchain_dependency(&st, "demo");
     let digest = format!("sha256:{}", dep["digest"]["sha256"].as_str().unwrap());
     (std::fs::read_to_string(path).unwrap(), digest, st)
@@ -89,7 +81,10 @@ fn toolchain_is_a_pinned_snapshot_named_in_provenance_until_sighup() {
     let v2 = cloister_tests::gnu_tar_digest(&tc_dir);
     assert_ne!(v1, v2);
     let (text, digest, _) = build(&stack, &repo, "out2");
-    assert_eq!(text, "greet v1\nv1\n", "the live host directory is not mounted");
+    assert_eq!(
+        text, "greet v1\nv1\n",
+        "the live host directory is not mounted"
+    );
     assert_eq!(digest, v1);
 
     // SIGHUP re-snapshots; the next build sees and records the new tree.
