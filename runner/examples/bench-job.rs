@@ -17,65 +17,15 @@
 //! Overhead = job − bare build (medians), printed with the ratio and the
 //! per-step medians read from the job logs' timestamps.
 
-use cloister_runner::client::Endpoint;
+use cloister_runner::stack::{self, Stack, StackOptions};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
     v[v.len() / 2]
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@cloister.invalid",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let ty = e.file_type().unwrap();
-        if ty.is_dir() && e.file_name() != "target" && e.file_name() != ".git" {
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        } else if ty.is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
-fn wait_socket(child: &mut Child, socket: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::os::unix::net::UnixStream::connect(socket).is_err() {
-        assert!(child.try_wait().unwrap().is_none(), "daemon exited early");
-        assert!(
-            Instant::now() < deadline,
-            "{} never opened",
-            socket.display()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn parse_ts(ts: &str) -> f64 {
@@ -121,52 +71,24 @@ fn main() {
         "/../tests/fixtures/repo-a"
     ));
     let repo = d.join("repo-a");
-    copy_tree(&fixture, &repo);
-    git(&repo, &["init", "-q"]);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-q", "-m", "repo A"]);
-    let commit = git(&repo, &["rev-parse", "HEAD"]);
-    let sysroot = String::from_utf8(
-        Command::new("rustc")
-            .args(["--print", "sysroot"])
-            .output()
-            .unwrap()
-            .stdout,
+    stack::copy_tree(&fixture, &repo, &["target", ".git"]).unwrap();
+    let commit = stack::commit_all(&repo, "repo A").unwrap();
+    // The store the test suites share (target/tmp/cloister-store): the Rust
+    // toolchain is copied into it once; this run's daemon takes the warm path.
+    let store = bin_dir.parent().unwrap().join("tmp/cloister-store");
+    eprintln!("starting both daemons (store {}) …", store.display());
+    let daemons = Stack::start(
+        &d.join("stack"),
+        &StackOptions {
+            runner_bin,
+            attestor_bin,
+            concurrency: 1,
+            shutdown_grace_secs: 30,
+            store: Some(store),
+            toolchains: BTreeMap::from([("rust".into(), stack::rust_sysroot().unwrap())]),
+        },
     )
-    .unwrap()
-    .trim()
-    .to_string();
-
-    let att_state = d.join("attestor");
-    let mut attestor = Command::new(&attestor_bin)
-        .args(["serve", "--state-dir"])
-        .arg(&att_state)
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_socket(&mut attestor, &att_state.join("sign.sock"));
-    let config = d.join("runner.toml");
-    let api = d.join("api.sock");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = {:?}\nattestor_socket = {:?}\nconcurrency = 1\n[api]\nsocket = {:?}\n[toolchains]\nrust = {sysroot:?}\n",
-            d.join("runner").display().to_string(),
-            att_state.join("sign.sock").display().to_string(),
-            api.display().to_string()
-        ),
-    )
-    .unwrap();
-    let mut runner = Command::new(&runner_bin)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_socket(&mut runner, &api);
+    .unwrap_or_else(|e| panic!("{e}"));
 
     let spec = serde_json::json!({
         "source": {"path": repo, "commit": commit, "uri": "git+https://github.com/cloister-dev/repo-a", "ref": "refs/heads/main"},
@@ -175,51 +97,30 @@ fn main() {
         "command": ["cargo", "build", "--release", "--frozen", "--offline"],
         "outputs": ["target/release/repo-a"],
     });
-    let ep = Endpoint::Unix(api);
+    let ep = daemons.endpoint();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let run_job = || -> (f64, f64, String) {
         rt.block_on(async {
-            let job: serde_json::Value = ep
-                .json(
-                    hyper::Method::POST,
-                    "/v1/jobs",
-                    Some(spec.to_string().into_bytes()),
-                )
+            let job = stack::submit_job(&ep, &spec).await.unwrap();
+            let id = job["id"].as_str().unwrap();
+            let poll = Duration::from_millis(5);
+            let job = stack::wait_job(&ep, id, poll, Duration::from_secs(3600))
                 .await
                 .unwrap();
-            let id = job["id"].as_str().unwrap().to_string();
-            loop {
-                let job: serde_json::Value = ep
-                    .json(hyper::Method::GET, &format!("/v1/jobs/{id}"), None)
-                    .await
-                    .unwrap();
-                match job["state"].as_str().unwrap() {
-                    "succeeded" => {
-                        let total = parse_ts(job["finishedAt"].as_str().unwrap())
-                            - parse_ts(job["startedAt"].as_str().unwrap());
-                        let sandbox_ms = job["result"]["sandbox"]["wallMs"].as_f64().unwrap();
-                        let log = ep
-                            .call(hyper::Method::GET, &format!("/v1/jobs/{id}/logs"), None)
-                            .await
-                            .unwrap();
-                        return (
-                            total,
-                            sandbox_ms / 1000.0,
-                            String::from_utf8_lossy(&log).into_owned(),
-                        );
-                    }
-                    "failed" | "cancelled" => panic!("job failed: {job}"),
-                    _ => tokio::time::sleep(Duration::from_millis(5)).await,
-                }
-            }
+            assert_eq!(job["state"], "succeeded", "job failed: {job}");
+            let total = parse_ts(job["finishedAt"].as_str().unwrap())
+                - parse_ts(job["startedAt"].as_str().unwrap());
+            let sandbox_ms = job["result"]["sandbox"]["wallMs"].as_f64().unwrap();
+            let log = stack::job_log(&ep, id).await.unwrap();
+            (total, sandbox_ms / 1000.0, log)
         })
     };
     let bare = |i: usize| -> f64 {
         let copy = d.join(format!("bare-{i}"));
-        copy_tree(&repo, &copy);
+        stack::copy_tree(&repo, &copy, &["target", ".git"]).unwrap();
         let t = Instant::now();
         let out = Command::new("cargo")
             .current_dir(&copy)
@@ -256,12 +157,7 @@ fn main() {
         collect.push(span(&log, "build command exited 0", "build finished;"));
         attest.push(total - span(&log, ": source ", "build finished;"));
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &runner.id().to_string()])
-        .status();
-    let _ = runner.wait();
-    let _ = attestor.kill();
-    let _ = attestor.wait();
+    drop(daemons);
 
     let (job, bare_m) = (median(jobs), median(bares));
     let overhead = job - bare_m;

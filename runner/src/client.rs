@@ -51,6 +51,19 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
+/// One HTTP/1.1 request on a fresh connection.
+async fn exchange<S>(
+    stream: S,
+    req: Request<Full<Bytes>>,
+) -> Result<Response<Incoming>, hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    sender.send_request(req).await
+}
+
 impl Endpoint {
     /// Sends one request and returns the streaming response.
     pub async fn send(
@@ -84,29 +97,20 @@ impl Endpoint {
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .expect("a valid request");
-        let mut sender = match self {
+        match self {
             Endpoint::Unix(path) => {
                 let stream = tokio::net::UnixStream::connect(path)
                     .await
                     .map_err(connect_err)?;
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(http_err)?;
-                tokio::spawn(conn);
-                sender
+                exchange(stream, req).await.map_err(http_err)
             }
             Endpoint::Tcp { addr, .. } => {
                 let stream = tokio::net::TcpStream::connect(addr.as_str())
                     .await
                     .map_err(connect_err)?;
-                let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .map_err(http_err)?;
-                tokio::spawn(conn);
-                sender
+                exchange(stream, req).await.map_err(http_err)
             }
-        };
-        sender.send_request(req).await.map_err(http_err)
+        }
     }
 
     /// Sends one request and reads the whole body; non-2xx is an error

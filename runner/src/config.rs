@@ -121,8 +121,10 @@ pub struct Config {
     pub attestor_socket: PathBuf,
     pub api: ApiConfig,
     pub limits: Limits,
-    /// Operator-approved toolchains a job may ask for by name: mounted
-    /// read-only at `/opt/toolchains/<name>` with its `bin` on PATH.
+    /// Operator-approved toolchains a job may ask for by name: snapshotted
+    /// into the store at start-up and on SIGHUP (`crate::toolchains`), the
+    /// snapshot mounted read-only at `/opt/toolchains/<name>` with its `bin`
+    /// on PATH.
     pub toolchains: BTreeMap<String, PathBuf>,
     /// Host directories under which a job may name an absolute vendor path
     /// (e.g. a shared pnpm store); none by default.
@@ -289,19 +291,14 @@ impl Config {
             ));
         }
         for (name, path) in &self.toolchains {
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                return bad(format!("toolchain name {name:?} must be [A-Za-z0-9_-]+"));
-            }
-            if !path.is_absolute() || !path.is_dir() {
+            if !path.is_absolute() {
                 return bad(format!(
-                    "toolchain {name}: {} is not an existing absolute directory",
+                    "toolchain {name}: {} is not an absolute path",
                     path.display()
                 ));
             }
+            crate::toolchains::check(name, path)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         for root in &self.vendor_roots {
             if !root.is_absolute() || !root.is_dir() {
@@ -382,6 +379,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("toolchain rust"), "{err}");
+    }
+
+    #[test]
+    fn toolchain_paths_must_be_uri_safe_and_names_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let spaced = dir.path().join("my rust");
+        std::fs::create_dir(&spaced).unwrap();
+        let err = load_str(&format!(
+            "[toolchains]\nrust = {:?}\n",
+            spaced.display().to_string()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("toolchain rust") && err.contains("file:// URI"),
+            "{err}"
+        );
+        let err = load_str(&format!(
+            "[toolchains]\n\"ru st\" = {:?}\n",
+            dir.path().display().to_string()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("[A-Za-z0-9_-]+"), "{err}");
+        let err = load_str("[toolchains]\nrust = \"relative/rust\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not an absolute path"), "{err}");
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let err = load_str(&format!(
+            "[toolchains]\nrust = {:?}\n",
+            file.display().to_string()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("is not a directory"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The runner: the `cloister-runner` command line (and, later, the job daemon)
-//! built on the sandbox (`cloister-sandbox`) and hermetic inputs
-//! (`cloister-inputs`) crates.
+//! The runner: the `cloister-runner` command line and job daemon, built on
+//! the sandbox (`cloister-sandbox`) and hermetic inputs (`cloister-inputs`)
+//! crates.
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -9,3 +9,5 @@ pub mod config;
 pub mod daemon;
 mod inputs_glue;
 pub mod job;
+pub mod stack;
+pub mod toolchains;

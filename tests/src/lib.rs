@@ -1,5 +1,6 @@
 //! Shared helpers for Cloister's cross-crate test suite: locating the
-//! workspace's binaries and fixtures.
+//! workspace's binaries, fixtures and external verifiers, GNU tar's form of
+//! a snapshot, and (`oci`) test image layouts.
 //!
 //! Test tree (one integration binary per area, under `tests/tests/`):
 //! - `escape.rs`: the sandbox probe suite (root and rootless)
@@ -7,6 +8,8 @@
 //! - `interop.rs`: our envelopes and bundles against external verifiers
 //! - `e2e.rs`: jobs end to end through both daemons
 #![forbid(unsafe_code)]
+
+pub mod oci;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -72,4 +75,91 @@ pub fn bin(name: &str) -> PathBuf {
 /// Path to a fixture under `tests/fixtures/`.
 pub fn fixture(rel: &str) -> PathBuf {
     workspace_root().join("tests/fixtures").join(rel)
+}
+
+/// The documented GNU tar command line of a snapshot
+/// (`cookbook/snapshot-format.md`), without `--mtime` and the directory.
+pub const GNU_TAR_ARGS: &[&str] = &[
+    "--create",
+    "--file=-",
+    "--format=gnu",
+    "--sort=name",
+    "--owner=0",
+    "--group=0",
+    "--numeric-owner",
+    "--mode=go-rwx,u+rwX,go=u,go-w,a-st",
+    "--hard-dereference",
+];
+
+fn gnu_tar_command(dir: &Path, epoch: u64) -> Command {
+    let mut cmd = Command::new("tar");
+    cmd.args(GNU_TAR_ARGS)
+        .arg(format!("--mtime=@{epoch}"))
+        .arg(format!("--directory={}", dir.display()))
+        .arg(".");
+    cmd
+}
+
+/// The uncompressed tar GNU tar writes for `dir` with the documented options.
+pub fn gnu_tar(dir: &Path, epoch: u64) -> Vec<u8> {
+    let out = gnu_tar_command(dir, epoch)
+        .output()
+        .expect("GNU tar must be installed");
+    assert!(
+        out.status.success(),
+        "tar failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `sha256:<hex>` of [`gnu_tar`]'s output, streamed (for large trees such
+/// as a Rust sysroot): a snapshot's digest computed without Cloister.
+pub fn gnu_tar_digest(dir: &Path) -> String {
+    use sha2::Digest as _;
+    use std::io::Read;
+    let mut child = gnu_tar_command(dir, 0)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("GNU tar must be installed");
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = stdout.read(&mut buf).expect("read tar output");
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    assert!(child.wait().expect("wait for tar").success(), "tar failed");
+    format!("sha256:{}", hex::encode(h.finalize()))
+}
+
+/// The Python with securesystemslib (`CLOISTER_INTEROP_PYTHON`, set by
+/// `.ci/setup.d/30-interop.sh`); panics naming the fix when it is missing.
+pub fn interop_python() -> PathBuf {
+    let p = std::env::var_os("CLOISTER_INTEROP_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
+        panic!("CLOISTER_INTEROP_PYTHON is not set: source .ci/setup.d/30-interop.sh (it installs securesystemslib)")
+    });
+    assert!(
+        p.exists(),
+        "CLOISTER_INTEROP_PYTHON={} does not exist: run .ci/setup.d/30-interop.sh",
+        p.display()
+    );
+    p
+}
+
+/// The node_modules with @sigstore/verify (`CLOISTER_INTEROP_NODE_MODULES`,
+/// set by `.ci/setup.d/30-interop.sh`); panics naming the fix when missing.
+pub fn interop_node_modules() -> PathBuf {
+    let p = std::env::var_os("CLOISTER_INTEROP_NODE_MODULES").map(PathBuf::from).unwrap_or_else(|| {
+        panic!("CLOISTER_INTEROP_NODE_MODULES is not set: source .ci/setup.d/30-interop.sh (it installs @sigstore/verify)")
+    });
+    assert!(
+        p.join("@sigstore/verify").is_dir(),
+        "{} has no @sigstore/verify: run .ci/setup.d/30-interop.sh",
+        p.display()
+    );
+    p
 }

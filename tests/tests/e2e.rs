@@ -9,12 +9,16 @@
 //! - `repos`: repos A, B, C built, verified (ours and external verifiers), rebuilt identically
 //! - `isolation`: a build cannot read the signing key or reach the signing socket
 //! - `concurrency`: 8 concurrent jobs without cross-talk, none lost across a restart
+//! - `toolchains`: toolchains are store snapshots, named by digest in provenance, refreshed on SIGHUP
+//! - `image`: a job on a builder image imported from an OCI layout
 //! - `quickstart`: `cloister-runner quickstart --json`
 
 mod e2e {
     mod concurrency;
     mod harness;
+    mod image;
     mod isolation;
     mod quickstart;
     mod repos;
+    mod toolchains;
 }

@@ -89,6 +89,9 @@ pub struct JobParameters {
     /// Builder image reference the tenant asked for, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builder_image: Option<String>,
+    /// Names of the operator-configured toolchains the tenant asked for
+    /// (required: `[]` when none, so a runner cannot omit them by accident).
+    pub toolchains: Vec<String>,
 }
 
 /// A vendored-dependency snapshot mounted into the build.
@@ -98,6 +101,20 @@ pub struct SnapshotFact {
     /// The vendor path it was taken from, relative to the checkout.
     pub path: String,
     /// sha256 of the deterministic uncompressed tar.
+    pub digest: Sha256Digest,
+}
+
+/// An operator-configured toolchain mounted into the build: the snapshot
+/// of its host directory the build saw (not the live directory).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ToolchainFact {
+    /// The name the job asked for (`[A-Za-z0-9_-]+`).
+    pub name: String,
+    /// The host directory it was snapshotted from (absolute; recorded as a
+    /// `file://` URI, so limited to characters a URI path takes verbatim).
+    pub path: String,
+    /// sha256 of the deterministic uncompressed tar of that directory.
     pub digest: Sha256Digest,
 }
 
@@ -133,6 +150,9 @@ pub struct BuildRecord {
     pub isolation: IsolationFacts,
     #[serde(default)]
     pub snapshots: Vec<SnapshotFact>,
+    /// The toolchains mounted, in the order of `parameters.toolchains`
+    /// (required: `[]` when none).
+    pub toolchains: Vec<ToolchainFact>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builder_image: Option<ImageFact>,
     /// RFC 3339.
@@ -156,6 +176,29 @@ fn nonempty(field: &str, v: &str) -> Result<(), RecordError> {
 fn parse_time(field: &str, v: &str) -> Result<time::OffsetDateTime, RecordError> {
     time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
         .map_err(|_| RecordError::Invalid(format!("{field} {v:?} is not an rfc 3339 timestamp")))
+}
+
+/// Whether `name` is a valid toolchain name (`[A-Za-z0-9_-]+`).
+pub fn is_toolchain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whether `path` is an absolute path that a `file://` URI can carry
+/// verbatim: only `[A-Za-z0-9/._~+,=@:-]` (unreserved characters and the
+/// few others RFC 3986 allows in a path unescaped), no empty, `.` or `..`
+/// component, no trailing `/`.
+pub fn is_uri_safe_path(path: &str) -> bool {
+    path.len() > 1
+        && path.starts_with('/')
+        && path[1..]
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..")
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._~+,=@:-".contains(&b))
 }
 
 /// The `git+` form of a repository URI (`https://x` → `git+https://x`).
@@ -215,6 +258,33 @@ impl BuildRecord {
         for s in &self.subjects {
             nonempty("subject name", &s.name)?;
         }
+        let names: Vec<&str> = self.toolchains.iter().map(|t| t.name.as_str()).collect();
+        if names != self.parameters.toolchains {
+            return Err(RecordError::Invalid(format!(
+                "toolchains {names:?} do not match parameters.toolchains {:?}",
+                self.parameters.toolchains
+            )));
+        }
+        for (i, t) in self.toolchains.iter().enumerate() {
+            if !is_toolchain_name(&t.name) {
+                return Err(RecordError::Invalid(format!(
+                    "toolchain name {:?} is not [A-Za-z0-9_-]+",
+                    t.name
+                )));
+            }
+            if names[..i].contains(&t.name.as_str()) {
+                return Err(RecordError::Invalid(format!(
+                    "toolchain {} is listed twice",
+                    t.name
+                )));
+            }
+            if !is_uri_safe_path(&t.path) {
+                return Err(RecordError::Invalid(format!(
+                    "toolchain {} path {:?} is not an absolute path of [A-Za-z0-9/._~+,=@:-]",
+                    t.name, t.path
+                )));
+            }
+        }
         let iso = &self.isolation;
         if iso.network != "none" {
             return Err(RecordError::NotIsolated(format!(
@@ -251,6 +321,7 @@ pub fn to_statement(record: &BuildRecord) -> Result<Statement, RecordError> {
         "vendorPaths": r.parameters.vendor_paths,
         "outputs": r.parameters.outputs,
         "env": r.parameters.env,
+        "toolchains": r.parameters.toolchains,
     });
     if let Some(image) = &r.parameters.builder_image {
         external["builderImage"] = image.clone().into();
@@ -270,6 +341,15 @@ pub fn to_statement(record: &BuildRecord) -> Result<Statement, RecordError> {
         deps.push(ResourceDescriptor {
             name: Some(format!("snapshot:{}", s.path)),
             digest: BTreeMap::from([("sha256".to_owned(), s.digest.hex())]),
+            media_type: Some("application/x-tar".into()),
+            ..Default::default()
+        });
+    }
+    for t in &r.toolchains {
+        deps.push(ResourceDescriptor {
+            name: Some(format!("toolchain:{}", t.name)),
+            uri: Some(format!("file://{}", t.path)),
+            digest: BTreeMap::from([("sha256".to_owned(), t.digest.hex())]),
             media_type: Some("application/x-tar".into()),
             ..Default::default()
         });
@@ -364,6 +444,39 @@ mod tests {
             ("no netns", |r| {
                 r.isolation.namespaces.retain(|n| n != "net")
             }),
+            ("toolchain not asked for", |r| {
+                r.parameters.toolchains.clear()
+            }),
+            ("toolchain asked for, not recorded", |r| {
+                r.toolchains.clear()
+            }),
+            ("toolchains out of order", |r| {
+                let mut go = r.toolchains[0].clone();
+                go.name = "go".into();
+                r.toolchains.push(go);
+                r.parameters.toolchains.insert(0, "go".into());
+            }),
+            ("toolchain twice", |r| {
+                let t = r.toolchains[0].clone();
+                r.toolchains.push(t.clone());
+                r.parameters.toolchains.push(t.name);
+            }),
+            ("bad toolchain name", |r| {
+                r.toolchains[0].name = "rust stable".into();
+                r.parameters.toolchains[0] = "rust stable".into();
+            }),
+            ("relative toolchain path", |r| {
+                r.toolchains[0].path = "opt/rust".into()
+            }),
+            ("toolchain path with a space", |r| {
+                r.toolchains[0].path = "/opt/my rust".into()
+            }),
+            ("toolchain path with ..", |r| {
+                r.toolchains[0].path = "/opt/../etc".into()
+            }),
+            ("toolchain path with a query", |r| {
+                r.toolchains[0].path = "/opt/rust?x=1".into()
+            }),
         ];
         for (name, mutate) in cases {
             let mut r = record();
@@ -371,6 +484,45 @@ mod tests {
             assert!(to_statement(&r).is_err(), "{name} accepted");
         }
         to_statement(&record()).unwrap();
+    }
+
+    #[test]
+    fn toolchains_are_required_fields() {
+        for (at, key) in [(None, "toolchains"), (Some("parameters"), "toolchains")] {
+            let mut v: serde_json::Value = serde_json::to_value(record()).unwrap();
+            let obj = match at {
+                Some(k) => &mut v[k],
+                None => &mut v,
+            };
+            obj.as_object_mut().unwrap().remove(key);
+            let err = serde_json::from_value::<BuildRecord>(v).unwrap_err();
+            assert!(
+                err.to_string().contains("missing field `toolchains`"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn toolchains_become_parameters_and_dependencies() {
+        let st = to_statement(&record()).unwrap();
+        let bd = &st.predicate.build_definition;
+        assert_eq!(
+            bd.external_parameters["toolchains"],
+            serde_json::json!(["rust"])
+        );
+        let dep = bd
+            .resolved_dependencies
+            .iter()
+            .find(|d| d.name.as_deref() == Some("toolchain:rust"))
+            .expect("toolchain dependency");
+        let t = &record().toolchains[0];
+        assert_eq!(
+            dep.uri.as_deref(),
+            Some(format!("file://{}", t.path).as_str())
+        );
+        assert_eq!(dep.digest["sha256"], t.digest.hex());
+        assert_eq!(dep.media_type.as_deref(), Some("application/x-tar"));
     }
 
     #[test]

@@ -7,14 +7,18 @@
 //! line is `{"verified", "artifact", "provenance", "bundle", "publicKey"}`.
 
 use super::build::{copy_out, submit_and_follow};
-use crate::client::Endpoint;
 use crate::job::spec::{JobLimits, JobSpec, Source, Vendor};
 use crate::job::store::JobState;
+use crate::stack::{self, Stack, StackOptions};
 use anyhow::{Context, bail};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+/// How long each daemon gets to stop after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// Where repo A's sources are (the fixture in this source tree).
 const REPO_A: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/repo-a");
@@ -30,87 +34,17 @@ pub struct Args {
     /// Repo A's sources (default: the fixture in the Cloister source tree).
     #[arg(long, default_value = REPO_A)]
     pub repo: PathBuf,
+    /// The runner's content-addressed store (default: inside the state
+    /// directory). A store kept between runs makes later runs skip copying
+    /// the Rust toolchain; stores are safe to share.
+    #[arg(long)]
+    pub store: Option<PathBuf>,
     /// The `cloister-attestor` binary (default: next to this one, else on PATH).
     #[arg(long, env = "CLOISTER_ATTESTOR_BIN")]
     pub attestor: Option<PathBuf>,
     /// Print the result as JSON on the last stdout line.
     #[arg(long)]
     pub json: bool,
-}
-
-/// A daemon child process, stopped with SIGTERM (then SIGKILL) on drop.
-struct Daemon {
-    name: &'static str,
-    child: Option<Child>,
-}
-
-impl Daemon {
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            eprintln!("quickstart: {} did not stop in 15s; killing it", self.name);
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn check_alive(&mut self, log: &Path) -> anyhow::Result<()> {
-        if let Some(child) = self.child.as_mut() {
-            if let Some(status) = child.try_wait()? {
-                let tail = std::fs::read_to_string(log).unwrap_or_default();
-                let tail: Vec<&str> = tail.lines().rev().take(5).collect();
-                bail!(
-                    "{} exited ({status}); last log lines:\n{}",
-                    self.name,
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn spawn(name: &'static str, mut cmd: Command, log: &Path) -> anyhow::Result<Daemon> {
-    let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    cmd.stdin(Stdio::null())
-        .stdout(out.try_clone()?)
-        .stderr(out);
-    let child = cmd.spawn().with_context(|| format!("starting {name}"))?;
-    Ok(Daemon {
-        name,
-        child: Some(child),
-    })
-}
-
-fn wait_socket(d: &mut Daemon, socket: &Path, log: &Path) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return Ok(());
-        }
-        d.check_alive(log)?;
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    bail!(
-        "{} did not open {} within 60s (log: {})",
-        d.name,
-        socket.display(),
-        log.display()
-    )
 }
 
 /// Finds `cloister-attestor`: the flag, next to this binary, on PATH, or
@@ -164,70 +98,6 @@ fn find_attestor(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     )
 }
 
-fn rust_sysroot() -> anyhow::Result<PathBuf> {
-    let out = Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .context(
-            "rustc not found: repo A is a Rust crate and needs a Rust toolchain on the host",
-        )?;
-    if !out.status.success() {
-        bail!(
-            "rustc --print sysroot failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-}
-
-fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
-        let entry = entry?;
-        let ty = entry.file_type()?;
-        let dest = to.join(entry.file_name());
-        if ty.is_dir() {
-            if entry.file_name() != "target" {
-                copy_tree(&entry.path(), &dest)?;
-            }
-        } else if ty.is_file() {
-            std::fs::copy(entry.path(), &dest)?;
-        }
-    }
-    Ok(())
-}
-
-fn git(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=Cloister Quickstart",
-            "-c",
-            "user.email=quickstart@cloister.invalid",
-        ])
-        .args([
-            "-c",
-            "commit.gpgsign=false",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-        .output()
-        .context("git not found")?;
-    if !out.status.success() {
-        bail!(
-            "git {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// What quickstart produced.
 #[derive(Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -252,62 +122,34 @@ fn run(args: &Args) -> anyhow::Result<Summary> {
     };
     eprintln!("quickstart: state in {}", dir.display());
     let attestor_bin = find_attestor(args.attestor.clone())?;
-    let sysroot = rust_sysroot()?;
+    let sysroot = stack::rust_sysroot()?;
 
     // Repo A as a git repository at a pinned commit.
     let repo = dir.join("repo-a");
     if repo.exists() {
         std::fs::remove_dir_all(&repo)?;
     }
-    copy_tree(&args.repo, &repo)?;
-    git(&repo, &["init", "-q"])?;
-    git(&repo, &["add", "-A"])?;
-    git(&repo, &["commit", "-q", "-m", "repo A"])?;
-    let commit = git(&repo, &["rev-parse", "HEAD"])?;
+    stack::copy_tree(&args.repo, &repo, &["target"])?;
+    let commit = stack::commit_all(&repo, "repo A")?;
 
-    // The attestor (signing key generated on first use).
-    let att_state = dir.join("attestor");
-    let att_log = dir.join("attestor.log");
-    let mut cmd = Command::new(&attestor_bin);
-    cmd.args(["serve", "--state-dir"])
-        .arg(&att_state)
-        .args(["--listen", "127.0.0.1:0"]);
-    for var in [
-        "CLOISTER_ATTESTOR_SIGN_SOCKET",
-        "CLOISTER_ATTESTOR_CONFIG",
-        "CLOISTER_ATTESTOR_LISTEN",
-    ] {
-        cmd.env_remove(var);
-    }
-    let mut attestor = spawn("cloister-attestor", cmd, &att_log)?;
-    let sign_socket = att_state.join("sign.sock");
-    wait_socket(&mut attestor, &sign_socket, &att_log)?;
-
-    // The runner daemon.
-    let runner_state = dir.join("runner");
-    let api_socket = dir.join("runner.sock");
-    let config = dir.join("runner.toml");
-    let toml = format!(
-        "state_dir = {:?}\nattestor_socket = {:?}\nconcurrency = 1\n[api]\nsocket = {:?}\n[toolchains]\nrust = {:?}\n",
-        runner_state.display().to_string(),
-        sign_socket.display().to_string(),
-        api_socket.display().to_string(),
-        sysroot.display().to_string(),
+    // Both daemons; the runner snapshots the Rust toolchain into its store
+    // before it listens (a full copy the first time, a stat pass later).
+    eprintln!(
+        "quickstart: starting the attestor and the runner (the first start copies the Rust toolchain into the store) …"
     );
-    std::fs::write(&config, toml)?;
-    let runner_log = dir.join("runner.log");
-    let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.args(["serve", "--config"]).arg(&config);
-    for var in [
-        "CLOISTER_RUNNER_SOCKET",
-        "CLOISTER_RUNNER_STATE_DIR",
-        "CLOISTER_STORE",
-        "CLOISTER_ATTESTOR_SOCKET",
-    ] {
-        cmd.env_remove(var);
+    let opts = StackOptions {
+        runner_bin: std::env::current_exe()?,
+        attestor_bin: attestor_bin.clone(),
+        concurrency: 1,
+        shutdown_grace_secs: 30,
+        store: args.store.clone(),
+        toolchains: BTreeMap::from([("rust".to_string(), sysroot)]),
+    };
+    let mut daemons = Stack::start(&dir, &opts)?;
+    daemons.attestor.set_drop_grace(STOP_GRACE);
+    if let Some(r) = daemons.runner.as_mut() {
+        r.set_drop_grace(STOP_GRACE);
     }
-    let mut runner = spawn("cloister-runner serve", cmd, &runner_log)?;
-    wait_socket(&mut runner, &api_socket, &runner_log)?;
 
     // Build repo A hermetically.
     let spec = JobSpec {
@@ -331,7 +173,7 @@ fn run(args: &Args) -> anyhow::Result<Summary> {
         outputs: vec!["target/release/repo-a".into()],
         limits: JobLimits::default(),
     };
-    let ep = Endpoint::Unix(api_socket);
+    let ep = daemons.endpoint();
     let rt = super::common::runtime();
     let progress = std::io::stderr().is_terminal();
     let mut record = rt.block_on(async {
@@ -362,22 +204,12 @@ fn run(args: &Args) -> anyhow::Result<Summary> {
         .and_then(|r| r.artifacts.first())
         .cloned()
         .context("the job produced no artifact")?;
-    runner.stop();
+    daemons.stop_runner(STOP_GRACE);
 
     // Verify with the attestor's public key.
     let public_key = dir.join("public.pem");
-    let pem = Command::new(&attestor_bin)
-        .args(["keys", "export", "--state-dir"])
-        .arg(&att_state)
-        .output()?;
-    if !pem.status.success() {
-        bail!(
-            "exporting the public key: {}",
-            String::from_utf8_lossy(&pem.stderr).trim()
-        );
-    }
-    std::fs::write(&public_key, &pem.stdout)?;
-    attestor.stop();
+    daemons.export_public_key(&public_key)?;
+    daemons.attestor.stop(STOP_GRACE);
     let verdict = Command::new(&attestor_bin)
         .args([
             "verify",

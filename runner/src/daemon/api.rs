@@ -139,6 +139,25 @@ async fn submit(State(AppState(s)): State<AppState>, body: Bytes) -> Result<Resp
             e.to_string(),
         )
     })?;
+    // A toolchain this runner does not have is the client's mistake (422),
+    // not a job that fails later.
+    for name in &spec.toolchains {
+        if s.toolchains().get(name).is_none() {
+            let configured: Vec<&str> = s.toolchains().names().collect();
+            return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_spec",
+                format!(
+                    "invalid job spec: toolchain {name:?} is not configured on this runner (configured: {})",
+                    if configured.is_empty() {
+                        "none".to_string()
+                    } else {
+                        configured.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
     let record = s.submit(spec).await?;
     Ok((StatusCode::CREATED, Json(record)).into_response())
 }

@@ -2,7 +2,8 @@
 //! recovers from the previous run, binds the API (Unix socket mode 0660 with
 //! a configurable group; optional TCP with a bearer token), tells systemd it
 //! is READY, dispatches jobs, and on SIGTERM/SIGINT says STOPPING, drains and
-//! exits. It never forks: each job's sandbox is a child process
+//! exits. Before the API opens it snapshots the configured toolchains
+//! (`crate::toolchains`); SIGHUP re-snapshots them. It never forks: each job's sandbox is a child process
 //! (`cloister-runner run`), see `job::exec`.
 
 pub mod api;
@@ -10,6 +11,7 @@ pub mod scheduler;
 
 use crate::config::{Config, resolve_group};
 use crate::job::store::JobStore;
+use crate::toolchains::Toolchains;
 use scheduler::Scheduler;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,8 @@ pub enum DaemonError {
     InUse { path: PathBuf },
     #[error("cannot set the socket group: {0}")]
     Group(String),
+    #[error(transparent)]
+    Toolchain(#[from] crate::toolchains::ToolchainError),
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> DaemonError + 'a {
@@ -96,7 +100,15 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     }
     let store = JobStore::open(&config.state_dir.join("jobs.db")).await?;
     let exe = std::env::current_exe().map_err(io("locating", Path::new("/proc/self/exe")))?;
-    let sched = Scheduler::new(config.clone(), store.clone(), exe);
+    // Toolchains become store snapshots before the API opens: jobs only
+    // ever see those immutable trees, never the live host directories.
+    let toolchains = {
+        let (store_root, configured) = (config.store.clone(), config.toolchains.clone());
+        tokio::task::spawn_blocking(move || Toolchains::snapshot_all(&store_root, &configured))
+            .await
+            .map_err(|e| crate::toolchains::ToolchainError::Task(e.to_string()))??
+    };
+    let sched = Scheduler::new(config.clone(), store.clone(), exe, Arc::new(toolchains));
     let (failed, requeued) = sched.recover().await?;
     if failed > 0 || requeued > 0 {
         tracing::info!(failed, requeued, "recovered jobs from the previous run");
@@ -137,11 +149,30 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
 
     let mut term = signal(SignalKind::terminate()).map_err(io("signal", Path::new("SIGTERM")))?;
     let mut int = signal(SignalKind::interrupt()).map_err(io("signal", Path::new("SIGINT")))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(io("signal", Path::new("SIGHUP")))?;
     tracing::info!(socket = %config.api.socket.display(), concurrency = config.concurrency, "runner daemon ready");
     notify(sd_notify::NotifyState::Ready);
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: draining"); break }
+            _ = int.recv() => { tracing::info!("SIGINT: draining"); break }
+            _ = hup.recv() => {
+                // Re-snapshot the toolchains in the background; jobs that
+                // start afterwards get the new snapshots.
+                tracing::info!("SIGHUP: re-snapshotting toolchains");
+                let toolchains = sched.toolchains().clone();
+                tokio::spawn(async move {
+                    match toolchains.refresh().await {
+                        Ok(now) => {
+                            let list: Vec<String> =
+                                now.iter().map(|t| format!("{}={}", t.name, t.digest)).collect();
+                            tracing::info!(toolchains = %list.join(","), "toolchains re-snapshotted");
+                        }
+                        Err(e) => tracing::error!(error = %e, "re-snapshotting toolchains failed; the previous snapshots stay in use"),
+                    }
+                });
+            }
+        }
     }
     notify(sd_notify::NotifyState::Stopping);
     sched.drain().await;

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::job::exec::{Executor, Stopper};
 use crate::job::spec::JobSpec;
 use crate::job::store::{JobRecord, JobState, JobStore, StoreError};
+use crate::toolchains::Toolchains;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,12 +52,14 @@ impl Scheduler {
         config: Arc<Config>,
         store: JobStore,
         runner_exe: std::path::PathBuf,
+        toolchains: Arc<Toolchains>,
     ) -> Arc<Scheduler> {
         let (tx, rx) = mpsc::unbounded_channel();
         let executor = Arc::new(Executor {
             config: config.clone(),
             runner_exe,
             store: store.clone(),
+            toolchains,
         });
         Arc::new(Scheduler {
             store,
@@ -70,6 +73,11 @@ impl Scheduler {
             tracker: TaskTracker::new(),
             changes: watch::channel(0).0,
         })
+    }
+
+    /// The configured toolchains and their current snapshots.
+    pub fn toolchains(&self) -> &Arc<Toolchains> {
+        &self.executor.toolchains
     }
 
     /// A receiver notified on every state change.

@@ -8,11 +8,12 @@
 
 use super::log::{JobLog, LogSink, Stream};
 use super::outputs;
-use super::record::{self, Observed, SnapshotFact};
+use super::record::{self, Observed, SnapshotFact, ToolchainFact};
 use super::source;
 use super::spec::JobSpec;
 use super::store::{Artifact, JobResult, JobState, JobStore, now_rfc3339};
 use crate::config::{Config, Limits};
+use crate::toolchains::{SANDBOX_TOOLCHAINS, Toolchain, Toolchains};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -22,8 +23,6 @@ use tokio_util::sync::CancellationToken;
 pub const SANDBOX_WORKSPACE: &str = "/workspace";
 /// Where vendored snapshot N is mounted inside the sandbox.
 pub const SANDBOX_VENDOR: &str = "/cloister/vendor";
-/// Where toolchain `<name>` is mounted inside the sandbox.
-pub const SANDBOX_TOOLCHAINS: &str = "/opt/toolchains";
 
 /// Why a running job was asked to stop.
 #[derive(Debug, Clone)]
@@ -81,6 +80,8 @@ pub struct Executor {
     /// The `cloister-runner` binary to re-execute for the sandbox.
     pub runner_exe: PathBuf,
     pub store: JobStore,
+    /// The configured toolchains' current snapshots.
+    pub toolchains: Arc<Toolchains>,
 }
 
 /// A step's failure: the job's reason.
@@ -339,14 +340,22 @@ impl Executor {
             }
             None => None,
         };
-        let mut toolchains = Vec::new();
+        // Toolchains: the daemon's current snapshot of each (held for the
+        // whole job, so a SIGHUP re-snapshot cannot pull it from under it).
+        let mut toolchains: Vec<Arc<Toolchain>> = Vec::new();
         for name in &spec.toolchains {
-            let Some(dir) = cfg.toolchains.get(name) else {
+            let Some(t) = self.toolchains.get(name) else {
                 return Err(Fail(format!(
                     "toolchain {name:?} is not configured on this runner"
                 )));
             };
-            toolchains.push((name.clone(), dir.clone()));
+            log.say(format!(
+                "toolchain {name} → {} (snapshot of {}, {} files)",
+                t.digest,
+                t.path.display(),
+                t.files
+            ));
+            toolchains.push(t);
         }
         let limits = effective_limits(cfg.limits, spec);
 
@@ -368,6 +377,14 @@ impl Executor {
             limits,
             &result_path,
         );
+        let toolchain_facts: Vec<ToolchainFact> = toolchains
+            .iter()
+            .map(|t| ToolchainFact {
+                name: t.name.clone(),
+                path: t.path_str().to_string(),
+                digest: t.digest.to_string(),
+            })
+            .collect();
         log.say(format!("running: {}", shell_words(&spec.command)));
         // `setpriv --pdeathsig KILL` makes the sandbox process die with the
         // daemon (the sandbox's own init dies with it in turn), so a daemon
@@ -412,6 +429,7 @@ impl Executor {
             .as_deref()
             .and_then(|b| serde_json::from_slice(b).ok());
         drop(pins);
+        drop(toolchains);
         let Some(sandbox) = sandbox else {
             return Err(Fail(format!(
                 "the sandbox could not run the build (status {status})"
@@ -462,6 +480,7 @@ impl Executor {
             host_id: cfg.host_id.clone(),
             isolation,
             snapshots,
+            toolchains: toolchain_facts,
             subjects: collected,
             started_on: String::new(),
             finished_on: String::new(),
@@ -529,7 +548,7 @@ fn sandbox_argv(
     workspace: &Path,
     ro_mounts: &[(PathBuf, String)],
     rootfs: Option<&Path>,
-    toolchains: &[(String, PathBuf)],
+    toolchains: &[Arc<Toolchain>],
     limits: Limits,
     result_path: &Path,
 ) -> Vec<String> {
@@ -551,10 +570,14 @@ fn sandbox_argv(
         a.push(format!("{}:{dest}", tree.display()));
     }
     let mut path = String::new();
-    for (name, dir) in toolchains {
+    for t in toolchains {
         a.push("--ro-bind".into());
-        a.push(format!("{}:{SANDBOX_TOOLCHAINS}/{name}", dir.display()));
-        path.push_str(&format!("{SANDBOX_TOOLCHAINS}/{name}/bin:"));
+        a.push(format!(
+            "{}:{SANDBOX_TOOLCHAINS}/{}",
+            t.tree.display(),
+            t.name
+        ));
+        path.push_str(&format!("{SANDBOX_TOOLCHAINS}/{}/bin:", t.name));
     }
     if !toolchains.is_empty() && !spec.env.contains_key("PATH") {
         a.push("--env".into());

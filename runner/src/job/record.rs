@@ -24,6 +24,16 @@ pub struct SnapshotFact {
     pub digest: String,
 }
 
+/// A toolchain snapshot the job had mounted.
+#[derive(Debug, Clone)]
+pub struct ToolchainFact {
+    pub name: String,
+    /// The host directory the snapshot was taken from.
+    pub path: String,
+    /// `sha256:<hex>` of the snapshot.
+    pub digest: String,
+}
+
 /// Everything observed during a job, before signing.
 #[derive(Debug, Clone)]
 pub struct Observed {
@@ -35,6 +45,7 @@ pub struct Observed {
     /// The sandbox's `IsolationFacts` as `cloister-runner run --json` reported them.
     pub isolation: serde_json::Value,
     pub snapshots: Vec<SnapshotFact>,
+    pub toolchains: Vec<ToolchainFact>,
     pub subjects: Vec<Collected>,
     pub started_on: String,
     pub finished_on: String,
@@ -94,6 +105,7 @@ pub fn build_record(o: &Observed) -> Result<BuildRecord, AttestError> {
             outputs: spec.outputs.clone(),
             env: spec.env.keys().cloned().collect(),
             builder_image: spec.image.clone(),
+            toolchains: spec.toolchains.clone(),
         },
         isolation,
         snapshots: o
@@ -103,6 +115,17 @@ pub fn build_record(o: &Observed) -> Result<BuildRecord, AttestError> {
                 Ok(record::SnapshotFact {
                     path: s.path.clone(),
                     digest: digest("snapshot", &s.digest)?,
+                })
+            })
+            .collect::<Result<_, AttestError>>()?,
+        toolchains: o
+            .toolchains
+            .iter()
+            .map(|t| {
+                Ok(record::ToolchainFact {
+                    name: t.name.clone(),
+                    path: t.path.clone(),
+                    digest: digest("toolchain", &t.digest)?,
                 })
             })
             .collect::<Result<_, AttestError>>()?,

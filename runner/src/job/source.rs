@@ -103,19 +103,9 @@ pub async fn verify(source: &Source) -> Result<(), SourceError> {
     ]);
     let status = output(cmd, path, "status").await?;
     if !status.trim().is_empty() {
-        let lines: Vec<&str> = status.lines().collect();
-        let mut changes = lines
-            .iter()
-            .take(5)
-            .map(|l| l.trim())
-            .collect::<Vec<_>>()
-            .join(", ");
-        if lines.len() > 5 {
-            changes.push_str(&format!(", and {} more", lines.len() - 5));
-        }
         return Err(SourceError::Dirty {
             path: path.clone(),
-            changes,
+            changes: summarize_changes(&status),
         });
     }
     Ok(())
@@ -218,26 +208,29 @@ pub async fn fetch_sandboxed(
             expected: source.commit.clone(),
             head: stderr.lines().last().unwrap_or("").to_string(),
         }),
-        Some(11) => {
-            let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-            let mut changes = lines
-                .iter()
-                .take(5)
-                .map(|l| l.trim())
-                .collect::<Vec<_>>()
-                .join(", ");
-            if lines.len() > 5 {
-                changes.push_str(&format!(", and {} more", lines.len() - 5));
-            }
-            Err(SourceError::Dirty {
-                path: path.clone(),
-                changes,
-            })
-        }
+        Some(11) => Err(SourceError::Dirty {
+            path: path.clone(),
+            changes: summarize_changes(&stderr),
+        }),
         Some(12) => Err(SourceError::NotARepo {
             path: path.clone(),
             message: stderr.clone(),
         }),
         _ => Err(git_err("clone")),
     }
+}
+
+/// `git status --porcelain` lines as one short list: the first five, then
+/// how many more.
+fn summarize_changes(status: &str) -> String {
+    let lines: Vec<&str> = status
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut changes = lines[..lines.len().min(5)].join(", ");
+    if lines.len() > 5 {
+        changes.push_str(&format!(", and {} more", lines.len() - 5));
+    }
+    changes
 }

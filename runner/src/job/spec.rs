@@ -215,13 +215,12 @@ impl JobSpec {
                 return bad(format!("vendor dest {} is used twice", v.dest().display()));
             }
         }
-        for t in &self.toolchains {
-            if t.is_empty()
-                || !t
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
+        for (i, t) in self.toolchains.iter().enumerate() {
+            if !cloister_attestor_core::record::is_toolchain_name(t) {
                 return bad(format!("toolchain name {t:?} must be [A-Za-z0-9_-]+"));
+            }
+            if self.toolchains[..i].contains(t) {
+                return bad(format!("toolchain {t} is listed twice"));
             }
         }
         let l = &self.limits;
@@ -239,9 +238,10 @@ impl JobSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
-    fn base() -> serde_json::Value {
-        serde_json::json!({
+    fn base() -> Value {
+        json!({
             "source": {"path": "/src/a", "commit": "0123456789abcdef0123456789abcdef01234567",
                        "uri": "git+https://github.com/o/a", "ref": "refs/heads/main"},
             "command": ["make"],
@@ -249,124 +249,130 @@ mod tests {
         })
     }
 
+    /// The error for the base spec with `patch` applied.
+    fn error_with(patch: impl FnOnce(&mut Value)) -> String {
+        let mut v = base();
+        patch(&mut v);
+        JobSpec::from_json(v.to_string().as_bytes())
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn minimal_spec_parses_with_defaults() {
         let spec = JobSpec::from_json(base().to_string().as_bytes()).unwrap();
         assert_eq!(spec.profile, "default");
         assert!(spec.vendor.is_empty());
+        assert!(spec.toolchains.is_empty());
     }
 
     #[test]
-    fn unknown_top_level_field_is_rejected() {
-        let mut v = base();
-        v["netwrk"] = serde_json::json!("host");
-        let err = JobSpec::from_json(v.to_string().as_bytes())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("unknown field `netwrk`"), "{err}");
-    }
-
-    #[test]
-    fn unknown_nested_field_is_rejected() {
-        let mut v = base();
-        v["source"]["branch"] = serde_json::json!("main");
-        let err = JobSpec::from_json(v.to_string().as_bytes())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("unknown field `branch`"), "{err}");
-        let mut v = base();
-        v["limits"] = serde_json::json!({"network": true});
-        let err = JobSpec::from_json(v.to_string().as_bytes())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("unknown field `network`"), "{err}");
-    }
-
-    #[test]
-    fn short_commit_is_rejected() {
-        let mut v = base();
-        v["source"]["commit"] = serde_json::json!("0123abc");
-        let err = JobSpec::from_json(v.to_string().as_bytes())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("source.commit"), "{err}");
-    }
-
-    #[test]
-    fn escaping_output_glob_is_rejected() {
-        for glob in ["../x", "/etc/passwd", "a/../../b"] {
-            let mut v = base();
-            v["outputs"] = serde_json::json!([glob]);
-            let err = JobSpec::from_json(v.to_string().as_bytes())
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("relative to the workspace"), "{glob}: {err}");
+    fn bad_specs_are_rejected_naming_the_problem() {
+        type Case = (&'static str, fn(&mut Value), &'static str);
+        let cases: &[Case] = &[
+            (
+                "unknown top-level field",
+                |v| v["netwrk"] = json!("host"),
+                "unknown field `netwrk`",
+            ),
+            (
+                "unknown source field",
+                |v| v["source"]["branch"] = json!("main"),
+                "unknown field `branch`",
+            ),
+            (
+                "unknown limit",
+                |v| v["limits"] = json!({"network": true}),
+                "unknown field `network`",
+            ),
+            (
+                "short commit",
+                |v| v["source"]["commit"] = json!("0123abc"),
+                "source.commit",
+            ),
+            (
+                "output ..",
+                |v| v["outputs"] = json!(["../x"]),
+                "relative to the workspace",
+            ),
+            (
+                "absolute output",
+                |v| v["outputs"] = json!(["/etc/passwd"]),
+                "relative to the workspace",
+            ),
+            (
+                "output a/../..",
+                |v| v["outputs"] = json!(["a/../../b"]),
+                "relative to the workspace",
+            ),
+            (
+                "vendor ..",
+                |v| v["vendor"] = json!([{"path": "../other"}]),
+                "inside the source tree",
+            ),
+            (
+                "absolute vendor without dest",
+                |v| v["vendor"] = json!([{"path": "/opt/store"}]),
+                "needs a dest",
+            ),
+            (
+                "short image",
+                |v| v["image"] = json!("sha256:abc"),
+                "image must be sha256:",
+            ),
+            (
+                "image tag",
+                |v| v["image"] = json!("busybox:latest"),
+                "image must be sha256:",
+            ),
+            (
+                "upper-case image",
+                |v| {
+                    v["image"] = json!(
+                        "sha256:ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
+                    )
+                },
+                "image must be sha256:",
+            ),
+            (
+                "zero timeout",
+                |v| v["limits"] = json!({"timeoutSecs": 0}),
+                "limits must be positive",
+            ),
+            (
+                "partial ref",
+                |v| v["source"]["ref"] = json!("main"),
+                "full git ref",
+            ),
+            (
+                "ref in uri",
+                |v| v["source"]["uri"] = json!("git+https://github.com/o/r@v1"),
+                "must not contain '@'",
+            ),
+            (
+                "env name with =",
+                |v| v["env"] = json!({"A=B": "x"}),
+                "not a valid variable name",
+            ),
+            (
+                "empty command",
+                |v| v["command"] = json!([]),
+                "command must not be empty",
+            ),
+            (
+                "toolchain path",
+                |v| v["toolchains"] = json!(["/opt/rust"]),
+                "must be [A-Za-z0-9_-]+",
+            ),
+            (
+                "toolchain twice",
+                |v| v["toolchains"] = json!(["rust", "rust"]),
+                "listed twice",
+            ),
+        ];
+        for (name, patch, expected) in cases {
+            let err = error_with(patch);
+            assert!(err.contains(expected), "{name}: {err}");
         }
-    }
-
-    #[test]
-    fn escaping_vendor_path_is_rejected() {
-        let mut v = base();
-        v["vendor"] = serde_json::json!([{"path": "../other"}]);
-        let err = JobSpec::from_json(v.to_string().as_bytes())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("inside the source tree"), "{err}");
-        let mut v = base();
-        v["vendor"] = serde_json::json!([{"path": "/opt/store"}]);
-        let err = JobSpec::from_json(v.to_string().as_bytes())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("needs a dest"), "{err}");
-    }
-
-    #[test]
-    fn bad_image_ref_and_limits_are_rejected() {
-        for image in [
-            "sha256:abc",
-            "busybox:latest",
-            "sha256:ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
-        ] {
-            let mut v = base();
-            v["image"] = serde_json::json!(image);
-            let err = JobSpec::from_json(v.to_string().as_bytes())
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("image must be sha256:"), "{image}: {err}");
-        }
-        let mut v = base();
-        v["limits"] = serde_json::json!({"timeoutSecs": 0});
-        let err = JobSpec::from_json(v.to_string().as_bytes())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("limits must be positive"), "{err}");
-        let mut v = base();
-        v["source"]["ref"] = serde_json::json!("main");
-        let err = JobSpec::from_json(v.to_string().as_bytes())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("full git ref"), "{err}");
-        let mut v = base();
-        v["source"]["uri"] = serde_json::json!("git+https://github.com/o/r@v1");
-        let err = JobSpec::from_json(v.to_string().as_bytes())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("must not contain '@'"), "{err}");
-        let mut v = base();
-        v["env"] = serde_json::json!({"A=B": "x"});
-        let err = JobSpec::from_json(v.to_string().as_bytes())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("not a valid variable name"), "{err}");
-    }
-
-    #[test]
-    fn empty_command_is_rejected() {
-        let mut v = base();
-        v["command"] = serde_json::json!([]);
-        let err = JobSpec::from_json(v.to_string().as_bytes())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("command must not be empty"), "{err}");
     }
 }

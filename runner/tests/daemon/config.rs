@@ -50,6 +50,30 @@ fn missing_config_file_stops_the_daemon() {
     );
 }
 
+#[test]
+fn toolchain_that_cannot_be_snapshotted_stops_the_daemon() {
+    let tc = tempfile::tempdir().unwrap();
+    let demo = tc.path().join("demo");
+    std::fs::create_dir(&demo).unwrap();
+    nix::unistd::mkfifo(
+        &demo.join("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    let (code, err) = serve_with(&format!(
+        "[toolchains]\ndemo = {:?}\n",
+        demo.display().to_string()
+    ));
+    assert_eq!(code, 1, "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("cloister-runner serve: toolchain demo:")
+            && last.contains("pipe")
+            && last.contains("cannot be snapshotted"),
+        "{err}"
+    );
+}
+
 /// `systemd-analyze verify` on the shipped units (with ExecStart pointed at
 /// the built binary, since verify checks that the executable exists); any
 /// warning counts as a failure. The sysusers file is checked too.

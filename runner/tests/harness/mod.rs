@@ -1,13 +1,15 @@
-//! Test harness: a runner daemon in a temporary state directory (started as
-//! the real binary, stopped with SIGTERM on drop), git repositories made
-//! from fixtures, and a client.
+//! Test harness: a runner daemon in a temporary state directory (the real
+//! binary, through `cloister_runner::stack`, killed on drop), fixture git
+//! repositories and the API calls the tests make. Every daemon shares the
+//! one test store ([`shared_store`]).
 
 #![allow(dead_code)]
 
 use cloister_runner::client::Endpoint;
+use cloister_runner::stack::{self, RunnerConfig};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
+use std::time::Duration;
 
 pub const RUNNER: &str = env!("CARGO_BIN_EXE_cloister-runner");
 
@@ -19,19 +21,26 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The content-addressed store every test daemon uses: under cargo's
+/// per-target scratch directory, so snapshots (a toolchain above all) are
+/// copied once, not once per test; the store is safe for concurrent use.
+pub fn shared_store() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cloister-store")
+}
+
 /// A running daemon.
 pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub state: PathBuf,
     pub socket: PathBuf,
     pub config: PathBuf,
-    child: Option<Child>,
+    process: Option<stack::Daemon>,
 }
 
 impl Daemon {
     /// Starts a daemon whose config is `top` (top-level keys and tables)
     /// and `api` (extra `[api]` keys), with state dir, sockets and the
-    /// attestor socket inside a fresh temporary directory.
+    /// attestor socket (nothing listens there) in a fresh temporary directory.
     pub fn start(top: &str, api: &str) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("cr-")
@@ -40,20 +49,23 @@ impl Daemon {
         let state = dir.path().join("state");
         let socket = dir.path().join("api.sock");
         let config = dir.path().join("runner.toml");
-        let attestor = dir.path().join("no-attestor.sock").display().to_string();
-        let toml = format!(
-            "state_dir = {:?}\nattestor_socket = {:?}\n{top}\n[api]\nsocket = {:?}\n{api}\n",
-            state.display().to_string(),
-            attestor,
-            socket.display().to_string()
-        );
-        std::fs::write(&config, toml).expect("write config");
+        RunnerConfig {
+            state_dir: state.clone(),
+            api_socket: socket.clone(),
+            attestor_socket: dir.path().join("no-attestor.sock"),
+            store: Some(shared_store()),
+            extra: top.into(),
+            api_extra: api.into(),
+            ..Default::default()
+        }
+        .write(&config)
+        .expect("write config");
         let mut d = Daemon {
             dir,
             state,
             socket,
             config,
-            child: None,
+            process: None,
         };
         d.spawn(&[]);
         d
@@ -61,45 +73,11 @@ impl Daemon {
 
     /// (Re)starts the daemon process on the same state.
     pub fn spawn(&mut self, env: &[(&str, &str)]) {
-        let mut cmd = Command::new(RUNNER);
-        cmd.args(["serve", "--config"])
-            .arg(&self.config)
-            .env_remove("CLOISTER_RUNNER_SOCKET")
-            .env_remove("CLOISTER_RUNNER_STATE_DIR")
-            .env_remove("CLOISTER_STORE")
-            .env_remove("CLOISTER_ATTESTOR_SOCKET")
-            .env_remove("NOTIFY_SOCKET")
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(self.dir.path().join("daemon.log"))
-                    .expect("daemon log"),
-            ));
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        self.child = Some(cmd.spawn().expect("spawn cloister-runner serve"));
-        self.wait_ready();
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
-                return;
-            }
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("daemon exited early ({status}):\n{}", self.daemon_log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("daemon did not listen within 60s:\n{}", self.daemon_log());
+        let log = self.dir.path().join("daemon.log");
+        self.process = Some(
+            stack::start_runner(Path::new(RUNNER), &self.config, &self.socket, &log, env)
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
     }
 
     pub fn daemon_log(&self) -> String {
@@ -111,95 +89,32 @@ impl Daemon {
     }
 
     pub fn pid(&self) -> i32 {
-        self.child.as_ref().expect("running").id() as i32
+        self.process
+            .as_ref()
+            .and_then(stack::Daemon::pid)
+            .expect("running") as i32
     }
 
-    /// SIGTERM and wait.
+    /// SIGTERM and wait (the daemon drains).
     pub fn stop(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        child.wait().expect("wait daemon")
+        let mut p = self.process.take().expect("running");
+        p.stop(Duration::from_secs(600)).expect("it was running")
     }
 
     /// SIGKILL and wait (a crash).
     pub fn kill(&mut self) {
-        let mut child = self.child.take().expect("running");
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.take().expect("running").stop(Duration::ZERO);
     }
 }
 
 /// Runs git with a fixed identity and dates (deterministic commits).
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=Cloister Test",
-            "-c",
-            "user.email=test@cloister.invalid",
-        ])
-        .args([
-            "-c",
-            "commit.gpgsign=false",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Copies a directory tree (files and dirs only).
-pub fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read fixture") {
-        let entry = entry.expect("entry");
-        let ty = entry.file_type().expect("file type");
-        let dest = to.join(entry.file_name());
-        if ty.is_dir() {
-            if entry.file_name() == "target" || entry.file_name() == "node_modules" {
-                continue;
-            }
-            copy_tree(&entry.path(), &dest);
-        } else if ty.is_file() {
-            std::fs::copy(entry.path(), &dest).expect("copy");
-        }
-    }
+    stack::git(dir, args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A git repository in `dir` with the given files, committed; returns the commit.
 pub fn repo_with(dir: &Path, files: &[(&str, &str)]) -> String {
-    std::fs::create_dir_all(dir).expect("mkdir repo");
-    for (name, text) in files {
-        let p = dir.join(name);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, text).expect("write");
-    }
-    git(dir, &["init", "-q"]);
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "fixture"]);
-    git(dir, &["rev-parse", "HEAD"])
+    stack::repo_with(dir, files).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A job spec for a repository at `path`.
@@ -213,29 +128,30 @@ pub fn spec(path: &Path, commit: &str, command: &[&str], outputs: &[&str]) -> se
 
 /// Polls a job until it is terminal.
 pub async fn wait_job(ep: &Endpoint, id: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let job: serde_json::Value = ep
-            .json(hyper::Method::GET, &format!("/v1/jobs/{id}"), None)
-            .await
-            .expect("get job");
-        if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap_or("")) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let job = stack::wait_job(ep, id, Duration::from_millis(50), Duration::from_secs(300))
+        .await
+        .expect("get job");
+    let state = job["state"].as_str().unwrap_or("");
+    assert!(
+        ["succeeded", "failed", "cancelled"].contains(&state),
+        "job {id} did not finish: {job}"
+    );
+    job
 }
 
 /// Submits a spec; returns the job id.
 pub async fn submit(ep: &Endpoint, spec: &serde_json::Value) -> String {
-    let job: serde_json::Value = ep
-        .json(
-            hyper::Method::POST,
-            "/v1/jobs",
-            Some(spec.to_string().into_bytes()),
-        )
-        .await
-        .expect("submit");
+    let job = stack::submit_job(ep, spec).await.expect("submit");
     job["id"].as_str().expect("job id").to_string()
+}
+
+/// Submits a spec and waits for the job to end; returns its record.
+pub async fn run_job(ep: &Endpoint, spec: &serde_json::Value) -> serde_json::Value {
+    let id = submit(ep, spec).await;
+    wait_job(ep, &id).await
+}
+
+/// A job's log.
+pub async fn job_log(ep: &Endpoint, id: &str) -> String {
+    stack::job_log(ep, id).await.expect("job log")
 }

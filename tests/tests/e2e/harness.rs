@@ -1,155 +1,111 @@
-//! Both daemons in a temporary directory, fixture repositories committed at
-//! a fixed date, and the verifiers (ours and the external ones).
+//! Both daemons in a temporary directory (`cloister_runner::stack`, the
+//! code `quickstart` runs), driven through the CLI; fixture repositories
+//! committed at a fixed date; the verifiers (ours and the external ones).
+//! Every stack's runner uses one store shared by all tests ([`shared_store`]),
+//! so the Rust toolchain is copied into it once per target directory.
 
-use cloister_tests::{bin, fixture, workspace_root};
+use cloister_runner::stack::{self, StackOptions};
+use cloister_tests::{bin, fixture, interop_node_modules, interop_python, workspace_root};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// A running attestor + runner pair.
-pub struct Stack {
-    pub dir: tempfile::TempDir,
-    pub runner_bin: PathBuf,
-    pub attestor_bin: PathBuf,
-    pub attestor_state: PathBuf,
-    pub sign_socket: PathBuf,
-    pub api_socket: PathBuf,
-    pub runner_config: PathBuf,
-    pub public_key: PathBuf,
-    attestor: Option<Child>,
-    runner: Option<Child>,
-}
-
-fn wait_socket(child: &mut Child, socket: &Path, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while Instant::now() < deadline {
-        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "daemon exited ({status}): {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!(
-        "{} never accepted connections: {}",
-        socket.display(),
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
-}
-
-fn log_file(path: &Path) -> Stdio {
-    Stdio::from(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .expect("log file"),
-    )
+/// The content-addressed store every test daemon uses: under cargo's
+/// per-target scratch directory; the store is safe for concurrent use.
+pub fn shared_store() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cloister-store")
 }
 
 /// The host's Rust toolchain (for repo A).
-pub fn rust_sysroot() -> String {
-    let out = Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .expect("rustc is installed");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+pub fn rust_sysroot() -> PathBuf {
+    stack::rust_sysroot().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A running attestor + runner pair in a temporary directory (the fields of
+/// `cloister_runner::stack::Stack` through `Deref`), with the attestor's
+/// public key exported to `public_key`.
+pub struct Stack {
+    inner: stack::Stack,
+    pub public_key: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Stack {
+    type Target = stack::Stack;
+    fn deref(&self) -> &stack::Stack {
+        &self.inner
+    }
 }
 
 impl Stack {
-    /// Starts the attestor, then the runner (with `concurrency`).
+    /// Starts the attestor, then the runner (with `concurrency` and the
+    /// host's Rust sysroot as toolchain `rust`).
     pub fn start(concurrency: usize) -> Stack {
+        Stack::start_with(concurrency, &[])
+    }
+
+    /// [`Stack::start`] with more toolchains.
+    pub fn start_with(concurrency: usize, toolchains: &[(&str, &Path)]) -> Stack {
         let dir = tempfile::Builder::new()
             .prefix("ce2e-")
             .tempdir()
             .expect("tempdir");
-        let runner_bin = bin("cloister-runner");
-        let attestor_bin = bin("cloister-attestor");
-        let attestor_state = dir.path().join("attestor");
-        let sign_socket = attestor_state.join("sign.sock");
-        let api_socket = dir.path().join("api.sock");
-        let runner_config = dir.path().join("runner.toml");
-        std::fs::write(
-            &runner_config,
-            format!(
-                "state_dir = {:?}\nattestor_socket = {:?}\nconcurrency = {concurrency}\nshutdown_grace_secs = 120\n\
-                 [api]\nsocket = {:?}\n[toolchains]\nrust = {:?}\n",
-                dir.path().join("runner").display().to_string(),
-                sign_socket.display().to_string(),
-                api_socket.display().to_string(),
-                rust_sysroot(),
-            ),
-        )
-        .unwrap();
-        let mut s = Stack {
-            public_key: dir.path().join("public.pem"),
-            dir,
-            runner_bin,
-            attestor_bin,
-            attestor_state,
-            sign_socket,
-            api_socket,
-            runner_config,
-            attestor: None,
-            runner: None,
+        let mut all = BTreeMap::from([("rust".to_string(), rust_sysroot())]);
+        for (name, path) in toolchains {
+            all.insert(name.to_string(), path.to_path_buf());
+        }
+        let opts = StackOptions {
+            runner_bin: bin("cloister-runner"),
+            attestor_bin: bin("cloister-attestor"),
+            concurrency,
+            shutdown_grace_secs: 120,
+            store: Some(shared_store()),
+            toolchains: all,
         };
-        let log = s.dir.path().join("attestor.log");
-        let mut attestor = Command::new(&s.attestor_bin)
-            .args(["serve", "--state-dir"])
-            .arg(&s.attestor_state)
-            .args(["--listen", "127.0.0.1:0"])
-            .env_remove("CLOISTER_ATTESTOR_SIGN_SOCKET")
-            .env_remove("CLOISTER_ATTESTOR_STATE_DIR")
-            .stdout(log_file(&log))
-            .stderr(log_file(&log))
-            .spawn()
-            .expect("start cloister-attestor serve");
-        wait_socket(&mut attestor, &s.sign_socket, &log);
-        s.attestor = Some(attestor);
-        let pem = Command::new(&s.attestor_bin)
-            .args(["keys", "export", "--state-dir"])
-            .arg(&s.attestor_state)
-            .output()
-            .unwrap();
-        assert!(
-            pem.status.success(),
-            "keys export: {}",
-            String::from_utf8_lossy(&pem.stderr)
-        );
-        std::fs::write(&s.public_key, &pem.stdout).unwrap();
-        s.start_runner();
-        s
+        let inner = stack::Stack::start(dir.path(), &opts).unwrap_or_else(|e| panic!("{e}"));
+        let public_key = dir.path().join("public.pem");
+        inner
+            .export_public_key(&public_key)
+            .unwrap_or_else(|e| panic!("{e}"));
+        Stack {
+            inner,
+            public_key,
+            dir,
+        }
     }
 
     pub fn start_runner(&mut self) {
-        let log = self.dir.path().join("runner.log");
-        let mut runner = Command::new(&self.runner_bin)
-            .args(["serve", "--config"])
-            .arg(&self.runner_config)
-            .env_remove("CLOISTER_RUNNER_SOCKET")
-            .env_remove("CLOISTER_STORE")
-            .stdout(log_file(&log))
-            .stderr(log_file(&log))
-            .spawn()
-            .expect("start cloister-runner serve");
-        wait_socket(&mut runner, &self.api_socket, &log);
-        self.runner = Some(runner);
+        self.inner.start_runner().unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// SIGTERM the runner daemon and wait for it (it drains).
     pub fn stop_runner(&mut self) {
-        let mut child = self.runner.take().expect("runner running");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let status = child.wait().unwrap();
+        let status = self
+            .inner
+            .stop_runner(Duration::from_secs(600))
+            .expect("runner running");
         assert!(status.success(), "runner exit: {status}");
+    }
+
+    /// SIGHUP the runner and wait until it logged `needle` for the n-th time
+    /// (`n` counts from 1).
+    pub fn sighup_and_wait_log(&self, needle: &str, n: usize) {
+        self.inner
+            .runner
+            .as_ref()
+            .expect("runner running")
+            .signal(nix::sys::signal::Signal::SIGHUP)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while self.runner_log().matches(needle).count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "the runner never logged {needle:?}:\n{}",
+                self.runner_log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// `cloister-runner <args>` against this stack's socket.
@@ -189,6 +145,31 @@ impl Stack {
         )
     }
 
+    /// [`Stack::build`] that must succeed with one artifact whose provenance
+    /// `cloister-attestor verify` accepts for `uri` on branch main; returns
+    /// (the artifact's path, the statement).
+    pub fn build_verified(
+        &self,
+        repo: &Path,
+        uri: &str,
+        flags: &[&str],
+        command: &[&str],
+    ) -> (PathBuf, serde_json::Value) {
+        let mut extra = vec!["--uri", uri];
+        extra.extend_from_slice(flags);
+        let (code, job, stderr) = self.build(repo, &extra, command);
+        let id = job["id"].as_str().unwrap_or("?");
+        assert_eq!(code, 0, "{stderr}\n{job}\n{}", self.log(id));
+        let a = &job["result"]["artifacts"][0];
+        let (path, provenance) = (
+            a["path"].as_str().unwrap(),
+            a["provenance"].as_str().unwrap(),
+        );
+        let v = self.verify(provenance, path, uri, &["--source-branch", "main"]);
+        assert_eq!(v["verified"], true, "{v}");
+        (PathBuf::from(path), statement(provenance))
+    }
+
     /// A job's log.
     pub fn log(&self, id: &str) -> String {
         String::from_utf8_lossy(&self.runner(&["logs", id]).stdout).into_owned()
@@ -218,112 +199,54 @@ impl Stack {
     }
 }
 
-impl Drop for Stack {
-    fn drop(&mut self) {
-        for child in [self.runner.take(), self.attestor.take()]
-            .into_iter()
-            .flatten()
-        {
-            let mut child = child;
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// Runs git with a fixed identity and dates so commits are reproducible.
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=Cloister Test",
-            "-c",
-            "user.email=test@cloister.invalid",
-        ])
-        .args([
-            "-c",
-            "commit.gpgsign=false",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
-        .output()
-        .expect("git is installed");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let ty = entry.file_type().unwrap();
-        let dest = to.join(entry.file_name());
-        let name = entry.file_name();
-        if ty.is_dir() {
-            if name != "target" && name != "node_modules" && name != "dist" && name != "build" {
-                copy_tree(&entry.path(), &dest);
-            }
-        } else if ty.is_file() {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
+    stack::git(dir, args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A git repository made from `tests/fixtures/<name>`, committed; returns its path.
 pub fn fixture_repo(parent: &Path, name: &str) -> PathBuf {
     let repo = parent.join(name);
-    copy_tree(&fixture(name), &repo);
-    git(&repo, &["init", "-q"]);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-q", "-m", name]);
+    stack::copy_tree(
+        &fixture(name),
+        &repo,
+        &["target", "node_modules", "dist", "build"],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    stack::commit_all(&repo, name).unwrap_or_else(|e| panic!("{e}"));
     repo
 }
 
 /// A git repository with the given files.
 pub fn repo_with(dir: &Path, files: &[(&str, &str)]) -> String {
-    std::fs::create_dir_all(dir).unwrap();
-    for (name, text) in files {
-        let p = dir.join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    git(dir, &["init", "-q"]);
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "test"]);
-    git(dir, &["rev-parse", "HEAD"])
+    stack::repo_with(dir, files).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn interop_python() -> PathBuf {
-    let p = std::env::var_os("CLOISTER_INTEROP_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        panic!("CLOISTER_INTEROP_PYTHON is not set: source .ci/setup.d/30-interop.sh (it installs securesystemslib)")
-    });
-    assert!(
-        p.exists(),
-        "CLOISTER_INTEROP_PYTHON={} does not exist",
-        p.display()
+/// The statement inside a `.intoto.jsonl` (decoded with coreutils' base64).
+pub fn statement(jsonl: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(jsonl).unwrap();
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "one envelope per line, one line: {text}"
     );
-    p
-}
-
-fn interop_node_modules() -> PathBuf {
-    let p = std::env::var_os("CLOISTER_INTEROP_NODE_MODULES").map(PathBuf::from).unwrap_or_else(|| {
-        panic!("CLOISTER_INTEROP_NODE_MODULES is not set: source .ci/setup.d/30-interop.sh (it installs @sigstore/verify)")
-    });
-    assert!(
-        p.exists(),
-        "CLOISTER_INTEROP_NODE_MODULES={} does not exist",
-        p.display()
-    );
-    p
+    let env: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
+    let mut child = Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(env["payload"].as_str().unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// securesystemslib (`tests/interop/verify_envelope.py`) on a `.intoto.jsonl`.

@@ -1,6 +1,8 @@
 //! `cloister-runner quickstart --json`: both daemons on embedded defaults,
-//! repo A built and verified; the last stdout line is the summary.
+//! repo A built and verified; the last stdout line is the summary. (With
+//! the suite's shared store, so the Rust toolchain is not copied again.)
 
+use super::harness::shared_store;
 use cloister_tests::bin;
 use std::process::Command;
 
@@ -11,6 +13,8 @@ fn quickstart_builds_repo_a_and_verifies_it() {
     let out = Command::new(bin("cloister-runner"))
         .args(["quickstart", "--json", "--state-dir"])
         .arg(&state)
+        .arg("--store")
+        .arg(shared_store())
         .env("CLOISTER_ATTESTOR_BIN", bin("cloister-attestor"))
         .output()
         .unwrap();

@@ -5,36 +5,10 @@
 //! runner observed, and rebuilt to the same artifact digest.
 
 use super::harness::{
-    Stack, fixture_repo, git, securesystemslib_verify, sha256_file, sigstore_js_verify,
+    Stack, fixture_repo, git, rust_sysroot, securesystemslib_verify, sha256_file,
+    sigstore_js_verify, statement,
 };
 use std::process::Command;
-
-/// The statement inside a `.intoto.jsonl` (decoded with coreutils' base64).
-fn statement(jsonl: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(jsonl).unwrap();
-    assert_eq!(
-        text.lines().count(),
-        1,
-        "one envelope per line, one line: {text}"
-    );
-    let env: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
-    assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
-    let mut child = Command::new("base64")
-        .arg("-d")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(env["payload"].as_str().unwrap().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn end_to_end(name: &str, uri: &str, flags: &[&str], command: &[&str], artifact_name: &str) {
     let stack = Stack::start(2);
@@ -130,6 +104,38 @@ fn end_to_end(name: &str, uri: &str, flags: &[&str], command: &[&str], artifact_
             "vendored snapshot in resolvedDependencies: {text}"
         );
     }
+    let bd = &st["predicate"]["buildDefinition"];
+    if flags.contains(&"--toolchain") {
+        // The Rust toolchain is an input with a digest: the snapshot of the
+        // host sysroot, recomputed here from the host directory by a separate
+        // `cloister-runner snapshot --no-store` (GNU tar equivalence of the
+        // digest is checked on a small toolchain in `toolchains`).
+        assert_eq!(
+            bd["externalParameters"]["toolchains"],
+            serde_json::json!(["rust"])
+        );
+        let sysroot = std::fs::canonicalize(rust_sysroot()).unwrap();
+        let dep = toolchain_dependency(&st, "rust");
+        assert_eq!(dep["uri"], format!("file://{}", sysroot.display()));
+        assert_eq!(dep["mediaType"], "application/x-tar");
+        let recomputed = Command::new(&stack.runner_bin)
+            .args(["snapshot", "--no-store"])
+            .arg(&sysroot)
+            .output()
+            .unwrap();
+        assert!(recomputed.status.success());
+        assert_eq!(
+            format!("sha256:{}", dep["digest"]["sha256"].as_str().unwrap()),
+            String::from_utf8_lossy(&recomputed.stdout).trim(),
+            "the provenance names the sysroot's snapshot"
+        );
+    } else {
+        assert_eq!(
+            bd["externalParameters"]["toolchains"],
+            serde_json::json!([])
+        );
+        assert!(!text.contains("toolchain:"), "{text}");
+    }
 
     // Rebuilt: a new job, the same bytes.
     let out2 = stack.dir.path().join("out2");
@@ -149,6 +155,17 @@ fn end_to_end(name: &str, uri: &str, flags: &[&str], command: &[&str], artifact_
         0,
         "workspaces deleted"
     );
+}
+
+/// The `toolchain:<name>` entry of a statement's resolvedDependencies.
+pub fn toolchain_dependency(st: &serde_json::Value, name: &str) -> serde_json::Value {
+    st["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == format!("toolchain:{name}").as_str())
+        .unwrap_or_else(|| panic!("no toolchain:{name} dependency: {st}"))
+        .clone()
 }
 
 #[test]

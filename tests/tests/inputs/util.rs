@@ -78,35 +78,7 @@ pub fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// The documented GNU tar command line (cookbook/snapshot-format.md).
-pub const GNU_TAR_ARGS: &[&str] = &[
-    "--create",
-    "--file=-",
-    "--format=gnu",
-    "--sort=name",
-    "--owner=0",
-    "--group=0",
-    "--numeric-owner",
-    "--mode=go-rwx,u+rwX,go=u,go-w,a-st",
-    "--hard-dereference",
-];
-
-/// The uncompressed tar GNU tar writes for `dir` with the documented options.
-pub fn gnu_tar(dir: &Path, epoch: u64) -> Vec<u8> {
-    let out = Command::new("tar")
-        .args(GNU_TAR_ARGS)
-        .arg(format!("--mtime=@{epoch}"))
-        .arg(format!("--directory={}", dir.display()))
-        .arg(".")
-        .output()
-        .expect("GNU tar must be installed");
-    assert!(
-        out.status.success(),
-        "tar failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+pub use cloister_tests::gnu_tar;
 
 pub fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
