@@ -18,31 +18,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cloister_tests::{bin, workspace_root};
-
-fn python() -> PathBuf {
-    let p = std::env::var_os("CLOISTER_INTEROP_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        panic!("CLOISTER_INTEROP_PYTHON is not set: source .ci/setup.d/30-interop.sh (it installs securesystemslib)")
-    });
-    assert!(
-        p.exists(),
-        "CLOISTER_INTEROP_PYTHON={} does not exist: run .ci/setup.d/30-interop.sh",
-        p.display()
-    );
-    p
-}
-
-fn node_modules() -> PathBuf {
-    let p = std::env::var_os("CLOISTER_INTEROP_NODE_MODULES").map(PathBuf::from).unwrap_or_else(|| {
-        panic!("CLOISTER_INTEROP_NODE_MODULES is not set: source .ci/setup.d/30-interop.sh (it installs @sigstore/verify)")
-    });
-    assert!(
-        p.join("@sigstore/verify").is_dir(),
-        "{} has no @sigstore/verify: run .ci/setup.d/30-interop.sh",
-        p.display()
-    );
-    p
-}
+use cloister_tests::{bin, interop_node_modules, interop_python, workspace_root};
 
 fn script(name: &str) -> PathBuf {
     workspace_root().join("tests/interop").join(name)
@@ -74,7 +50,7 @@ fn ok(o: &Output) -> String {
 
 /// securesystemslib on a `.intoto.jsonl`.
 fn sslib_verify(jsonl: &Path, public: &Path) -> Output {
-    Command::new(python())
+    Command::new(interop_python())
         .arg(script("verify_envelope.py"))
         .args([jsonl, public])
         .output()
@@ -86,13 +62,13 @@ fn sigstore_js_verify(bundle: &Path, public: &Path) -> Output {
     Command::new("node")
         .arg(script("verify_bundle.js"))
         .args([bundle, public])
-        .env("NODE_PATH", node_modules())
+        .env("NODE_PATH", interop_node_modules())
         .output()
         .expect("run node (install nodejs: .ci/setup.d/30-interop.sh)")
 }
 
 fn keyid_of(public: &Path) -> String {
-    let o = Command::new(python())
+    let o = Command::new(interop_python())
         .args([
             "-c",
             "import hashlib,sys;from cryptography.hazmat.primitives import serialization as s;\
@@ -254,7 +230,7 @@ fn cosign_format_key_from_pynacl_imports_and_signs() {
     let root = dir.path();
     let key = root.join("cosign.key");
     let public = root.join("cosign.pub");
-    ok(&Command::new(python())
+    ok(&Command::new(interop_python())
         .arg(script("make_cosign_key.py"))
         .args(["pw-from-cosign", s(&key), s(&public)])
         .output()

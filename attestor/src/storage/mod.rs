@@ -419,6 +419,25 @@ pub(crate) fn usage_rows(batch: &[UsageWrite], recorded: &[bool]) -> Result<Stri
     String::from_utf8(out).map_err(|e| StorageError::Corrupt(e.to_string()))
 }
 
+/// A stored idempotency row's request hash and response, as either backend
+/// returns it (columns `request_hash`, `status`, `body`).
+pub(crate) fn stored_row<R: sqlx::Row>(r: &R) -> Result<(String, StoredResponse), StorageError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Vec<u8>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let status: i64 = r.try_get("status")?;
+    Ok((
+        r.try_get::<String, _>("request_hash")?,
+        StoredResponse {
+            status: u16::try_from(status).map_err(|_| StorageError::Corrupt("status".into()))?,
+            body: r.try_get::<Vec<u8>, _>("body")?.into(),
+        },
+    ))
+}
+
 /// What the database said about the first occurrences, resolved for every
 /// position of the batch. `fresh`: positions whose key was (re)recorded;
 /// `stored`: (position → stored hash and response) for the others.

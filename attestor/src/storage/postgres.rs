@@ -386,18 +386,7 @@ impl Storage for PgStorage {
                 if fresh.contains(&p) {
                     continue;
                 }
-                let status: i64 = r.try_get("status")?;
-                stored.insert(
-                    p,
-                    (
-                        r.try_get::<String, _>("request_hash")?,
-                        StoredResponse {
-                            status: u16::try_from(status)
-                                .map_err(|_| StorageError::Corrupt("status".into()))?,
-                            body: r.try_get::<Vec<u8>, _>("body")?.into(),
-                        },
-                    ),
-                );
+                stored.insert(p, stored_row(r)?);
             }
         }
         let (outcomes, recorded) = resolve_batch(batch, &prepared, &fresh, &stored)?;

@@ -426,18 +426,7 @@ impl Storage for SqliteStorage {
                 .get(&(t, e, k))
                 .ok_or_else(|| StorageError::Corrupt("unexpected idempotency row".into()))?;
             fresh.remove(&p);
-            let status: i64 = r.try_get("status")?;
-            stored.insert(
-                p,
-                (
-                    r.try_get::<String, _>("request_hash")?,
-                    StoredResponse {
-                        status: u16::try_from(status)
-                            .map_err(|_| StorageError::Corrupt("status".into()))?,
-                        body: r.try_get::<Vec<u8>, _>("body")?.into(),
-                    },
-                ),
-            );
+            stored.insert(p, stored_row(r)?);
         }
         let (outcomes, _recorded) = resolve_batch(batch, &prepared, &fresh, &stored)?;
         Ok(outcomes)
