@@ -275,10 +275,15 @@ fn main() {
     );
     let rerun = cloister_inputs::snapshot_digest(&dir, &opts).expect("digest");
     println!("digest identical across runs: {}", rerun == digest);
+    let all_hold = gnu_hex == digest.hex() && again == digest && rerun == digest;
     // The cold stores go last: deleting thousands of files is slow on some
     // filesystems (synchronous discard) and would disturb the measurements.
     for s in stores.iter().chain([&scratch.path().join("store-warm")]) {
         let _ = remove_store(s);
+    }
+    if !all_hold {
+        eprintln!("FAILED: a digest check above does not hold");
+        std::process::exit(1);
     }
 }
 

@@ -88,15 +88,9 @@ fn append_long(out: &mut Vec<u8>, value: &[u8], flag: u8) {
     out.extend_from_slice(&h);
     out.extend_from_slice(value);
     out.push(0);
-    pad(out);
-}
-
-/// Pads `out` with zeros to a multiple of the block size.
-pub fn pad(out: &mut Vec<u8>) {
-    let rem = out.len() % BLOCK;
-    if rem != 0 {
-        out.resize(out.len() + BLOCK - rem, 0);
-    }
+    // Padded by the value's own length: `out` is a chunk of the stream that
+    // need not start on a block boundary, so its length says nothing.
+    out.resize(out.len() + padding_for(value.len() as u64 + 1), 0);
 }
 
 /// Zero bytes after a file's content of `size` bytes up to the block boundary.
@@ -181,6 +175,18 @@ mod tests {
         let mut exact = Vec::new();
         append_header(&mut exact, &name[..100], Type::File, 0o644, 1, 0, b"");
         assert_eq!(exact.len(), BLOCK);
+    }
+
+    #[test]
+    fn long_entry_is_padded_by_its_own_length_not_the_buffer_length() {
+        // a chunk of the stream that starts mid-block
+        let mut out = vec![7u8; 333];
+        append_header(&mut out, &[b'a'; 111], Type::File, 0o644, 1, 0, b"");
+        assert_eq!(out.len(), 333 + 3 * BLOCK);
+        assert_eq!(
+            &out[333 + 2 * BLOCK..333 + 2 * BLOCK + 100],
+            &[b'a'; 100][..]
+        );
     }
 
     #[test]
