@@ -19,7 +19,8 @@
 //!    alternating fresh builds).
 //!
 //! Environment: `BENCH_RUNS` (start-up runs, default 200), `BENCH_BUILDS`
-//! (builds per side, default 5), `BENCH_ONLY=startup` (skip 2 and 3). Needs
+//! (builds per side, default 11: one build varies by ±5% from run to run
+//! here), `BENCH_ONLY=startup` (skip 2 and 3). Needs
 //! bubblewrap and hyperfine (`.ci/setup.d/10-sandbox.sh` installs both) and a
 //! Rust toolchain.
 #![forbid(unsafe_code)]
@@ -400,7 +401,7 @@ fn run() -> Result<()> {
     let builds: u32 = std::env::var("BENCH_BUILDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(11);
     // BENCH_ONLY=startup skips the probe coverage and the real build.
     let startup_only = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "startup");
     let bin = build_binaries()?;
