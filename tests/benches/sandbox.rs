@@ -178,7 +178,9 @@ struct Startup {
     bwrap_cpu: f64,
 }
 
-fn startup(bin: &Path, runs: u32) -> Result<Startup> {
+/// The two start-up commands compared: `/bin/true` in our sandbox and in
+/// bubblewrap's.
+fn startup_commands(bin: &Path) -> (Vec<String>, Vec<String>) {
     let ours = vec![
         bin.join("cloister-runner").display().to_string(),
         "run".into(),
@@ -187,6 +189,11 @@ fn startup(bin: &Path, runs: u32) -> Result<Startup> {
     ];
     let mut bwrap = bwrap_base();
     bwrap.push("/bin/true".into());
+    (ours, bwrap)
+}
+
+fn startup(bin: &Path, runs: u32) -> Result<Startup> {
+    let (ours, bwrap) = startup_commands(bin);
     for _ in 0..10 {
         time_once(&ours)?;
         time_once(&bwrap)?;
@@ -218,14 +225,7 @@ fn startup(bin: &Path, runs: u32) -> Result<Startup> {
 
 /// The same comparison timed by hyperfine (its medians; ours first).
 fn startup_hyperfine(bin: &Path, runs: u32) -> Result<(f64, f64)> {
-    let ours = vec![
-        bin.join("cloister-runner").display().to_string(),
-        "run".into(),
-        "--".into(),
-        "/bin/true".into(),
-    ];
-    let mut bwrap = bwrap_base();
-    bwrap.push("/bin/true".into());
+    let (ours, bwrap) = startup_commands(bin);
     let json = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
     let status = Command::new("hyperfine")
         .args([

@@ -138,6 +138,32 @@ fn warm_path_reuses_the_digest_and_any_change_invalidates_it() {
     assert_eq!(again["digest"], d["digest"]);
 }
 
+/// A warm-path record written by an older format version (version 1 could
+/// hold a wrong digest for trees with long names) is never reused.
+#[test]
+fn warm_records_of_an_older_version_are_ignored() {
+    let env = Env::new();
+    let t = env.path("t");
+    make_tree(&t);
+    settle();
+    let cold = env.json(&["snapshot", s(&t)]);
+    assert_eq!(env.json(&["snapshot", s(&t)])["cached"], true);
+    let records = env.store_entries("statcache");
+    assert_eq!(records.len(), 1, "{records:?}");
+    let file = env.store().join("statcache").join(&records[0]);
+    let mut rec: serde_json::Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+    assert_eq!(rec["version"], 2);
+    rec["version"] = 1.into();
+    rec["digest"] = format!("sha256:{}", "0".repeat(64)).into();
+    fs::write(&file, serde_json::to_vec(&rec).unwrap()).unwrap();
+    let again = env.json(&["snapshot", s(&t)]);
+    assert_eq!(
+        again["cached"], false,
+        "a version-1 record must not be used"
+    );
+    assert_eq!(again["digest"], cold["digest"]);
+}
+
 #[test]
 fn export_and_import_round_trip_between_stores() {
     let env = Env::new();
