@@ -6,7 +6,6 @@ use crate::service::auth::{generate_key, hash_key};
 use crate::service::clock::{Clock as _, SystemClock};
 use crate::storage::{self, ApiKeyInfo};
 use anyhow::Context as _;
-use std::process::ExitCode;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -36,17 +35,7 @@ pub enum Command {
     },
 }
 
-pub fn exec(cmd: Command) -> ExitCode {
-    match super::block_on(run(cmd)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cloister-attestor api-keys: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run(cmd: Command) -> anyhow::Result<()> {
+pub(super) async fn run(cmd: Command) -> anyhow::Result<()> {
     let state = match &cmd {
         Command::Issue { state, .. }
         | Command::Revoke { state, .. }

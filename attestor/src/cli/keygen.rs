@@ -5,7 +5,6 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use cloister_attestor_core::keys::{Algorithm, EncryptionParams, KeyPair};
@@ -73,17 +72,7 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn exec(args: Args) -> ExitCode {
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cloister-attestor keygen: {e:#}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn run(args: Args) -> anyhow::Result<()> {
+pub(super) fn run(args: Args) -> anyhow::Result<()> {
     let pass = args.passphrase.read()?;
     let kp = KeyPair::generate(args.alg.into())?;
     let (location, status) = match &args.out {

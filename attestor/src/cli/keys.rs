@@ -2,7 +2,6 @@
 //! keyring in the state directory.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use cloister_attestor_core::keys::KeyPair;
@@ -89,16 +88,6 @@ pub enum Command {
     },
 }
 
-pub fn exec(cmd: Command) -> ExitCode {
-    match run(cmd) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cloister-attestor keys: {e:#}");
-            ExitCode::from(1)
-        }
-    }
-}
-
 fn open(common: &Common) -> anyhow::Result<Keyring> {
     let dir = keyring::state_dir(common.state_dir.as_deref());
     Ok(Keyring::open(&dir)?)
@@ -109,7 +98,7 @@ fn fmt_time(t: Option<OffsetDateTime>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-fn run(cmd: Command) -> anyhow::Result<()> {
+pub(super) fn run(cmd: Command) -> anyhow::Result<()> {
     let now = OffsetDateTime::now_utc();
     match cmd {
         Command::List { common, json } => {

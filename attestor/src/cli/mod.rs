@@ -47,15 +47,23 @@ enum Command {
 /// Parses the command line and runs the chosen subcommand.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Keygen(args) => keygen::exec(args),
-        Command::Keys(cmd) => keys::exec(cmd),
-        Command::Sign(args) => sign::exec(args),
-        Command::Verify(args) => verify::exec(args),
-        Command::Serve(args) => serve::exec(args),
-        Command::Tenants(cmd) => tenants::exec(cmd),
-        Command::ApiKeys(cmd) => api_keys::exec(cmd),
-        Command::Usage(args) => usage::exec(args),
+    let (name, result) = match cli.command {
+        // verify has its own exit codes (0 passed, 1 failed, 2 usage)
+        Command::Verify(args) => return verify::exec(args),
+        Command::Keygen(args) => ("keygen", keygen::run(args)),
+        Command::Keys(cmd) => ("keys", keys::run(cmd)),
+        Command::Sign(args) => ("sign", sign::run(args)),
+        Command::Serve(args) => ("serve", serve::run(args)),
+        Command::Tenants(cmd) => ("tenants", block_on(tenants::run(cmd))),
+        Command::ApiKeys(cmd) => ("api-keys", block_on(api_keys::run(cmd))),
+        Command::Usage(args) => ("usage", block_on(usage::run(args))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cloister-attestor {name}: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -12,7 +12,6 @@ use anyhow::Context as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Debug, clap::Args)]
@@ -32,17 +31,7 @@ pub struct Args {
     pub passphrase_env: Option<String>,
 }
 
-pub fn exec(args: Args) -> ExitCode {
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cloister-attestor serve: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(args: Args) -> anyhow::Result<()> {
+pub(super) fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(&Overrides {
         listen: args.listen,
         key_passphrase_file: args.passphrase_file,

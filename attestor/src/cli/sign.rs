@@ -6,7 +6,6 @@
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -41,16 +40,6 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn exec(args: Args) -> ExitCode {
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cloister-attestor sign: {e:#}");
-            ExitCode::from(1)
-        }
-    }
-}
-
 /// Reads at most `limit` bytes of `path`, failing when the file is larger.
 pub fn read_limited(path: &Path, limit: usize) -> anyhow::Result<Vec<u8>> {
     let f = fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
@@ -76,7 +65,7 @@ fn write_output(path: &Path, contents: &str) -> anyhow::Result<()> {
     fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
+pub(super) fn run(args: Args) -> anyhow::Result<()> {
     let pass = args.passphrase.read()?;
     let signer: Arc<dyn Signer> = match &args.key {
         Some(path) => {

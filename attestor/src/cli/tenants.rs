@@ -3,7 +3,6 @@
 use crate::config::{Config, StateArgs};
 use crate::service::clock::{Clock as _, SystemClock};
 use crate::storage::{self, Plan, Tenant};
-use std::process::ExitCode;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -30,16 +29,6 @@ pub enum Command {
     },
 }
 
-pub fn exec(cmd: Command) -> ExitCode {
-    match super::block_on(run(cmd)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cloister-attestor tenants: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// Checks a tenant name: 1–64 characters of letters, digits, `.`, `_`, `-`.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -49,7 +38,7 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-async fn run(cmd: Command) -> anyhow::Result<()> {
+pub(super) async fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Create {
             name,

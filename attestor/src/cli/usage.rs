@@ -9,7 +9,6 @@ use crate::service::clock::{Clock as _, SystemClock};
 use crate::storage;
 use anyhow::Context as _;
 use std::collections::BTreeMap;
-use std::process::ExitCode;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,17 +25,7 @@ pub struct Args {
     pub state: StateArgs,
 }
 
-pub fn exec(args: Args) -> ExitCode {
-    match super::block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cloister-attestor usage: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run(args: Args) -> anyhow::Result<()> {
+pub(super) async fn run(args: Args) -> anyhow::Result<()> {
     let (from, to) = month_bounds(SystemClock.now_ms(), args.period.as_deref())
         .context("--period must be YYYY-MM")?;
     let config = Config::load(&args.state.overrides())?;

@@ -485,19 +485,52 @@ pub(crate) fn resolve_batch(
     Ok((outcomes, recorded))
 }
 
-/// Group the subjects of rows fetched joined with their subjects.
-pub(crate) fn attach_subjects(
+/// An `attestations` row as either backend returns it (columns `id`,
+/// `created_at_ms`, `keyid`, `builder_id`, `source_uri`, `envelope`,
+/// `bundle`), its subjects still empty.
+pub(crate) fn attestation_row<R: sqlx::Row>(r: &R) -> Result<AttestationRow, StorageError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(AttestationRow {
+        id: r.try_get("id")?,
+        created_at_ms: r.try_get("created_at_ms")?,
+        keyid: r.try_get("keyid")?,
+        builder_id: r.try_get("builder_id")?,
+        source_uri: r.try_get("source_uri")?,
+        subjects: Vec::new(),
+        envelope: r.try_get("envelope")?,
+        bundle: r.try_get("bundle")?,
+    })
+}
+
+/// Gives each attestation its subjects, from the rows (`attestation_id`,
+/// `name`, `digest`) of one query over all of them, in the query's order.
+pub(crate) fn attach_subjects<R: sqlx::Row>(
     rows: Vec<AttestationRow>,
-    subjects: Vec<(String, SubjectRow)>,
-) -> Vec<AttestationRow> {
+    subjects: &[R],
+) -> Result<Vec<AttestationRow>, StorageError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
     let mut by_id: BTreeMap<String, Vec<SubjectRow>> = BTreeMap::new();
-    for (id, s) in subjects {
-        by_id.entry(id).or_default().push(s);
+    for s in subjects {
+        by_id
+            .entry(s.try_get("attestation_id")?)
+            .or_default()
+            .push(SubjectRow {
+                name: s.try_get("name")?,
+                digest: s.try_get("digest")?,
+            });
     }
-    rows.into_iter()
+    Ok(rows
+        .into_iter()
         .map(|mut r| {
             r.subjects = by_id.remove(&r.id).unwrap_or_default();
             r
         })
-        .collect()
+        .collect())
 }

@@ -281,37 +281,23 @@ impl Storage for PgStorage {
             .bind(i64::from(page.limit))
             .fetch_all(&self.pool)
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        let mut subjects = Vec::new();
-        for r in &rows {
-            let id: String = r.try_get("id")?;
-            for s in sqlx::query(
-                "SELECT name, digest FROM attestation_subjects WHERE attestation_id = $1 ORDER BY name, digest",
-            )
-            .bind(&id)
-            .fetch_all(&self.pool)
-            .await?
-            {
-                subjects.push((
-                    id.clone(),
-                    SubjectRow {
-                        name: s.try_get("name")?,
-                        digest: s.try_get("digest")?,
-                    },
-                ));
-            }
-            out.push(AttestationRow {
-                id,
-                created_at_ms: r.try_get("created_at_ms")?,
-                keyid: r.try_get("keyid")?,
-                builder_id: r.try_get("builder_id")?,
-                source_uri: r.try_get("source_uri")?,
-                subjects: Vec::new(),
-                envelope: r.try_get("envelope")?,
-                bundle: r.try_get("bundle")?,
-            });
+        let out = rows
+            .iter()
+            .map(attestation_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if out.is_empty() {
+            return Ok(out);
         }
-        Ok(attach_subjects(out, subjects))
+        // The subjects of every row found, in one query.
+        let ids: Vec<&str> = out.iter().map(|r| r.id.as_str()).collect();
+        let subjects = sqlx::query(
+            "SELECT attestation_id, name, digest FROM attestation_subjects \
+             WHERE attestation_id = ANY($1) ORDER BY name, digest",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        attach_subjects(out, &subjects)
     }
 
     async fn commit_usage(

@@ -328,37 +328,24 @@ impl Storage for SqliteStorage {
             .bind(i64::from(page.limit))
             .fetch_all(&self.pool)
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        let mut subjects = Vec::new();
-        for r in &rows {
-            let id: String = r.try_get("id")?;
-            for s in sqlx::query(
-                "SELECT name, digest FROM attestation_subjects WHERE attestation_id = ? ORDER BY name, digest",
-            )
-            .bind(&id)
-            .fetch_all(&self.pool)
-            .await?
-            {
-                subjects.push((
-                    id.clone(),
-                    SubjectRow {
-                        name: s.try_get("name")?,
-                        digest: s.try_get("digest")?,
-                    },
-                ));
-            }
-            out.push(AttestationRow {
-                id,
-                created_at_ms: r.try_get("created_at_ms")?,
-                keyid: r.try_get("keyid")?,
-                builder_id: r.try_get("builder_id")?,
-                source_uri: r.try_get("source_uri")?,
-                subjects: Vec::new(),
-                envelope: r.try_get("envelope")?,
-                bundle: r.try_get("bundle")?,
-            });
+        let out = rows
+            .iter()
+            .map(attestation_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if out.is_empty() {
+            return Ok(out);
         }
-        Ok(attach_subjects(out, subjects))
+        // The subjects of every row found, in one query.
+        let ids = serde_json::to_string(&out.iter().map(|r| &r.id).collect::<Vec<_>>())
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let subjects = sqlx::query(
+            "SELECT attestation_id, name, digest FROM attestation_subjects \
+             WHERE attestation_id IN (SELECT value FROM json_each(?1)) ORDER BY name, digest",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        attach_subjects(out, &subjects)
     }
 
     fn max_batch(&self) -> usize {
