@@ -30,6 +30,7 @@ pub(crate) enum Planned {
         writable: bool,
         /// Missing source: skip instead of failing.
         optional: bool,
+        noexec: bool,
     },
     Tmpfs {
         destination: PathBuf,
@@ -156,7 +157,11 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     }
     // Not dumpable from here on: the command's processes cannot open the
     // init's /proc files (fds, memory) even before its capabilities go.
-    let _ = nix::sys::prctl::set_dumpable(false);
+    if let Err(f) =
+        nix::sys::prctl::set_dumpable(false).map_err(fail("init", "clear the dumpable flag"))
+    {
+        report_failure(plan.report_fd, &f);
+    }
     // The bounding set is emptied (and securebits locked) here, once, for
     // the init and the command's process it forks, which inherits both.
     if let Err(f) = drop_bounding_set(plan.cap_last) {
@@ -179,13 +184,19 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     // The init holds nothing but the report pipe from here on: not even the
     // standard streams, so a reader of the command's output sees EOF when
     // the command's processes are gone, not when the init has exited.
-    close_all_but(plan.report_fd);
+    // (best effort: the init runs nothing, and a failure here must not
+    // leave the command running unwatched)
+    let _ = close_all_but(plan.report_fd);
     for fd in 0..=2 {
         if fd != plan.report_fd {
             let _ = sys::close_range(fd as u32, fd as u32);
         }
     }
-    let _ = clear_capability_sets();
+    // The init keeps no capability while the command runs; if it cannot
+    // drop them it gives up, and its exit kills the whole pid namespace.
+    if let Err(f) = clear_capability_sets() {
+        report_failure(plan.report_fd, &f);
+    }
     let status = loop {
         match waitpid(Pid::from_raw(-1), None) {
             Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == child => {
@@ -228,11 +239,12 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     sys::exit_now(0)
 }
 
-fn close_all_but(keep: RawFd) {
-    // (the cgroup tasks fds, the go pipe and any leaked fd go too)
+/// Closes every fd above 2 but `keep` (the cgroup tasks fds, the go pipe
+/// and any leaked fd go too).
+fn close_all_but(keep: RawFd) -> std::io::Result<()> {
     let keep = keep.max(3) as u32;
-    let _ = sys::close_range(3, keep - 1);
-    let _ = sys::close_range(keep + 1, u32::MAX);
+    sys::close_range(3, keep - 1)?;
+    sys::close_range(keep + 1, u32::MAX)
 }
 
 fn init_setup(plan: &Plan) -> Result<(), Failure> {
@@ -516,6 +528,7 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
                 destination,
                 writable,
                 optional,
+                noexec,
             } => {
                 // Flags are applied right away, to this bind and the host
                 // mounts it brought along (MS_REC) only: mounts are ordered
@@ -523,7 +536,11 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
                 // later and gets its own flags (a read-only bind inside a
                 // writable one stays read-only, and the reverse).
                 if let Some(target) = bind(&root, source, destination, *optional)? {
-                    lock_mount(&target, if *writable { BIND_RW } else { BIND_RO }, true)?;
+                    let mut attrs = if *writable { BIND_RW } else { BIND_RO };
+                    if *noexec {
+                        attrs |= MOUNT_ATTR_NOEXEC;
+                    }
+                    lock_mount(&target, attrs, true)?;
                 }
             }
             Planned::Tmpfs {
@@ -593,9 +610,8 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
                 .map_err(fail("etc", format!("write /etc/{name}")))?;
         }
     }
-    // Second pass: an initial bind ignores MS_RDONLY, so every bind (and
-    // every mount below it) is remounted read-only (or just nosuid, nodev for
-    // writable binds) and the result checked.
+    // (each bind was locked as it was made, above; what remains is /dev
+    // and the root itself, after the /proc masks)
     stamp(plan, "root: /etc");
     mask_proc(plan)?;
     stamp(plan, "root: /proc masked");
@@ -758,7 +774,7 @@ fn build_dev(root: &mut Root) -> Result<(), Failure> {
     }
     // One call for the /dev tmpfs and every node bound on it (nodev, of
     // course, cannot be among the flags); each node is then checked.
-    sys::mount_setattr(&dev, DEV_ATTRS, true).map_err(fail("remount", "/dev"))?;
+    lock_mount(&dev, DEV_ATTRS, true)?;
     for target in &nodes {
         verify_flags(target, DEV_ATTRS)?;
     }
@@ -1055,7 +1071,7 @@ fn prepare_exec(plan: &Plan) -> Result<(), Failure> {
     }
     // Every fd above 2 is closed, leaked ones included; the report pipe is
     // close-on-exec and disappears at exec.
-    close_all_but(plan.report_fd);
+    close_all_but(plan.report_fd).map_err(fail("exec", "close inherited fds"))?;
     sys::set_cloexec(plan.report_fd).map_err(fail("exec", "mark the report pipe close-on-exec"))?;
     stamp(plan, "command: streams, fds closed");
     for rl in &plan.rlimits {

@@ -128,6 +128,8 @@ pub enum MountEntry {
         destination: PathBuf,
         /// Skipped when the source does not exist on this host.
         optional: bool,
+        /// Also noexec (the `noexec` option).
+        noexec: bool,
     },
     /// A fresh tmpfs.
     Tmpfs {
@@ -570,6 +572,7 @@ fn validate(
                 source,
                 destination,
                 optional: options.iter().any(|o| o == "optional"),
+                noexec: options.iter().any(|o| o == "noexec"),
             });
             continue;
         }

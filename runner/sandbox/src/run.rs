@@ -191,11 +191,13 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
                 source,
                 destination,
                 optional,
+                noexec,
             } => Planned::Bind {
                 source: source.clone(),
                 destination: destination.clone(),
                 writable: false,
                 optional: *optional,
+                noexec: *noexec,
             },
             MountEntry::Tmpfs {
                 destination,
@@ -225,6 +227,7 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
                 destination: b.destination.clone(),
                 writable,
                 optional: false,
+                noexec: false,
             });
         }
     }

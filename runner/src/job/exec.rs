@@ -103,8 +103,17 @@ impl Executor {
     }
 
     /// Runs a job already moved to `preparing`; always returns how it ended
-    /// (the caller records it) and always removes the workspace.
+    /// (the caller records it) and always removes the workspace. A job that
+    /// did not succeed leaves no artifacts behind, whichever step failed.
     pub async fn run(&self, id: &str, spec: &JobSpec, stop: &Stopper) -> Ending {
+        let ending = self.run_to_end(id, spec, stop).await;
+        if ending.state != JobState::Succeeded {
+            let _ = tokio::fs::remove_dir_all(self.artifacts_dir(id)).await;
+        }
+        ending
+    }
+
+    async fn run_to_end(&self, id: &str, spec: &JobSpec, stop: &Stopper) -> Ending {
         let log = match JobLog::create(super::log::log_path(&self.config.state_dir, id)).await {
             Ok(log) => log,
             Err(e) => return failed(format!("cannot create the job log: {e}"), None),
@@ -134,7 +143,6 @@ impl Executor {
                 sink.say(format!("job {state}: {reason}"));
                 drop(sink);
                 let _ = log.finish().await;
-                let _ = tokio::fs::remove_dir_all(self.artifacts_dir(id)).await;
                 return Ending {
                     state,
                     reason: Some(reason),
@@ -187,7 +195,6 @@ impl Executor {
                 }),
             },
             Err(Fail(reason)) => {
-                let _ = tokio::fs::remove_dir_all(self.artifacts_dir(id)).await;
                 let (state, reason) = if stop.token.is_cancelled() {
                     let r = stop.reason();
                     (r.state, r.reason)
@@ -275,9 +282,12 @@ impl Executor {
                     )
                 }));
             }
+            // The path checked above is the one snapshotted: `from` is not
+            // resolved a second time (a symlink swapped in meanwhile could
+            // lead elsewhere).
             let store_root = cfg.store.clone();
             let snap = tokio::task::spawn_blocking(move || {
-                crate::inputs_glue::snapshot(&store_root, &from)
+                crate::inputs_glue::snapshot(&store_root, &real)
             })
             .await
             .map_err(|e| Fail(format!("snapshot task: {e}")))?
@@ -499,8 +509,9 @@ impl Executor {
         let line = format!("{}\n", serde_json::to_string(&signed.envelope)?);
         let bundle = serde_json::to_vec_pretty(&signed.bundle)?;
         for c in &observed.subjects {
-            let provenance = PathBuf::from(format!("{}.intoto.jsonl", c.path.display()));
-            let bundle_path = PathBuf::from(format!("{}.sigstore.json", c.path.display()));
+            let [jsonl_suffix, bundle_suffix] = super::outputs::PROVENANCE_SUFFIXES;
+            let provenance = PathBuf::from(format!("{}{jsonl_suffix}", c.path.display()));
+            let bundle_path = PathBuf::from(format!("{}{bundle_suffix}", c.path.display()));
             tokio::fs::write(&provenance, &line).await?;
             tokio::fs::write(&bundle_path, &bundle).await?;
             artifacts.push(Artifact {

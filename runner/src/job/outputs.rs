@@ -11,6 +11,9 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// What the daemon appends to an artifact's name for its provenance files.
+pub const PROVENANCE_SUFFIXES: [&str; 2] = [".intoto.jsonl", ".sigstore.json"];
+
 /// Errors collecting outputs.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
@@ -28,6 +31,8 @@ pub enum OutputError {
         first: String,
         second: String,
     },
+    #[error("output {0} has a name reserved for provenance (*.intoto.jsonl, *.sigstore.json)")]
+    Reserved(String),
     #[error("walking the workspace: {0}")]
     Walk(#[from] walkdir::Error),
     #[error("copying output {path}: {source}")]
@@ -102,6 +107,11 @@ pub fn collect(
             return Err(OutputError::NotAFile(rel_str));
         }
         let name = entry.file_name().to_string_lossy().into_owned();
+        // The provenance written beside each artifact must not overwrite
+        // (or be taken for) another output.
+        if PROVENANCE_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+            return Err(OutputError::Reserved(rel_str));
+        }
         if let Some(first) = found.insert(name.clone(), rel_str.clone()) {
             return Err(OutputError::Duplicate {
                 name,
@@ -200,6 +210,17 @@ mod tests {
         assert_eq!(
             got.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
             ["app"]
+        );
+    }
+
+    #[test]
+    fn outputs_named_like_provenance_are_refused() {
+        let (_d, ws, out) = setup();
+        std::fs::write(ws.join("target/release/app.intoto.jsonl"), b"{}").unwrap();
+        let err = collect(&ws, &["target/release/*".into()], &out).unwrap_err();
+        assert!(
+            matches!(err, OutputError::Reserved(ref p) if p == "target/release/app.intoto.jsonl"),
+            "{err}"
         );
     }
 

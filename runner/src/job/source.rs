@@ -5,8 +5,7 @@
 //! against it runs inside a sandbox (`cloister-runner run`: no network, the
 //! checkout read-only, only the job's work directory writable, no signing
 //! socket), so a filter or hook it configures runs as hostile code would,
-//! never as the daemon. [`verify`] and [`checkout`] are the same steps
-//! without a sandbox, for tools that run as the checkout's owner.
+//! never as the daemon.
 
 use super::spec::Source;
 use std::path::{Path, PathBuf};
@@ -35,106 +34,6 @@ pub enum SourceError {
     Spawn(#[from] std::io::Error),
 }
 
-/// Flags that keep a distrusted repository's config from running commands.
-fn git(dir: &Path) -> Command {
-    let mut cmd = Command::new("git");
-    cmd.arg("-C")
-        .arg(dir)
-        .arg("-c")
-        .arg(format!("safe.directory={}", dir.display()))
-        .args([
-            "-c",
-            "core.fsmonitor=false",
-            "-c",
-            "core.hooksPath=/dev/null",
-            "-c",
-            "protocol.allow=never",
-        ])
-        .args(["-c", "protocol.file.allow=always"])
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env_remove("GIT_DIR")
-        .env_remove("GIT_WORK_TREE")
-        .env_remove("GIT_INDEX_FILE")
-        .kill_on_drop(true);
-    cmd
-}
-
-async fn output(mut cmd: Command, path: &Path, what: &'static str) -> Result<String, SourceError> {
-    let out = cmd.stdin(std::process::Stdio::null()).output().await?;
-    if !out.status.success() {
-        return Err(SourceError::Git {
-            path: path.to_path_buf(),
-            what,
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Checks that `source.path` is a clean checkout at `source.commit`.
-pub async fn verify(source: &Source) -> Result<(), SourceError> {
-    let path = &source.path;
-    let mut cmd = git(path);
-    cmd.args(["rev-parse", "--verify", "--quiet", "HEAD^{commit}"]);
-    let head = match output(cmd, path, "rev-parse").await {
-        Ok(head) => head.trim().to_string(),
-        Err(SourceError::Git { message, .. }) => {
-            return Err(SourceError::NotARepo {
-                path: path.clone(),
-                message,
-            });
-        }
-        Err(e) => return Err(e),
-    };
-    if head != source.commit {
-        return Err(SourceError::WrongCommit {
-            path: path.clone(),
-            expected: source.commit.clone(),
-            head,
-        });
-    }
-    let mut cmd = git(path);
-    cmd.args([
-        "status",
-        "--porcelain=v1",
-        "--untracked-files=normal",
-        "--ignore-submodules=none",
-    ]);
-    let status = output(cmd, path, "status").await?;
-    if !status.trim().is_empty() {
-        return Err(SourceError::Dirty {
-            path: path.clone(),
-            changes: summarize_changes(&status),
-        });
-    }
-    Ok(())
-}
-
-/// Materializes `source.commit` into `dest` (which must not exist yet).
-pub async fn checkout(source: &Source, dest: &Path) -> Result<(), SourceError> {
-    let path = &source.path;
-    let parent = dest.parent().unwrap_or(Path::new("/"));
-    let mut cmd = git(parent);
-    cmd.args(["clone", "--quiet", "--shared", "--no-checkout", "--"])
-        .arg(path)
-        .arg(dest);
-    output(cmd, path, "clone").await?;
-    let mut cmd = git(dest);
-    cmd.args([
-        "-c",
-        "advice.detachedHead=false",
-        "checkout",
-        "--quiet",
-        "--detach",
-        &source.commit,
-    ]);
-    output(cmd, path, "checkout").await?;
-    // The build sees the tree only: no history, no alternates path of the host.
-    tokio::fs::remove_dir_all(dest.join(".git")).await?;
-    Ok(())
-}
-
 /// The sandboxed check-and-clone script (exit 10: wrong commit, 11: dirty,
 /// 12: not a repository, 13: git failed).
 const SCRIPT: &str = r#"
@@ -148,8 +47,12 @@ $G -C /work/src -c advice.detachedHead=false checkout --quiet --detach "$COMMIT"
 rm -rf /work/src/.git
 "#;
 
-/// Checks the checkout and clones the pinned commit into `work/src`, all
-/// inside a sandbox run by `runner_exe`; returns the workspace path.
+/// Checks the checkout and clones the pinned commit into
+/// `work/checkout/src`, all inside a sandbox run by `runner_exe`; returns
+/// the workspace path. The sandbox can write only `work/checkout` (fresh,
+/// made here): its result file lies outside, and the workspace it leaves
+/// must be a real directory, never a symlink it planted to lead the build's
+/// writable bind (or output collection) somewhere else on the host.
 pub async fn fetch_sandboxed(
     runner_exe: &Path,
     source: &Source,
@@ -157,6 +60,8 @@ pub async fn fetch_sandboxed(
 ) -> Result<PathBuf, SourceError> {
     let path = &source.path;
     let result = work.join("source-result.json");
+    let checkout = work.join("checkout");
+    tokio::fs::create_dir(&checkout).await?;
     let out = Command::new("setpriv")
         .args(["--pdeathsig", "KILL", "--"])
         .arg(runner_exe)
@@ -166,7 +71,7 @@ pub async fn fetch_sandboxed(
         .arg("--ro-bind")
         .arg(format!("{}:/src", path.display()))
         .arg("--bind")
-        .arg(format!("{}:/work", work.display()))
+        .arg(format!("{}:/work", checkout.display()))
         .args(["--workdir", "/work", "--timeout", "600", "--env"])
         .arg(format!("COMMIT={}", source.commit))
         .args(["--", "sh", "-c", SCRIPT])
@@ -202,7 +107,17 @@ pub async fn fetch_sandboxed(
         message: stderr.clone(),
     };
     match out.status.code() {
-        Some(0) => Ok(work.join("src")),
+        Some(0) => {
+            let workspace = checkout.join("src");
+            match tokio::fs::symlink_metadata(&workspace).await {
+                Ok(m) if m.is_dir() => Ok(workspace),
+                _ => Err(SourceError::Git {
+                    path: path.clone(),
+                    what: "clone",
+                    message: "the checkout step left no workspace directory".into(),
+                }),
+            }
+        }
         Some(10) => Err(SourceError::WrongCommit {
             path: path.clone(),
             expected: source.commit.clone(),

@@ -116,6 +116,50 @@ async fn checkout_git_config_runs_nothing_on_the_host() {
     );
 }
 
+/// Hostile git config in the checkout can make the workspace a symlink (a
+/// filter run by `git status` plants one where the clone goes): the daemon
+/// never follows it with the build's writable bind or output collection.
+#[tokio::test]
+async fn a_workspace_planted_as_a_symlink_fails_the_job() {
+    let d = Daemon::start("", "");
+    let repo = d.dir.path().join("repo");
+    let commit = repo_with(
+        &repo,
+        &[
+            ("build.sh", "echo ok > out\n"),
+            (".gitattributes", "* filter=evil\n"),
+        ],
+    );
+    git(
+        &repo,
+        &[
+            "config",
+            "filter.evil.clean",
+            "sh -c 'mkdir -p /work/elsewhere; ln -sfn elsewhere /work/src; cat'",
+        ],
+    );
+    let f = std::fs::File::options()
+        .write(true)
+        .open(repo.join("build.sh"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
+    drop(f);
+    let job = run_job(
+        &d.endpoint(),
+        &spec(&repo, &commit, &["sh", "build.sh"], &["out"]),
+    )
+    .await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert!(
+        job["reason"]
+            .as_str()
+            .unwrap()
+            .contains("left no workspace directory"),
+        "{job}"
+    );
+}
+
 /// The artifact endpoint serves only a succeeded job's recorded files.
 #[tokio::test]
 async fn artifact_endpoint_serves_nothing_else() {
