@@ -135,7 +135,6 @@ enum Version {
         memory: Option<PathBuf>,
         pids: Option<PathBuf>,
         cpu: Option<PathBuf>,
-        cpuacct: Option<PathBuf>,
         /// Every directory created, deepest last, for removal.
         dirs: Vec<PathBuf>,
     },
@@ -365,26 +364,22 @@ impl Cgroup {
                         .find(|h| h.controllers.iter().any(|c| c == ctrl))
                 };
                 let mut created: Vec<PathBuf> = Vec::new();
-                let mut paths: [Option<PathBuf>; 4] = Default::default();
+                let mut paths: [Option<PathBuf>; 3] = Default::default();
                 let result = (|| {
-                    for (i, ctrl) in V1_CONTROLLERS.iter().enumerate() {
-                        let needed = match *ctrl {
-                            "memory" => limits.memory.is_some(),
-                            "pids" => limits.pids.is_some(),
-                            "cpu" => limits.cpus.is_some(),
-                            _ => false,
-                        };
-                        // Only the hierarchies a limit needs: every extra
-                        // cgroup costs each run (cpu time then comes from
-                        // rusage, see `run`).
+                    // Only the hierarchies a limit needs: every extra cgroup
+                    // costs each run (cpu time comes from rusage on v1, see
+                    // `run`).
+                    let wanted = [
+                        ("memory", limits.memory.is_some()),
+                        ("pids", limits.pids.is_some()),
+                        ("cpu", limits.cpus.is_some()),
+                    ];
+                    for (i, (ctrl, needed)) in wanted.into_iter().enumerate() {
                         if !needed {
                             continue;
                         }
                         let Some(h) = find(ctrl) else {
-                            if needed {
-                                return Err(CgroupError::NoController(ctrl));
-                            }
-                            continue;
+                            return Err(CgroupError::NoController(ctrl));
                         };
                         let parent_path = match parent {
                             Some(p) if p.starts_with('/') => p.to_string(),
@@ -400,12 +395,7 @@ impl Cgroup {
                             paths[i] = Some(dir);
                             continue;
                         }
-                        if let Err(e) = check_parent_writable(&parent_dir) {
-                            if needed {
-                                return Err(e);
-                            }
-                            continue;
-                        }
+                        check_parent_writable(&parent_dir)?;
                         remove_stale(&parent_dir);
                         std::fs::create_dir(&dir).map_err(io_err(&dir))?;
                         created.push(dir.clone());
@@ -413,13 +403,12 @@ impl Cgroup {
                     }
                     Ok(())
                 })();
-                let [memory, pids, cpu, cpuacct] = paths;
+                let [memory, pids, cpu] = paths;
                 let mut cg = Cgroup {
                     version: Version::V1 {
                         memory,
                         pids,
                         cpu,
-                        cpuacct,
                         dirs: created,
                     },
                     pids_events: None,
@@ -570,9 +559,9 @@ impl Cgroup {
             Version::V2 { dir } => {
                 read_key(&dir.join("cpu.stat"), "usage_usec").map(Duration::from_micros)
             }
-            Version::V1 { cpuacct, .. } => {
-                read_u64(&cpuacct.as_ref()?.join("cpuacct.usage")).map(Duration::from_nanos)
-            }
+            // (no cpuacct cgroup is made on v1: the runner takes cpu time
+            // from rusage there)
+            Version::V1 { .. } => None,
         }
     }
 

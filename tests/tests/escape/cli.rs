@@ -318,6 +318,31 @@ fn image_rootfs(mode: Mode) {
 
 both_modes!(image_rootfs_replaces_host_binds, super::image_rootfs);
 
+/// A profile's `noexec` on a host bind takes effect (it is not dropped in
+/// favour of the default read-only, nosuid, nodev flags).
+fn noexec_host_bind(mode: Mode) {
+    let dir = shared_dir(false);
+    let mut p: serde_json::Value =
+        serde_json::from_str(include_str!("../../../sandbox-profiles/default.json")).unwrap();
+    p["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+        {"destination": "/nx", "type": "bind", "source": "/usr/bin", "options": ["rbind", "ro", "nosuid", "nodev", "noexec"]}
+    ));
+    let path = dir.path().join("noexec.json");
+    std::fs::write(&path, p.to_string()).unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run_sh(
+        mode,
+        &["--profile", path.to_str().unwrap()],
+        "/usr/bin/true && echo exec-ok; /nx/true; echo \"nx=$?\"",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("exec-ok"), "{stdout} {out:?}");
+    assert!(stdout.contains("nx=126"), "{stdout} {out:?}");
+}
+
+both_modes!(noexec_on_a_host_bind_takes_effect, super::noexec_host_bind);
+
 #[test]
 fn refused_profiles_fail_check_and_run_with_the_reason() {
     let dir = shared_dir(false);
