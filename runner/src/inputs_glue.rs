@@ -3,7 +3,7 @@
 //! content-addressed store and resolve a builder image's rootfs, each pinned
 //! for the job's lifetime so `store gc` cannot remove it mid-build.
 
-use cloister_inputs::{Digest, EntryKind, NoProgress, Pin, Store};
+use cloister_inputs::{Digest, EntryKind, NoProgress, Pin, SnapshotRequest, Store};
 use std::path::{Path, PathBuf};
 
 /// A snapshot taken for a job.
@@ -16,10 +16,20 @@ pub struct Snap {
     pub pin: Pin,
 }
 
-/// Snapshots `dir` into the store at `store_root`.
-pub fn snapshot(store_root: &Path, dir: &Path) -> Result<Snap, cloister_inputs::StoreError> {
+/// Snapshots `dir` into the store at `store_root`; `warm_cache` as in
+/// [`SnapshotRequest`] (off for a directory inside a job's workspace, which
+/// is never seen at the same path again).
+pub fn snapshot(
+    store_root: &Path,
+    dir: &Path,
+    warm_cache: bool,
+) -> Result<Snap, cloister_inputs::StoreError> {
     let store = Store::open(store_root)?;
-    let snap = store.snapshot(dir, &NoProgress)?;
+    let req = SnapshotRequest {
+        warm_cache,
+        ..Default::default()
+    };
+    let snap = store.snapshot_with(dir, &req, &NoProgress)?;
     let pin = store.pin(EntryKind::Snapshot, &snap.digest)?;
     Ok(Snap {
         digest: snap.digest.to_string(),

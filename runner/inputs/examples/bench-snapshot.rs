@@ -135,6 +135,7 @@ fn main() {
                     opts,
                     out: Some(out.clone()),
                     level,
+                    ..Default::default()
                 };
                 let s = store
                     .snapshot_with(&dir, &req, &NoProgress)
@@ -158,6 +159,7 @@ fn main() {
                 opts,
                 out: Some(ours_out.clone()),
                 level,
+                ..Default::default()
             },
             &NoProgress,
         )
@@ -173,6 +175,7 @@ fn main() {
                         opts,
                         out: None,
                         level,
+                        ..Default::default()
                     },
                     &NoProgress,
                 )
@@ -185,6 +188,7 @@ fn main() {
                 opts,
                 out: Some(ours_out.clone()),
                 level,
+                ..Default::default()
             };
             let s = store.snapshot_with(&dir, &req, &NoProgress).expect("warm");
             assert!(s.cached);

@@ -96,6 +96,11 @@ pub struct SnapshotRequest {
     pub out: Option<PathBuf>,
     /// gzip level (1–12, libdeflate's scale).
     pub level: i32,
+    /// Use and keep a warm-path record for this directory (default). Off
+    /// for a directory that is never snapshotted again at the same path
+    /// (a job's fresh workspace): its record could never be used and would
+    /// only pile up.
+    pub warm_cache: bool,
 }
 
 impl Default for SnapshotRequest {
@@ -104,6 +109,7 @@ impl Default for SnapshotRequest {
             opts: SnapshotOptions::default(),
             out: None,
             level: gz::DEFAULT_LEVEL,
+            warm_cache: true,
         }
     }
 }
@@ -252,7 +258,8 @@ impl Store {
         let entries = walk::walk(&source).map_err(SnapshotError::from)?;
         let manifest = statcache::manifest(&entries, req.opts.mtime);
         let cache_file = statcache::path_for(&self.root.join("statcache"), &source);
-        if let Some(rec) = statcache::load(&cache_file)
+        if req.warm_cache
+            && let Some(rec) = statcache::load(&cache_file)
             && rec.manifest == manifest
             && rec.source == source
         {
@@ -325,7 +332,9 @@ impl Store {
         if let (Some(tmp), Some(out)) = (out_tmp, &req.out) {
             tmp.rename_to(out)?;
         }
-        if statcache::is_racy(&entries, start) {
+        if !req.warm_cache {
+            // nothing recorded
+        } else if statcache::is_racy(&entries, start) {
             let _ = fs::remove_file(&cache_file);
         } else {
             let rec = statcache::new_record(
@@ -876,6 +885,7 @@ impl<R: Read> Read for Tee<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::progress::NoProgress;
 
     /// The staging parent carries the "top of hierarchy" allocation hint on
     /// ext2/3/4 (other filesystems may refuse it; opening still works).
@@ -893,5 +903,35 @@ mod tests {
         }
         // idempotent
         Store::open(dir.path()).unwrap();
+    }
+
+    /// Without the warm cache nothing is recorded or reused: a job's
+    /// workspace vendor dir leaves no record behind.
+    #[test]
+    fn snapshot_without_warm_cache_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("a"), b"a").unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        // (old enough that the record would not be racy)
+        std::thread::sleep(statcache::RACY_WINDOW * 2);
+        let cold = SnapshotRequest {
+            warm_cache: false,
+            ..Default::default()
+        };
+        let first = store.snapshot_with(&src, &cold, &NoProgress).unwrap();
+        let second = store.snapshot_with(&src, &cold, &NoProgress).unwrap();
+        assert!(!first.cached && !second.cached);
+        assert_eq!(first.digest, second.digest);
+        assert_eq!(
+            fs::read_dir(store.root().join("statcache"))
+                .unwrap()
+                .count(),
+            0
+        );
+        // and with it (the default) the record is made and used
+        store.snapshot(&src, &NoProgress).unwrap();
+        assert!(store.snapshot(&src, &NoProgress).unwrap().cached);
     }
 }

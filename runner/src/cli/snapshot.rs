@@ -144,6 +144,7 @@ fn snapshot(a: Args) -> Result<()> {
             opts,
             out: a.out.clone(),
             level: a.level,
+            ..Default::default()
         };
         let s = store
             .snapshot_with(&dir, &req, &progress)

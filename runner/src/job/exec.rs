@@ -286,8 +286,9 @@ impl Executor {
             // resolved a second time (a symlink swapped in meanwhile could
             // lead elsewhere).
             let store_root = cfg.store.clone();
+            let warm = v.path.is_absolute();
             let snap = tokio::task::spawn_blocking(move || {
-                crate::inputs_glue::snapshot(&store_root, &real)
+                crate::inputs_glue::snapshot(&store_root, &real, warm)
             })
             .await
             .map_err(|e| Fail(format!("snapshot task: {e}")))?
