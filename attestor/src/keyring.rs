@@ -487,15 +487,24 @@ impl Keyring {
             .keys
             .iter()
             .filter(|k| k.trusted_at(now))
-            .map(|k| self.public_key(&k.keyid))
+            .map(|k| self.entry_public_key(k))
             .collect()
     }
 
     /// A key's public half, by keyid.
     pub fn public_key(&self, keyid: &str) -> Result<PublicKey, KeyringError> {
-        if !self.load()?.keys.iter().any(|k| k.keyid == keyid) {
-            return Err(KeyringError::UnknownKey(keyid.to_owned()));
-        }
+        let keys = self.load()?.keys;
+        let entry = keys
+            .iter()
+            .find(|k| k.keyid == keyid)
+            .ok_or_else(|| KeyringError::UnknownKey(keyid.to_owned()))?;
+        self.entry_public_key(entry)
+    }
+
+    /// The public half of a key of an already loaded keyring (its public
+    /// PEM, checked to be that key).
+    pub fn entry_public_key(&self, entry: &KeyEntry) -> Result<PublicKey, KeyringError> {
+        let keyid = entry.keyid.as_str();
         let path = self.public_path(keyid);
         let pem = fs::read_to_string(&path).map_err(io(&path))?;
         let pk = PublicKey::from_pem(&pem).map_err(|source| KeyringError::Key {

@@ -399,6 +399,10 @@ fn check_signatures<'k>(c: &Candidate, trusted: &'k [PublicKey]) -> Result<&'k P
     let pae = env.pae();
     let mut bad_trusted_sig = None;
     let mut wrong_keyid = None;
+    // Whether a signature with an unknown keyid was already tried against
+    // every trusted key (to tell `keyid_mismatch` from `untrusted_key`):
+    // only the first is, so forged signatures cost at most one pass.
+    let mut tried_unknown = false;
     for s in &env.signatures {
         let mut keyid_known = false;
         for k in trusted.iter().filter(|k| k.keyid() == s.keyid) {
@@ -420,8 +424,11 @@ fn check_signatures<'k>(c: &Candidate, trusted: &'k [PublicKey]) -> Result<&'k P
         }
         if keyid_known {
             bad_trusted_sig.get_or_insert_with(|| s.keyid.clone());
-        } else if let Some(k) = trusted.iter().find(|k| k.verify(&pae, &s.sig)) {
-            wrong_keyid.get_or_insert_with(|| (s.keyid.clone(), k.keyid().to_owned()));
+        } else if !tried_unknown {
+            tried_unknown = true;
+            if let Some(k) = trusted.iter().find(|k| k.verify(&pae, &s.sig)) {
+                wrong_keyid = Some((s.keyid.clone(), k.keyid().to_owned()));
+            }
         }
     }
     if let Some(keyid) = bad_trusted_sig {

@@ -266,7 +266,7 @@ impl TrustedKeys {
         let mut keys = Vec::new();
         let mut next_expiry_ms: Option<i64> = None;
         for e in entries.iter().filter(|e| e.trusted_at(now)) {
-            keys.push(self.keyring.public_key(&e.keyid)?);
+            keys.push(self.keyring.entry_public_key(e)?);
             if let Some(t) = e.not_after {
                 let ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
                 next_expiry_ms = Some(next_expiry_ms.map_or(ms, |m| m.min(ms)));
