@@ -144,9 +144,15 @@ fn stamp(plan: &Plan, stage: &str) {
 }
 
 fn report_failure(fd: RawFd, f: &Failure) -> ! {
+    report_failure_with(fd, f, 125)
+}
+
+/// The same, leaving with `code` (the command's process: 126, 127 for a
+/// program that cannot be run or found).
+fn report_failure_with(fd: RawFd, f: &Failure, code: i32) -> ! {
     let msg = f.message.replace(['\n', '\t'], " ");
     report(fd, &format!("E\t{}\t{}\n", f.stage, msg));
-    sys::exit_now(125)
+    sys::exit_now(code)
 }
 
 /// Entry point of the sandbox init (pid 1 of the new pid namespace).
@@ -1009,11 +1015,7 @@ fn resolve_program(plan: &Plan) -> Result<CString, Failure> {
 /// The command's process: last privilege drops, seccomp, exec.
 fn exec_command(plan: &Plan) -> ! {
     let report_fd = plan.report_fd;
-    let exec_fail = |f: Failure, code: i32| -> ! {
-        let msg = f.message.replace(['\n', '\t'], " ");
-        report(report_fd, &format!("E\t{}\t{}\n", f.stage, msg));
-        sys::exit_now(code)
-    };
+    let exec_fail = |f: Failure, code: i32| -> ! { report_failure_with(report_fd, &f, code) };
     if let Err(f) = prepare_exec(plan) {
         exec_fail(f, 125);
     }

@@ -178,7 +178,7 @@ impl Executor {
             Err(e) => return failed(e.to_string(), exit_code),
         }
         let attested = tokio::select! {
-            r = self.attest(id, &observed) => r,
+            r = self.attest(&observed) => r,
             _ = stop.token.cancelled() => Err(Fail(String::new())),
         };
         match attested {
@@ -191,7 +191,7 @@ impl Executor {
                     log_digest: Some(log_digest),
                     attestation_id: signed.attestation_id,
                     keyid: Some(signed.keyid),
-                    sandbox: observed.sandbox_result.clone(),
+                    sandbox: Some(observed.sandbox_result.clone()),
                 }),
             },
             Err(Fail(reason)) => {
@@ -332,7 +332,6 @@ impl Executor {
             mounts.push((snap.tree.clone(), mount_point));
             snapshots.push(SnapshotFact {
                 path: v.path.display().to_string(),
-                dest: v.dest().display().to_string(),
                 digest: snap.digest,
             });
             pins.push(snap.pin);
@@ -468,10 +467,9 @@ impl Executor {
             }
         }
         log.say("build command exited 0; collecting outputs");
-        let isolation = sandbox
-            .get("isolation")
-            .cloned()
-            .ok_or_else(|| Fail("the sandbox reported no isolation facts".into()))?;
+        if sandbox.get("isolation").is_none() {
+            return Err(Fail("the sandbox reported no isolation facts".into()));
+        }
         let ws = workspace.clone();
         let globs = spec.outputs.clone();
         let out_dir = self.artifacts_dir(id);
@@ -489,22 +487,17 @@ impl Executor {
             builder_id: cfg.builder_id.clone(),
             label: cfg.label.clone(),
             host_id: cfg.host_id.clone(),
-            isolation,
             snapshots,
             toolchains: toolchain_facts,
             subjects: collected,
             started_on: String::new(),
             finished_on: String::new(),
             log_digest: String::new(),
-            sandbox_result: Some(sandbox),
+            sandbox_result: sandbox,
         })
     }
 
-    async fn attest(
-        &self,
-        id: &str,
-        observed: &Observed,
-    ) -> Result<(Vec<Artifact>, record::Signed), Fail> {
+    async fn attest(&self, observed: &Observed) -> Result<(Vec<Artifact>, record::Signed), Fail> {
         let signed = record::sign(&self.config.attestor_socket, observed).await?;
         let mut artifacts = Vec::new();
         let line = format!("{}\n", serde_json::to_string(&signed.envelope)?);
@@ -523,7 +516,6 @@ impl Executor {
                 bundle: bundle_path.display().to_string(),
             });
         }
-        let _ = id;
         Ok((artifacts, signed))
     }
 }

@@ -18,8 +18,6 @@ use std::path::Path;
 pub struct SnapshotFact {
     /// The vendor path as the spec gave it.
     pub path: String,
-    /// Mount point relative to the workspace.
-    pub dest: String,
     /// `sha256:<hex>` of the snapshot.
     pub digest: String,
 }
@@ -42,15 +40,15 @@ pub struct Observed {
     pub builder_id: String,
     pub label: String,
     pub host_id: String,
-    /// The sandbox's `IsolationFacts` as `cloister-runner run --json` reported them.
-    pub isolation: serde_json::Value,
     pub snapshots: Vec<SnapshotFact>,
     pub toolchains: Vec<ToolchainFact>,
     pub subjects: Vec<Collected>,
     pub started_on: String,
     pub finished_on: String,
     pub log_digest: String,
-    pub sandbox_result: Option<serde_json::Value>,
+    /// What `cloister-runner run --result` reported (its `isolation` are
+    /// the sandbox's `IsolationFacts`).
+    pub sandbox_result: serde_json::Value,
 }
 
 /// The attestor's answer.
@@ -80,7 +78,12 @@ pub fn build_record(o: &Observed) -> Result<BuildRecord, AttestError> {
         d.parse::<Sha256Digest>()
             .map_err(|e| AttestError::Record(format!("{what} digest {d:?}: {e}")))
     };
-    let isolation: IsolationFacts = serde_json::from_value(o.isolation.clone())
+    let isolation = o
+        .sandbox_result
+        .get("isolation")
+        .cloned()
+        .unwrap_or_default();
+    let isolation: IsolationFacts = serde_json::from_value(isolation)
         .map_err(|e| AttestError::Record(format!("the sandbox's isolation facts: {e}")))?;
     let record = BuildRecord {
         invocation_id: o.job_id.clone(),
