@@ -39,6 +39,13 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `o` exited with `expected` and said `needle` on stderr.
+#[track_caller]
+fn assert_fails(o: &Output, expected: i32, needle: &str) {
+    assert_eq!(code(o), expected, "{}", stderr(o));
+    assert!(stderr(o).contains(needle), "{}", stderr(o));
+}
+
 fn mode(p: &Path) -> u32 {
     fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
@@ -92,12 +99,7 @@ fn keygen_out_writes_owner_only_private_key_and_public_key() {
         assert_eq!(kp.keyid(), public.keyid());
         // Never overwrites a key.
         let again = run(&["keygen", "--out", s(&out)]);
-        assert_eq!(code(&again), 1);
-        assert!(
-            stderr(&again).contains("refusing to overwrite"),
-            "{}",
-            stderr(&again)
-        );
+        assert_fails(&again, 1, "refusing to overwrite");
     }
 }
 
@@ -144,8 +146,7 @@ fn keygen_encrypts_with_a_passphrase_from_file_or_env() {
         "--passphrase-env",
         "SURELY_UNSET_VAR_4711",
     ]);
-    assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("SURELY_UNSET_VAR_4711"));
+    assert_fails(&o, 1, "SURELY_UNSET_VAR_4711");
 }
 
 #[test]
@@ -521,12 +522,7 @@ fn sign_rejects_invalid_statements_and_exposed_keys() {
     fs::write(t.p("statement.json"), STATEMENT).unwrap();
     fs::set_permissions(t.p("k/private.pem"), fs::Permissions::from_mode(0o644)).unwrap();
     let o = sign(&t, &key, &[]);
-    assert_eq!(code(&o), 1);
-    assert!(
-        stderr(&o).contains("readable by group or others"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails(&o, 1, "readable by group or others");
 }
 
 #[test]
@@ -542,16 +538,10 @@ fn sign_with_encrypted_key_needs_its_passphrase() {
     ]);
     let key = s(&t.p("k/private.pem")).to_owned();
     let o = sign(&t, &key, &[]);
-    assert_eq!(code(&o), 1);
-    assert!(
-        stderr(&o).contains("passphrase is required"),
-        "{}",
-        stderr(&o)
-    );
+    assert_fails(&o, 1, "passphrase is required");
     fs::write(t.p("wrong"), "nope").unwrap();
     let o = sign(&t, &key, &["--passphrase-file", s(&t.p("wrong"))]);
-    assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("wrong passphrase"), "{}", stderr(&o));
+    assert_fails(&o, 1, "wrong passphrase");
     let o = sign(&t, &key, &["--passphrase-file", s(&t.p("pass"))]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
@@ -566,8 +556,7 @@ fn keyring_keygen_list_rotate_export_sign_and_verify() {
     assert_eq!(mode(&state), 0o700);
     // A second keygen would silently replace the signing key: refused.
     let o = run(&["keygen", "--state-dir", &st]);
-    assert_eq!(code(&o), 1);
-    assert!(stderr(&o).contains("keys rotate"), "{}", stderr(&o));
+    assert_fails(&o, 1, "keys rotate");
 
     let list = |json: bool| {
         let mut a = vec!["keys", "list", "--state-dir", &st];

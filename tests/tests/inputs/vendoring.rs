@@ -23,6 +23,24 @@ fn vendor_cache(name: &str) -> PathBuf {
 }
 
 /// A writable copy of a fixture without the given entries.
+/// Snapshots the vendored cache `name` into the env's store; its digest.
+fn vendor_snapshot(env: &Env, name: &str) -> String {
+    env.ok(&["snapshot", s(&vendor_cache(name))])
+        .trim()
+        .to_owned()
+}
+
+/// The build failed and its stderr names `what` (the missing dependency).
+#[track_caller]
+fn assert_failed_naming(out: &Output, what: &str) {
+    assert!(!out.status.success(), "{}", text(out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(what),
+        "{}",
+        text(out)
+    );
+}
+
 fn checkout(env: &Env, fixture: &str, drop: &[&str]) -> PathBuf {
     let dst = env.path(fixture);
     let st = Command::new("cp")
@@ -142,21 +160,13 @@ fn cargo_build_fails_when_the_snapshot_lacks_a_dependency() {
         &extra,
         CARGO_BUILD,
     );
-    assert!(!out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("itoa"),
-        "{}",
-        text(&out)
-    );
+    assert_failed_naming(&out, "itoa");
 }
 
 #[test]
 fn npm_ci_offline_from_a_snapshot_of_the_cache() {
     let env = Env::new();
-    let digest = env
-        .ok(&["snapshot", s(&vendor_cache("npm-cache"))])
-        .trim()
-        .to_owned();
+    let digest = vendor_snapshot(&env, "npm-cache");
     let src = checkout(&env, "npm-app", &["pnpm-lock.yaml", "node_modules", "dist"]);
     let out = sandboxed(
         &env,
@@ -176,10 +186,7 @@ fn npm_ci_offline_from_a_snapshot_of_the_cache() {
 #[test]
 fn pnpm_install_offline_from_a_snapshot_of_the_store() {
     let env = Env::new();
-    let digest = env
-        .ok(&["snapshot", s(&vendor_cache("pnpm-store"))])
-        .trim()
-        .to_owned();
+    let digest = vendor_snapshot(&env, "pnpm-store");
     let src = checkout(
         &env,
         "npm-app",
@@ -255,21 +262,13 @@ fn go_mod_vendor_builds_offline_in_the_sandbox() {
     // without the snapshot (an empty vendor/) the same build cannot resolve the module
     fs::remove_file(out_dir.join("app")).unwrap();
     let out = go(&[]);
-    assert!(!out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("example.com/greet"),
-        "{}",
-        text(&out)
-    );
+    assert_failed_naming(&out, "example.com/greet");
 }
 
 #[test]
 fn pip_install_offline_with_required_hashes() {
     let env = Env::new();
-    let digest = env
-        .ok(&["snapshot", s(&vendor_cache("wheelhouse"))])
-        .trim()
-        .to_owned();
+    let digest = vendor_snapshot(&env, "wheelhouse");
     let src = checkout(&env, "pip-app", &["build"]);
     let install = "/usr/bin/python3 -m pip install --quiet --disable-pip-version-check --no-index \
                    --find-links /deps/wheelhouse --require-hashes -r requirements.txt --target /src/build/site";
@@ -289,10 +288,5 @@ fn pip_install_offline_with_required_hashes() {
     )
     .unwrap();
     let out = sandboxed(&env, &src, &[(&digest, "/deps/wheelhouse")], &[], install);
-    assert!(!out.status.success(), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("HASHES"),
-        "{}",
-        text(&out)
-    );
+    assert_failed_naming(&out, "HASHES");
 }
