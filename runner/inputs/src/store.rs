@@ -57,6 +57,21 @@ pub enum StoreError {
     Corrupt { digest: Digest, why: String },
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    #[error(
+        "store {path}: not enough free space for this snapshot ({files} entries): it needs {} and the filesystem has {} free; free space or use another --store",
+        mib(*needed),
+        mib(*available)
+    )]
+    NoSpace {
+        path: PathBuf,
+        files: u64,
+        needed: u64,
+        available: u64,
+    },
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -281,6 +296,7 @@ impl Store {
             }
         }
 
+        self.check_room_for(&entries)?;
         let mut staging = self.staging("snap")?;
         let tree = staging.path.join("tree");
         fs::create_dir(&tree).map_err(io_at(&tree))?;
@@ -407,6 +423,46 @@ impl Store {
                 source: e,
             }),
         }
+    }
+
+    /// Refuses a cold snapshot that cannot fit before copying anything: the
+    /// tree's files rounded up to the filesystem's blocks (a block per
+    /// directory and symlink) against the space and inodes this process may
+    /// use (root may use the blocks reserved for it, as the kernel allows).
+    /// A tree of a gigabyte otherwise fails with ENOSPC after copying most
+    /// of itself; the check cannot see other writers, so ENOSPC stays
+    /// possible and still leaves no staging behind.
+    fn check_room_for(&self, entries: &[walk::Entry]) -> Result<(), StoreError> {
+        let st = rustix::fs::statvfs(&self.root).map_err(|e| StoreError::Io {
+            path: self.root.clone(),
+            source: e.into(),
+        })?;
+        let block = st.f_frsize.max(512);
+        let needed: u64 = entries
+            .iter()
+            .map(|e| match e.kind {
+                walk::Kind::File { size, .. } => size.div_ceil(block).max(1) * block,
+                _ => block,
+            })
+            .sum();
+        let free_blocks = if rustix::process::geteuid().is_root() {
+            st.f_bfree
+        } else {
+            st.f_bavail
+        };
+        let available = free_blocks.saturating_mul(block);
+        let files = entries.len() as u64;
+        // f_files == 0: the filesystem does not count inodes (btrfs, …).
+        let inodes_short = st.f_files != 0 && st.f_favail < files;
+        if needed > available || inodes_short {
+            return Err(StoreError::NoSpace {
+                path: self.root.clone(),
+                files,
+                needed,
+                available,
+            });
+        }
+        Ok(())
     }
 
     /// A fresh staging directory `tmp/<kind>-<pid>-<n>`.

@@ -372,9 +372,10 @@ fn kill_9_mid_snapshot_leaves_nothing_that_looks_complete() {
     let t = env.path("t");
     fs::create_dir(&t).unwrap();
     write(&t, "a-small", b"first\n", 0o644);
-    // A 1 GiB sparse file: slow enough to be caught mid-copy, cheap to make.
+    // A 256 MiB sparse file: slow enough to be caught mid-copy, cheap to
+    // make (the store's free-space check wants its size free on the disk).
     let big = fs::File::create(t.join("big")).unwrap();
-    big.set_len(1 << 30).unwrap();
+    big.set_len(256 << 20).unwrap();
     drop(big);
     let mut child = env
         .cmd(&["snapshot", s(&t)])
@@ -411,6 +412,55 @@ fn kill_9_mid_snapshot_leaves_nothing_that_looks_complete() {
     fs::remove_file(t.join("big")).unwrap();
     env.ok(&["snapshot", s(&t)]);
     assert_eq!(env.store_entries("snapshots").len(), 1);
+}
+
+/// A store on a 4 MiB tmpfs (in a private mount namespace): a tree that
+/// cannot fit is refused before anything is copied, with an error that says
+/// how much it needs and how much is free, and leaves no staging; a tree
+/// that fits is stored.
+#[test]
+fn a_snapshot_that_cannot_fit_is_refused_up_front() {
+    let env = Env::new();
+    let big = env.path("big");
+    fs::create_dir(&big).unwrap();
+    write(&big, "small", b"small\n", 0o644);
+    fs::File::create(big.join("sparse"))
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    let fits = env.path("fits");
+    make_tree(&fits);
+    fs::create_dir(env.store()).unwrap();
+    let script = r#"set -u
+mount -t tmpfs -o size=4m cloister-test "$STORE" || exit 99
+"$RUNNER" snapshot "$BIG"; echo "big-rc=$?"
+echo "tmp=[$(ls -A "$STORE/tmp")] snapshots=[$(ls -A "$STORE/snapshots")]"
+"$RUNNER" snapshot "$FITS"; echo "fits-rc=$?"
+"#;
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .env("STORE", env.store())
+        .env("RUNNER", cloister_tests::bin("cloister-runner"))
+        .env("BIG", &big)
+        .env("FITS", &fits)
+        .env("CLOISTER_STORE", env.store())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("big-rc=1\n"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("not enough free space for this snapshot (3 entries): it needs 64.0 MiB"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("MiB free"), "{stderr}");
+    assert!(
+        stdout.contains("tmp=[] snapshots=[]"),
+        "nothing copied: {stdout}"
+    );
+    assert!(stdout.contains("fits-rc=0\n"), "{stdout}\n{stderr}");
 }
 
 #[test]
