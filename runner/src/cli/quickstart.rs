@@ -12,6 +12,7 @@ use crate::job::store::JobState;
 use crate::stack::{self, Stack, StackOptions};
 use anyhow::{Context, bail};
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -34,11 +35,16 @@ pub struct Args {
     /// Repo A's sources (default: the fixture in the Cloister source tree).
     #[arg(long, default_value = REPO_A)]
     pub repo: PathBuf,
-    /// The runner's content-addressed store (default: inside the state
-    /// directory). A store kept between runs makes later runs skip copying
-    /// the Rust toolchain; stores are safe to share.
+    /// The runner's content-addressed store (default: `cloister/store` in
+    /// the user's cache directory, `$XDG_CACHE_HOME` or `~/.cache`, so later
+    /// runs skip copying the Rust toolchain; stores are safe to share and
+    /// `cloister-runner store gc --store DIR` trims them).
     #[arg(long)]
     pub store: Option<PathBuf>,
+    /// The Rust toolchain the build gets, snapshotted into the store as
+    /// toolchain `rust` (default: `rustc --print sysroot`).
+    #[arg(long, value_name = "DIR")]
+    pub rust_toolchain: Option<PathBuf>,
     /// The `cloister-attestor` binary (default: next to this one, else on PATH).
     #[arg(long, env = "CLOISTER_ATTESTOR_BIN")]
     pub attestor: Option<PathBuf>,
@@ -98,6 +104,23 @@ fn find_attestor(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     )
 }
 
+/// `cloister/store` in the user's cache directory (`$XDG_CACHE_HOME`, else
+/// `$HOME/.cache`); none without either (the store then lives in the state
+/// directory). A quickstart leaves its state directory behind for the user
+/// to look at: with the store inside it, every run would leave a copy of
+/// the Rust toolchain (~1.3 GB) in /tmp.
+fn default_store() -> Option<PathBuf> {
+    cache_store(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"))
+}
+
+fn cache_store(xdg_cache: Option<OsString>, home: Option<OsString>) -> Option<PathBuf> {
+    let absolute = |v: OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    xdg_cache
+        .and_then(absolute)
+        .or_else(|| home.and_then(absolute).map(|h| h.join(".cache")))
+        .map(|c| c.join("cloister").join("store"))
+}
+
 /// What quickstart produced.
 #[derive(Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -122,7 +145,14 @@ fn run(args: &Args) -> anyhow::Result<Summary> {
     };
     eprintln!("quickstart: state in {}", dir.display());
     let attestor_bin = find_attestor(args.attestor.clone())?;
-    let sysroot = stack::rust_sysroot()?;
+    let sysroot = match &args.rust_toolchain {
+        Some(d) => d.clone(),
+        None => stack::rust_sysroot()?,
+    };
+    let store = args.store.clone().or_else(default_store);
+    if let Some(store) = &store {
+        eprintln!("quickstart: store in {}", store.display());
+    }
 
     // Repo A as a git repository at a pinned commit.
     let repo = dir.join("repo-a");
@@ -142,7 +172,7 @@ fn run(args: &Args) -> anyhow::Result<Summary> {
         attestor_bin: attestor_bin.clone(),
         concurrency: 1,
         shutdown_grace_secs: 30,
-        store: args.store.clone(),
+        store,
         toolchains: BTreeMap::from([("rust".to_string(), sysroot)]),
     };
     let mut daemons = Stack::start(&dir, &opts)?;
@@ -271,5 +301,31 @@ pub fn exec(args: Args) -> ExitCode {
             eprintln!("cloister-runner quickstart: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cache_store;
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_default_store_is_in_the_users_cache_directory() {
+        let p = |s: &str| Some(s.into());
+        assert_eq!(
+            cache_store(p("/x/cache"), p("/root")),
+            Some(PathBuf::from("/x/cache/cloister/store"))
+        );
+        assert_eq!(
+            cache_store(None, p("/root")),
+            Some(PathBuf::from("/root/.cache/cloister/store"))
+        );
+        // relative values are ignored, as the XDG spec says
+        assert_eq!(
+            cache_store(p("cache"), p("/home/u")),
+            Some(PathBuf::from("/home/u/.cache/cloister/store"))
+        );
+        assert_eq!(cache_store(p(""), None), None);
+        assert_eq!(cache_store(None, None), None);
     }
 }

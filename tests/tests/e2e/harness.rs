@@ -2,13 +2,16 @@
 //! code `quickstart` runs), driven through the CLI; fixture repositories
 //! committed at a fixed date; the verifiers (ours and the external ones).
 //! Every stack's runner uses one store shared by all tests ([`shared_store`]),
-//! so the Rust toolchain is copied into it once per target directory.
+//! so the Rust toolchain is copied into it once per target directory, and
+//! that toolchain is the host's without its documentation
+//! ([`rust_toolchain`]): CI machines have little disk to spare.
 
 use cloister_runner::stack::{self, StackOptions};
 use cloister_tests::{bin, fixture, interop_node_modules, interop_python, workspace_root};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The content-addressed store every test daemon uses: under cargo's
@@ -17,9 +20,58 @@ pub fn shared_store() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cloister-store")
 }
 
-/// The host's Rust toolchain (for repo A).
-pub fn rust_sysroot() -> PathBuf {
-    stack::rust_sysroot().unwrap_or_else(|e| panic!("{e}"))
+/// The host's Rust toolchain (for repo A) without `share/doc` (~800 MB of
+/// its ~1.3 GB, never used by a build): a tree of hard links (copies across
+/// filesystems) beside the store, made once per toolchain version.
+pub fn rust_toolchain() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let sysroot = stack::rust_sysroot().unwrap_or_else(|e| panic!("{e}"));
+        let version = Command::new(sysroot.join("bin/rustc"))
+            .arg("-vV")
+            .output()
+            .expect("rustc -vV");
+        assert!(version.status.success(), "rustc -vV failed");
+        let mut id = sysroot.as_os_str().as_encoded_bytes().to_vec();
+        id.extend_from_slice(&version.stdout);
+        let hex = cloister_inputs::Digest::of(&id).hex()[..16].to_string();
+        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let dest = tmp.join(format!("rust-toolchain-{hex}"));
+        if !dest.is_dir() {
+            let staging = tmp.join(format!(".rust-toolchain-{hex}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&staging);
+            link_tree(&sysroot, &staging, Path::new(""));
+            if std::fs::rename(&staging, &dest).is_err() {
+                // another test process made it first
+                assert!(dest.is_dir(), "could not create {}", dest.display());
+                std::fs::remove_dir_all(&staging).expect("remove staging toolchain");
+            }
+        }
+        dest
+    })
+    .clone()
+}
+
+/// Recreates `from` at `to`: directories, symlinks as they are, files hard
+/// linked (copied when linking fails), `share/doc` left out.
+fn link_tree(from: &Path, to: &Path, rel: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read toolchain dir") {
+        let entry = entry.expect("read toolchain dir");
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let rel = rel.join(entry.file_name());
+        let ty = entry.file_type().expect("file type");
+        if ty.is_dir() {
+            if rel != Path::new("share/doc") {
+                link_tree(&src, &dst, &rel);
+            }
+        } else if ty.is_symlink() {
+            let target = std::fs::read_link(&src).expect("readlink");
+            std::os::unix::fs::symlink(target, &dst).expect("symlink");
+        } else if std::fs::hard_link(&src, &dst).is_err() {
+            std::fs::copy(&src, &dst).expect("copy toolchain file");
+        }
+    }
 }
 
 /// A running attestor + runner pair in a temporary directory (the fields of
@@ -40,7 +92,7 @@ impl std::ops::Deref for Stack {
 
 impl Stack {
     /// Starts the attestor, then the runner (with `concurrency` and the
-    /// host's Rust sysroot as toolchain `rust`).
+    /// host's Rust toolchain as toolchain `rust`, see [`rust_toolchain`]).
     pub fn start(concurrency: usize) -> Stack {
         Stack::start_with(concurrency, &[])
     }
@@ -51,7 +103,7 @@ impl Stack {
             .prefix("ce2e-")
             .tempdir()
             .expect("tempdir");
-        let mut all = BTreeMap::from([("rust".to_string(), rust_sysroot())]);
+        let mut all = BTreeMap::from([("rust".to_string(), rust_toolchain())]);
         for (name, path) in toolchains {
             all.insert(name.to_string(), path.to_path_buf());
         }

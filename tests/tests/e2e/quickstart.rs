@@ -2,7 +2,7 @@
 //! repo A built and verified; the last stdout line is the summary. (With
 //! the suite's shared store, so the Rust toolchain is not copied again.)
 
-use super::harness::shared_store;
+use super::harness::{rust_toolchain, shared_store};
 use cloister_tests::bin;
 use std::process::Command;
 
@@ -15,6 +15,8 @@ fn quickstart_builds_repo_a_and_verifies_it() {
         .arg(&state)
         .arg("--store")
         .arg(shared_store())
+        .arg("--rust-toolchain")
+        .arg(rust_toolchain())
         .env("CLOISTER_ATTESTOR_BIN", bin("cloister-attestor"))
         .output()
         .unwrap();

@@ -5,7 +5,7 @@
 //! runner observed, and rebuilt to the same artifact digest.
 
 use super::harness::{
-    Stack, fixture_repo, git, rust_sysroot, securesystemslib_verify, sha256_file,
+    Stack, fixture_repo, git, rust_toolchain, securesystemslib_verify, sha256_file,
     sigstore_js_verify, statement,
 };
 use std::process::Command;
@@ -107,14 +107,14 @@ fn end_to_end(name: &str, uri: &str, flags: &[&str], command: &[&str], artifact_
     let bd = &st["predicate"]["buildDefinition"];
     if flags.contains(&"--toolchain") {
         // The Rust toolchain is an input with a digest: the snapshot of the
-        // host sysroot, recomputed here from the host directory by a separate
+        // toolchain, recomputed here from its directory by a separate
         // `cloister-runner snapshot --no-store` (GNU tar equivalence of the
         // digest is checked on a small toolchain in `toolchains`).
         assert_eq!(
             bd["externalParameters"]["toolchains"],
             serde_json::json!(["rust"])
         );
-        let sysroot = std::fs::canonicalize(rust_sysroot()).unwrap();
+        let sysroot = std::fs::canonicalize(rust_toolchain()).unwrap();
         let dep = toolchain_dependency(&st, "rust");
         assert_eq!(dep["uri"], format!("file://{}", sysroot.display()));
         assert_eq!(dep["mediaType"], "application/x-tar");
