@@ -58,7 +58,7 @@ pub enum StoreError {
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
     #[error(
-        "store {path}: not enough free space for this snapshot ({files} entries): it needs {} and the filesystem has {} free; free space or use another --store",
+        "store {path}: not enough free space for this snapshot ({files} entries): it needs {} and the filesystem has {} free; free some space or use a store on another filesystem",
         mib(*needed),
         mib(*available)
     )]
