@@ -52,15 +52,17 @@ impl Stopper {
         self.token.cancel();
     }
 
-    fn reason(&self) -> StopReason {
-        self.reason
-            .lock()
-            .expect("stop reason lock")
-            .clone()
-            .unwrap_or(StopReason {
-                state: JobState::Cancelled,
-                reason: "cancelled".into(),
-            })
+    /// How a step that failed with `reason` ends the job: as the stop
+    /// asked (cancelled, or failed by a drain) when the job was stopped,
+    /// else failed with `reason`.
+    fn ending(&self, reason: String) -> (JobState, String) {
+        if !self.token.is_cancelled() {
+            return (JobState::Failed, reason);
+        }
+        match self.reason.lock().expect("stop reason lock").clone() {
+            Some(r) => (r.state, r.reason),
+            None => (JobState::Cancelled, "cancelled".into()),
+        }
     }
 }
 
@@ -134,12 +136,7 @@ impl Executor {
         let mut observed = match outcome {
             Ok(observed) => observed,
             Err(Fail(reason)) => {
-                let (state, reason) = if stop.token.is_cancelled() {
-                    let r = stop.reason();
-                    (r.state, r.reason)
-                } else {
-                    (JobState::Failed, reason)
-                };
+                let (state, reason) = stop.ending(reason);
                 sink.say(format!("job {state}: {reason}"));
                 drop(sink);
                 let _ = log.finish().await;
@@ -195,12 +192,7 @@ impl Executor {
                 }),
             },
             Err(Fail(reason)) => {
-                let (state, reason) = if stop.token.is_cancelled() {
-                    let r = stop.reason();
-                    (r.state, r.reason)
-                } else {
-                    (JobState::Failed, reason)
-                };
+                let (state, reason) = stop.ending(reason);
                 Ending {
                     state,
                     reason: Some(reason),
