@@ -2,6 +2,7 @@
 //! commit, failing the job with the reason before anything runs.
 
 use crate::harness::{Daemon, git, job_log, repo_with, run_job, spec};
+use std::path::{Path, PathBuf};
 
 #[tokio::test]
 async fn dirty_tree_fails_the_job() {
@@ -80,31 +81,11 @@ async fn not_a_repository_fails_the_job() {
 #[tokio::test]
 async fn checkout_git_config_runs_nothing_on_the_host() {
     let d = Daemon::start("", "");
-    let repo = d.dir.path().join("repo");
-    let commit = repo_with(
-        &repo,
-        &[
-            ("build.sh", "echo ok > out\n"),
-            (".gitattributes", "* filter=evil\n"),
-        ],
-    );
     let marker = d.dir.path().join("filter-ran-on-host");
-    git(
-        &repo,
-        &[
-            "config",
-            "filter.evil.clean",
-            &format!("sh -c 'touch {}; cat'", marker.display()),
-        ],
+    let (repo, commit) = repo_with_clean_filter(
+        &d.dir.path().join("repo"),
+        &format!("sh -c 'touch {}; cat'", marker.display()),
     );
-    // A stale index makes `git status` re-read the file through the filter.
-    let f = std::fs::File::options()
-        .write(true)
-        .open(repo.join("build.sh"))
-        .unwrap();
-    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
-        .unwrap();
-    drop(f);
     let job = run_job(
         &d.endpoint(),
         &spec(&repo, &commit, &["sh", "build.sh"], &["out"]),
@@ -122,29 +103,10 @@ async fn checkout_git_config_runs_nothing_on_the_host() {
 #[tokio::test]
 async fn a_workspace_planted_as_a_symlink_fails_the_job() {
     let d = Daemon::start("", "");
-    let repo = d.dir.path().join("repo");
-    let commit = repo_with(
-        &repo,
-        &[
-            ("build.sh", "echo ok > out\n"),
-            (".gitattributes", "* filter=evil\n"),
-        ],
+    let (repo, commit) = repo_with_clean_filter(
+        &d.dir.path().join("repo"),
+        "sh -c 'mkdir -p /work/elsewhere; ln -sfn elsewhere /work/src; cat'",
     );
-    git(
-        &repo,
-        &[
-            "config",
-            "filter.evil.clean",
-            "sh -c 'mkdir -p /work/elsewhere; ln -sfn elsewhere /work/src; cat'",
-        ],
-    );
-    let f = std::fs::File::options()
-        .write(true)
-        .open(repo.join("build.sh"))
-        .unwrap();
-    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
-        .unwrap();
-    drop(f);
     let job = run_job(
         &d.endpoint(),
         &spec(&repo, &commit, &["sh", "build.sh"], &["out"]),
@@ -191,4 +153,26 @@ async fn artifact_endpoint_serves_nothing_else() {
             "{name}: {err}"
         );
     }
+}
+
+/// A repository at `dir` whose `build.sh` (`echo ok > out`) goes through a
+/// clean filter running `clean` (defined in the checkout's git config), with
+/// a stale index so that `git status` re-reads the file through the filter.
+fn repo_with_clean_filter(dir: &Path, clean: &str) -> (PathBuf, String) {
+    let commit = repo_with(
+        dir,
+        &[
+            ("build.sh", "echo ok > out\n"),
+            (".gitattributes", "* filter=evil\n"),
+        ],
+    );
+    git(dir, &["config", "filter.evil.clean", clean]);
+    let f = std::fs::File::options()
+        .write(true)
+        .open(dir.join("build.sh"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
+    drop(f);
+    (dir.to_path_buf(), commit)
 }
