@@ -1,7 +1,7 @@
 //! The operator commands through the real binary, `serve`'s start-up
 //! validation, TLS, and that API keys never reach the logs.
 
-use crate::support::{ARTIFACT, Client, bin, build_record, unix_request};
+use crate::support::{ARTIFACT, Client, bin, build_record, sign_at};
 use bytes::Bytes;
 use hyper::Method;
 use std::io::{BufRead as _, BufReader};
@@ -271,14 +271,7 @@ async fn serve_loads_an_encrypted_keyring_with_its_passphrase() {
             ("CLOISTER_ATTESTOR_LOG_LEVEL", "trace"),
         ]);
         let s = serve_with(&st, &args, &env);
-        let signed = unix_request(
-            &st.join("sign.sock"),
-            Method::POST,
-            "/v1/sign",
-            serde_json::to_vec(&build_record()).unwrap(),
-        )
-        .await
-        .json();
+        let signed = sign_at(&st.join("sign.sock"), &build_record()).await;
         assert_eq!(signed["keyid"], keyid.as_str(), "{args:?} {signed}");
         let logs = sigterm_and_wait(s);
         assert!(logs.contains("attestor serving"), "{logs}");
@@ -305,14 +298,7 @@ async fn api_keys_never_reach_the_logs_and_json_logs_work() {
     );
     // The first run generated the signing key.
     assert!(st.join("keys").is_dir());
-    let signed = unix_request(
-        &st.join("sign.sock"),
-        Method::POST,
-        "/v1/sign",
-        serde_json::to_vec(&build_record()).unwrap(),
-    )
-    .await
-    .json();
+    let signed = sign_at(&st.join("sign.sock"), &build_record()).await;
     let c = Client::new();
     let wrong = format!("{}x", &key[..key.len() - 1]);
     for k in [&key, &wrong] {

@@ -6,7 +6,7 @@
 
 use crate::both_backends;
 use crate::support::{
-    ARTIFACT, Backend, Client, TestDb, bin, build_record, tenant_with_key, unix_request,
+    ARTIFACT, Backend, Client, TestDb, bin, build_record, sign_at, tenant_with_key,
 };
 use bytes::Bytes;
 use cloister_attestor::storage::EVENT_VERIFY;
@@ -61,14 +61,7 @@ async fn sigkill_mid_load_loses_and_doubles_nothing(b: Backend) {
     };
     let (mut child, addr) = spawn_server(&db, "127.0.0.1:0").await;
     let sock = db.dir.path().join("state/sign.sock");
-    let signed = unix_request(
-        &sock,
-        Method::POST,
-        "/v1/sign",
-        serde_json::to_vec(&build_record()).unwrap(),
-    )
-    .await
-    .json();
+    let signed = sign_at(&sock, &build_record()).await;
     let body = Bytes::from(
         serde_json::to_vec(&serde_json::json!({
             "artifactDigest": ARTIFACT,

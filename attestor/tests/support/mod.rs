@@ -349,6 +349,20 @@ pub fn build_record() -> serde_json::Value {
     serde_json::from_str(include_str!("../golden/build-record.json")).unwrap()
 }
 
+/// Signs `record` through the signing socket `sock` (POST /v1/sign, 200);
+/// returns the response.
+pub async fn sign_at(sock: &std::path::Path, record: &serde_json::Value) -> serde_json::Value {
+    let r = unix_request(
+        sock,
+        Method::POST,
+        "/v1/sign",
+        serde_json::to_vec(record).unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
 /// The fixture's artifact digest and repository.
 pub const ARTIFACT: &str =
     "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
@@ -357,16 +371,7 @@ pub const REPO: &str = "https://github.com/example/repo-a";
 impl TestServer {
     /// Signs the fixture record (optionally changed) through the signing socket.
     pub async fn sign(&self, record: &serde_json::Value) -> serde_json::Value {
-        let sock = self.running.as_ref().unwrap().sign_socket.clone();
-        let r = unix_request(
-            &sock,
-            Method::POST,
-            "/v1/sign",
-            serde_json::to_vec(record).unwrap(),
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        r.json()
+        sign_at(&self.running.as_ref().unwrap().sign_socket, record).await
     }
 
     /// POST /v1/verify with a key and optional Idempotency-Key.
