@@ -18,15 +18,18 @@ pub struct Snap {
 
 /// Snapshots `dir` into the store at `store_root`; `warm_cache` as in
 /// [`SnapshotRequest`] (off for a directory inside a job's workspace, which
-/// is never seen at the same path again).
+/// is never seen at the same path again); `root` is the (device, inode) the
+/// daemon checked `dir` as.
 pub fn snapshot(
     store_root: &Path,
     dir: &Path,
     warm_cache: bool,
+    root: (u64, u64),
 ) -> Result<Snap, cloister_inputs::StoreError> {
     let store = Store::open(store_root)?;
     let req = SnapshotRequest {
         warm_cache,
+        expect_root: Some(root),
         ..Default::default()
     };
     let snap = store.snapshot_with(dir, &req, &NoProgress)?;

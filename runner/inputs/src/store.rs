@@ -57,6 +57,8 @@ pub enum StoreError {
     Corrupt { digest: Digest, why: String },
     #[error(transparent)]
     Image(#[from] crate::image::ImageError),
+    #[error("{path} is no longer the directory that was checked (it was replaced meanwhile)")]
+    Replaced { path: PathBuf },
     #[error(
         "store {path}: not enough free space for this snapshot ({files} entries): it needs {} and the filesystem has {} free; free some space or use a store on another filesystem",
         mib(*needed),
@@ -116,6 +118,10 @@ pub struct SnapshotRequest {
     /// (a job's fresh workspace): its record could never be used and would
     /// only pile up.
     pub warm_cache: bool,
+    /// The (device, inode) the caller checked the directory as: the
+    /// snapshot is refused when the tree it walks has another root (the
+    /// path was swapped between the caller's check and the walk).
+    pub expect_root: Option<(u64, u64)>,
 }
 
 impl Default for SnapshotRequest {
@@ -125,6 +131,7 @@ impl Default for SnapshotRequest {
             out: None,
             level: gz::DEFAULT_LEVEL,
             warm_cache: true,
+            expect_root: None,
         }
     }
 }
@@ -271,11 +278,22 @@ impl Store {
         let start = SystemTime::now();
         let source = fs::canonicalize(dir).map_err(io_at(dir))?;
         let entries = walk::walk(&source).map_err(SnapshotError::from)?;
-        let manifest = statcache::manifest(&entries, req.opts.mtime);
-        let cache_file = statcache::path_for(&self.root.join("statcache"), &source);
-        if req.warm_cache
-            && let Some(rec) = statcache::load(&cache_file)
-            && rec.manifest == manifest
+        if let Some(expected) = req.expect_root
+            && entries
+                .first()
+                .is_none_or(|root| (root.stat.dev, root.stat.ino) != expected)
+        {
+            return Err(StoreError::Replaced { path: source });
+        }
+        let warm = req.warm_cache.then(|| {
+            (
+                statcache::manifest(&entries, req.opts.mtime),
+                statcache::path_for(&self.root.join("statcache"), &source),
+            )
+        });
+        if let Some((manifest, cache_file)) = &warm
+            && let Some(rec) = statcache::load(cache_file)
+            && rec.manifest == *manifest
             && rec.source == source
         {
             let entry = self.entry_dir(EntryKind::Snapshot, &rec.digest);
@@ -348,19 +366,19 @@ impl Store {
         if let (Some(tmp), Some(out)) = (out_tmp, &req.out) {
             tmp.rename_to(out)?;
         }
-        if !req.warm_cache {
-            // nothing recorded
-        } else if statcache::is_racy(&entries, start) {
-            let _ = fs::remove_file(&cache_file);
-        } else {
-            let rec = statcache::new_record(
-                source,
-                manifest,
-                produced.digest,
-                produced.files,
-                produced.bytes,
-            );
-            statcache::save(&cache_file, &rec).map_err(io_at(&cache_file))?;
+        if let Some((manifest, cache_file)) = warm {
+            if statcache::is_racy(&entries, start) {
+                let _ = fs::remove_file(&cache_file);
+            } else {
+                let rec = statcache::new_record(
+                    source,
+                    manifest,
+                    produced.digest,
+                    produced.files,
+                    produced.bytes,
+                );
+                statcache::save(&cache_file, &rec).map_err(io_at(&cache_file))?;
+            }
         }
         Ok(Snapshot {
             digest: produced.digest,
@@ -393,6 +411,10 @@ impl Store {
         let gz = staging.path.join("snapshot.tar.gz");
         if !staging.committed && gz.is_file() && !dest.join("snapshot.tar.gz").exists() {
             let target = dest.join("snapshot.tar.gz");
+            // Not covered by a syncfs (the staging was not committed).
+            File::open(&gz)
+                .and_then(|f| f.sync_all())
+                .map_err(io_at(&gz))?;
             fs::rename(&gz, &target).map_err(io_at(&target))?;
             sync_dir(&dest)?;
         }
@@ -400,16 +422,20 @@ impl Store {
     }
 
     /// syncfs + rename of a staging directory to `dest`; when `dest` exists
-    /// already the staging directory stays uncommitted (and is removed on drop).
+    /// already the staging directory stays uncommitted (and is removed on
+    /// drop, so it is not synced: a job's vendor snapshot of content already
+    /// stored costs no filesystem-wide flush).
     pub(crate) fn commit(&self, staging: &mut Staging, dest: &Path) -> Result<(), StoreError> {
+        if dest.exists() {
+            // Stored already (same content): the staging copy is dropped
+            // unsynced.
+            return Ok(());
+        }
         let dirf = File::open(&staging.path).map_err(io_at(&staging.path))?;
         rustix::fs::syncfs(&dirf).map_err(|e| StoreError::Io {
             path: staging.path.clone(),
             source: e.into(),
         })?;
-        if dest.exists() {
-            return Ok(());
-        }
         match fs::rename(&staging.path, dest) {
             Ok(()) => {
                 staging.committed = true;
@@ -959,6 +985,41 @@ mod tests {
         }
         // idempotent
         Store::open(dir.path()).unwrap();
+    }
+
+    /// A directory replaced after its caller checked it (another device and
+    /// inode at the same path) is refused, on the cold path and the warm
+    /// one, and nothing is stored; the checked one is snapshotted.
+    #[test]
+    fn a_directory_replaced_after_the_check_is_refused() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("a"), b"a").unwrap();
+        let md = fs::metadata(&src).unwrap();
+        let checked = (md.dev(), md.ino());
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let req = |id| SnapshotRequest {
+            expect_root: Some(id),
+            ..Default::default()
+        };
+        // the checked directory is snapshotted (and recorded for the warm path)
+        std::thread::sleep(statcache::RACY_WINDOW * 2);
+        store
+            .snapshot_with(&src, &req(checked), &NoProgress)
+            .unwrap();
+        // swapped for another directory: refused, warm record or not
+        fs::rename(&src, dir.path().join("old")).unwrap();
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("a"), b"a").unwrap();
+        for _ in 0..2 {
+            let err = store
+                .snapshot_with(&src, &req(checked), &NoProgress)
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Replaced { .. }), "{err}");
+        }
+        assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
     }
 
     /// Without the warm cache nothing is recorded or reused: a job's

@@ -212,12 +212,7 @@ fn run(args: &Args) -> anyhow::Result<Summary> {
     })?;
     if record.state != JobState::Succeeded {
         let log = rt
-            .block_on(ep.call(
-                hyper::Method::GET,
-                &format!("/v1/jobs/{}/logs", record.id),
-                None,
-            ))
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .block_on(stack::job_log(&ep, &record.id))
             .unwrap_or_default();
         eprintln!("{log}");
         bail!(

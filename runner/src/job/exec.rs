@@ -248,8 +248,13 @@ impl Executor {
             }
             // No symlink on the way may lead out of the workspace (or, for
             // a host path, out of the operator's vendor roots): the daemon
-            // must never snapshot, say, the attestor's key directory.
-            let real = tokio::fs::canonicalize(&from).await?;
+            // must never snapshot, say, the attestor's key directory. The
+            // directory is opened once; the path checked is the kernel's
+            // name for that open directory, and the snapshot must walk that
+            // same directory (device and inode), so a path swapped after
+            // the check is refused instead of snapshotted.
+            let (real, root_id) = open_checked_dir(&from)
+                .map_err(|e| Fail(format!("vendor {}: {e}", v.path.display())))?;
             let allowed = if v.path.is_absolute() {
                 let mut ok = false;
                 for root in &cfg.vendor_roots {
@@ -274,13 +279,10 @@ impl Executor {
                     )
                 }));
             }
-            // The path checked above is the one snapshotted: `from` is not
-            // resolved a second time (a symlink swapped in meanwhile could
-            // lead elsewhere).
             let store_root = cfg.store.clone();
             let warm = v.path.is_absolute();
             let snap = tokio::task::spawn_blocking(move || {
-                crate::inputs_glue::snapshot(&store_root, &real, warm)
+                crate::inputs_glue::snapshot(&store_root, &real, warm, root_id)
             })
             .await
             .map_err(|e| Fail(format!("snapshot task: {e}")))?
@@ -612,4 +614,21 @@ fn shell_words(argv: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Opens directory `path` (following symlinks) and returns the kernel's
+/// path of what was opened (`/proc/self/fd`, so no later lookup of `path`
+/// is trusted) with its (device, inode).
+fn open_checked_dir(path: &Path) -> std::io::Result<(PathBuf, (u64, u64))> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(path)?;
+    let meta = dir.metadata()?;
+    let real = std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&dir)
+    ))?;
+    Ok((real, (meta.dev(), meta.ino())))
 }

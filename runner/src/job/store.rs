@@ -270,14 +270,6 @@ impl JobStore {
         rows.iter().map(decode).collect()
     }
 
-    /// Number of jobs waiting in the queue.
-    pub async fn queued_count(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE state = 'queued'")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n as u64)
-    }
-
     /// After a restart: jobs that were in flight are marked failed (their
     /// sandbox died with the old daemon); queued jobs are returned in
     /// submission order to be run again.
