@@ -192,12 +192,7 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     // the command's processes are gone, not when the init has exited.
     // (best effort: the init runs nothing, and a failure here must not
     // leave the command running unwatched)
-    let _ = close_all_but(plan.report_fd);
-    for fd in 0..=2 {
-        if fd != plan.report_fd {
-            let _ = sys::close_range(fd as u32, fd as u32);
-        }
-    }
+    let _ = close_all_but(0, plan.report_fd);
     // The init keeps no capability while the command runs; if it cannot
     // drop them it gives up, and its exit kills the whole pid namespace.
     if let Err(f) = clear_capability_sets() {
@@ -245,11 +240,18 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     sys::exit_now(0)
 }
 
-/// Closes every fd above 2 but `keep` (the cgroup tasks fds, the go pipe
-/// and any leaked fd go too).
-fn close_all_but(keep: RawFd) -> std::io::Result<()> {
-    let keep = keep.max(3) as u32;
-    sys::close_range(3, keep - 1)?;
+/// Closes every fd from `first` on but `keep` (the cgroup tasks fds, the go
+/// pipe and any leaked fd go too). `keep` may lie below `first` (a runner
+/// started with its standard fds closed gets a low report pipe): then the
+/// whole range goes.
+fn close_all_but(first: u32, keep: RawFd) -> std::io::Result<()> {
+    let keep = u32::try_from(keep).unwrap_or(0);
+    if keep < first {
+        return sys::close_range(first, u32::MAX);
+    }
+    if keep > first {
+        sys::close_range(first, keep - 1)?;
+    }
     sys::close_range(keep + 1, u32::MAX)
 }
 
@@ -1073,7 +1075,7 @@ fn prepare_exec(plan: &Plan) -> Result<(), Failure> {
     }
     // Every fd above 2 is closed, leaked ones included; the report pipe is
     // close-on-exec and disappears at exec.
-    close_all_but(plan.report_fd).map_err(fail("exec", "close inherited fds"))?;
+    close_all_but(3, plan.report_fd).map_err(fail("exec", "close inherited fds"))?;
     sys::set_cloexec(plan.report_fd).map_err(fail("exec", "mark the report pipe close-on-exec"))?;
     stamp(plan, "command: streams, fds closed");
     for rl in &plan.rlimits {
