@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// Default state directory (keys, embedded database, signing socket).
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/cloister/attestor";
+pub use crate::keyring::DEFAULT_STATE_DIR;
 /// Default consumer API address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8450";
 /// Upper bound for `limits.max_body_bytes`: a provenance bundle is kilobytes.
@@ -54,8 +54,8 @@ pub struct Config {
     /// Group given to the signing socket (the runner daemon's group); the
     /// socket's mode is 0660.
     pub sign_socket_group: Option<String>,
-    /// Algorithm of the signing key generated on first use.
-    #[serde(with = "algorithm_name")]
+    /// Algorithm of the signing key generated on first use (`ecdsa-p256`
+    /// or `ed25519`, as `Algorithm` serializes).
     pub key_algorithm: Algorithm,
     /// Read the keyring's passphrase (encrypted private keys; a key
     /// generated on first use is then encrypted with it) from this file (one
@@ -72,22 +72,6 @@ pub struct Config {
     pub auth: Auth,
     pub verify: Verify,
     pub log: Log,
-}
-
-/// `ecdsa-p256` / `ed25519` in TOML.
-mod algorithm_name {
-    use super::Algorithm;
-    use serde::{Deserialize, Deserializer, Serializer, de::Error as _};
-
-    pub fn serialize<S: Serializer>(a: &Algorithm, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(a.as_str())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Algorithm, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse()
-            .map_err(|_| D::Error::custom("expected ecdsa-p256 or ed25519"))
-    }
 }
 
 /// PEM files for the consumer listener.

@@ -126,13 +126,10 @@ fn query_error(e: QueryRejection) -> AppError {
     AppError::bad_request("invalid_query", e.body_text())
 }
 
-/// `sha256:` followed by 64 lower-case hex digits.
+/// `sha256:` followed by 64 lower-case hex digits (the core's parser).
 pub fn is_sha256_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64
-            && h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    })
+    s.parse::<cloister_attestor_core::digest::Sha256Digest>()
+        .is_ok()
 }
 
 /// RFC 3339 (UTC, milliseconds) of a Unix-millisecond time.

@@ -106,11 +106,6 @@ impl AuthCache {
         }
         Ok(owner)
     }
-
-    /// Forgets every cached key (after a revocation in this process).
-    pub fn clear(&self) {
-        self.map.write().expect("auth cache lock").clear();
-    }
 }
 
 /// An authenticated, rate-limited caller.

@@ -247,13 +247,6 @@ impl TrustedKeys {
         self.rebuild_with(&set, now_ms, stamp)
     }
 
-    /// Rebuilds the set now (after a rotation made in this process).
-    pub fn refresh(&self) -> Result<Arc<TrustedSet>, KeyringError> {
-        let _one = self.rebuild.lock().expect("trusted keys rebuild lock");
-        let set = self.current.read().expect("trusted keys lock").clone();
-        self.rebuild_with(&set, self.clock.now_ms(), stamp(&self.keyring_file()))
-    }
-
     fn rebuild_with(
         &self,
         old: &TrustedSet,
