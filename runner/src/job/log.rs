@@ -1,16 +1,26 @@
 //! The job log: one file per job, one line per event, each stamped with the
 //! UTC time and its stream (`daemon`, `stdout`, `stderr`). The build's pipes
-//! are read in chunks and split on newlines (overlong lines are cut at 16 KiB
+//! are read in chunks and split on newlines (overlong lines are cut at 16 KiB,
+//! and a pipe waits while [`MAX_IN_FLIGHT`] of its lines are not yet written,
 //! so a hostile build cannot make the daemon buffer without bound). The log
 //! is closed before attestation and its sha256 goes into provenance as a
 //! byproduct.
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 const MAX_LINE: usize = 16 * 1024;
+/// Lines of a build's pipes queued for the writer at most (per log): the
+/// pump stops reading the pipe meanwhile, so the build blocks on a full
+/// pipe instead of growing the daemon's memory.
+const MAX_IN_FLIGHT: usize = 1024;
+
+/// A line for the writer; build output carries a permit of the log's
+/// in-flight bound, released once the line is written.
+type Message = (Stream, Vec<u8>, Option<OwnedSemaphorePermit>);
 
 /// Which stream a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,14 +43,24 @@ impl Stream {
 /// A handle to write lines into a job's log (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct LogSink {
-    tx: mpsc::UnboundedSender<(Stream, Vec<u8>)>,
+    tx: mpsc::UnboundedSender<Message>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl LogSink {
     /// Writes one line (the trailing newline is added).
     pub fn line(&self, stream: Stream, text: impl AsRef<[u8]>) {
         // A closed log only happens after `finish`; late lines are dropped by design.
-        let _ = self.tx.send((stream, text.as_ref().to_vec()));
+        let _ = self.tx.send((stream, text.as_ref().to_vec(), None));
+    }
+
+    /// Writes one line of a pipe once fewer than [`MAX_IN_FLIGHT`] of the
+    /// pipes' lines wait for the writer.
+    async fn piped_line(&self, stream: Stream, text: Vec<u8>) {
+        let Ok(permit) = self.in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let _ = self.tx.send((stream, text, Some(permit)));
     }
 
     /// A daemon message.
@@ -59,16 +79,17 @@ impl LogSink {
             };
             pending.extend_from_slice(&buf[..n]);
             while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=pos).collect();
-                self.line(stream, &line[..line.len() - 1]);
+                let mut line: Vec<u8> = pending.drain(..=pos).collect();
+                line.pop();
+                self.piped_line(stream, line).await;
             }
             while pending.len() >= MAX_LINE {
                 let line: Vec<u8> = pending.drain(..MAX_LINE).collect();
-                self.line(stream, line);
+                self.piped_line(stream, line).await;
             }
         }
         if !pending.is_empty() {
-            self.line(stream, pending);
+            self.piped_line(stream, pending).await;
         }
     }
 }
@@ -92,14 +113,16 @@ impl JobLog {
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
-        let mut file = tokio::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .await?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<(Stream, Vec<u8>)>();
+        // Buffered: a write to a tokio file is a trip to the blocking pool.
+        let mut file = tokio::io::BufWriter::new(file);
+        let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
         let writer = tokio::spawn(async move {
-            while let Some((stream, text)) = rx.recv().await {
+            while let Some((stream, text, permit)) = rx.recv().await {
                 let mut line = Vec::with_capacity(text.len() + 40);
                 line.extend_from_slice(super::store::now_rfc3339().as_bytes());
                 line.push(b' ');
@@ -111,17 +134,21 @@ impl JobLog {
                 );
                 line.push(b'\n');
                 file.write_all(&line).await?;
+                drop(permit);
                 // Flush per batch so `logs --follow` sees lines promptly.
                 if rx.is_empty() {
                     file.flush().await?;
                 }
             }
             file.flush().await?;
-            file.sync_all().await
+            file.get_ref().sync_all().await
         });
         Ok(JobLog {
             path,
-            sink: LogSink { tx },
+            sink: LogSink {
+                tx,
+                in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            },
             writer,
         })
     }
@@ -145,6 +172,52 @@ impl JobLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pipe is not read further while MAX_IN_FLIGHT of its lines wait for
+    /// the writer (here: while every permit is held), and goes on once they
+    /// are written.
+    #[tokio::test]
+    async fn a_pipe_waits_while_its_lines_are_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.log");
+        let log = JobLog::create(path.clone()).await.unwrap();
+        let sink = log.sink();
+        let held = sink
+            .in_flight
+            .clone()
+            .acquire_many_owned(MAX_IN_FLIGHT as u32)
+            .await
+            .unwrap();
+        let (mut build, pipe) = tokio::io::duplex(64);
+        let pump = tokio::spawn(sink.clone().pump(Stream::Stdout, pipe));
+        // The build writes more than the pipe holds: it blocks, the pump
+        // read the first line but cannot hand it over.
+        let writes = tokio::spawn(async move {
+            for i in 0..100 {
+                build
+                    .write_all(format!("line {i}\n").as_bytes())
+                    .await
+                    .unwrap();
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!writes.is_finished(), "the build was never held up");
+        assert!(!pump.is_finished());
+        sink.say("still here");
+        drop(held);
+        writes.await.unwrap();
+        pump.await.unwrap();
+        drop(sink);
+        log.finish().await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.contains(" stdout | line "))
+                .count(),
+            100
+        );
+        assert!(text.contains(" daemon | still here"));
+    }
 
     #[tokio::test]
     async fn lines_are_stamped_and_split() {
