@@ -390,23 +390,10 @@ impl Executor {
             })
             .collect();
         log.say(format!("running: {}", shell_words(&spec.command)));
-        // `setpriv --pdeathsig KILL` makes the sandbox process die with the
-        // daemon (the sandbox's own init dies with it in turn), so a daemon
-        // crash leaves no build running; the runner crate itself has no
-        // `unsafe` to set it in a pre-exec hook.
-        let mut cmd = tokio::process::Command::new("setpriv");
-        cmd.args(["--pdeathsig", "KILL", "--"])
-            .arg(&self.runner_exe)
-            .args(&argv)
-            .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            .stdin(Stdio::null())
+        let mut cmd = super::sandbox_command(&self.runner_exe);
+        cmd.args(&argv)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         for var in ["CLOISTER_PROFILE_DIR", "RUST_BACKTRACE"] {
             if let Some(v) = std::env::var_os(var) {
                 cmd.env(var, v);
@@ -428,10 +415,7 @@ impl Executor {
         let status = child.wait().await?;
         let _ = out.await;
         let _ = err.await;
-        let result = tokio::fs::read(&result_path).await.ok();
-        let sandbox: Option<serde_json::Value> = result
-            .as_deref()
-            .and_then(|b| serde_json::from_slice(b).ok());
+        let sandbox = super::read_sandbox_result(&result_path).await;
         drop(pins);
         drop(toolchains);
         let Some(sandbox) = sandbox else {

@@ -9,7 +9,6 @@
 
 use super::spec::Source;
 use std::path::{Path, PathBuf};
-use tokio::process::Command;
 
 /// Errors resolving a job's source.
 #[derive(Debug, thiserror::Error)]
@@ -62,9 +61,7 @@ pub async fn fetch_sandboxed(
     let result = work.join("source-result.json");
     let checkout = work.join("checkout");
     tokio::fs::create_dir(&checkout).await?;
-    let out = Command::new("setpriv")
-        .args(["--pdeathsig", "KILL", "--"])
-        .arg(runner_exe)
+    let out = super::sandbox_command(runner_exe)
         .arg("run")
         .arg("--result")
         .arg(&result)
@@ -75,20 +72,10 @@ pub async fn fetch_sandboxed(
         .args(["--workdir", "/work", "--timeout", "600", "--env"])
         .arg(format!("COMMIT={}", source.commit))
         .args(["--", "sh", "-c", SCRIPT])
-        .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
         .output()
         .await?;
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    let sandbox: Option<serde_json::Value> = tokio::fs::read(&result)
-        .await
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let sandbox = super::read_sandbox_result(&result).await;
     let _ = tokio::fs::remove_file(&result).await;
     if let Some(error) = sandbox
         .as_ref()
