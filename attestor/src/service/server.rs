@@ -242,11 +242,20 @@ fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, ServeErr
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
-    let listener = UnixListener::bind(path).map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
+    // Bound under a temporary name, given its mode and group, then renamed
+    // into place: whoever finds the socket finds it final.
+    let temp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&temp);
+    let listener = UnixListener::bind(&temp).map_err(err)?;
+    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
     if let Some(gid) = group {
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(err)?;
+        std::os::unix::fs::chown(&temp, None, Some(gid)).map_err(err)?;
     }
+    std::fs::rename(&temp, path).map_err(err)?;
     Ok(listener)
 }
 

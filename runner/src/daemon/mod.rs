@@ -59,18 +59,24 @@ async fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener, Dae
         }
         std::fs::remove_file(path).map_err(io("removing stale socket", path))?;
     }
-    // The umask covers the window between bind and chmod.
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o117));
-    let listener = UnixListener::bind(path);
-    nix::sys::stat::umask(old);
-    let listener = listener.map_err(io("binding", path))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
-        .map_err(io("chmod", path))?;
+    // Bound under a temporary name, given its mode and group, then renamed
+    // into place: a client that finds the socket finds it final (and a
+    // supervisor waiting for it finds every other listener already up).
+    let temp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&temp);
+    let listener = UnixListener::bind(&temp).map_err(io("binding", &temp))?;
+    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o660))
+        .map_err(io("chmod", &temp))?;
     if let Some(group) = group {
         let gid = resolve_group(group).map_err(DaemonError::Group)?;
-        nix::unistd::chown(path, None, Some(gid))
-            .map_err(|e| DaemonError::Group(format!("{}: {e}", path.display())))?;
+        nix::unistd::chown(&temp, None, Some(gid))
+            .map_err(|e| DaemonError::Group(format!("{}: {e}", temp.display())))?;
     }
+    std::fs::rename(&temp, path).map_err(io("binding", path))?;
     Ok(listener)
 }
 
@@ -114,6 +120,29 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         tracing::info!(failed, requeued, "recovered jobs from the previous run");
     }
 
+    // TCP is bound (and its address published) before the Unix socket
+    // appears: clients and supervisors that wait for the socket then find
+    // every listener up.
+    let tcp = match (config.api.tcp, config.api.token.clone()) {
+        (Some(addr), Some(token)) => {
+            let tcp = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(io("binding tcp", Path::new(&addr.to_string())))?;
+            let local = tcp
+                .local_addr()
+                .map_err(io("tcp address", Path::new(&addr.to_string())))?;
+            tracing::info!(%local, "api listening on tcp");
+            // Tests bind port 0: publish the real port beside the state,
+            // whole or not at all (temp file, then rename).
+            let published = config.state_dir.join("tcp.addr");
+            let temp = config.state_dir.join(".tcp.addr.tmp");
+            std::fs::write(&temp, local.to_string())
+                .and_then(|()| std::fs::rename(&temp, &published))
+                .map_err(io("publishing the tcp address", &published))?;
+            Some((tcp, token))
+        }
+        _ => None,
+    };
     let unix = bind_unix(&config.api.socket, config.api.socket_group.as_deref()).await?;
     let state = api::AppState(sched.clone());
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -127,16 +156,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
                 .await
         });
     }
-    if let (Some(addr), Some(token)) = (config.api.tcp, config.api.token.clone()) {
-        let tcp = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(io("binding tcp", Path::new(&addr.to_string())))?;
-        let local = tcp
-            .local_addr()
-            .map_err(io("tcp address", Path::new(&addr.to_string())))?;
-        tracing::info!(%local, "api listening on tcp");
-        // Tests bind port 0: publish the real port beside the state.
-        let _ = std::fs::write(config.state_dir.join("tcp.addr"), local.to_string());
+    if let Some((tcp, token)) = tcp {
         let app = api::router_with_token(state.clone(), token);
         let stop = shutdown.clone();
         servers.spawn(async move {
