@@ -108,6 +108,14 @@ impl Layout {
     }
 }
 
+/// cgroup v1 `tasks` files, opened for writing, for the sandbox init to
+/// enter and leave the run's cgroup by (see [`Cgroup::self_attach_files`]).
+#[derive(Debug, Default)]
+pub struct SelfAttach {
+    pub join: Vec<std::fs::File>,
+    pub leave: Vec<std::fs::File>,
+}
+
 /// The limits a run's cgroup enforces.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CgroupLimits {
@@ -489,25 +497,37 @@ impl Cgroup {
         Ok(())
     }
 
-    /// On cgroup v1: the `tasks` files of the run's cgroup, opened for
-    /// writing, for the sandbox init to move *itself* (one thread, written
-    /// as "0"). The kernel then skips the global threadgroup lock that a
-    /// `cgroup.procs` write takes, which costs an RCU grace period (~10 ms)
-    /// per run. `None` on v2, where the runner writes `cgroup.procs`.
-    pub fn self_attach_files(&self) -> Result<Option<Vec<std::fs::File>>, CgroupError> {
+    /// On cgroup v1: the `tasks` files the sandbox init moves *itself* by
+    /// (one thread, written as "0"): `join`, the run's cgroup in each
+    /// hierarchy, before it creates the cgroup namespace (so everything of
+    /// the run, the init included, sees itself at that namespace's root);
+    /// `leave`, the parents, once the command's processes are gone (so the
+    /// cgroup is empty when the init reports, and can be removed without
+    /// waiting for the init's exit). A self-move through `tasks` skips the
+    /// global threadgroup lock that a `cgroup.procs` write takes, which
+    /// costs an RCU grace period (~10 ms) per run. `None` on v2, where the
+    /// runner writes `cgroup.procs`.
+    pub fn self_attach_files(&self) -> Result<Option<SelfAttach>, CgroupError> {
+        let open = |dir: &Path| {
+            let path = dir.join("tasks");
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))
+        };
         match &self.version {
             Version::V2 { .. } => Ok(None),
-            Version::V1 { dirs, .. } => dirs
-                .iter()
-                .map(|d| {
-                    let path = d.join("tasks");
-                    std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .map_err(io_err(&path))
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(Some),
+            Version::V1 { dirs, .. } => {
+                let mut files = SelfAttach::default();
+                for dir in dirs {
+                    files.join.push(open(dir)?);
+                    let parent = dir.parent().ok_or_else(|| {
+                        CgroupError::Layout(format!("{} has no parent", dir.display()))
+                    })?;
+                    files.leave.push(open(parent)?);
+                }
+                Ok(Some(files))
+            }
         }
     }
 

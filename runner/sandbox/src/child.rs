@@ -96,9 +96,12 @@ pub(crate) struct Plan {
     pub wait_for_cgroup: bool,
     pub uid: u32,
     pub gid: u32,
-    /// cgroup v1 `tasks` files the command's process writes "0" to (moving
-    /// itself, before anything else of the command runs).
-    pub cgroup_tasks: Vec<RawFd>,
+    /// cgroup v1 `tasks` files the init writes "0" to: `join`, the run's
+    /// cgroup, before it creates the cgroup namespace and forks the
+    /// command; `leave`, the parent cgroups, after the command's processes
+    /// are gone and before it reports.
+    pub cgroup_join: Vec<RawFd>,
+    pub cgroup_leave: Vec<RawFd>,
     pub cap_last: u32,
     /// Send stage timestamps (`T` lines) on the report pipe.
     pub trace: bool,
@@ -192,7 +195,11 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     // the command's processes are gone, not when the init has exited.
     // (best effort: the init runs nothing, and a failure here must not
     // leave the command running unwatched)
-    let _ = close_all_but(0, plan.report_fd);
+    let mut keep = [plan.report_fd; 4];
+    for (slot, fd) in keep[1..].iter_mut().zip(&plan.cgroup_leave) {
+        *slot = *fd;
+    }
+    let _ = close_all_but(0, &keep);
     // The init keeps no capability while the command runs; if it cannot
     // drop them it gives up, and its exit kills the whole pid namespace.
     if let Err(f) = clear_capability_sets() {
@@ -222,6 +229,12 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     // CPU time of every process of the run (the command's tree, all reaped
     // here, and the init's own) and the peak resident size of the largest,
     // from the kernel.
+    // Out of the run's cgroup (v1), so it is empty when the runner reads
+    // the status below. (best effort: if this fails the runner's removal
+    // of the cgroup kills the init, which has nothing left to do)
+    for fd in &plan.cgroup_leave {
+        let _ = nix::unistd::write(unsafe_borrow(*fd), b"0");
+    }
     let (children, own) = (sys::rusage(true), sys::rusage(false));
     let cpu_us = |u: &libc::rusage| {
         let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
@@ -240,19 +253,35 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     sys::exit_now(0)
 }
 
-/// Closes every fd from `first` on but `keep` (the cgroup tasks fds, the go
-/// pipe and any leaked fd go too). `keep` may lie below `first` (a runner
-/// started with its standard fds closed gets a low report pipe): then the
-/// whole range goes.
-fn close_all_but(first: u32, keep: RawFd) -> std::io::Result<()> {
-    let keep = u32::try_from(keep).unwrap_or(0);
-    if keep < first {
-        return sys::close_range(first, u32::MAX);
+/// Closes every fd from `first` on but those in `keep` (at most 8; the
+/// cgroup tasks fds not kept, the go pipe and any leaked fd go too). A
+/// `keep` fd may lie below `first` (a runner started with its standard fds
+/// closed gets a low report pipe): then it is not kept. Allocates nothing
+/// (the command's process runs it sharing the init's memory).
+fn close_all_but(first: u32, keep: &[RawFd]) -> std::io::Result<()> {
+    let mut sorted = [u32::MAX; 8];
+    if keep.len() > sorted.len() {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
     }
-    if keep > first {
-        sys::close_range(first, keep - 1)?;
+    for (slot, fd) in sorted.iter_mut().zip(keep) {
+        *slot = u32::try_from(*fd).unwrap_or(u32::MAX);
     }
-    sys::close_range(keep + 1, u32::MAX)
+    let sorted = &mut sorted[..keep.len()];
+    sorted.sort_unstable();
+    let mut from = first;
+    for &k in sorted.iter() {
+        if k == u32::MAX {
+            break;
+        }
+        if k < from {
+            continue;
+        }
+        if k > from {
+            sys::close_range(from, k - 1)?;
+        }
+        from = k + 1;
+    }
+    sys::close_range(from, u32::MAX)
 }
 
 fn init_setup(plan: &Plan) -> Result<(), Failure> {
@@ -281,36 +310,19 @@ fn init_setup(plan: &Plan) -> Result<(), Failure> {
     verify_cwd(&plan.workdir)?;
     stamp(plan, "init: pivoted, old root detached, cwd verified");
     // On cgroup v2 the runner moves us into the run's cgroup meanwhile; wait
-    // for it before anything is forked. Then that cgroup becomes the
-    // namespace's root. (On v1 the command's process joins the run's cgroup
-    // and creates the cgroup namespace itself: see `join_cgroup`.)
+    // for it before anything is forked. On v1 we move ourselves (one
+    // thread, through `tasks`). Then that cgroup becomes the namespace's
+    // root: the init and every process of the run see themselves at `/`.
     if plan.wait_for_cgroup {
         wait_go(plan.go_fd);
     }
-    if plan.cgroup_tasks.is_empty() {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-            .map_err(fail("namespaces", "create the cgroup namespace"))?;
-    }
-    stamp(plan, "init: cgroup namespace");
-    Ok(())
-}
-
-/// cgroup v1: the command's process moves itself into the run's cgroup
-/// (writing "0" to each `tasks` file, which skips the global threadgroup
-/// lock a `cgroup.procs` write takes), before anything else of the command
-/// runs, so everything it starts is counted; then that cgroup becomes the
-/// root of a new cgroup namespace. The init stays out of the run's cgroup,
-/// so the cgroup is empty as soon as the command's processes are gone.
-fn join_cgroup(plan: &Plan) -> Result<(), Failure> {
-    if plan.cgroup_tasks.is_empty() {
-        return Ok(());
-    }
-    for fd in &plan.cgroup_tasks {
+    for fd in &plan.cgroup_join {
         nix::unistd::write(unsafe_borrow(*fd), b"0")
-            .map_err(fail("cgroup", "move the command into the run's cgroup"))?;
+            .map_err(fail("cgroup", "move the init into the run's cgroup"))?;
     }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .map_err(fail("namespaces", "create the cgroup namespace"))?;
+    stamp(plan, "init: cgroup joined, cgroup namespace");
     Ok(())
 }
 
@@ -1055,7 +1067,6 @@ fn exec_command(plan: &Plan) -> ! {
 
 fn prepare_exec(plan: &Plan) -> Result<(), Failure> {
     stamp(plan, "command: forked");
-    join_cgroup(plan)?;
     nix::unistd::setsid().map_err(fail("exec", "start a new session"))?;
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(fail("exec", "set the parent-death signal"))?;
@@ -1075,7 +1086,7 @@ fn prepare_exec(plan: &Plan) -> Result<(), Failure> {
     }
     // Every fd above 2 is closed, leaked ones included; the report pipe is
     // close-on-exec and disappears at exec.
-    close_all_but(3, plan.report_fd).map_err(fail("exec", "close inherited fds"))?;
+    close_all_but(3, &[plan.report_fd]).map_err(fail("exec", "close inherited fds"))?;
     sys::set_cloexec(plan.report_fd).map_err(fail("exec", "mark the report pipe close-on-exec"))?;
     stamp(plan, "command: streams, fds closed");
     for rl in &plan.rlimits {
@@ -1100,4 +1111,61 @@ fn apply_rlimit(rl: &Rlimit) -> Result<(), Failure> {
     let soft = rl.soft.min(hard);
     sys::setrlimit(rl.resource, soft, hard)
         .map_err(fail("rlimits", format!("set rlimit {}", rl.resource)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::close_all_but;
+
+    fn is_open(fd: i32) -> bool {
+        // SAFETY: F_GETFD only reads the descriptor's flags.
+        unsafe { libc::fcntl(fd, libc::F_GETFD) != -1 }
+    }
+
+    /// What the init keeps through its fd sweep (the report pipe and the
+    /// cgroup `tasks` fds it leaves by) stays open, everything else from
+    /// `first` on is closed, fds below `first` are untouched.
+    #[test]
+    fn close_all_but_keeps_exactly_the_listed_fds() {
+        // In a forked child: the sweep would close the test harness's fds.
+        // SAFETY: the child only makes async-signal-safe system calls
+        // (open, dup2, close_range, fcntl, _exit) and sorts a stack array.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let code = (|| {
+                // SAFETY: a NUL-terminated path; the fd is ours.
+                let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+                for n in 100..=110 {
+                    // SAFETY: dup2 onto free numbers in this child.
+                    if unsafe { libc::dup2(null, n) } != n {
+                        return 2;
+                    }
+                }
+                if close_all_but(100, &[107, 103, 103, 50, -1]).is_err() {
+                    return 3;
+                }
+                for n in 100..=110 {
+                    if is_open(n) != (n == 103 || n == 107) {
+                        return 10 + (n - 100);
+                    }
+                }
+                if !is_open(null) && null < 100 {
+                    return 4;
+                }
+                if close_all_but(100, &[1; 9]).is_ok() {
+                    return 5;
+                }
+                0
+            })();
+            // SAFETY: leaves the forked child without running the harness's
+            // atexit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: waits for the child forked above.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status), "child died: {status}");
+        assert_eq!(libc::WEXITSTATUS(status), 0, "see the codes in the test");
+    }
 }

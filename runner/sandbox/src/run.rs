@@ -297,7 +297,8 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
         wait_for_cgroup: false,
         uid,
         gid,
-        cgroup_tasks: Vec::new(),
+        cgroup_join: Vec::new(),
+        cgroup_leave: Vec::new(),
         cap_last,
         trace: crate::trace::enabled(),
     })
@@ -439,7 +440,8 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         }
     };
     if let Some(files) = &self_attach {
-        plan.cgroup_tasks = files.iter().map(AsRawFd::as_raw_fd).collect();
+        plan.cgroup_join = files.join.iter().map(AsRawFd::as_raw_fd).collect();
+        plan.cgroup_leave = files.leave.iter().map(AsRawFd::as_raw_fd).collect();
     }
     let runner_attaches = cgroup.is_some() && self_attach.is_none();
     plan.wait_for_cgroup = runner_attaches;

@@ -335,6 +335,15 @@ fn suite(args: &SuiteArgs) -> Vec<Value> {
         cg.lines().all(|l| l.ends_with(":/")),
         cg.replace('\n', " "),
     ));
+    // The init too: it is in the run's cgroup when the namespace is made,
+    // so its path does not reveal where the run's cgroup sits on the host
+    // (a `/..` here would name the host-side parent).
+    let init_cg = std::fs::read_to_string("/proc/1/cgroup").unwrap_or_default();
+    out.push(check(
+        "cgroup.init-at-root",
+        !init_cg.is_empty() && init_cg.lines().all(|l| l.ends_with(":/")),
+        init_cg.replace('\n', " "),
+    ));
     let core = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_CORE);
     out.push(check(
         "rlimit.no-core-dumps",

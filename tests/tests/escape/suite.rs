@@ -44,6 +44,7 @@ const REQUIRED_CHECKS: &[&str] = &[
     "pid.init-survives-signals",
     "uts.own-hostname",
     "cgroup.namespace",
+    "cgroup.init-at-root",
     "rlimit.no-core-dumps",
 ];
 
