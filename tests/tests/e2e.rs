@@ -14,6 +14,7 @@
 //! - `quickstart`: `cloister-runner quickstart --json`
 
 mod e2e {
+    mod artifacts;
     mod concurrency;
     mod harness;
     mod image;

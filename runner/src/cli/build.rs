@@ -2,6 +2,7 @@
 //! (with a progress line on a TTY), exit with the build's status and print
 //! where the artifacts and their provenance are.
 
+use super::artifacts::copy_out;
 use super::common::{Connect, fail};
 use crate::client::Endpoint;
 use crate::job::spec::{JobLimits, JobSpec, Source, Vendor};
@@ -233,52 +234,6 @@ pub async fn submit_and_follow(
         );
     }
     Ok(record)
-}
-
-/// Downloads the artifacts and provenance files into `dir` through the API
-/// (the daemon's state directory need not be readable by the client), and
-/// points the record's paths at the copies.
-pub async fn copy_out(ep: &Endpoint, record: &mut JobRecord, dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let id = record.id.clone();
-    if let Some(result) = &mut record.result {
-        for a in &mut result.artifacts {
-            for p in [&mut a.path, &mut a.provenance, &mut a.bundle] {
-                let src = PathBuf::from(&*p);
-                let name = src
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .ok_or_else(|| anyhow::anyhow!("artifact path {p} has no name"))?
-                    .to_string();
-                let path = format!("/v1/jobs/{id}/artifacts/{name}");
-                let resp = ep.send(hyper::Method::GET, &path, None).await?;
-                let status = resp.status();
-                let executable = resp
-                    .headers()
-                    .get("x-cloister-executable")
-                    .is_some_and(|v| v == "true");
-                let bytes = http_body_util::BodyExt::collect(resp.into_body())
-                    .await?
-                    .to_bytes();
-                if !status.is_success() {
-                    anyhow::bail!(
-                        "{path}: {status}: {}",
-                        String::from_utf8_lossy(&bytes).trim()
-                    );
-                }
-                let dest = dir.join(&name);
-                let tmp = dir.join(format!(".{name}.part"));
-                std::fs::write(&tmp, &bytes)
-                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", tmp.display()))?;
-                use std::os::unix::fs::PermissionsExt;
-                let mode = if executable { 0o755 } else { 0o644 };
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-                std::fs::rename(&tmp, &dest)?;
-                *p = dest.display().to_string();
-            }
-        }
-    }
-    Ok(())
 }
 
 pub fn exec(args: Args) -> ExitCode {

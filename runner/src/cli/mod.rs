@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod artifacts;
 mod build;
 mod cancel;
 mod common;
@@ -50,6 +51,8 @@ enum Command {
     Logs(logs::Args),
     /// Cancel a queued or running job.
     Cancel(cancel::Args),
+    /// Download a succeeded job's artifacts and provenance (digest-checked).
+    Artifacts(artifacts::Args),
     /// Start both daemons on embedded defaults, build repo A, verify its provenance.
     Quickstart(quickstart::Args),
 }
@@ -68,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::Jobs(args) => jobs::exec(args),
         Command::Logs(args) => logs::exec(args),
         Command::Cancel(args) => cancel::exec(args),
+        Command::Artifacts(args) => artifacts::exec(args),
         Command::Quickstart(args) => quickstart::exec(args),
     }
 }

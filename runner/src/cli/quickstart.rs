@@ -6,7 +6,8 @@
 //! prints the verdict and stops both daemons. With `--json` the last stdout
 //! line is `{"verified", "artifact", "provenance", "bundle", "publicKey"}`.
 
-use super::build::{copy_out, submit_and_follow};
+use super::artifacts::copy_out;
+use super::build::submit_and_follow;
 use crate::job::spec::{JobLimits, JobSpec, Source, Vendor};
 use crate::job::store::JobState;
 use crate::stack::{self, Stack, StackOptions};

@@ -314,21 +314,24 @@ async fn artifact(
             format!("job {id} has no file {name:?}"),
         ));
     };
-    let meta = tokio::fs::metadata(&path)
+    // Streamed from the open file (its size and mode taken from it too): an
+    // artifact of any size costs the daemon one buffer, not its length.
+    let file = tokio::fs::File::open(&path)
         .await
         .map_err(AppError::internal)?;
-    let bytes = tokio::fs::read(&path).await.map_err(AppError::internal)?;
+    let meta = file.metadata().await.map_err(AppError::internal)?;
     use std::os::unix::fs::PermissionsExt;
     let executable = is_artifact && meta.permissions().mode() & 0o100 != 0;
     Ok((
         [
-            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, meta.len().to_string()),
             (
                 header::HeaderName::from_static("x-cloister-executable"),
-                if executable { "true" } else { "false" },
+                executable.to_string(),
             ),
         ],
-        Body::from(bytes),
+        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024)),
     )
         .into_response())
 }
