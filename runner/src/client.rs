@@ -113,17 +113,51 @@ impl Endpoint {
         }
     }
 
+    /// [`Self::send`] where a non-2xx answer is an error carrying the
+    /// body's text (the JSON error's message when there is one); the body of
+    /// a 2xx answer is left to the caller to stream.
+    pub async fn send_ok(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let resp = self.send(method, path, body).await?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let body = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| {
+                v.get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+        Err(ClientError::Status {
+            endpoint: self.to_string(),
+            status,
+            body,
+        })
+    }
+
     /// Sends one request and reads the whole body; non-2xx is an error
-    /// carrying the body's text.
+    /// (see [`Self::send_ok`]).
     pub async fn call(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Bytes, ClientError> {
-        let resp = self.send(method, path, body).await?;
-        let status = resp.status();
-        let bytes = resp
+        let resp = self.send_ok(method, path, body).await?;
+        Ok(resp
             .into_body()
             .collect()
             .await
@@ -131,25 +165,7 @@ impl Endpoint {
                 endpoint: self.to_string(),
                 source,
             })?
-            .to_bytes();
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&bytes);
-            // Prefer the JSON error's message when there is one.
-            let body = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| {
-                    v.get("message")
-                        .and_then(|m| m.as_str())
-                        .map(str::to_string)
-                })
-                .unwrap_or_else(|| text.trim().to_string());
-            return Err(ClientError::Status {
-                endpoint: self.to_string(),
-                status,
-                body,
-            });
-        }
-        Ok(bytes)
+            .to_bytes())
     }
 
     /// [`Self::call`] decoding a JSON answer.

@@ -141,20 +141,12 @@ async fn stream_to(
     expected: Option<&str>,
 ) -> anyhow::Result<bool> {
     use http_body_util::BodyExt as _;
-    let resp = ep.send(hyper::Method::GET, path, None).await?;
-    let status = resp.status();
+    let resp = ep.send_ok(hyper::Method::GET, path, None).await?;
     let executable = resp
         .headers()
         .get("x-cloister-executable")
         .is_some_and(|v| v == "true");
     let mut body = resp.into_body();
-    if !status.is_success() {
-        let bytes = body.collect().await?.to_bytes();
-        anyhow::bail!(
-            "{path}: {status}: {}",
-            String::from_utf8_lossy(&bytes).trim()
-        );
-    }
     let mut file = tokio::fs::File::create(part)
         .await
         .map_err(|e| anyhow::anyhow!("writing {}: {e}", part.display()))?;

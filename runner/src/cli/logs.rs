@@ -26,25 +26,7 @@ pub async fn stream(
     out: &mut dyn FnMut(&[u8]),
 ) -> Result<(), crate::client::ClientError> {
     let path = format!("/v1/jobs/{job}/logs?follow={follow}");
-    let resp = ep.send(hyper::Method::GET, &path, None).await?;
-    let status = resp.status();
-    if !status.is_success() {
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        return Err(crate::client::ClientError::Status {
-            endpoint: ep.to_string(),
-            status,
-            body: message,
-        });
-    }
+    let resp = ep.send_ok(hyper::Method::GET, &path, None).await?;
     let mut body = resp.into_body();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|source| crate::client::ClientError::Http {
