@@ -335,22 +335,16 @@ pub async fn verify(
                 .verify(p.get().as_bytes(), &trusted, &req, include),
         ),
         None => {
-            let rows = state
+            let envelopes = state
                 .storage
-                .find_attestations(
-                    &AttestationFilter::Subject(req.artifact_digest.clone()),
-                    &Page {
-                        limit: STORE_CANDIDATES,
-                        before: None,
-                    },
-                )
+                .find_envelopes(&req.artifact_digest, STORE_CANDIDATES)
                 .await?;
             let mut first_failure = None;
             let mut verified = None;
-            for row in rows {
+            for envelope in envelopes {
                 let v = state
                     .verdicts
-                    .verify(row.envelope.as_bytes(), &trusted, &req, include);
+                    .verify(envelope.as_bytes(), &trusted, &req, include);
                 if v.verified {
                     verified = Some(v);
                     break;

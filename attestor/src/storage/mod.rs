@@ -237,6 +237,10 @@ pub trait Storage: Send + Sync + 'static {
         filter: &AttestationFilter,
         page: &Page,
     ) -> Result<Vec<AttestationRow>, StorageError>;
+    /// The envelopes (only) of the newest `limit` attestations with a
+    /// subject of this digest, newest first: what `POST /v1/verify` without
+    /// provenance checks, without the bundles and subjects it does not need.
+    async fn find_envelopes(&self, digest: &str, limit: u32) -> Result<Vec<String>, StorageError>;
 
     /// Commits a batch of usage events in one durable transaction (see the
     /// module invariants). Records older than `replay_since_ms` no longer

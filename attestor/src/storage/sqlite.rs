@@ -296,6 +296,19 @@ impl Storage for SqliteStorage {
         Ok(())
     }
 
+    async fn find_envelopes(&self, digest: &str, limit: u32) -> Result<Vec<String>, StorageError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT a.envelope FROM attestations a WHERE a.id IN \
+             (SELECT attestation_id FROM attestation_subjects WHERE digest = ?1) \
+             ORDER BY a.id DESC LIMIT ?2",
+        )
+        .bind(digest)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(e,)| e).collect())
+    }
+
     async fn find_attestations(
         &self,
         filter: &AttestationFilter,

@@ -219,6 +219,25 @@ async fn attestations_are_found_by_subject_repo_and_builder_with_paging(b: Backe
         .await
         .unwrap();
     assert_eq!(shared.len(), 4);
+
+    // The envelopes alone, newest first, as verification by digest reads them.
+    assert_eq!(
+        s.find_envelopes(&d1, 2).await.unwrap(),
+        [r#"{"n":2}"#, r#"{"n":1}"#]
+    );
+    assert_eq!(
+        s.find_envelopes(&format!("sha256:{}", "b".repeat(64)), 10)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    assert!(
+        s.find_envelopes(&format!("sha256:{}", "9".repeat(64)), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn usage_generated_keys_always_count(b: Backend) {
