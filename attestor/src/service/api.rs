@@ -32,7 +32,6 @@ use cloister_attestor_core::verify::{
 use http_body_util::BodyExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -202,12 +201,7 @@ pub async fn metered(
 
 /// SHA-256 hex of a request's identifying bytes.
 pub fn request_hash(parts: &[&[u8]]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update((p.len() as u64).to_be_bytes());
-        h.update(p);
-    }
-    hex::encode(h.finalize())
+    hex::encode(super::framed_sha256(parts.iter().copied()))
 }
 
 // ---------------------------------------------------------------- verify
@@ -745,6 +739,19 @@ mod tests {
         assert!(!is_sha256_digest(&format!("sha256:{}", "A".repeat(64))));
         assert!(!is_sha256_digest(&format!("sha512:{h}")));
         assert!(!is_sha256_digest("sha256:abc"));
+    }
+
+    /// The stored request hash keeps its format (idempotency records
+    /// written before a restart or an upgrade are compared with it): each
+    /// part framed by its u64 big-endian length (value from Python's
+    /// hashlib over the same framing).
+    #[test]
+    fn request_hash_format_is_fixed() {
+        assert_eq!(
+            request_hash(&[b"POST /v1/verify", b"{}"]),
+            "fe0d545a6b03b2ef557c2b7469fcb754de2cdf5d06df94fbfe4c71dd7ee5d812"
+        );
+        assert_ne!(request_hash(&[b"ab", b"c"]), request_hash(&[b"a", b"bc"]));
     }
 
     #[test]

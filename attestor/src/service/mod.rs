@@ -27,6 +27,20 @@ use std::time::{Duration, Instant};
 
 pub mod api;
 pub mod auth;
+
+/// SHA-256 over `parts`, each framed by its length (u64, big-endian), so no
+/// two different part lists hash alike: the verdict cache's key, the trusted
+/// set's fingerprint and the stored request hash (whose format this fixes:
+/// it is compared across restarts).
+pub fn framed_sha256<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    h.finalize().into()
+}
 pub mod clock;
 pub mod error;
 pub mod metering;
@@ -156,14 +170,10 @@ impl TrustedSet {
     pub fn new(keys: Vec<PublicKey>, generation: u64, next_expiry_ms: Option<i64>) -> Self {
         let mut ids: Vec<&str> = keys.iter().map(|k| k.keyid()).collect();
         ids.sort_unstable();
-        let mut h = <sha2::Sha256 as sha2::Digest>::new();
-        for id in ids {
-            sha2::Digest::update(&mut h, (id.len() as u64).to_be_bytes());
-            sha2::Digest::update(&mut h, id.as_bytes());
-        }
+        let fingerprint = framed_sha256(ids.iter().map(|id| id.as_bytes()));
         Self {
             keys,
-            fingerprint: sha2::Digest::finalize(h).into(),
+            fingerprint,
             generation,
             next_expiry_ms,
             stamp: None,

@@ -19,7 +19,6 @@
 
 use super::TrustedSet;
 use cloister_attestor_core::verify::{Verdict, VerifyOptions, VerifyRequest, verify_with};
-use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -138,14 +137,11 @@ fn cache_key(
     req: &VerifyRequest,
     include_statement: bool,
 ) -> Key {
-    let mut h = Sha256::new();
-    let mut part = |b: &[u8]| {
-        h.update((b.len() as u64).to_be_bytes());
-        h.update(b);
-    };
-    part(provenance);
-    part(req.artifact_digest.as_bytes());
-    part(req.source_uri.as_bytes());
+    let mut parts: Vec<&[u8]> = vec![
+        provenance,
+        req.artifact_digest.as_bytes(),
+        req.source_uri.as_bytes(),
+    ];
     // Optional fields: a presence byte, then the value.
     for f in [
         &req.source_tag,
@@ -154,16 +150,13 @@ fn cache_key(
         &req.builder_id,
     ] {
         match f {
-            None => part(&[0]),
-            Some(v) => {
-                part(&[1]);
-                part(v.as_bytes());
-            }
+            None => parts.push(&[0]),
+            Some(v) => parts.extend([&[1u8][..], v.as_bytes()]),
         }
     }
-    part(&trusted.fingerprint);
-    part(&[u8::from(include_statement)]);
-    h.finalize().into()
+    parts.push(&trusted.fingerprint);
+    parts.push(if include_statement { &[1] } else { &[0] });
+    super::framed_sha256(parts)
 }
 
 #[cfg(test)]
