@@ -27,6 +27,16 @@ use std::time::{Duration, Instant};
 
 pub mod api;
 pub mod auth;
+pub mod clock;
+pub mod error;
+pub mod metering;
+pub mod metrics;
+pub mod openapi;
+pub mod ops;
+pub mod ratelimit;
+pub mod server;
+pub mod sign;
+pub mod verdicts;
 
 /// SHA-256 over `parts`, each framed by its length (u64, big-endian), so no
 /// two different part lists hash alike: the verdict cache's key, the trusted
@@ -41,16 +51,6 @@ pub fn framed_sha256<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> [u8; 32] 
     }
     h.finalize().into()
 }
-pub mod clock;
-pub mod error;
-pub mod metering;
-pub mod metrics;
-pub mod openapi;
-pub mod ops;
-pub mod ratelimit;
-pub mod server;
-pub mod sign;
-pub mod verdicts;
 
 pub use error::AppError;
 

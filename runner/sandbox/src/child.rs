@@ -195,11 +195,7 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     // the command's processes are gone, not when the init has exited.
     // (best effort: the init runs nothing, and a failure here must not
     // leave the command running unwatched)
-    let mut keep = [plan.report_fd; 4];
-    for (slot, fd) in keep[1..].iter_mut().zip(&plan.cgroup_leave) {
-        *slot = *fd;
-    }
-    let _ = close_all_but(0, &keep);
+    let _ = close_all_but(0, &[&[plan.report_fd][..], &plan.cgroup_leave].concat());
     // The init keeps no capability while the command runs; if it cannot
     // drop them it gives up, and its exit kills the whole pid namespace.
     if let Err(f) = clear_capability_sets() {
@@ -226,15 +222,13 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     let _ = sys::kill(-1, libc::SIGKILL);
     // (until ECHILD: none left)
     while let Ok(_) | Err(nix::errno::Errno::EINTR) = waitpid(Pid::from_raw(-1), None) {}
-    // CPU time of every process of the run (the command's tree, all reaped
-    // here, and the init's own) and the peak resident size of the largest,
-    // from the kernel.
     // Out of the run's cgroup (v1), so it is empty when the runner reads
     // the status below. (best effort: if this fails the runner's removal
     // of the cgroup kills the init, which has nothing left to do)
-    for fd in &plan.cgroup_leave {
-        let _ = nix::unistd::write(unsafe_borrow(*fd), b"0");
-    }
+    let _ = move_self(&plan.cgroup_leave);
+    // CPU time of every process of the run (the command's tree, all reaped
+    // here, and the init's own) and the peak resident size of the largest,
+    // from the kernel.
     let (children, own) = (sys::rusage(true), sys::rusage(false));
     let cpu_us = |u: &libc::rusage| {
         let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
@@ -316,13 +310,19 @@ fn init_setup(plan: &Plan) -> Result<(), Failure> {
     if plan.wait_for_cgroup {
         wait_go(plan.go_fd);
     }
-    for fd in &plan.cgroup_join {
-        nix::unistd::write(unsafe_borrow(*fd), b"0")
-            .map_err(fail("cgroup", "move the init into the run's cgroup"))?;
-    }
+    move_self(&plan.cgroup_join).map_err(fail("cgroup", "move the init into the run's cgroup"))?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .map_err(fail("namespaces", "create the cgroup namespace"))?;
     stamp(plan, "init: cgroup joined, cgroup namespace");
+    Ok(())
+}
+
+/// Moves the calling thread (the whole init: it has one) into the cgroup
+/// of each v1 `tasks` file in `tasks_fds`.
+fn move_self(tasks_fds: &[RawFd]) -> nix::Result<()> {
+    for fd in tasks_fds {
+        nix::unistd::write(unsafe_borrow(*fd), b"0")?;
+    }
     Ok(())
 }
 

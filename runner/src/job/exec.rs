@@ -231,6 +231,15 @@ impl Executor {
         let mut snapshots = Vec::new();
         let mut mounts = Vec::new();
         let mut pins = Vec::new();
+        // What vendor paths must stay inside, resolved once per job: the
+        // workspace, and the operator's roots when a host path is named.
+        let canonical_workspace = tokio::fs::canonicalize(&workspace).await?;
+        let mut canonical_roots = Vec::new();
+        if spec.vendor.iter().any(|v| v.path.is_absolute()) {
+            for root in &cfg.vendor_roots {
+                canonical_roots.push(tokio::fs::canonicalize(root).await?);
+            }
+        }
         for v in &spec.vendor {
             let from = if v.path.is_absolute() {
                 v.path.clone()
@@ -256,15 +265,9 @@ impl Executor {
             let (real, root_id) = open_checked_dir(&from)
                 .map_err(|e| Fail(format!("vendor {}: {e}", v.path.display())))?;
             let allowed = if v.path.is_absolute() {
-                let mut ok = false;
-                for root in &cfg.vendor_roots {
-                    if real.starts_with(tokio::fs::canonicalize(root).await?) {
-                        ok = true;
-                    }
-                }
-                ok
+                canonical_roots.iter().any(|root| real.starts_with(root))
             } else {
-                real.starts_with(tokio::fs::canonicalize(&workspace).await?)
+                real.starts_with(&canonical_workspace)
             };
             if !allowed {
                 return Err(Fail(if v.path.is_absolute() {
