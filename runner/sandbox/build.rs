@@ -9,6 +9,9 @@
 
 // (the errors are only printed with Debug here)
 #[allow(dead_code)]
+#[path = "src/bpf.rs"]
+mod bpf;
+#[allow(dead_code)]
 #[path = "src/derive.rs"]
 mod derive;
 
@@ -32,6 +35,26 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
 
 fn stem(p: &Path) -> String {
     p.file_stem().unwrap().to_string_lossy().into_owned()
+}
+
+/// A built-in policy's merged program must decide every probe call as the
+/// stack it was merged from (`bpf::first_difference`); a difference fails
+/// the build rather than ship.
+fn check_merge(
+    file: &Path,
+    text: &str,
+    arch: seccompiler::TargetArch,
+    programs: &[Vec<seccompiler::sock_filter>],
+) {
+    let (_, stack) = derive::compile_stack(text, arch).unwrap();
+    if let [merged] = programs {
+        if let Some((call, a)) = bpf::first_difference(&stack, merged, derive::audit_arch(arch)) {
+            panic!(
+                "{}: the merged seccomp program differs from its stack on {call:?} (arch {a:#x})",
+                file.display()
+            );
+        }
+    }
 }
 
 fn main() {
@@ -70,6 +93,7 @@ fn main() {
         let text = std::fs::read_to_string(&file).unwrap();
         match derive::compile_policy(&text, arch.unwrap()) {
             Ok((digest, programs)) => {
+                check_merge(&file, &text, arch.unwrap(), &programs);
                 writeln!(
                     out,
                     "    Policy {{ name: {:?}, text: include_str!({:?}), digest: {digest:?}, programs: &[",

@@ -9,8 +9,10 @@
 //! promised denial, still happens at every load.
 //!
 //! This file must only use crates that are build dependencies too
-//! (serde_json, sha2, hex, seccompiler, oci-spec) and nothing of the crate.
+//! (serde_json, sha2, hex, seccompiler, oci-spec) and nothing of the crate
+//! but `bpf` (which `build.rs` includes as well).
 
+use crate::bpf::{self, DATA_ARCH, DATA_NR, JMP_JEQ_K, JMP_JGE_K, LD_W_ABS, RET_K};
 use seccompiler::{BpfProgram, TargetArch};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -129,10 +131,24 @@ pub enum PolicyTextError {
     Compile(String),
 }
 
-/// A policy's digest (sha256 of its canonical JSON) and its compiled
-/// programs, in install order (sorted by filter name, so the same text
-/// always gives the same filter stack).
+/// A policy's digest (sha256 of its canonical JSON) and the programs to
+/// install: the stack of [`compile_stack`] merged into one program
+/// (`bpf::merge`), or the stack itself where the merge does not apply.
 pub fn compile_policy(
+    json: &str,
+    arch: TargetArch,
+) -> Result<(String, Vec<BpfProgram>), PolicyTextError> {
+    let (digest, stack) = compile_stack(json, arch)?;
+    Ok(match bpf::merge(&stack, audit_arch(arch)) {
+        Some(merged) => (digest, vec![merged]),
+        None => (digest, stack),
+    })
+}
+
+/// A policy's digest and its filter stack as seccompiler compiles it, in
+/// install order (sorted by filter name, so the same text always gives the
+/// same stack), the x32 guard last.
+pub fn compile_stack(
     json: &str,
     arch: TargetArch,
 ) -> Result<(String, Vec<BpfProgram>), PolicyTextError> {
@@ -144,8 +160,35 @@ pub fn compile_policy(
         .map_err(|e| PolicyTextError::Compile(e.to_string()))?;
     let mut names: Vec<&String> = map.keys().collect();
     names.sort();
-    let programs = names.into_iter().map(|n| map[n].clone()).collect();
+    let mut programs: Vec<BpfProgram> = names.into_iter().map(|n| map[n].clone()).collect();
+    programs.extend(x32_guard(arch));
     Ok((digest, programs))
+}
+
+/// The AUDIT_ARCH value seccomp reports for `arch`.
+pub fn audit_arch(arch: TargetArch) -> u32 {
+    match arch {
+        TargetArch::x86_64 => 0xc000_003e,
+        TargetArch::aarch64 => 0xc000_00b7,
+        TargetArch::riscv64 => 0xc000_00f3,
+    }
+}
+
+/// x86_64 only: deny (EPERM) any call whose number has the x32 bit set.
+pub fn x32_guard(arch: TargetArch) -> Option<BpfProgram> {
+    if arch != TargetArch::x86_64 {
+        return None;
+    }
+    let stmt = bpf::stmt;
+    let jump = bpf::jump;
+    Some(vec![
+        stmt(LD_W_ABS, DATA_ARCH),
+        jump(JMP_JEQ_K, audit_arch(arch), 0, 3),
+        stmt(LD_W_ABS, DATA_NR),
+        jump(JMP_JGE_K, 0x4000_0000, 0, 1),
+        stmt(RET_K, bpf::RET_ERRNO | 1), // EPERM
+        stmt(RET_K, bpf::RET_ALLOW),
+    ])
 }
 
 /// Refuses a filter that gives one syscall both an unconditional rule and

@@ -7,6 +7,7 @@
 //! [`SandboxSpec`] (what to run), [`run`] → [`Outcome`], [`IsolationFacts`]
 //! (what provenance records about the isolation).
 
+mod bpf;
 pub mod cgroup;
 mod child;
 mod derive;

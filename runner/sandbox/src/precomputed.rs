@@ -18,8 +18,8 @@ pub(crate) struct Profile {
     pub digest: &'static str,
 }
 
-/// A built-in seccomp policy: its text, digest and programs in install
-/// order (the x32 guard is not among them; it is added at load).
+/// A built-in seccomp policy: its text, digest and the programs to install
+/// (`derive::compile_policy`: the x32 guard added, the stack merged).
 pub(crate) struct Policy {
     #[cfg_attr(not(test), allow(dead_code))]
     pub name: &'static str,

@@ -5,16 +5,22 @@
 //! [`evaluate`]) against every call the sandbox promises to deny: a policy
 //! that lets one of them through is refused, never installed.
 //!
-//! Besides the file's filters the sandbox always installs one more, written
-//! here because seccompiler's rules match on syscall numbers only: on x86_64
-//! it denies every x32-ABI call (numbers with bit 30 set), which would
-//! otherwise reach the same kernel entry points under different numbers.
+//! Besides the file's filters the sandbox always adds one more
+//! (`derive::x32_guard`), because seccompiler's rules match on syscall
+//! numbers only: on x86_64 it denies every x32-ABI call (numbers with bit 30
+//! set), which would otherwise reach the same kernel entry points under
+//! different numbers. The whole stack is then merged into one program that
+//! searches the syscall number instead of walking a chain (`bpf::merge`); it
+//! is that program that is checked and installed.
 
+use crate::bpf::{self, RET_ACTION_FULL, RET_ALLOW, RET_DATA, RET_ERRNO};
 use crate::derive::{self, PolicyTextError};
 use crate::precomputed;
 use crate::profile::search_dirs;
-use seccompiler::{BpfProgram, TargetArch, sock_filter};
+use seccompiler::{BpfProgram, TargetArch};
 use std::path::{Path, PathBuf};
+
+pub use crate::bpf::Call;
 
 pub(crate) const EMBEDDED: &[(&str, &str)] = &[(
     "default",
@@ -64,22 +70,6 @@ pub struct SeccompPolicy {
     programs: Vec<BpfProgram>,
 }
 
-/// The system-call arguments a filter sees.
-#[derive(Debug, Clone, Copy)]
-pub struct Call {
-    pub nr: i64,
-    pub args: [u64; 6],
-}
-
-impl Call {
-    /// A call with the given number and arguments (the rest zero).
-    pub fn new(nr: i64, args: &[u64]) -> Call {
-        let mut a = [0u64; 6];
-        a[..args.len()].copy_from_slice(args);
-        Call { nr, args: a }
-    }
-}
-
 impl SeccompPolicy {
     /// Loads a policy by name (`seccomp/<name>.json` under the profile search
     /// directories, then the built-in copy) or by path.
@@ -110,21 +100,18 @@ impl SeccompPolicy {
         }
     }
 
-    /// Parses, compiles and checks a policy. A built-in policy's text (the
-    /// same bytes) takes the digest and programs the build derived from it
-    /// (`precomputed`); the compiled filters are evaluated against every
-    /// promised denial either way.
+    /// Parses, compiles (the x32 guard added, the stack merged) and checks a
+    /// policy. A built-in policy's text (the same bytes) takes the digest and
+    /// programs the build derived from it (`precomputed`); the programs are
+    /// evaluated against every promised denial either way.
     pub fn parse(name: &str, json: &str) -> Result<SeccompPolicy, PolicyError> {
-        let (digest, mut programs) = match precomputed::policy(json) {
+        let (digest, programs) = match precomputed::policy(json) {
             Some(p) => (
                 p.digest.to_string(),
                 p.programs.iter().map(|prog| prog.to_vec()).collect(),
             ),
             None => derive::compile_policy(json, target_arch()?).map_err(PolicyError::from)?,
         };
-        if let Some(guard) = x32_guard() {
-            programs.push(guard);
-        }
         Self::checked(name, digest, programs)
     }
 
@@ -164,17 +151,7 @@ impl SeccompPolicy {
     /// every program runs and the most restrictive verdict wins (kill, then
     /// errno, then allow); among equal ones the last installed wins.
     pub fn evaluate(&self, call: &Call) -> Verdict {
-        let mut best: Option<u32> = None;
-        for prog in &self.programs {
-            let ret = evaluate(prog, call);
-            let rank = |r: u32| action_rank(r & SECCOMP_RET_ACTION_FULL);
-            best = match best {
-                None => Some(ret),
-                Some(b) if rank(ret) <= rank(b) => Some(ret),
-                Some(b) => Some(b),
-            };
-        }
-        verdict(best.unwrap_or(SECCOMP_RET_ALLOW))
+        verdict(bpf::evaluate_stack(&self.programs, call, audit_arch()))
     }
 
     fn check(&self) -> Result<(), PolicyError> {
@@ -204,33 +181,13 @@ impl From<PolicyTextError> for PolicyError {
     }
 }
 
-const SECCOMP_RET_ACTION_FULL: u32 = 0xffff_0000;
-const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
-const SECCOMP_RET_KILL_THREAD: u32 = 0x0000_0000;
-const SECCOMP_RET_TRAP: u32 = 0x0003_0000;
-const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
-const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
-const SECCOMP_RET_DATA: u32 = 0x0000_ffff;
 const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
-
-fn action_rank(action: u32) -> u32 {
-    // Lower is more restrictive, as in the kernel's seccomp_run_filters.
-    match action {
-        SECCOMP_RET_KILL_PROCESS => 0,
-        SECCOMP_RET_KILL_THREAD => 1,
-        SECCOMP_RET_TRAP => 2,
-        SECCOMP_RET_ERRNO => 3,
-        SECCOMP_RET_ALLOW => 10,
-        _ => 5,
-    }
-}
 
 fn verdict(ret: u32) -> Verdict {
-    match ret & SECCOMP_RET_ACTION_FULL {
-        SECCOMP_RET_ALLOW => Verdict::Allow,
-        SECCOMP_RET_ERRNO => Verdict::Errno(ret & SECCOMP_RET_DATA),
-        SECCOMP_RET_KILL_PROCESS | SECCOMP_RET_KILL_THREAD => Verdict::Kill,
+    match ret & RET_ACTION_FULL {
+        RET_ALLOW => Verdict::Allow,
+        RET_ERRNO => Verdict::Errno(ret & RET_DATA),
+        bpf::RET_KILL_PROCESS | bpf::RET_KILL_THREAD => Verdict::Kill,
         other => Verdict::Other(other),
     }
 }
@@ -240,120 +197,9 @@ fn target_arch() -> Result<TargetArch, PolicyError> {
         .map_err(|_| PolicyError::Arch(std::env::consts::ARCH))
 }
 
+/// The running architecture's AUDIT_ARCH value.
 fn audit_arch() -> u32 {
-    match std::env::consts::ARCH {
-        "x86_64" => AUDIT_ARCH_X86_64,
-        "aarch64" => 0xc000_00b7,
-        _ => 0xc000_00f3, // riscv64
-    }
-}
-
-fn stmt(code: u16, k: u32) -> sock_filter {
-    sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    }
-}
-
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
-    sock_filter { code, jt, jf, k }
-}
-
-const BPF_LD_W_ABS: u16 = 0x20;
-const BPF_JMP_JEQ_K: u16 = 0x15;
-const BPF_JMP_JGE_K: u16 = 0x35;
-const BPF_RET_K: u16 = 0x06;
-
-/// x86_64 only: deny (EPERM) any call whose number has the x32 bit set.
-fn x32_guard() -> Option<BpfProgram> {
-    if std::env::consts::ARCH != "x86_64" {
-        return None;
-    }
-    Some(vec![
-        stmt(BPF_LD_W_ABS, 4), // seccomp_data.arch
-        jump(BPF_JMP_JEQ_K, AUDIT_ARCH_X86_64, 0, 3),
-        stmt(BPF_LD_W_ABS, 0), // seccomp_data.nr
-        jump(BPF_JMP_JGE_K, X32_SYSCALL_BIT, 0, 1),
-        stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::EPERM as u32),
-        stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
-    ])
-}
-
-/// Runs one classic-BPF seccomp program over `call` (native architecture)
-/// and returns its raw return value. Supports the instructions seccomp
-/// filters use (absolute word loads, ALU with constants, conditional and
-/// unconditional jumps, returns); anything else evaluates to kill, which makes
-/// a policy check fail loudly rather than pass.
-pub fn evaluate(prog: &[sock_filter], call: &Call) -> u32 {
-    // struct seccomp_data { int nr; u32 arch; u64 ip; u64 args[6]; }
-    let mut data = [0u8; 64];
-    data[0..4].copy_from_slice(&(call.nr as u32).to_ne_bytes());
-    data[4..8].copy_from_slice(&audit_arch().to_ne_bytes());
-    for (i, arg) in call.args.iter().enumerate() {
-        data[16 + 8 * i..24 + 8 * i].copy_from_slice(&arg.to_ne_bytes());
-    }
-    let mut acc: u32 = 0;
-    let mut pc = 0usize;
-    while pc < prog.len() {
-        let ins = &prog[pc];
-        pc += 1;
-        let class = ins.code & 0x07;
-        match class {
-            0x00 => {
-                // BPF_LD
-                if ins.code != BPF_LD_W_ABS {
-                    return SECCOMP_RET_KILL_PROCESS;
-                }
-                let off = ins.k as usize;
-                if off + 4 > data.len() {
-                    return SECCOMP_RET_KILL_PROCESS;
-                }
-                acc = u32::from_ne_bytes(data[off..off + 4].try_into().expect("4 bytes"));
-            }
-            0x04 => {
-                // BPF_ALU with K
-                if ins.code & 0x08 != 0 {
-                    return SECCOMP_RET_KILL_PROCESS;
-                }
-                acc = match ins.code & 0xf0 {
-                    0x00 => acc.wrapping_add(ins.k),
-                    0x10 => acc.wrapping_sub(ins.k),
-                    0x20 => acc.wrapping_mul(ins.k),
-                    0x40 => acc | ins.k,
-                    0x50 => acc & ins.k,
-                    0x60 => acc.wrapping_shl(ins.k),
-                    0x70 => acc.wrapping_shr(ins.k),
-                    0x80 => acc.wrapping_neg(),
-                    0xa0 => acc ^ ins.k,
-                    _ => return SECCOMP_RET_KILL_PROCESS,
-                };
-            }
-            0x05 => {
-                // BPF_JMP
-                if ins.code & 0x08 != 0 {
-                    return SECCOMP_RET_KILL_PROCESS;
-                }
-                let op = ins.code & 0xf0;
-                if op == 0x00 {
-                    pc += ins.k as usize;
-                    continue;
-                }
-                let taken = match op {
-                    0x10 => acc == ins.k,
-                    0x20 => acc > ins.k,
-                    0x30 => acc >= ins.k,
-                    0x40 => acc & ins.k != 0,
-                    _ => return SECCOMP_RET_KILL_PROCESS,
-                };
-                pc += if taken { ins.jt } else { ins.jf } as usize;
-            }
-            0x06 => return ins.k, // BPF_RET K
-            _ => return SECCOMP_RET_KILL_PROCESS,
-        }
-    }
-    SECCOMP_RET_KILL_PROCESS
+    target_arch().map(derive::audit_arch).unwrap_or(0)
 }
 
 /// Flags `clone` must not get (x86_64 passes them in the first argument on
@@ -669,10 +515,27 @@ mod tests {
     }
 
     #[test]
-    fn evaluator_matches_the_x32_guard() {
-        let guard = x32_guard().unwrap();
+    fn the_x32_guard_denies_x32_numbers_only() {
+        let guard = derive::x32_guard(TargetArch::x86_64).unwrap();
+        let x86_64 = derive::audit_arch(TargetArch::x86_64);
         let x32 = Call::new(0x4000_0000 | 39, &[]);
-        assert_eq!(evaluate(&guard, &x32), SECCOMP_RET_ERRNO | 1);
-        assert_eq!(evaluate(&guard, &Call::new(39, &[])), SECCOMP_RET_ALLOW);
+        assert_eq!(bpf::evaluate(&guard, &x32, x86_64), RET_ERRNO | 1);
+        assert_eq!(
+            bpf::evaluate(&guard, &Call::new(39, &[]), x86_64),
+            RET_ALLOW
+        );
+        assert!(derive::x32_guard(TargetArch::aarch64).is_none());
+    }
+
+    #[test]
+    fn the_default_policy_is_installed_as_one_merged_program() {
+        let arch = target_arch().unwrap();
+        let (_, stack) = derive::compile_stack(EMBEDDED[0].1, arch).unwrap();
+        let p = default_policy();
+        assert_eq!(p.programs().len(), 1, "not merged");
+        let merged = &p.programs()[0];
+        let stack_len: usize = stack.iter().map(Vec::len).sum();
+        assert!(merged.len() < stack_len, "{} >= {stack_len}", merged.len());
+        assert_eq!(bpf::first_difference(&stack, merged, audit_arch()), None);
     }
 }
