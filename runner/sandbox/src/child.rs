@@ -16,7 +16,7 @@ use nix::sys::statvfs::{FsFlags, statvfs};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Pid, pivot_root};
 use std::ffi::CString;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{OpenOptionsExt, symlink};
 use std::path::{Path, PathBuf};
 
@@ -90,18 +90,12 @@ pub(crate) struct Plan {
     /// fds to install as 0, 1, 2 (`None`: keep the inherited one).
     pub stdio: [Option<RawFd>; 3],
     pub report_fd: RawFd,
+    /// The init's end of the runner's go channel (a `SOCK_SEQPACKET` socket):
+    /// closed means the runner died; one message says where the run's
+    /// cgroup is (see `receive_cgroup`).
     pub go_fd: RawFd,
-    /// Wait for the runner's go (after it wrote cgroup.procs, v2) before
-    /// forking the command.
-    pub wait_for_cgroup: bool,
     pub uid: u32,
     pub gid: u32,
-    /// cgroup v1 `tasks` files the init writes "0" to: `join`, the run's
-    /// cgroup, before it creates the cgroup namespace and forks the
-    /// command; `leave`, the parent cgroups, after the command's processes
-    /// are gone and before it reports.
-    pub cgroup_join: Vec<RawFd>,
-    pub cgroup_leave: Vec<RawFd>,
     pub cap_last: u32,
     /// Send stage timestamps (`T` lines) on the report pipe.
     pub trace: bool,
@@ -161,9 +155,11 @@ fn report_failure_with(fd: RawFd, f: &Failure, code: i32) -> ! {
 /// Entry point of the sandbox init (pid 1 of the new pid namespace).
 pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     stamp(plan, "init: started");
-    if let Err(f) = init_setup(plan) {
-        report_failure(plan.report_fd, &f);
-    }
+    let leave = match init_setup(plan) {
+        Ok(leave) => leave,
+        Err(f) => report_failure(plan.report_fd, &f),
+    };
+    let leave: Vec<RawFd> = leave.iter().map(AsRawFd::as_raw_fd).collect();
     // Not dumpable from here on: the command's processes cannot open the
     // init's /proc files (fds, memory) even before its capabilities go.
     if let Err(f) =
@@ -195,7 +191,7 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     // the command's processes are gone, not when the init has exited.
     // (best effort: the init runs nothing, and a failure here must not
     // leave the command running unwatched)
-    let _ = close_all_but(0, &[&[plan.report_fd][..], &plan.cgroup_leave].concat());
+    let _ = close_all_but(0, &[&[plan.report_fd][..], &leave].concat());
     // The init keeps no capability while the command runs; if it cannot
     // drop them it gives up, and its exit kills the whole pid namespace.
     if let Err(f) = clear_capability_sets() {
@@ -225,7 +221,7 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     // Out of the run's cgroup (v1), so it is empty when the runner reads
     // the status below. (best effort: if this fails the runner's removal
     // of the cgroup kills the init, which has nothing left to do)
-    let _ = move_self(&plan.cgroup_leave);
+    let _ = move_self(&leave);
     // CPU time of every process of the run (the command's tree, all reaped
     // here, and the init's own) and the peak resident size of the largest,
     // from the kernel.
@@ -278,7 +274,10 @@ fn close_all_but(first: u32, keep: &[RawFd]) -> std::io::Result<()> {
     sys::close_range(from, u32::MAX)
 }
 
-fn init_setup(plan: &Plan) -> Result<(), Failure> {
+/// Everything before the command's fork. Returns, on cgroup v1, the `tasks`
+/// files of the parent cgroups, for the init to leave the run's cgroup by
+/// once the command's processes are gone (before it reports).
+fn init_setup(plan: &Plan) -> Result<Vec<OwnedFd>, Failure> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(fail("init", "set the parent-death signal"))?;
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
@@ -303,18 +302,47 @@ fn init_setup(plan: &Plan) -> Result<(), Failure> {
     nix::unistd::chdir(&plan.workdir).map_err(fail("workdir", plan.workdir.display()))?;
     verify_cwd(&plan.workdir)?;
     stamp(plan, "init: pivoted, old root detached, cwd verified");
-    // On cgroup v2 the runner moves us into the run's cgroup meanwhile; wait
-    // for it before anything is forked. On v1 we move ourselves (one
-    // thread, through `tasks`). Then that cgroup becomes the namespace's
-    // root: the init and every process of the run see themselves at `/`.
-    if plan.wait_for_cgroup {
-        wait_go(plan.go_fd);
-    }
-    move_self(&plan.cgroup_join).map_err(fail("cgroup", "move the init into the run's cgroup"))?;
+    // The runner has made the run's cgroup meanwhile (usually long before
+    // now). On v2 it has moved us in before saying so; on v1 we move
+    // ourselves (one thread, through the `tasks` fds it sends). Then that
+    // cgroup becomes the namespace's root: the init and every process of the
+    // run see themselves at `/`. Nothing is forked before this.
+    let (join, leave) = receive_cgroup(plan.go_fd)?;
+    let join: Vec<RawFd> = join.iter().map(AsRawFd::as_raw_fd).collect();
+    move_self(&join).map_err(fail("cgroup", "move the init into the run's cgroup"))?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
         .map_err(fail("namespaces", "create the cgroup namespace"))?;
     stamp(plan, "init: cgroup joined, cgroup namespace");
-    Ok(())
+    Ok(leave)
+}
+
+/// Waits for the runner's word about the run's cgroup: `j` + the number of
+/// join fds (v1: the run's `tasks` files, then the parents'), `g` (v2: the
+/// runner moved us in) or `n` (no cgroup). Returns the join and leave fds.
+/// Leaves quietly when the channel closes (the runner died or gave up).
+fn receive_cgroup(fd: RawFd) -> Result<(Vec<OwnedFd>, Vec<OwnedFd>), Failure> {
+    let mut buf = [0u8; 2];
+    let (n, mut fds) = match sys::recv_with_fds(fd, &mut buf) {
+        Ok((0, _)) => sys::exit_now(125),
+        Ok(got) => got,
+        Err(e) => {
+            return Err(Failure {
+                stage: "cgroup",
+                message: format!("receive the runner's word about the cgroup: {e}"),
+            });
+        }
+    };
+    match (&buf[..n], fds.len()) {
+        ([b'j', joins], total) if usize::from(*joins) <= total => {
+            let leave = fds.split_off(usize::from(*joins));
+            Ok((fds, leave))
+        }
+        ([b'g' | b'n'], 0) => Ok((Vec::new(), Vec::new())),
+        (other, total) => Err(Failure {
+            stage: "cgroup",
+            message: format!("unexpected word from the runner: {other:?} with {total} fds"),
+        }),
+    }
 }
 
 /// Moves the calling thread (the whole init: it has one) into the cgroup
@@ -349,19 +377,6 @@ fn runner_gone(fd: RawFd) -> bool {
             .revents()
             .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLHUP)),
         Err(_) => true,
-    }
-}
-
-/// Blocks until the runner sends one byte; leaves quietly on EOF (the runner
-/// died or gave up).
-fn wait_go(fd: RawFd) {
-    let mut byte = [0u8; 1];
-    loop {
-        match nix::unistd::read(unsafe_borrow(fd), &mut byte) {
-            Ok(1) => return,
-            Err(nix::errno::Errno::EINTR) => continue,
-            _ => sys::exit_now(125),
-        }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::spec::{LimitKind, SandboxSpec, Stdio};
 use crate::sys::{self, Forked};
 use std::ffi::CString;
 use std::io::Read as _;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -294,11 +294,8 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
         stdio: [None; 3],
         report_fd: -1,
         go_fd: -1,
-        wait_for_cgroup: false,
         uid,
         gid,
-        cgroup_join: Vec::new(),
-        cgroup_leave: Vec::new(),
         cap_last,
         trace: crate::trace::enabled(),
     })
@@ -422,50 +419,26 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
             Stdio::Fd(fd) => Some(fd.as_raw_fd()),
         };
     }
-    let (cgroup, unapplied_limits) = setup_cgroup(spec, &limits)?;
-    crate::trace::mark("runner: cgroup created");
-    let cleanup = |cg: &Option<Cgroup>| {
-        if let Some(cg) = cg {
-            cg.remove();
-        }
-    };
-    let self_attach = match cgroup.as_ref().map(Cgroup::self_attach_files).transpose() {
-        Ok(files) => files.flatten(),
-        Err(e) => {
-            cleanup(&cgroup);
-            return Err(SandboxError::Setup {
-                stage: "cgroup".into(),
-                message: e.to_string(),
-            });
-        }
-    };
-    if let Some(files) = &self_attach {
-        plan.cgroup_join = files.join.iter().map(AsRawFd::as_raw_fd).collect();
-        plan.cgroup_leave = files.leave.iter().map(AsRawFd::as_raw_fd).collect();
-    }
-    let runner_attaches = cgroup.is_some() && self_attach.is_none();
-    plan.wait_for_cgroup = runner_attaches;
+    // The go channel: a socket pair, so that the runner's word about the
+    // cgroup can carry the v1 `tasks` fds (opened after the clone).
     let pipes = (|| {
-        let go = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        let go = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
         let report = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         Ok::<_, nix::Error>((go, report))
     })();
-    let ((go_r, go_w), (report_r, report_w)) = match pipes {
-        Ok(p) => p,
-        Err(e) => {
-            cleanup(&cgroup);
-            return Err(SandboxError::Io {
-                what: "create pipes",
-                source: e.into(),
-            });
-        }
-    };
-    plan.go_fd = go_r.as_raw_fd();
+    let ((go_init, go_runner), (report_r, report_w)) = pipes.map_err(|e| SandboxError::Io {
+        what: "create pipes",
+        source: e.into(),
+    })?;
+    plan.go_fd = go_init.as_raw_fd();
     plan.report_fd = report_w.as_raw_fd();
-    if let Err(e) = catch_termination_signals() {
-        cleanup(&cgroup);
-        return Err(e);
-    }
+    catch_termination_signals()?;
 
     let flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
@@ -477,13 +450,12 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
     let start = Instant::now();
     let pid = match sys::clone_fork(flags) {
         Ok(Forked::Child) => {
-            drop(go_w);
+            drop(go_runner);
             drop(report_r);
             child::sandbox_init(&plan)
         }
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => {
-            cleanup(&cgroup);
             return Err(SandboxError::Setup {
                 stage: "namespaces".into(),
                 message: format!("clone into new namespaces: {e}"),
@@ -491,25 +463,66 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         }
     };
     crate::trace::mark("runner: clone returned");
-    drop(go_r);
+    drop(go_init);
     drop(report_w);
     drop(keep);
 
-    // The init writes its own id maps and (cgroup v1) moves itself into the
-    // cgroup. On v2 the runner moves it, while it builds the root, and then
-    // lets it start the command.
+    // The run's cgroup is made now, while the init builds the root (it only
+    // needs the cgroup before it forks the command), and the init is told
+    // about it on the go channel: on v1 with the `tasks` fds it moves itself
+    // in and out by, on v2 once the runner has moved it in.
+    let mut cgroup: Option<Cgroup> = None;
+    let cleanup = |cg: &Option<Cgroup>| {
+        if let Some(cg) = cg {
+            cg.remove();
+        }
+    };
+    let mut unapplied_limits = Vec::new();
+    let mut runner_attaches = false;
     let release = (|| {
-        if runner_attaches && let Some(cg) = &cgroup {
-            cg.add_pid(pid).map_err(|e| SandboxError::Setup {
-                stage: "cgroup".into(),
-                message: e.to_string(),
-            })?;
-            // EPIPE means the init already failed; its report says why.
-            let _ = nix::unistd::write(&go_w, b"g");
+        let unapplied;
+        (cgroup, unapplied) = setup_cgroup(spec, &limits)?;
+        unapplied_limits = unapplied;
+        crate::trace::mark("runner: cgroup created");
+        let cgroup_error = |e: CgroupError| SandboxError::Setup {
+            stage: "cgroup".into(),
+            message: e.to_string(),
+        };
+        let self_attach = cgroup
+            .as_ref()
+            .map(Cgroup::self_attach_files)
+            .transpose()
+            .map_err(cgroup_error)?
+            .flatten();
+        runner_attaches = cgroup.is_some() && self_attach.is_none();
+        let sent = match (&cgroup, &self_attach) {
+            (_, Some(files)) => {
+                let fds: Vec<RawFd> = files
+                    .join
+                    .iter()
+                    .chain(&files.leave)
+                    .map(AsRawFd::as_raw_fd)
+                    .collect();
+                let joins = u8::try_from(files.join.len()).expect("a few hierarchies");
+                sys::send_with_fds(go_runner.as_raw_fd(), &[b'j', joins], &fds)
+            }
+            (Some(cg), None) => {
+                cg.add_pid(pid).map_err(cgroup_error)?;
+                sys::send_with_fds(go_runner.as_raw_fd(), b"g", &[])
+            }
+            (None, None) => sys::send_with_fds(go_runner.as_raw_fd(), b"n", &[]),
+        };
+        // EPIPE means the init already failed; its report says why.
+        if let Err(e) = sent
+            && e.raw_os_error() != Some(libc::EPIPE)
+        {
+            return Err(SandboxError::Io {
+                what: "tell the sandbox init about its cgroup",
+                source: e,
+            });
         }
         Ok(())
     })();
-    drop(self_attach);
     let pidfd = sys::pidfd_open(pid);
     let (release, pidfd) = match (release, pidfd) {
         (Ok(()), Ok(fd)) => (Ok(()), Some(fd)),
@@ -609,8 +622,9 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
     } else {
         "runner: init reaped"
     });
-    // Held open until now: the init takes a closed pipe to mean the runner died.
-    drop(go_w);
+    // Held open until now: the init takes a closed channel to mean the
+    // runner died.
+    drop(go_runner);
     if !released {
         let _ = report.read_to_end(&mut text);
     }

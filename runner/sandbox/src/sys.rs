@@ -533,9 +533,94 @@ pub(crate) fn thread_count() -> io::Result<u64> {
     Ok((st.st_nlink as u64).saturating_sub(2))
 }
 
+/// Sends `bytes` and, when there are any, `fds` (SCM_RIGHTS) as one message
+/// on a connected `SOCK_SEQPACKET` socket. No SIGPIPE: a peer that is gone
+/// gives EPIPE.
+pub(crate) fn send_with_fds(sock: RawFd, bytes: &[u8], fds: &[RawFd]) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let iov = [io::IoSlice::new(bytes)];
+    let rights = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
+    sendmsg::<()>(sock, &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)?;
+    Ok(())
+}
+
+/// Receives one message sent by [`send_with_fds`] into `buf`: its length
+/// (0: the peer closed the socket) and the fds it carried, close-on-exec.
+/// Retries on EINTR; a truncated message or fd list is an error.
+pub(crate) fn recv_with_fds(sock: RawFd, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut space = nix::cmsg_space!([RawFd; 16]);
+    loop {
+        let mut iov = [io::IoSliceMut::new(buf)];
+        let msg = match recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
+        {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => other?,
+        };
+        let mut fds = Vec::new();
+        for cmsg in msg.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(raw) = cmsg {
+                // SAFETY: the kernel just installed these fds in our table for
+                // this message; nothing else owns them.
+                fds.extend(
+                    raw.into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
+            }
+        }
+        if msg
+            .flags
+            .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC)
+        {
+            return Err(io::Error::other("message truncated"));
+        }
+        return Ok((msg.bytes, fds));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fds_pass_over_a_seqpacket_pair_and_a_closed_peer_reads_as_zero() {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        use std::io::{Read, Seek, Write};
+        use std::os::fd::AsRawFd;
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let file = tempfile::tempfile().unwrap();
+        send_with_fds(a.as_raw_fd(), &[b'j', 1], &[file.as_raw_fd(), 1]).unwrap();
+        send_with_fds(a.as_raw_fd(), b"n", &[]).unwrap();
+        let mut buf = [0u8; 2];
+        let (n, fds) = recv_with_fds(b.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!((&buf[..n], fds.len()), (&b"j\x01"[..], 2));
+        // the first is the same open file, close-on-exec
+        let mut got = std::fs::File::from(fds.into_iter().next().unwrap());
+        let flags = nix::fcntl::fcntl(&got, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_ne!(flags & libc::FD_CLOEXEC, 0);
+        got.write_all(b"through the socket").unwrap();
+        let mut text = String::new();
+        let mut file = file;
+        file.rewind().unwrap();
+        file.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "through the socket");
+        // one message at a time: the second carries no fds
+        let (n, fds) = recv_with_fds(b.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!((&buf[..n], fds.len()), (&b"n"[..], 0));
+        drop(a);
+        let (n, fds) = recv_with_fds(b.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!((n, fds.len()), (0, 0));
+        // and a peer that is gone gives EPIPE, not SIGPIPE
+        let err = send_with_fds(b.as_raw_fd(), b"g", &[]).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EPIPE));
+    }
 
     #[test]
     fn cap_last_cap_agrees_with_the_sysctl() {
