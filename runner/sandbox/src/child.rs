@@ -1130,7 +1130,49 @@ fn apply_rlimit(rl: &Rlimit) -> Result<(), Failure> {
 
 #[cfg(test)]
 mod tests {
-    use super::close_all_but;
+    use super::{close_all_but, receive_cgroup};
+    use crate::sys::send_with_fds;
+    use std::os::fd::{AsRawFd, OwnedFd};
+
+    fn channel() -> (OwnedFd, OwnedFd) {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap()
+    }
+
+    /// The init reads the runner's word about the cgroup: v1 join and leave
+    /// fds split where the runner says, v2 and "none" carry no fds, and
+    /// anything else is a setup failure, not a guess. (A read of 0 bytes is
+    /// the runner gone: the init exits, so that case is not run here; the
+    /// runner never sends an empty message.)
+    #[test]
+    fn the_cgroup_word_is_read_exactly() {
+        let (runner, init) = channel();
+        let files: Vec<std::fs::File> = (0..3).map(|_| tempfile::tempfile().unwrap()).collect();
+        let fds: Vec<i32> = files.iter().map(AsRawFd::as_raw_fd).collect();
+        send_with_fds(runner.as_raw_fd(), &[b'j', 1], &fds).unwrap();
+        let (join, leave) = receive_cgroup(init.as_raw_fd()).unwrap();
+        assert_eq!((join.len(), leave.len()), (1, 2));
+        for word in [&b"g"[..], b"n"] {
+            send_with_fds(runner.as_raw_fd(), word, &[]).unwrap();
+            let (join, leave) = receive_cgroup(init.as_raw_fd()).unwrap();
+            assert!(join.is_empty() && leave.is_empty());
+        }
+        for (word, fds) in [
+            (&b"j\x02"[..], &fds[..1]), // more joins than fds
+            (b"g", &fds[..1]),          // v2 with fds
+            (b"x", &[][..]),            // unknown
+        ] {
+            send_with_fds(runner.as_raw_fd(), word, fds).unwrap();
+            let err = receive_cgroup(init.as_raw_fd()).unwrap_err();
+            assert_eq!(err.stage, "cgroup", "{word:?}");
+        }
+    }
 
     fn is_open(fd: i32) -> bool {
         // SAFETY: F_GETFD only reads the descriptor's flags.
