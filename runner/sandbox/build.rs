@@ -42,13 +42,12 @@ fn stem(p: &Path) -> String {
 /// the build rather than ship.
 fn check_merge(
     file: &Path,
-    text: &str,
+    stack: &[Vec<seccompiler::sock_filter>],
     arch: seccompiler::TargetArch,
     programs: &[Vec<seccompiler::sock_filter>],
 ) {
-    let (_, stack) = derive::compile_stack(text, arch).unwrap();
     if let [merged] = programs {
-        if let Some((call, a)) = bpf::first_difference(&stack, merged, derive::audit_arch(arch)) {
+        if let Some((call, a)) = bpf::first_difference(stack, merged, derive::audit_arch(arch)) {
             panic!(
                 "{}: the merged seccomp program differs from its stack on {call:?} (arch {a:#x})",
                 file.display()
@@ -91,9 +90,11 @@ fn main() {
         .unwrap_or_default()
     {
         let text = std::fs::read_to_string(&file).unwrap();
-        match derive::compile_policy(&text, arch.unwrap()) {
-            Ok((digest, programs)) => {
-                check_merge(&file, &text, arch.unwrap(), &programs);
+        // (compile_policy's two steps, the stack kept for the check)
+        match derive::compile_stack(&text, arch.unwrap()) {
+            Ok((digest, stack)) => {
+                let programs = derive::install_programs(stack.clone(), arch.unwrap());
+                check_merge(&file, &stack, arch.unwrap(), &programs);
                 writeln!(
                     out,
                     "    Policy {{ name: {:?}, text: include_str!({:?}), digest: {digest:?}, programs: &[",

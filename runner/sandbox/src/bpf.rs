@@ -265,15 +265,20 @@ impl Graph {
 /// Something outside the model: the stack stays as it is.
 struct Unsupported;
 
-/// What is known while specializing one program: the syscall number (a
-/// representative of the interval; `None` on the foreign-architecture path,
-/// where the program must not depend on it) and whether the architecture is
-/// the native one.
+/// What is known while specializing one program: the native architecture
+/// `arch`, and the syscall number on it (a representative of the interval),
+/// or `None` on the foreign-architecture path (any other architecture, where
+/// the program must not depend on the number).
 #[derive(Clone, Copy)]
 struct Ctx {
     nr: Option<u32>,
-    native: bool,
     arch: u32,
+}
+
+impl Ctx {
+    fn native(&self) -> bool {
+        self.nr.is_some()
+    }
 }
 
 struct Specializer<'a> {
@@ -334,7 +339,7 @@ impl Specializer<'_> {
                     }
                     let known = match acc {
                         Acc::Known(v) => v,
-                        Acc::Arch if self.ctx.native => self.ctx.arch,
+                        Acc::Arch if self.ctx.native() => self.ctx.arch,
                         Acc::Unknown => {
                             alu(op, 0, ins.k).ok_or(Unsupported)?;
                             let next = self.walk(g, pc + 1, Acc::Unknown)?;
@@ -362,7 +367,7 @@ impl Specializer<'_> {
                         // jset would cut the number line at bits, not points
                         Acc::Nr if op != 0x40 => self.ctx.nr.and_then(|nr| compare(op, nr, ins.k)),
                         Acc::Nr => None,
-                        Acc::Arch if self.ctx.native => compare(op, self.ctx.arch, ins.k),
+                        Acc::Arch if self.ctx.native() => compare(op, self.ctx.arch, ins.k),
                         Acc::Arch => (op == 0x10 && ins.k == self.ctx.arch).then_some(false),
                         Acc::Unknown => {
                             compare(op, 0, ins.k).ok_or(Unsupported)?;
@@ -383,7 +388,7 @@ impl Specializer<'_> {
                     let v = match (ins.code, acc) {
                         (RET_K, _) => ins.k,
                         (RET_A, Acc::Known(v)) => v,
-                        (RET_A, Acc::Arch) if self.ctx.native => self.ctx.arch,
+                        (RET_A, Acc::Arch) if self.ctx.native() => self.ctx.arch,
                         _ => return Err(Unsupported),
                     };
                     break g.intern(Node::Ret((self.ret)(v)));
@@ -450,21 +455,11 @@ pub fn merge(stack: &[Vec<sock_filter>], arch: u32) -> Option<Vec<sock_filter>> 
         return None;
     }
     let mut g = Graph::default();
-    let foreign_ctx = Ctx {
-        nr: None,
-        native: false,
-        arch,
-    };
-    let foreign = outcome(stack, foreign_ctx, &mut g).ok()?;
+    let foreign = outcome(stack, Ctx { nr: None, arch }, &mut g).ok()?;
     g.ret(foreign)?;
     let mut intervals: Vec<(u32, usize)> = Vec::new();
     for lo in cuts(stack) {
-        let ctx = Ctx {
-            nr: Some(lo),
-            native: true,
-            arch,
-        };
-        let id = outcome(stack, ctx, &mut g).ok()?;
+        let id = outcome(stack, Ctx { nr: Some(lo), arch }, &mut g).ok()?;
         if intervals.last().map(|&(_, last)| last) != Some(id) {
             intervals.push((lo, id));
         }
@@ -549,8 +544,8 @@ impl Emitter {
         });
         let root = self.tree(intervals);
         if root != Target::Item(3) {
-            // a single interval: no search
-            self.items.insert(3, Item::Ja(root));
+            // a single interval: no search was pushed, jump to its outcome
+            self.push(Item::Ja(root));
         }
         // the nodes reached, parents (higher ids) before children
         let mut reached = vec![false; g.nodes.len()];

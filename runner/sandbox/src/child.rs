@@ -1131,19 +1131,8 @@ fn apply_rlimit(rl: &Rlimit) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::{close_all_but, receive_cgroup};
-    use crate::sys::send_with_fds;
-    use std::os::fd::{AsRawFd, OwnedFd};
-
-    fn channel() -> (OwnedFd, OwnedFd) {
-        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-        socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap()
-    }
+    use crate::sys::{send_with_fds, seqpacket_pair};
+    use std::os::fd::AsRawFd;
 
     /// The init reads the runner's word about the cgroup: v1 join and leave
     /// fds split where the runner says, v2 and "none" carry no fds, and
@@ -1152,7 +1141,7 @@ mod tests {
     /// runner never sends an empty message.)
     #[test]
     fn the_cgroup_word_is_read_exactly() {
-        let (runner, init) = channel();
+        let (runner, init) = seqpacket_pair().unwrap();
         let files: Vec<std::fs::File> = (0..3).map(|_| tempfile::tempfile().unwrap()).collect();
         let fds: Vec<i32> = files.iter().map(AsRawFd::as_raw_fd).collect();
         send_with_fds(runner.as_raw_fd(), &[b'j', 1], &fds).unwrap();

@@ -139,10 +139,16 @@ pub fn compile_policy(
     arch: TargetArch,
 ) -> Result<(String, Vec<BpfProgram>), PolicyTextError> {
     let (digest, stack) = compile_stack(json, arch)?;
-    Ok(match bpf::merge(&stack, audit_arch(arch)) {
-        Some(merged) => (digest, vec![merged]),
-        None => (digest, stack),
-    })
+    Ok((digest, install_programs(stack, arch)))
+}
+
+/// The programs to install for `stack`: merged into one (`bpf::merge`), or
+/// the stack itself where the merge does not apply.
+pub fn install_programs(stack: Vec<BpfProgram>, arch: TargetArch) -> Vec<BpfProgram> {
+    match bpf::merge(&stack, audit_arch(arch)) {
+        Some(merged) => vec![merged],
+        None => stack,
+    }
 }
 
 /// A policy's digest and its filter stack as seccompiler compiles it, in

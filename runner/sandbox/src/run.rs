@@ -422,20 +422,15 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
     // The go channel: a socket pair, so that the runner's word about the
     // cgroup can carry the v1 `tasks` fds (opened after the clone).
     let pipes = (|| {
-        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-        let go = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )?;
+        let go = sys::seqpacket_pair()?;
         let report = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        Ok::<_, nix::Error>((go, report))
+        Ok::<_, std::io::Error>((go, report))
     })();
-    let ((go_init, go_runner), (report_r, report_w)) = pipes.map_err(|e| SandboxError::Io {
-        what: "create pipes",
-        source: e.into(),
-    })?;
+    let ((go_init, go_runner), (report_r, report_w)) =
+        pipes.map_err(|source| SandboxError::Io {
+            what: "create pipes",
+            source,
+        })?;
     plan.go_fd = go_init.as_raw_fd();
     plan.report_fd = report_w.as_raw_fd();
     catch_termination_signals()?;

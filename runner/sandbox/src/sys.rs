@@ -533,6 +533,18 @@ pub(crate) fn thread_count() -> io::Result<u64> {
     Ok((st.st_nlink as u64).saturating_sub(2))
 }
 
+/// A connected `SOCK_SEQPACKET` pair, close-on-exec (the runner's go
+/// channel to the sandbox init).
+pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    Ok(socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?)
+}
+
 /// Sends `bytes` and, when there are any, `fds` (SCM_RIGHTS) as one message
 /// on a connected `SOCK_SEQPACKET` socket. No SIGPIPE: a peer that is gone
 /// gives EPIPE.
@@ -585,16 +597,9 @@ mod tests {
 
     #[test]
     fn fds_pass_over_a_seqpacket_pair_and_a_closed_peer_reads_as_zero() {
-        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
         use std::io::{Read, Seek, Write};
         use std::os::fd::AsRawFd;
-        let (a, b) = socketpair(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
+        let (a, b) = seqpacket_pair().unwrap();
         let file = tempfile::tempfile().unwrap();
         send_with_fds(a.as_raw_fd(), &[b'j', 1], &[file.as_raw_fd(), 1]).unwrap();
         send_with_fds(a.as_raw_fd(), b"n", &[]).unwrap();

@@ -63,7 +63,7 @@ enum Command {
 
 /// The command line with `run` alone: every sandbox start pays for building
 /// the argument tree, and `run` does not need the other eleven subcommands'
-/// (about 0.1 ms of a 9 ms start-up). Same name, version and `run` as
+/// (about 0.6 ms of a 9 ms start-up). Same name, version and `run` as
 /// [`Cli`], so help, usage and errors read the same (a test compares them).
 #[derive(Debug, Parser)]
 #[command(name = "cloister-runner", version, about, long_about = None)]
