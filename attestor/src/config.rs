@@ -51,8 +51,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The runner daemon's signing socket; unset means `<state_dir>/sign.sock`.
     pub sign_socket: Option<PathBuf>,
-    /// Group given to the signing socket (the runner daemon's group); the
-    /// socket's mode is 0660.
+    /// Group given to the signing socket (the runner daemon's group): a name
+    /// in `/etc/group` or a numeric gid (`cloister_nss`); the socket's mode
+    /// is 0660.
     pub sign_socket_group: Option<String>,
     /// Algorithm of the signing key generated on first use (`ecdsa-p256`
     /// or `ed25519`, as `Algorithm` serializes).

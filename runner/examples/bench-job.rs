@@ -7,7 +7,8 @@
 //! ```
 //!
 //! It starts `cloister-attestor serve` and `cloister-runner serve` from
-//! `target/release/`, makes repo A a git repository, runs one warm-up job
+//! the release directory it was built into (`target/<host triple>/release/`),
+//! makes repo A a git repository, runs one warm-up job
 //! (fills the store), then alternates, ROUNDS times (default 7):
 //! - ours: one job through the daemon (`startedAt` → `finishedAt`: source
 //!   checkout, snapshot, sandbox setup, the build, output hashing, signing);
@@ -51,7 +52,8 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(7);
     let exe = std::env::current_exe().unwrap();
-    let bin_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf(); // target/<profile>
+    // target/<triple>/release/examples/bench-job
+    let bin_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
     let runner_bin = bin_dir.join("cloister-runner");
     let attestor_bin = bin_dir.join("cloister-attestor");
     for b in [&runner_bin, &attestor_bin] {
@@ -75,7 +77,13 @@ fn main() {
     let commit = stack::commit_all(&repo, "repo A").unwrap();
     // The store the test suites share (target/tmp/cloister-store): the Rust
     // toolchain is copied into it once; this run's daemon takes the warm path.
-    let store = bin_dir.parent().unwrap().join("tmp/cloister-store");
+    // The outermost directory cargo tagged: target/, not target/<triple>/.
+    let target = bin_dir
+        .ancestors()
+        .filter(|d| d.join("CACHEDIR.TAG").is_file())
+        .last()
+        .expect("the cargo target directory above the binaries");
+    let store = target.join("tmp/cloister-store");
     eprintln!("starting both daemons (store {}) …", store.display());
     let daemons = Stack::start(
         &d.join("stack"),

@@ -315,15 +315,12 @@ impl Config {
     }
 }
 
-/// Resolves a group name or numeric gid.
+/// Resolves a group name (from `/etc/group`: `cloister_nss`) or numeric gid.
 pub fn resolve_group(group: &str) -> Result<nix::unistd::Gid, String> {
-    if let Ok(gid) = group.parse::<u32>() {
-        return Ok(nix::unistd::Gid::from_raw(gid));
-    }
-    match nix::unistd::Group::from_name(group) {
-        Ok(Some(g)) => Ok(g.gid),
+    match cloister_nss::group_gid(group) {
+        Ok(Some(gid)) => Ok(nix::unistd::Gid::from_raw(gid)),
         Ok(None) => Err(format!("api.socket_group: no group named {group:?}")),
-        Err(e) => Err(format!("api.socket_group {group:?}: {e}")),
+        Err(e) => Err(format!("api.socket_group: {e}")),
     }
 }
 

@@ -214,8 +214,8 @@ fn create_state_dir(dir: &Path) -> Result<(), ServeError> {
 }
 
 fn resolve_group(name: &str) -> Result<u32, ServeError> {
-    match nix::unistd::Group::from_name(name) {
-        Ok(Some(g)) => Ok(g.gid.as_raw()),
+    match cloister_nss::group_gid(name) {
+        Ok(Some(gid)) => Ok(gid),
         _ => Err(ServeError::Group(name.to_owned())),
     }
 }
