@@ -1,4 +1,5 @@
-//! `cloister-runner`: argument parsing lives in the library (`cli`); this is glue.
+//! `cloister-runner`, the front binary: `run` here, every other subcommand
+//! in `cloister-runner-full` (`cli::front_main` says why). Glue only.
 #![forbid(unsafe_code)]
 
 fn main() -> std::process::ExitCode {
@@ -7,5 +8,5 @@ fn main() -> std::process::ExitCode {
         eprintln!("cloister-runner: {e}");
         return std::process::ExitCode::from(125);
     }
-    cloister_runner::cli::main()
+    cloister_runner::cli::front_main()
 }

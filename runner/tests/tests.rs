@@ -8,8 +8,13 @@
 //! - `daemon::api`: socket mode and group, bearer token on TCP, spec validation, sd_notify
 //! - `daemon::lifecycle`: cancel, bounded queue, crash and drain, hostile outputs, no persistence
 //! - `daemon::source`: a dirty tree or another commit fails the job before any build
+//! - `cli::front`: the front binary hands every subcommand but `run` to the full one
 
 mod harness;
+
+mod cli {
+    mod front;
+}
 
 mod daemon {
     mod api;

@@ -31,12 +31,12 @@ fn profile_dir() -> PathBuf {
 }
 
 /// Path to a binary built from this workspace (`cloister-runner`,
-/// `cloister-attestor`, `cloister-probe`), building it first when it is
+/// `cloister-runner-full`, `cloister-attestor`, `cloister-probe`), building it first when it is
 /// missing so that `cargo test -p cloister-tests` works on its own.
 pub fn bin(name: &str) -> PathBuf {
     let path = profile_dir().join(name);
     let package = match name {
-        "cloister-runner" => "cloister-runner",
+        "cloister-runner" | "cloister-runner-full" => "cloister-runner",
         "cloister-attestor" => "cloister-attestor",
         _ => "cloister-tests",
     };
@@ -44,6 +44,10 @@ pub fn bin(name: &str) -> PathBuf {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(workspace_root())
         .args(["build", "--quiet", "-p", package, "--bin", name]);
+    if name == "cloister-runner" {
+        // The front executes the full binary for every subcommand but `run`.
+        cmd.args(["--bin", "cloister-runner-full"]);
+    }
     if profile_dir().file_name().is_some_and(|p| p == "release") {
         cmd.arg("--release");
     }

@@ -60,8 +60,7 @@ fn find_attestor(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(p) = flag {
         return Ok(p);
     }
-    let exe = std::env::current_exe()?;
-    let beside = exe.with_file_name("cloister-attestor");
+    let beside = std::env::current_exe()?.with_file_name("cloister-attestor");
     if beside.is_file() {
         return Ok(beside);
     }
@@ -73,21 +72,33 @@ fn find_attestor(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
             }
         }
     }
-    // Under `cargo run`, build the attestor beside us (same profile).
+    build_beside("cloister-attestor", "cloister-attestor")
+}
+
+/// The front binary (`cloister-runner`), which the runner daemon starts
+/// sandboxes with: beside this binary, or built with cargo when run through
+/// `cargo run` (which builds only the binary it runs).
+fn find_front() -> anyhow::Result<PathBuf> {
+    let beside = std::env::current_exe()?.with_file_name("cloister-runner");
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    build_beside("cloister-runner", "cloister-runner")
+}
+
+/// Under `cargo run`, builds binary `bin` of `package` beside this one
+/// (same profile) and returns its path.
+fn build_beside(bin: &str, package: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let beside = exe.with_file_name(bin);
     if let (Some(cargo), Some(manifest)) = (
         std::env::var_os("CARGO"),
         std::env::var_os("CARGO_MANIFEST_DIR"),
     ) {
-        eprintln!("quickstart: building cloister-attestor …");
+        eprintln!("quickstart: building {bin} …");
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(manifest).args([
-            "build",
-            "--quiet",
-            "-p",
-            "cloister-attestor",
-            "--bin",
-            "cloister-attestor",
-        ]);
+        cmd.current_dir(manifest)
+            .args(["build", "--quiet", "-p", package, "--bin", bin]);
         if exe
             .parent()
             .and_then(Path::file_name)
@@ -100,7 +111,7 @@ fn find_attestor(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         }
     }
     bail!(
-        "cloister-attestor not found next to {} or on PATH; build it with `cargo build --release -p cloister-attestor`",
+        "{bin} not found next to {}; build it with `cargo build --release -p {package}`",
         exe.display()
     )
 }
@@ -146,6 +157,7 @@ fn run(args: &Args) -> anyhow::Result<Summary> {
     };
     eprintln!("quickstart: state in {}", dir.display());
     let attestor_bin = find_attestor(args.attestor.clone())?;
+    find_front()?;
     let sysroot = match &args.rust_toolchain {
         Some(d) => d.clone(),
         None => stack::rust_sysroot()?,

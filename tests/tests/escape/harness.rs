@@ -94,6 +94,8 @@ pub fn staged() -> Arc<Staged> {
         dst
     };
     let runner = copy("cloister-runner");
+    // The front hands every subcommand but `run` to the full binary beside it.
+    copy("cloister-runner-full");
     let probe = copy("cloister-probe");
     let s = Arc::new(Staged {
         _dir: dir,

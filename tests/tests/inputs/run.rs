@@ -154,6 +154,10 @@ fn gc_does_not_collect_inputs_of_a_running_build() {
     fs::create_dir(&gate).unwrap();
     // the build waits until the test has run gc, then reads its input
     let script = "while [ ! -e /gate/go ]; do sleep 0.05; done; cat /deps/f";
+    // the run touches the lock's mtime as it pins: read it before the run
+    // starts, or a quick run pins before the test looks and it waits forever
+    let lock = env.store().join("snapshots").join(&d[7..]).join("lock");
+    let t0 = fs::metadata(&lock).unwrap().modified().unwrap();
     let child = env
         .cmd(&[
             "run",
@@ -169,9 +173,7 @@ fn gc_does_not_collect_inputs_of_a_running_build() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // wait until the run holds its pin (it touches the lock's mtime as it pins)
-    let lock = env.store().join("snapshots").join(&d[7..]).join("lock");
-    let t0 = fs::metadata(&lock).unwrap().modified().unwrap();
+    // wait until the run holds its pin
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while fs::metadata(&lock).unwrap().modified().unwrap() == t0 {
         assert!(
