@@ -78,6 +78,17 @@ enum RunCommand {
     Run(run::Args),
 }
 
+/// Both binaries' `main`: pins name lookups to glibc's built-in services
+/// before anything can look a name up (`cloister_nss`; exit 125 if glibc
+/// refuses), then runs `main`.
+pub fn start(main: fn() -> ExitCode) -> ExitCode {
+    if let Err(e) = cloister_nss::builtin_only() {
+        eprintln!("cloister-runner: {e}");
+        return ExitCode::from(125);
+    }
+    main()
+}
+
 /// The file name of the binary that holds every subcommand, installed
 /// beside `cloister-runner` (see [`front_main`]).
 pub const FULL_BINARY: &str = "cloister-runner-full";
