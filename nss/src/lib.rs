@@ -11,30 +11,32 @@
 //!
 //! [`builtin_only`] therefore pins every database to the built-in services
 //! (hosts: `files dns`, everything else: `files`) through glibc's
-//! `__nss_configure_lookup`, which exists for exactly this case. Both
-//! binaries call it first thing in `main`; [`group_gid`] calls it too, so a
+//! `__nss_configure_lookup`, which exists for exactly this case. Every
+//! binary calls it first thing in `main`; [`group_gid`] calls it too, so a
 //! library or test that looks a group up without `main` is pinned as well.
 //! Names that only a module could resolve (systemd `DynamicUser` accounts,
 //! LDAP groups) are therefore not found: give a numeric id instead.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+use std::ffi::CStr;
 use std::sync::OnceLock;
 
-/// The databases and the built-in services each is pinned to.
-pub const PINNED: &[(&str, &str)] = &[
-    ("passwd", "files"),
-    ("group", "files"),
-    ("initgroups", "files"),
-    ("shadow", "files"),
-    ("gshadow", "files"),
-    ("hosts", "files dns"),
-    ("networks", "files"),
-    ("services", "files"),
-    ("protocols", "files"),
-    ("rpc", "files"),
-    ("ethers", "files"),
-    ("netgroup", "files"),
-    ("aliases", "files"),
+/// The databases and the built-in services each is pinned to (C strings:
+/// glibc takes them as they are).
+pub const PINNED: &[(&CStr, &CStr)] = &[
+    (c"passwd", c"files"),
+    (c"group", c"files"),
+    (c"initgroups", c"files"),
+    (c"shadow", c"files"),
+    (c"gshadow", c"files"),
+    (c"hosts", c"files dns"),
+    (c"networks", c"files"),
+    (c"services", c"files"),
+    (c"protocols", c"files"),
+    (c"rpc", c"files"),
+    (c"ethers", c"files"),
+    (c"netgroup", c"files"),
+    (c"aliases", c"files"),
 ];
 
 /// Pins every database in [`PINNED`] to its built-in services, once per
@@ -54,15 +56,15 @@ fn pin() -> Result<(), String> {
         fn __nss_configure_lookup(db: *const libc::c_char, services: *const libc::c_char) -> i32;
     }
     for (db, services) in PINNED {
-        let db_c = std::ffi::CString::new(*db).expect("no NUL in a database name");
-        let services_c = std::ffi::CString::new(*services).expect("no NUL in a service list");
-        // SAFETY: both arguments are NUL-terminated strings that outlive the
-        // call; glibc copies what it keeps. `builtin_only` runs this once,
-        // which its callers do before starting threads.
-        let rc = unsafe { __nss_configure_lookup(db_c.as_ptr(), services_c.as_ptr()) };
+        // SAFETY: both arguments are NUL-terminated static strings; glibc
+        // copies what it keeps. `builtin_only` runs this once, which its
+        // callers do before starting threads.
+        let rc = unsafe { __nss_configure_lookup(db.as_ptr(), services.as_ptr()) };
         if rc != 0 {
             return Err(format!(
-                "glibc refused to pin the {db} name service to {services:?}"
+                "glibc refused to pin the {} name service to {:?}",
+                db.to_string_lossy(),
+                services.to_string_lossy()
             ));
         }
     }

@@ -31,8 +31,9 @@ fn profile_dir() -> PathBuf {
 }
 
 /// Path to a binary built from this workspace (`cloister-runner`,
-/// `cloister-runner-full`, `cloister-attestor`, `cloister-probe`), building it first when it is
-/// missing so that `cargo test -p cloister-tests` works on its own.
+/// `cloister-runner-full`, `cloister-attestor`, `cloister-probe`), building
+/// it first when it is missing so that `cargo test -p cloister-tests` works
+/// on its own.
 pub fn bin(name: &str) -> PathBuf {
     let path = profile_dir().join(name);
     let package = match name {

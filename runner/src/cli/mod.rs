@@ -89,8 +89,12 @@ pub fn start(main: fn() -> ExitCode) -> ExitCode {
     main()
 }
 
+/// The file name of the front binary, which starts sandboxes (the daemon
+/// starts its sandboxes through it; see [`front_main`]).
+pub const FRONT_BINARY: &str = "cloister-runner";
+
 /// The file name of the binary that holds every subcommand, installed
-/// beside `cloister-runner` (see [`front_main`]).
+/// beside [`FRONT_BINARY`].
 pub const FULL_BINARY: &str = "cloister-runner-full";
 
 /// `main` of `cloister-runner`, the front binary: `run` is handled here,
@@ -100,7 +104,7 @@ pub const FULL_BINARY: &str = "cloister-runner-full";
 /// Why two binaries: a sandbox start pays for loading the binary that
 /// starts it and for copying its address space in two forks (runner → init
 /// → command). The front links only the sandbox and `run` (text 3.8 MB
-/// against 8.9 MB, 15k relocations against 23k), which took about 1.1 ms off
+/// against 8.9 MB, 15k relocations against 23k), which took 0.4–1.1 ms off
 /// each start (bench-sandbox, ARCHITECTURE.md "Runner binaries"). The other
 /// subcommands pay one extra exec (~2 ms), once per invocation.
 pub fn front_main() -> ExitCode {

@@ -79,11 +79,11 @@ fn find_attestor(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 /// sandboxes with: beside this binary, or built with cargo when run through
 /// `cargo run` (which builds only the binary it runs).
 fn find_front() -> anyhow::Result<PathBuf> {
-    let beside = std::env::current_exe()?.with_file_name("cloister-runner");
+    let beside = std::env::current_exe()?.with_file_name(super::FRONT_BINARY);
     if beside.is_file() {
         return Ok(beside);
     }
-    build_beside("cloister-runner", "cloister-runner")
+    build_beside(super::FRONT_BINARY, "cloister-runner")
 }
 
 /// Under `cargo run`, builds binary `bin` of `package` beside this one
