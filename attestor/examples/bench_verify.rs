@@ -46,6 +46,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The same allocator as `cloister-attestor` (the server runs in this process).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RECORD: &str = include_str!("../tests/golden/build-record.json");
 const ARTIFACT: &str = "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 const REPO: &str = "https://github.com/example/repo-a";

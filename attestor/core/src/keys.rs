@@ -105,13 +105,25 @@ impl FromStr for Algorithm {
     }
 }
 
-/// A public key: algorithm, raw key bytes, SPKI DER and keyid.
-#[derive(Clone, PartialEq, Eq)]
+/// A public key: algorithm, raw key bytes, SPKI DER and keyid, and the key
+/// parsed once by aws-lc (point decoded and checked on the curve at load,
+/// not again at every verification).
+#[derive(Clone)]
 pub struct PublicKey {
     alg: Algorithm,
     spki_der: Vec<u8>,
     keyid: String,
+    parsed: sig::ParsedPublicKey,
 }
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        // The parsed key is a function of these two.
+        self.alg == other.alg && self.spki_der == other.spki_der
+    }
+}
+
+impl Eq for PublicKey {}
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -144,11 +156,18 @@ impl PublicKey {
             }
         }
         spki_der.extend_from_slice(raw);
+        let verification: &'static dyn sig::VerificationAlgorithm = match alg {
+            Algorithm::EcdsaP256 => &sig::ECDSA_P256_SHA256_ASN1,
+            Algorithm::Ed25519 => &sig::ED25519,
+        };
+        let parsed = sig::ParsedPublicKey::new(verification, raw)
+            .map_err(|e| KeyError::MalformedPublicKey(format!("{alg} key rejected: {e}")))?;
         let keyid = Sha256Digest::of(&spki_der).hex();
         Ok(Self {
             alg,
             spki_der,
             keyid,
+            parsed,
         })
     }
 
@@ -228,13 +247,7 @@ impl PublicKey {
 
     /// Verifies `signature` over `msg` (ECDSA: ASN.1 DER over SHA-256 of `msg`).
     pub fn verify(&self, msg: &[u8], signature: &[u8]) -> bool {
-        let alg: &dyn sig::VerificationAlgorithm = match self.alg {
-            Algorithm::EcdsaP256 => &sig::ECDSA_P256_SHA256_ASN1,
-            Algorithm::Ed25519 => &sig::ED25519,
-        };
-        sig::UnparsedPublicKey::new(alg, self.raw())
-            .verify(msg, signature)
-            .is_ok()
+        self.parsed.verify_sig(msg, signature).is_ok()
     }
 }
 
@@ -500,6 +513,26 @@ mod tests {
             assert_eq!(parsed.subject_public_key.raw_bytes(), back.raw());
             assert_eq!(parsed.to_der().unwrap(), back.spki_der());
         }
+    }
+
+    #[test]
+    fn a_p256_point_off_the_curve_is_refused_at_load() {
+        // 0x04 || x || y with y one off from the real key's: right shape, not
+        // on the curve. Refused when the key is read, not at every
+        // verification.
+        let kp = KeyPair::generate(Algorithm::EcdsaP256).unwrap();
+        let mut raw = kp.public_key().raw().to_vec();
+        raw[64] ^= 1;
+        let mut der = P256_SPKI_PREFIX.to_vec();
+        der.extend_from_slice(&raw);
+        let err = PublicKey::from_spki_der(&der).unwrap_err();
+        assert!(
+            matches!(&err, KeyError::MalformedPublicKey(m) if m.contains("ecdsa-p256 key rejected")),
+            "{err}"
+        );
+        // The unchanged key loads and verifies.
+        let good = PublicKey::from_spki_der(kp.public_key().spki_der()).unwrap();
+        assert!(good.verify(b"m", &kp.sign(b"m").unwrap()));
     }
 
     #[test]
