@@ -417,6 +417,17 @@ async fn scenario(
     let batches = metric("cloister_attestor_storage_commit_batch_size_count");
     let events = metric("cloister_attestor_storage_commit_batch_size_sum");
     let commit_s = metric("cloister_attestor_storage_commit_duration_seconds_sum");
+    // The slowest commits: the histogram's upper buckets (cumulative counts).
+    let commit_tail: Vec<String> = metrics
+        .lines()
+        .filter(|l| l.starts_with("cloister_attestor_storage_commit_duration_seconds_bucket"))
+        .map(|l| {
+            let le = l.split("le=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("?");
+            let n = l.split_whitespace().last().unwrap_or("?");
+            format!("<={le}s:{n}")
+        })
+        .collect();
+    println!("  commit duration buckets (cumulative): {}", commit_tail.join(" "));
     running.shutdown();
     running.wait().await?;
 
