@@ -174,6 +174,10 @@ async fn run(o: Opts) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         loadavg_line()
     );
+    // Dirty pages of other files (a binary just linked: ~80 MB) would be
+    // written back during the run and stall our fsyncs behind them (p99s of
+    // 80-300 ms seen in the first run after a build); flush them first.
+    let _ = std::process::Command::new("sync").status();
     stages()?;
 
     // The anchor: a trivial axum handler reading the same body.
@@ -417,17 +421,22 @@ async fn scenario(
     let batches = metric("cloister_attestor_storage_commit_batch_size_count");
     let events = metric("cloister_attestor_storage_commit_batch_size_sum");
     let commit_s = metric("cloister_attestor_storage_commit_duration_seconds_sum");
-    // The slowest commits: the histogram's upper buckets (cumulative counts).
+    // Where the commits' durations lie: the histogram's buckets (cumulative
+    // counts), those where the count changes.
+    let mut last = String::new();
     let commit_tail: Vec<String> = metrics
         .lines()
         .filter(|l| l.starts_with("cloister_attestor_storage_commit_duration_seconds_bucket"))
-        .map(|l| {
-            let le = l.split("le=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("?");
-            let n = l.split_whitespace().last().unwrap_or("?");
-            format!("<={le}s:{n}")
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let n = l.split_whitespace().last()?;
+            (n != last && n != "0").then(|| {
+                last = n.to_owned();
+                format!("<={le}s:{n}")
+            })
         })
         .collect();
-    println!("  commit duration buckets (cumulative): {}", commit_tail.join(" "));
+
     running.shutdown();
     running.wait().await?;
 
@@ -467,6 +476,10 @@ async fn scenario(
         commit_s * 1000.0 / batches,
         hits1 - hits0,
         misses1 - misses0
+    );
+    println!(
+        "  commit durations, cumulative counts: {}",
+        commit_tail.join(" ")
     );
     Ok(format!(
         "  {label}\n    ours {:>7.0} req/s (p50 {:.2} ms, p99 {:.2} ms, server {:.0} us CPU/req)   \
