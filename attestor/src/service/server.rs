@@ -41,11 +41,9 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("signing socket {path}: {source}")]
-    Socket {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    // Not a `source`: the message already carries it (printed once).
+    #[error("signing {0}")]
+    Socket(cloister_socket::BindError),
     #[error("signing socket group {0:?} does not exist")]
     Group(String),
     #[error("tls: {0}")]
@@ -220,43 +218,21 @@ fn resolve_group(name: &str) -> Result<u32, ServeError> {
     }
 }
 
-/// Binds the signing socket: a stale socket file from a previous run is
-/// replaced, anything else at the path is an error.
+/// Binds the signing socket (mode 0660, the configured group) through
+/// `cloister_socket`: a stale socket from a previous run is replaced, a live
+/// one (another attestor on the same state dir) or anything that is not a
+/// socket is refused and left alone.
 fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, ServeError> {
-    use std::os::unix::fs::FileTypeExt as _;
-    let err = |source| ServeError::Socket {
-        path: path.to_owned(),
-        source,
+    let listener = cloister_socket::bind_unix(path, 0o660, group).map_err(ServeError::Socket)?;
+    let socket_err = |source| {
+        ServeError::Socket(cloister_socket::BindError::Io {
+            what: "making it non-blocking",
+            path: path.to_owned(),
+            source,
+        })
     };
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path).map_err(err)?,
-        Ok(_) => {
-            return Err(err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "exists and is not a socket",
-            )));
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(err(e)),
-    }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    // Bound under a temporary name, given its mode and group, then renamed
-    // into place: whoever finds the socket finds it final.
-    let temp = path.with_file_name(format!(
-        ".{}.{}.tmp",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&temp);
-    let listener = UnixListener::bind(&temp).map_err(err)?;
-    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
-    if let Some(gid) = group {
-        std::os::unix::fs::chown(&temp, None, Some(gid)).map_err(err)?;
-    }
-    std::fs::rename(&temp, path).map_err(err)?;
-    Ok(listener)
+    listener.set_nonblocking(true).map_err(socket_err)?;
+    UnixListener::from_std(listener).map_err(socket_err)
 }
 
 fn load_tls(tls: &crate::config::TlsConfig) -> Result<tokio_rustls::TlsAcceptor, ServeError> {

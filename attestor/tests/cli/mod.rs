@@ -415,3 +415,65 @@ async fn tls_listener_serves_https_with_the_configured_certificate() {
     );
     sigterm_and_wait(s);
 }
+
+/// Runs `serve` on `state` expecting it to stop at start: returns its
+/// stderr. One that keeps running is killed and fails the test (instead of
+/// hanging it).
+fn serve_refused(state: &Path) -> String {
+    let mut child = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(state)
+        .env_remove("CLOISTER_ATTESTOR_CONFIG")
+        .env_remove("CLOISTER_ATTESTOR_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve kept running: it was expected to refuse to start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A second `serve` on a state dir whose attestor is running stops with a
+/// clear error: it neither unlinks nor takes over the live signing socket,
+/// and the first attestor keeps signing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_attestor_on_a_live_signing_socket_is_refused() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("state");
+    let first = serve(&st, &[]);
+    let sock = st.join("sign.sock");
+    let before = std::fs::metadata(&sock).unwrap().ino();
+    let err = serve_refused(&st);
+    assert!(err.contains("another process is listening"), "{err}");
+    assert!(err.contains(&sock.display().to_string()), "{err}");
+    assert_eq!(std::fs::metadata(&sock).unwrap().ino(), before);
+    let signed = sign_at(&sock, &build_record()).await;
+    assert!(signed["keyid"].is_string(), "{signed}");
+    sigterm_and_wait(first);
+}
+
+/// Something other than a socket at the signing socket's path is refused
+/// and left as it was.
+#[test]
+fn a_file_at_the_signing_socket_path_is_refused_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("state");
+    std::fs::create_dir_all(&st).unwrap();
+    std::fs::write(st.join("sign.sock"), b"not a socket").unwrap();
+    let err = serve_refused(&st);
+    assert!(err.contains("is not a socket"), "{err}");
+    assert_eq!(
+        std::fs::read(st.join("sign.sock")).unwrap(),
+        b"not a socket"
+    );
+}

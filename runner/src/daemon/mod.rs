@@ -30,8 +30,9 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Store(#[from] crate::job::store::StoreError),
-    #[error("socket {path}: another daemon is listening there")]
-    InUse { path: PathBuf },
+    // Not a `source`: the message already carries it (printed once).
+    #[error("api {0}")]
+    Socket(cloister_socket::BindError),
     #[error("cannot set the socket group: {0}")]
     Group(String),
     #[error(transparent)]
@@ -46,38 +47,20 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
-/// Binds the API's Unix socket with mode 0660 and the configured group.
-async fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener, DaemonError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io("creating socket dir", parent))?;
-    }
-    if path.exists() {
-        if tokio::net::UnixStream::connect(path).await.is_ok() {
-            return Err(DaemonError::InUse {
-                path: path.to_path_buf(),
-            });
-        }
-        std::fs::remove_file(path).map_err(io("removing stale socket", path))?;
-    }
-    // Bound under a temporary name, given its mode and group, then renamed
-    // into place: a client that finds the socket finds it final (and a
-    // supervisor waiting for it finds every other listener already up).
-    let temp = path.with_file_name(format!(
-        ".{}.{}.tmp",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&temp);
-    let listener = UnixListener::bind(&temp).map_err(io("binding", &temp))?;
-    std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o660))
-        .map_err(io("chmod", &temp))?;
-    if let Some(group) = group {
-        let gid = resolve_group(group).map_err(DaemonError::Group)?;
-        nix::unistd::chown(&temp, None, Some(gid))
-            .map_err(|e| DaemonError::Group(format!("{}: {e}", temp.display())))?;
-    }
-    std::fs::rename(&temp, path).map_err(io("binding", path))?;
-    Ok(listener)
+/// Binds the API's Unix socket with mode 0660 and the configured group
+/// through `cloister_socket`: a stale socket from a previous run is
+/// replaced, a live one (another daemon) or anything that is not a socket is
+/// refused and left alone.
+fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener, DaemonError> {
+    let gid = match group {
+        Some(group) => Some(resolve_group(group).map_err(DaemonError::Group)?.as_raw()),
+        None => None,
+    };
+    let listener = cloister_socket::bind_unix(path, 0o660, gid).map_err(DaemonError::Socket)?;
+    listener
+        .set_nonblocking(true)
+        .map_err(io("making non-blocking", path))?;
+    UnixListener::from_std(listener).map_err(io("registering", path))
 }
 
 fn notify(state: sd_notify::NotifyState<'_>) {
@@ -149,7 +132,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
         }
         _ => None,
     };
-    let unix = bind_unix(&config.api.socket, config.api.socket_group.as_deref()).await?;
+    let unix = bind_unix(&config.api.socket, config.api.socket_group.as_deref())?;
     let state = api::AppState(sched.clone());
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();

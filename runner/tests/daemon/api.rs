@@ -146,3 +146,65 @@ fn sd_notify_ready_and_stopping() {
     assert!(status.success(), "{status}");
     assert!(!d.socket.exists(), "the socket is removed on exit");
 }
+
+/// Runs `serve` with `config` but its own state dir, expecting it to stop
+/// at start; returns its exit code and stderr. One that keeps running is
+/// killed and fails the test (instead of hanging it).
+fn serve_again(config: &std::path::Path) -> (Option<i32>, String) {
+    use std::time::{Duration, Instant};
+    let other = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(crate::harness::RUNNER)
+        .args(["serve", "--config"])
+        .arg(config)
+        .arg("--state-dir")
+        .arg(other.path().join("state"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the second daemon kept running: it was expected to refuse to start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A second daemon pointed at a live daemon's socket stops with a clear
+/// error; it neither unlinks nor takes over the first one's socket.
+#[tokio::test]
+async fn a_second_daemon_on_a_live_socket_is_refused_and_the_first_keeps_serving() {
+    let d = Daemon::start("", "");
+    let before = std::fs::metadata(&d.socket).unwrap().ino();
+    let (code, err) = serve_again(&d.config);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("another process is listening"), "{err}");
+    assert!(err.contains(&d.socket.display().to_string()), "{err}");
+    assert_eq!(std::fs::metadata(&d.socket).unwrap().ino(), before);
+    let health: serde_json::Value = d
+        .endpoint()
+        .json(hyper::Method::GET, "/healthz", None)
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+}
+
+/// Something other than a socket at the socket path (a mistyped config
+/// pointing at a file) is refused and left as it was.
+#[test]
+fn a_file_at_the_socket_path_is_refused_and_kept() {
+    let mut d = Daemon::start("", "");
+    d.stop();
+    std::fs::write(&d.socket, b"not a socket").unwrap();
+    let (code, err) = serve_again(&d.config);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("is not a socket"), "{err}");
+    assert_eq!(std::fs::read(&d.socket).unwrap(), b"not a socket");
+}
