@@ -118,6 +118,12 @@ mod tests {
         names
     }
 
+    /// A client connecting at `path` is accepted by `listener`.
+    fn assert_accepts(listener: &UnixListener, path: &Path) {
+        let _client = UnixStream::connect(path).unwrap();
+        listener.accept().unwrap();
+    }
+
     #[test]
     fn binds_with_the_mode_and_group_and_leaves_no_temporary_behind() {
         let dir = tempfile::tempdir().unwrap();
@@ -134,9 +140,7 @@ mod tests {
         assert_eq!(meta.mode() & 0o7777, 0o660);
         assert_eq!(meta.gid(), gid);
         assert_eq!(entries(&dir.path().join("run")), ["api.sock"]);
-        // It accepts.
-        let _client = UnixStream::connect(&path).unwrap();
-        listener.accept().unwrap();
+        assert_accepts(&listener, &path);
     }
 
     #[test]
@@ -146,8 +150,7 @@ mod tests {
         drop(UnixListener::bind(&path).unwrap());
         assert!(UnixStream::connect(&path).is_err(), "stale: nobody accepts");
         let listener = bind_unix(&path, 0o600, None).unwrap();
-        let _client = UnixStream::connect(&path).unwrap();
-        listener.accept().unwrap();
+        assert_accepts(&listener, &path);
         assert_eq!(entries(dir.path()), ["s.sock"]);
     }
 
@@ -161,8 +164,7 @@ mod tests {
         assert!(err.to_string().contains("another process is listening"));
         assert!(err.to_string().contains("s.sock"));
         // The first listener still owns the path.
-        let _client = UnixStream::connect(&path).unwrap();
-        first.accept().unwrap();
+        assert_accepts(&first, &path);
         assert_eq!(entries(dir.path()), ["s.sock"]);
     }
 

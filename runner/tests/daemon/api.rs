@@ -4,6 +4,16 @@ use crate::harness::{Daemon, spec, submit};
 use cloister_runner::client::{ClientError, Endpoint};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
+/// The daemon answers `/healthz` on its socket.
+async fn assert_healthy(d: &Daemon) {
+    let health: serde_json::Value = d
+        .endpoint()
+        .json(hyper::Method::GET, "/healthz", None)
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+}
+
 #[tokio::test]
 async fn unix_socket_is_0660_with_the_configured_group() {
     // gid 100 ("users" on Debian) given numerically: no need for the group to have a name.
@@ -11,12 +21,7 @@ async fn unix_socket_is_0660_with_the_configured_group() {
     let meta = std::fs::metadata(&d.socket).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     assert_eq!(meta.gid(), 100);
-    let health: serde_json::Value = d
-        .endpoint()
-        .json(hyper::Method::GET, "/healthz", None)
-        .await
-        .unwrap();
-    assert_eq!(health["status"], "ok");
+    assert_healthy(&d).await;
 }
 
 #[tokio::test]
@@ -188,12 +193,7 @@ async fn a_second_daemon_on_a_live_socket_is_refused_and_the_first_keeps_serving
     assert!(err.contains("another process is listening"), "{err}");
     assert!(err.contains(&d.socket.display().to_string()), "{err}");
     assert_eq!(std::fs::metadata(&d.socket).unwrap().ino(), before);
-    let health: serde_json::Value = d
-        .endpoint()
-        .json(hyper::Method::GET, "/healthz", None)
-        .await
-        .unwrap();
-    assert_eq!(health["status"], "ok");
+    assert_healthy(&d).await;
 }
 
 /// Something other than a socket at the socket path (a mistyped config
