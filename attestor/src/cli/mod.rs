@@ -61,7 +61,10 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cloister-attestor {name}: {e:#}");
+            eprintln!(
+                "cloister-attestor {name}: {}",
+                cloister_report::Chain(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

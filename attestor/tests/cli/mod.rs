@@ -471,7 +471,11 @@ fn a_file_at_the_signing_socket_path_is_refused_and_kept() {
     std::fs::create_dir_all(&st).unwrap();
     std::fs::write(st.join("sign.sock"), b"not a socket").unwrap();
     let err = serve_refused(&st);
-    assert!(err.contains("is not a socket"), "{err}");
+    assert_eq!(
+        err.matches("is not a socket").count(),
+        1,
+        "said once: {err}"
+    );
     assert_eq!(
         std::fs::read(st.join("sign.sock")).unwrap(),
         b"not a socket"

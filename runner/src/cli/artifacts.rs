@@ -62,7 +62,7 @@ pub fn exec(args: Args) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => fail(format!("{e:#}")),
+        Err(e) => fail(cloister_report::Chain(e.as_ref())),
     }
 }
 

@@ -306,7 +306,10 @@ pub fn exec(args: Args) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("cloister-runner quickstart: {e:#}");
+            eprintln!(
+                "cloister-runner quickstart: {}",
+                cloister_report::Chain(e.as_ref())
+            );
             ExitCode::from(1)
         }
     }

@@ -227,7 +227,7 @@ fn exec_inner(args: RunArgs) -> ExitCode {
         &mut spec.rootfs,
     ) {
         Ok(pins) => pins,
-        Err(e) => return fail(&args, 125, &format!("{e:#}"), None),
+        Err(e) => return fail(&args, 125, &cloister_report::chain(e.as_ref()), None),
     };
     spec.limits.timeout = args.timeout;
     spec.limits.memory = args.memory;

@@ -124,7 +124,10 @@ pub fn report(r: Result<()>) -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("cloister-runner: error: {e:#}");
+            eprintln!(
+                "cloister-runner: error: {}",
+                cloister_report::Chain(e.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

@@ -463,6 +463,59 @@ echo "tmp=[$(ls -A "$STORE/tmp")] snapshots=[$(ls -A "$STORE/snapshots")]"
     assert!(stdout.contains("fits-rc=0\n"), "{stdout}\n{stderr}");
 }
 
+/// An import whose content does not fit (its size is only known while
+/// streaming) fails naming the cause, removes its staging and leaves the
+/// store usable: an archive that fits is imported right after.
+#[test]
+fn an_import_that_runs_out_of_space_fails_clearly_and_leaves_nothing() {
+    let env = Env::new();
+    let big = env.path("big");
+    fs::create_dir(&big).unwrap();
+    for i in 0..3 {
+        write(&big, &format!("f{i}"), &vec![b'x'; 3 << 20], 0o644);
+    }
+    let big_tar = env.path("big.tar");
+    fs::write(&big_tar, gzip(&gnu_tar(&big, 0))).unwrap();
+    let small = env.path("small");
+    make_tree(&small);
+    let small_tar = env.path("small.tar");
+    let small_bytes = gnu_tar(&small, 0);
+    fs::write(&small_tar, &small_bytes).unwrap();
+    fs::create_dir(env.store()).unwrap();
+    let script = r#"set -u
+mount -t tmpfs -o size=4m cloister-test "$STORE" || exit 99
+"$RUNNER" snapshot import "$BIG"; echo "big-rc=$?"
+echo "tmp=[$(ls -A "$STORE/tmp")] snapshots=[$(ls -A "$STORE/snapshots")]"
+"$RUNNER" snapshot import "$SMALL"; echo "small-rc=$?"
+"#;
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .env("STORE", env.store())
+        .env("RUNNER", cloister_tests::bin("cloister-runner"))
+        .env("BIG", &big_tar)
+        .env("SMALL", &small_tar)
+        .env("CLOISTER_STORE", env.store())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("big-rc=1\n"), "{stdout}\n{stderr}");
+    // Said once: the cause is not repeated after the message holding it.
+    assert_eq!(
+        stderr.matches("No space left on device").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("tmp=[] snapshots=[]"),
+        "no staging left behind: {stdout}"
+    );
+    assert!(stdout.contains("small-rc=0\n"), "{stdout}\n{stderr}");
+    assert!(stdout.contains(&sha256(&small_bytes)), "{stdout}");
+}
+
 #[test]
 fn kill_9_mid_import_leaves_nothing_that_looks_complete() {
     let env = Env::new();
