@@ -414,6 +414,47 @@ fn kill_9_mid_snapshot_leaves_nothing_that_looks_complete() {
     assert_eq!(env.store_entries("snapshots").len(), 1);
 }
 
+/// In a private mount namespace with a 4 MiB tmpfs as the store, runs
+/// `cloister-runner ARGS BIG` and then `cloister-runner ARGS FITS`, listing
+/// the store's `tmp/` and `snapshots/` between the two. Checks the first
+/// failed (exit 1) leaving both empty and the second succeeded; returns
+/// (stdout, stderr).
+fn first_does_not_fit_second_does(
+    env: &Env,
+    args: &str,
+    big: &Path,
+    fits: &Path,
+) -> (String, String) {
+    fs::create_dir(env.store()).unwrap();
+    let script = r#"set -u
+mount -t tmpfs -o size=4m cloister-test "$STORE" || exit 99
+"$RUNNER" $ARGS "$BIG"; echo "big-rc=$?"
+echo "tmp=[$(ls -A "$STORE/tmp")] snapshots=[$(ls -A "$STORE/snapshots")]"
+"$RUNNER" $ARGS "$FITS"; echo "fits-rc=$?"
+"#;
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .env("STORE", env.store())
+        .env("RUNNER", cloister_tests::bin("cloister-runner"))
+        .env("ARGS", args)
+        .env("BIG", big)
+        .env("FITS", fits)
+        .env("CLOISTER_STORE", env.store())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("big-rc=1\n"), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("tmp=[] snapshots=[]"),
+        "nothing left behind: {stdout}"
+    );
+    assert!(stdout.contains("fits-rc=0\n"), "{stdout}\n{stderr}");
+    (stdout, stderr)
+}
+
 /// A store on a 4 MiB tmpfs (in a private mount namespace): a tree that
 /// cannot fit is refused before anything is copied, with an error that says
 /// how much it needs and how much is free, and leaves no staging; a tree
@@ -430,37 +471,12 @@ fn a_snapshot_that_cannot_fit_is_refused_up_front() {
         .unwrap();
     let fits = env.path("fits");
     make_tree(&fits);
-    fs::create_dir(env.store()).unwrap();
-    let script = r#"set -u
-mount -t tmpfs -o size=4m cloister-test "$STORE" || exit 99
-"$RUNNER" snapshot "$BIG"; echo "big-rc=$?"
-echo "tmp=[$(ls -A "$STORE/tmp")] snapshots=[$(ls -A "$STORE/snapshots")]"
-"$RUNNER" snapshot "$FITS"; echo "fits-rc=$?"
-"#;
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", script])
-        .env("STORE", env.store())
-        .env("RUNNER", cloister_tests::bin("cloister-runner"))
-        .env("BIG", &big)
-        .env("FITS", &fits)
-        .env("CLOISTER_STORE", env.store())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("big-rc=1\n"), "{stdout}\n{stderr}");
+    let (_, stderr) = first_does_not_fit_second_does(&env, "snapshot", &big, &fits);
     assert!(
         stderr.contains("not enough free space for this snapshot (3 entries): it needs 64.0 MiB"),
         "{stderr}"
     );
     assert!(stderr.contains("MiB free"), "{stderr}");
-    assert!(
-        stdout.contains("tmp=[] snapshots=[]"),
-        "nothing copied: {stdout}"
-    );
-    assert!(stdout.contains("fits-rc=0\n"), "{stdout}\n{stderr}");
 }
 
 /// An import whose content does not fit (its size is only known while
@@ -481,38 +497,14 @@ fn an_import_that_runs_out_of_space_fails_clearly_and_leaves_nothing() {
     let small_tar = env.path("small.tar");
     let small_bytes = gnu_tar(&small, 0);
     fs::write(&small_tar, &small_bytes).unwrap();
-    fs::create_dir(env.store()).unwrap();
-    let script = r#"set -u
-mount -t tmpfs -o size=4m cloister-test "$STORE" || exit 99
-"$RUNNER" snapshot import "$BIG"; echo "big-rc=$?"
-echo "tmp=[$(ls -A "$STORE/tmp")] snapshots=[$(ls -A "$STORE/snapshots")]"
-"$RUNNER" snapshot import "$SMALL"; echo "small-rc=$?"
-"#;
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", script])
-        .env("STORE", env.store())
-        .env("RUNNER", cloister_tests::bin("cloister-runner"))
-        .env("BIG", &big_tar)
-        .env("SMALL", &small_tar)
-        .env("CLOISTER_STORE", env.store())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("big-rc=1\n"), "{stdout}\n{stderr}");
+    let (stdout, stderr) =
+        first_does_not_fit_second_does(&env, "snapshot import", &big_tar, &small_tar);
     // Said once: the cause is not repeated after the message holding it.
     assert_eq!(
         stderr.matches("No space left on device").count(),
         1,
         "{stderr}"
     );
-    assert!(
-        stdout.contains("tmp=[] snapshots=[]"),
-        "no staging left behind: {stdout}"
-    );
-    assert!(stdout.contains("small-rc=0\n"), "{stdout}\n{stderr}");
     assert!(stdout.contains(&sha256(&small_bytes)), "{stdout}");
 }
 
