@@ -9,7 +9,9 @@
 //! - **A live daemon is never displaced.** When something answers on the
 //!   path, binding fails with [`BindError::InUse`] and the socket is left
 //!   alone: a second daemon started by mistake must not unlink the first
-//!   one's socket (which would leave it running, unreachable).
+//!   one's socket (which would leave it running, unreachable). The probe
+//!   is a non-blocking connect, so a live daemon too busy to accept does
+//!   not stall the start either.
 //! - **Only a socket is ever removed.** A stale socket from a previous run
 //!   (nothing accepts on it) is replaced; a regular file, directory or
 //!   symlink at the path is refused with [`BindError::NotASocket`] and left
@@ -18,7 +20,7 @@
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 /// Why the socket could not be bound. Every variant names the path.
@@ -55,6 +57,27 @@ pub fn temp_name(path: &Path) -> PathBuf {
     ))
 }
 
+/// Whether something accepts connections on the socket at `path`. The probe
+/// is non-blocking: a listener whose backlog is full (a live daemon too busy
+/// to accept) answers EAGAIN instead of stalling the caller, and counts as
+/// live. A socket nobody listens on refuses at once (ECONNREFUSED).
+fn is_live(path: &Path) -> io::Result<bool> {
+    use rustix::io::Errno;
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    let addr = SocketAddrUnix::new(path)?;
+    match rustix::net::connect(&fd, &addr) {
+        Ok(()) | Err(Errno::AGAIN) | Err(Errno::INPROGRESS) => Ok(true),
+        Err(Errno::CONNREFUSED) | Err(Errno::NOENT) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Binds a listening Unix socket at `path` with permission bits `mode` and,
 /// when given, group `gid` (the owner stays this process's user). Creates
 /// the parent directory when missing. The listener is blocking, as std
@@ -62,9 +85,7 @@ pub fn temp_name(path: &Path) -> PathBuf {
 pub fn bind_unix(path: &Path, mode: u32, gid: Option<u32>) -> Result<UnixListener, BindError> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
-            // A connect to a socket nobody accepts on fails at once
-            // (ECONNREFUSED); one that succeeds means a live listener.
-            if UnixStream::connect(path).is_ok() {
+            if is_live(path).map_err(io_err("probing the existing socket", path))? {
                 return Err(BindError::InUse {
                     path: path.to_path_buf(),
                 });
@@ -108,6 +129,7 @@ pub fn bind_unix(path: &Path, mode: u32, gid: Option<u32>) -> Result<UnixListene
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt as _;
+    use std::os::unix::net::UnixStream;
 
     fn entries(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -166,6 +188,44 @@ mod tests {
         // The first listener still owns the path.
         assert_accepts(&first, &path);
         assert_eq!(entries(dir.path()), ["s.sock"]);
+    }
+
+    #[test]
+    fn a_live_socket_too_busy_to_accept_is_refused_without_waiting() {
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let busy = UnixListener::bind(&path).unwrap();
+        // Fill its backlog: a blocking connect would now wait for an accept
+        // that never comes.
+        let addr = SocketAddrUnix::new(&path).unwrap();
+        let mut pending = Vec::new();
+        loop {
+            let fd = rustix::net::socket_with(
+                AddressFamily::UNIX,
+                SocketType::STREAM,
+                SocketFlags::NONBLOCK,
+                None,
+            )
+            .unwrap();
+            match rustix::net::connect(&fd, &addr) {
+                Ok(()) => pending.push(fd),
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(e) => panic!("filling the backlog: {e}"),
+            }
+            assert!(pending.len() < 100_000, "the backlog never filled");
+        }
+        let err = bind_unix(&path, 0o660, None).unwrap_err();
+        assert!(matches!(err, BindError::InUse { .. }), "{err}");
+        // The busy listener keeps its socket and its queue.
+        assert!(
+            std::fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_socket()
+        );
+        busy.accept().unwrap();
+        drop(pending);
     }
 
     #[test]
