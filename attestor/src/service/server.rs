@@ -41,9 +41,8 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    // Not a `source`: the message already carries it (printed once).
     #[error("signing {0}")]
-    Socket(cloister_socket::BindError),
+    Socket(#[source] cloister_socket::BindError),
     #[error("signing socket group {0:?} does not exist")]
     Group(String),
     #[error("tls: {0}")]

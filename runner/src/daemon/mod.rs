@@ -30,9 +30,8 @@ pub enum DaemonError {
     },
     #[error(transparent)]
     Store(#[from] crate::job::store::StoreError),
-    // Not a `source`: the message already carries it (printed once).
     #[error("api {0}")]
-    Socket(cloister_socket::BindError),
+    Socket(#[source] cloister_socket::BindError),
     #[error("cannot set the socket group: {0}")]
     Group(String),
     #[error(transparent)]
