@@ -49,7 +49,7 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> B
 
 /// The temporary name `path` is bound under: hidden, in the same directory
 /// (so the rename is atomic), unique to this process.
-pub fn temp_name(path: &Path) -> PathBuf {
+fn temp_name(path: &Path) -> PathBuf {
     path.with_file_name(format!(
         ".{}.{}.tmp",
         path.file_name().unwrap_or_default().to_string_lossy(),
@@ -80,8 +80,8 @@ fn is_live(path: &Path) -> io::Result<bool> {
 
 /// Binds a listening Unix socket at `path` with permission bits `mode` and,
 /// when given, group `gid` (the owner stays this process's user). Creates
-/// the parent directory when missing. The listener is blocking, as std
-/// makes it; async callers set it non-blocking before handing it over.
+/// the parent directory when missing. The listener is non-blocking: both
+/// callers hand it to tokio (`UnixListener::from_std`).
 pub fn bind_unix(path: &Path, mode: u32, gid: Option<u32>) -> Result<UnixListener, BindError> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
@@ -110,6 +110,9 @@ pub fn bind_unix(path: &Path, mode: u32, gid: Option<u32>) -> Result<UnixListene
     let _ = std::fs::remove_file(&temp);
     let bound = (|| {
         let listener = UnixListener::bind(&temp).map_err(io_err("binding", &temp))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(io_err("making it non-blocking", &temp))?;
         std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(mode))
             .map_err(io_err("setting its mode", &temp))?;
         if let Some(gid) = gid {

@@ -223,15 +223,13 @@ fn resolve_group(name: &str) -> Result<u32, ServeError> {
 /// socket is refused and left alone.
 fn bind_socket(path: &Path, group: Option<u32>) -> Result<UnixListener, ServeError> {
     let listener = cloister_socket::bind_unix(path, 0o660, group).map_err(ServeError::Socket)?;
-    let socket_err = |source| {
+    UnixListener::from_std(listener).map_err(|source| {
         ServeError::Socket(cloister_socket::BindError::Io {
-            what: "making it non-blocking",
+            what: "registering with the runtime",
             path: path.to_owned(),
             source,
         })
-    };
-    listener.set_nonblocking(true).map_err(socket_err)?;
-    UnixListener::from_std(listener).map_err(socket_err)
+    })
 }
 
 fn load_tls(tls: &crate::config::TlsConfig) -> Result<tokio_rustls::TlsAcceptor, ServeError> {

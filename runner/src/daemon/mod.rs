@@ -56,10 +56,7 @@ fn bind_unix(path: &Path, group: Option<&str>) -> Result<UnixListener, DaemonErr
         None => None,
     };
     let listener = cloister_socket::bind_unix(path, 0o660, gid).map_err(DaemonError::Socket)?;
-    listener
-        .set_nonblocking(true)
-        .map_err(io("making non-blocking", path))?;
-    UnixListener::from_std(listener).map_err(io("registering", path))
+    UnixListener::from_std(listener).map_err(io("registering with the runtime", path))
 }
 
 fn notify(state: sd_notify::NotifyState<'_>) {
