@@ -489,6 +489,44 @@ pub(crate) fn resolve_batch(
     Ok((outcomes, recorded))
 }
 
+/// A `tenants` row as either backend returns it (columns `id`, `name`,
+/// `plan`, `created_at_ms`).
+pub(crate) fn tenant_from<R: sqlx::Row>(row: &R) -> Result<Tenant, StorageError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R> + sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Tenant {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        plan: Plan::parse(row.try_get::<&str, _>("plan")?)?,
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+/// An `api_keys` row as either backend returns it (columns `id`,
+/// `tenant_id`, `created_at_ms`, `revoked_at_ms`; never the hash).
+pub(crate) fn key_from<R: sqlx::Row>(row: &R) -> Result<ApiKeyInfo, StorageError>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> Option<i64>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(ApiKeyInfo {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        revoked_at_ms: row.try_get("revoked_at_ms")?,
+    })
+}
+
+/// Whether `e` is a unique-constraint violation, in either backend.
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
 /// An `attestations` row as either backend returns it (columns `id`,
 /// `created_at_ms`, `keyid`, `builder_id`, `source_uri`, `envelope`,
 /// `bundle`), its subjects still empty.

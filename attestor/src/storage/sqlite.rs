@@ -129,28 +129,6 @@ impl SqliteStorage {
     }
 }
 
-fn tenant_from(row: &sqlx::sqlite::SqliteRow) -> Result<Tenant, StorageError> {
-    Ok(Tenant {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        plan: Plan::parse(row.try_get::<&str, _>("plan")?)?,
-        created_at_ms: row.try_get("created_at_ms")?,
-    })
-}
-
-fn key_from(row: &sqlx::sqlite::SqliteRow) -> Result<ApiKeyInfo, StorageError> {
-    Ok(ApiKeyInfo {
-        id: row.try_get("id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        revoked_at_ms: row.try_get("revoked_at_ms")?,
-    })
-}
-
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
-}
-
 #[async_trait]
 impl Storage for SqliteStorage {
     fn backend(&self) -> &'static str {

@@ -37,6 +37,25 @@ pub enum ExtractMode {
     Layer,
 }
 
+/// Whether reading the archive stopped at `max_archive_bytes` (the counting
+/// reader's marker error).
+fn is_too_large(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|i| i.is::<TooLargeMarker>())
+}
+
+/// An error reading the archive stream itself (not an entry's contents),
+/// after the entry named `last`.
+fn stream_error(source: io::Error, last: &str, limits: &Limits) -> ExtractError {
+    if is_too_large(&source) {
+        ExtractError::ArchiveTooLarge(limits.max_archive_bytes)
+    } else {
+        ExtractError::Archive {
+            after: last.to_string(),
+            source,
+        }
+    }
+}
+
 /// Bounds on what an archive may contain.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -208,23 +227,12 @@ impl Unpacker {
             first_mtime: None,
         };
         let mut last = String::from("<start>");
-        let too_large = |e: &io::Error| e.get_ref().is_some_and(|i| i.is::<TooLargeMarker>());
         {
-            let entries = archive.entries().map_err(|source| ExtractError::Archive {
-                after: last.clone(),
-                source,
-            })?;
+            let entries = archive
+                .entries()
+                .map_err(|e| stream_error(e, &last, &limits))?;
             for entry in entries {
-                let mut entry = entry.map_err(|source| {
-                    if too_large(&source) {
-                        ExtractError::ArchiveTooLarge(limits.max_archive_bytes)
-                    } else {
-                        ExtractError::Archive {
-                            after: last.clone(),
-                            source,
-                        }
-                    }
-                })?;
+                let mut entry = entry.map_err(|e| stream_error(e, &last, &limits))?;
                 let raw = entry.path_bytes().into_owned();
                 last = String::from_utf8_lossy(&raw).into_owned();
                 summary.entries += 1;
@@ -242,7 +250,7 @@ impl Unpacker {
                 match res {
                     Ok(()) => {}
                     Err(Fail::Reject(r)) => return Err(reject(r)),
-                    Err(Fail::Io(source)) if too_large(&source) => {
+                    Err(Fail::Io(source)) if is_too_large(&source) => {
                         return Err(ExtractError::ArchiveTooLarge(limits.max_archive_bytes));
                     }
                     Err(Fail::Io(source)) => {
@@ -257,16 +265,7 @@ impl Unpacker {
         // Hash the rest: end-of-archive blocks and record padding are part of
         // the stream's identity.
         let mut rest = archive.into_inner();
-        io::copy(&mut rest, &mut io::sink()).map_err(|source| {
-            if too_large(&source) {
-                ExtractError::ArchiveTooLarge(limits.max_archive_bytes)
-            } else {
-                ExtractError::Archive {
-                    after: last.clone(),
-                    source,
-                }
-            }
-        })?;
+        io::copy(&mut rest, &mut io::sink()).map_err(|e| stream_error(e, &last, &limits))?;
         summary.stream_bytes = rest.count;
         summary.stream_digest = Digest::from(rest.hasher);
         Ok(summary)

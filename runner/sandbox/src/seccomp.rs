@@ -16,9 +16,9 @@
 use crate::bpf::{self, RET_ACTION_FULL, RET_ALLOW, RET_DATA, RET_ERRNO};
 use crate::derive::{self, PolicyTextError};
 use crate::precomputed;
-use crate::profile::search_dirs;
+use crate::profile::{LookupError, find_named};
 use seccompiler::{BpfProgram, TargetArch};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub use crate::bpf::Call;
 
@@ -74,30 +74,11 @@ impl SeccompPolicy {
     /// Loads a policy by name (`seccomp/<name>.json` under the profile search
     /// directories, then the built-in copy) or by path.
     pub fn load(name_or_path: &str) -> Result<SeccompPolicy, PolicyError> {
-        if name_or_path.contains('/') || name_or_path.ends_with(".json") {
-            let path = Path::new(name_or_path);
-            let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            let stem = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            return Self::parse(&stem, &text);
-        }
-        for dir in search_dirs() {
-            let path = dir.join("seccomp").join(format!("{name_or_path}.json"));
-            match std::fs::read_to_string(&path) {
-                Ok(text) => return Self::parse(name_or_path, &text),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(source) => return Err(PolicyError::Read { path, source }),
-            }
-        }
-        match EMBEDDED.iter().find(|(n, _)| *n == name_or_path) {
-            Some((name, text)) => Self::parse(name, text),
-            None => Err(PolicyError::NotFound(name_or_path.to_string())),
-        }
+        let found = find_named(name_or_path, Some("seccomp"), EMBEDDED).map_err(|e| match e {
+            LookupError::NotFound => PolicyError::NotFound(name_or_path.to_string()),
+            LookupError::Read { path, source } => PolicyError::Read { path, source },
+        })?;
+        Self::parse(&found.name, &found.text)
     }
 
     /// Parses, compiles (the x32 guard added, the stack merged) and checks a
@@ -443,6 +424,27 @@ mod tests {
         assert_eq!(p.evaluate(&chmod), Verdict::Allow);
         let ioctl = Call::new(libc::SYS_ioctl, &[0, 0xffff_ffff_0000_5401]);
         assert_eq!(p.evaluate(&ioctl), Verdict::Allow);
+    }
+
+    #[test]
+    fn policies_load_by_path_and_names_are_not_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mine.json");
+        std::fs::write(&path, EMBEDDED[0].1).unwrap();
+        let p = SeccompPolicy::load(path.to_str().unwrap()).unwrap();
+        assert_eq!(p.name(), "mine");
+        assert_eq!(p.digest(), default_policy().digest());
+        assert!(matches!(
+            SeccompPolicy::load("../no/such.json"),
+            Err(PolicyError::Read { .. })
+        ));
+        for name in ["no-such-policy", ".hidden", ""] {
+            let err = SeccompPolicy::load(name).unwrap_err();
+            assert!(
+                matches!(err, PolicyError::NotFound(ref n) if n == name),
+                "{name:?}: {err}"
+            );
+        }
     }
 
     #[test]
