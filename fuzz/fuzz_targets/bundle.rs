@@ -5,7 +5,16 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(b) = Bundle::parse(data) {
-        assert_eq!(b.envelope().expect("parsed bundles carry an envelope").signatures.len(), 1);
-        assert_eq!(Bundle::parse(b.to_json_pretty().as_bytes()).expect("round trip"), b);
+        assert_eq!(
+            b.envelope()
+                .expect("parsed bundles carry an envelope")
+                .signatures
+                .len(),
+            1
+        );
+        assert_eq!(
+            Bundle::parse(b.to_json_pretty().as_bytes()).expect("round trip"),
+            b
+        );
     }
 });

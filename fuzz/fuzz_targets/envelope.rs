@@ -5,6 +5,9 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(env) = Envelope::parse(data) {
-        assert_eq!(Envelope::parse(env.to_json().as_bytes()).expect("round trip"), env);
+        assert_eq!(
+            Envelope::parse(env.to_json().as_bytes()).expect("round trip"),
+            env
+        );
     }
 });

@@ -6,6 +6,9 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(st) = Statement::parse(data) {
         st.validate().expect("parsed statements are valid");
-        assert_eq!(Statement::parse(&st.to_json_bytes()).expect("round trip"), st);
+        assert_eq!(
+            Statement::parse(&st.to_json_bytes()).expect("round trip"),
+            st
+        );
     }
 });

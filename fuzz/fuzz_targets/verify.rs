@@ -10,16 +10,27 @@ use libfuzzer_sys::fuzz_target;
 fn trusted() -> &'static [PublicKey] {
     static KEY: OnceLock<Vec<PublicKey>> = OnceLock::new();
     // A fresh key nobody else holds: nothing the fuzzer writes can carry its signature.
-    KEY.get_or_init(|| vec![KeyPair::generate(Algorithm::Ed25519).expect("key").public_key().clone()])
+    KEY.get_or_init(|| {
+        vec![
+            KeyPair::generate(Algorithm::Ed25519)
+                .expect("key")
+                .public_key()
+                .clone(),
+        ]
+    })
 }
 
 fuzz_target!(|data: &[u8]| {
     let req = VerifyRequest {
-        artifact_digest: "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into(),
+        artifact_digest: "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            .into(),
         source_uri: "github.com/example/repo-a".into(),
         ..Default::default()
     };
     let v = verify(data, trusted(), &req);
-    assert!(!v.verified, "verified without a signature by the trusted key");
+    assert!(
+        !v.verified,
+        "verified without a signature by the trusted key"
+    );
     assert!(!v.reasons.is_empty());
 });
