@@ -29,6 +29,14 @@
 //! - `hit`: verdict cache on, the same provenance in every request (many
 //!   consumers checking one release; labelled as such, never the headline).
 //!
+//! A third server runs in the scenarios with a different provenance per
+//! request: the verification floor, a handler that parses the body and runs
+//! the shared verification (`verify_with`, the same call the service makes)
+//! and answers, with no API key, rate limit, idempotency, metering or storage.
+//! It is what any server that checks each request's signature costs here, so
+//! it bounds what the service can reach on this machine: the rest of the
+//! service's cost per request is what auth and durable metering add.
+//!
 //! Fairness: in each round ours and the anchor run back to back with the
 //! same generator and requests, the order alternating from round to round;
 //! the figures are medians over the rounds, the ratio the median of the
@@ -381,6 +389,11 @@ async fn scenario(
         key,
     };
     let ours_url = format!("http://{}/v1/verify", running.addr);
+    let floor_url = if distinct {
+        Some(floor_server(signer.public_key().clone()).await?)
+    } else {
+        None
+    };
 
     // Warm up both; `sent` keeps the distinct bodies cycling in order
     // across runs, so the cache-on/distinct scenario never sees a repeat
@@ -391,8 +404,12 @@ async fn scenario(
     sent += load.run(&ours_url, sent, 2).await?.sent;
     let before = usage(&running).await?;
     let cache_before = running.app.verdicts.stats();
+    if let Some(url) = &floor_url {
+        let _ = load.run(url, 0, 2).await?;
+    }
     let mut ours = Vec::new();
     let mut anchor = Vec::new();
+    let mut floor = Vec::new();
     for round in 0..o.rounds {
         if round % 2 == 0 {
             anchor.push(load.run(anchor_url, 0, o.seconds).await?);
@@ -405,7 +422,14 @@ async fn scenario(
             ours.push(r);
             anchor.push(load.run(anchor_url, 0, o.seconds).await?);
         }
+        if let Some(url) = &floor_url {
+            floor.push(load.run(url, 0, o.seconds).await?);
+        }
     }
+    anyhow::ensure!(
+        floor.iter().all(|r| r.errors == 0),
+        "the verification floor failed to verify some requests"
+    );
     let committed = usage(&running).await? - before;
     let (hits0, misses0) = cache_before;
     let (hits1, misses1) = running.app.verdicts.stats();
@@ -446,7 +470,10 @@ async fn scenario(
         "", "round", "req/s", "p50 ms", "p99 ms", "errors", "server us", "gen us", "load"
     );
     for (i, (a, b)) in anchor.iter().zip(&ours).enumerate() {
-        for (who, r) in [("anchor", a), ("ours", b)] {
+        for (who, r) in [("anchor", a), ("ours", b)]
+            .into_iter()
+            .chain(floor.get(i).map(|f| ("floor", f)))
+        {
             println!(
                 "  {:<6} {:>5} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>10.1} {:>8.1} {:>6.2}",
                 who,
@@ -481,6 +508,23 @@ async fn scenario(
         "  commit durations, cumulative counts: {}",
         commit_tail.join(" ")
     );
+    let floor_line = if floor.is_empty() {
+        String::new()
+    } else {
+        let floor_ratios: Vec<f64> = floor
+            .iter()
+            .zip(&ours)
+            .map(|(f, b)| b.rps / f.rps)
+            .collect();
+        format!(
+            "\n    verification floor (verify_with only: no auth, metering or storage) {:>7.0} req/s \
+             (p99 {:.2} ms, server {:.0} us CPU/req); ours / floor {:.2}",
+            m(&floor, |r| r.rps),
+            m(&floor, |r| r.p99_ms),
+            m(&floor, |r| r.server_us),
+            median(floor_ratios),
+        )
+    };
     Ok(format!(
         "  {label}\n    ours {:>7.0} req/s (p50 {:.2} ms, p99 {:.2} ms, server {:.0} us CPU/req)   \
          anchor {:>7.0} req/s (p99 {:.2} ms, server {:.0} us CPU/req)   ratio {:.2}   load {:.2}",
@@ -493,7 +537,52 @@ async fn scenario(
         m(&anchor, |r| r.server_us),
         median(ratios),
         m(&ours, |r| r.load),
-    ))
+    ) + &floor_line)
+}
+
+/// The verification floor (see the module doc): parse the body, run the
+/// shared verification against `trusted`, answer the verdict. Returns its URL.
+async fn floor_server(trusted: cloister_attestor_core::PublicKey) -> anyhow::Result<String> {
+    let trusted = Arc::new(vec![trusted]);
+    let no_statement = VerifyOptions {
+        include_statement: false,
+    };
+    let app = Router::new().route(
+        "/v1/verify",
+        post(move |body: Bytes| {
+            let trusted = trusted.clone();
+            async move {
+                let Ok(b) = parse_json::<VerifyBody<'_>>(&body) else {
+                    return (axum::http::StatusCode::BAD_REQUEST, "{}");
+                };
+                let req = VerifyRequest {
+                    artifact_digest: b.artifact_digest,
+                    source_uri: b.source_uri,
+                    source_tag: b.source_tag,
+                    source_versioned_tag: b.source_versioned_tag,
+                    source_branch: b.source_branch,
+                    builder_id: b.builder_id,
+                };
+                let provenance = b.provenance.map_or("", |p| p.get());
+                let v = verify_with(provenance.as_bytes(), &trusted, &req, &no_statement);
+                // Every request carries valid provenance: a failure here
+                // would mean the floor measured a cheaper path, so it shows
+                // as an error in the table (and fails the run).
+                if v.verified {
+                    (
+                        axum::http::StatusCode::OK,
+                        "{\"verified\":true,\"reasons\":[]}",
+                    )
+                } else {
+                    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "{}")
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/v1/verify", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
