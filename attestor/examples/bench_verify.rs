@@ -555,15 +555,8 @@ async fn floor_server(trusted: cloister_attestor_core::PublicKey) -> anyhow::Res
                 let Ok(b) = parse_json::<VerifyBody<'_>>(&body) else {
                     return (axum::http::StatusCode::BAD_REQUEST, "{}");
                 };
-                let req = VerifyRequest {
-                    artifact_digest: b.artifact_digest,
-                    source_uri: b.source_uri,
-                    source_tag: b.source_tag,
-                    source_versioned_tag: b.source_versioned_tag,
-                    source_branch: b.source_branch,
-                    builder_id: b.builder_id,
-                };
-                let provenance = b.provenance.map_or("", |p| p.get());
+                let (req, provenance, _) = b.split();
+                let provenance = provenance.map_or("", |p| p.get());
                 let v = verify_with(provenance.as_bytes(), &trusted, &req, &no_statement);
                 // Every request carries valid provenance: a failure here
                 // would mean the floor measured a cheaper path, so it shows

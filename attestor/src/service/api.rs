@@ -233,6 +233,22 @@ pub struct VerifyBody<'a> {
     pub include_provenance: bool,
 }
 
+impl<'a> VerifyBody<'a> {
+    /// The fields the shared verification takes, the provenance as sent
+    /// (if any) and `includeProvenance`.
+    pub fn split(self) -> (VerifyRequest, Option<&'a RawValue>, bool) {
+        let req = VerifyRequest {
+            artifact_digest: self.artifact_digest,
+            source_uri: self.source_uri,
+            source_tag: self.source_tag,
+            source_versioned_tag: self.source_versioned_tag,
+            source_branch: self.source_branch,
+            builder_id: self.builder_id,
+        };
+        (req, self.provenance, self.include_provenance)
+    }
+}
+
 /// One reason a verification failed.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReasonBody<'a> {
@@ -296,19 +312,11 @@ pub async fn verify(
 ) -> Result<Response, AppError> {
     // One pass over the body: the fields, and the provenance as a borrowed
     // slice of exactly the bytes sent (the core parses it strictly, once).
-    let body: VerifyBody<'_> = parse_json(&raw)?;
-    let req = VerifyRequest {
-        artifact_digest: body.artifact_digest,
-        source_uri: body.source_uri,
-        source_tag: body.source_tag,
-        source_versioned_tag: body.source_versioned_tag,
-        source_branch: body.source_branch,
-        builder_id: body.builder_id,
-    };
+    let (req, provenance, include) = parse_json::<VerifyBody<'_>>(&raw)?.split();
     if let Err(reason) = check_request(&req) {
         return Err(AppError::unprocessable("invalid_request", reason.message));
     }
-    if let Some(p) = body.provenance
+    if let Some(p) = provenance
         && !p.get().trim_start().starts_with('{')
     {
         return Err(AppError::unprocessable(
@@ -321,8 +329,7 @@ pub async fn verify(
         .get()
         .map_err(|e| AppError::Internal(format!("keyring: {e}")))?;
     // The statement as JSON is built only when the caller asked for it.
-    let include = body.include_provenance;
-    let verdict: Option<Arc<Verdict>> = match body.provenance {
+    let verdict: Option<Arc<Verdict>> = match provenance {
         Some(p) => Some(
             state
                 .verdicts
