@@ -29,4 +29,4 @@ set -- hook --store "$CLOISTER_STORE" --state-dir "$CLOISTER_HOOK_STATE" --profi
 if [ -n "$CLOISTER_CGROUP_PARENT" ]; then
     set -- "$@" --cgroup-parent "$CLOISTER_CGROUP_PARENT"
 fi
-exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$CLOISTER_RUNNER" "$@"
+exec /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$CLOISTER_RUNNER" "$@"
