@@ -58,7 +58,25 @@ impl RunnerHost {
         let store = root.join("store");
         let image = import_busybox(&root, &store);
         let entry = root.join("cloister-container-hook.sh");
-        install_entry_script(&entry, &store, &state);
+        let key = root.join("attestor-public.pem");
+        std::fs::write(
+            &key,
+            "-----BEGIN PUBLIC KEY-----\ntest\n-----END PUBLIC KEY-----\n",
+        )
+        .unwrap();
+        install_entry_script(
+            &entry,
+            &[
+                (
+                    "CLOISTER_RUNNER",
+                    bin("cloister-runner").display().to_string(),
+                ),
+                ("CLOISTER_STORE", store.display().to_string()),
+                ("CLOISTER_HOOK_STATE", state.display().to_string()),
+                ("CLOISTER_DAEMON_SOCKET", String::new()),
+                ("CLOISTER_TRUSTED_KEY", key.display().to_string()),
+            ],
+        );
         RunnerHost {
             dir,
             work,
@@ -203,35 +221,32 @@ fn import_busybox(root: &Path, store: &Path) -> String {
     manifest
 }
 
-/// Installs the shipped entry script at `to`, its settings lines pointed at
-/// this workspace's binary, `store` and `state` (what an operator edits).
-pub fn install_entry_script(to: &Path, store: &Path, state: &Path) {
+/// Installs the shipped entry script at `to` with its settings lines
+/// (`NAME=value` at the top, what an operator edits) set to `settings`.
+pub fn install_entry_script(to: &Path, settings: &[(&str, String)]) {
     let shipped =
         workspace_root().join("cookbook/workflows/runner-hooks/cloister-container-hook.sh");
     let text = std::fs::read_to_string(&shipped).expect("the shipped entry script");
     let mut edited = String::new();
     let mut set = 0;
     for line in text.lines() {
-        let replaced = match line.split_once('=') {
-            Some(("CLOISTER_RUNNER", _)) => Some(format!(
-                "CLOISTER_RUNNER={}",
-                bin("cloister-runner").display()
-            )),
-            Some(("CLOISTER_STORE", _)) => Some(format!("CLOISTER_STORE={}", store.display())),
-            Some(("CLOISTER_HOOK_STATE", _)) => {
-                Some(format!("CLOISTER_HOOK_STATE={}", state.display()))
+        let value = line
+            .split_once('=')
+            .and_then(|(k, _)| settings.iter().find(|(name, _)| *name == k));
+        match value {
+            Some((name, v)) => {
+                set += 1;
+                edited.push_str(&format!("{name}={v}"));
             }
-            _ => None,
-        };
-        if let Some(r) = replaced {
-            set += 1;
-            edited.push_str(&r);
-        } else {
-            edited.push_str(line);
+            None => edited.push_str(line),
         }
         edited.push('\n');
     }
-    assert_eq!(set, 3, "the entry script's settings lines moved");
+    assert_eq!(
+        set,
+        settings.len(),
+        "the entry script's settings lines moved"
+    );
     std::fs::write(to, edited).unwrap();
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).unwrap();
 }

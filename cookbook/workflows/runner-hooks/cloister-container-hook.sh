@@ -24,9 +24,20 @@ CLOISTER_PROFILE=default
 # A cgroup delegated to the runner's user when the runner is not root
 # (e.g. /system.slice/actions-runner.service/cloister); empty: its own.
 CLOISTER_CGROUP_PARENT=
+# Bound into every step (read-only): the runner daemon's API socket (the
+# release workflow submits its build through it) and the attestor's public
+# key (it verifies the provenance with it). Empty: not bound.
+CLOISTER_DAEMON_SOCKET=/run/cloister-runner/api.sock
+CLOISTER_TRUSTED_KEY=/etc/cloister/attestor-public.pem
 
 set -- hook --store "$CLOISTER_STORE" --state-dir "$CLOISTER_HOOK_STATE" --profile "$CLOISTER_PROFILE"
 if [ -n "$CLOISTER_CGROUP_PARENT" ]; then
     set -- "$@" --cgroup-parent "$CLOISTER_CGROUP_PARENT"
+fi
+if [ -n "$CLOISTER_DAEMON_SOCKET" ]; then
+    set -- "$@" --daemon-socket "$CLOISTER_DAEMON_SOCKET"
+fi
+if [ -n "$CLOISTER_TRUSTED_KEY" ]; then
+    set -- "$@" --trusted-key "$CLOISTER_TRUSTED_KEY"
 fi
 exec /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$CLOISTER_RUNNER" "$@"

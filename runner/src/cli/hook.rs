@@ -28,6 +28,14 @@ pub struct Args {
     /// Actions runner is not root).
     #[arg(long, value_name = "PATH")]
     cgroup_parent: Option<String>,
+    /// Bind the runner daemon's API socket into every step at
+    /// /cloister/runner.sock (for the release workflow's build step).
+    #[arg(long, value_name = "SOCKET")]
+    daemon_socket: Option<PathBuf>,
+    /// Bind the attestor's public key (PEM) read-only into every step at
+    /// /cloister/attestor-public.pem.
+    #[arg(long, value_name = "PEM")]
+    trusted_key: Option<PathBuf>,
 }
 
 pub fn exec(args: Args) -> ExitCode {
@@ -45,6 +53,8 @@ pub fn exec(args: Args) -> ExitCode {
         state_dir: args.state_dir,
         profile: args.profile,
         cgroup_parent: args.cgroup_parent,
+        daemon_socket: args.daemon_socket,
+        trusted_key: args.trusted_key,
     };
     match hook::handle(&input, &opts) {
         Ok(done) => {

@@ -96,7 +96,18 @@ pub struct HookOptions {
     pub profile: String,
     /// Where the steps' cgroups go (a delegated cgroup for a rootless runner).
     pub cgroup_parent: Option<String>,
+    /// The runner daemon's API socket, bound into every step at
+    /// [`STEP_DAEMON_SOCKET`] (the release workflow submits its build
+    /// through it; a client of the socket can submit jobs, nothing more).
+    pub daemon_socket: Option<PathBuf>,
+    /// The attestor's public key (PEM), bound read-only at [`STEP_PUBLIC_KEY`].
+    pub trusted_key: Option<PathBuf>,
 }
+
+/// Where a step finds the runner daemon's socket (also `CLOISTER_RUNNER_SOCKET`).
+pub const STEP_DAEMON_SOCKET: &str = "/cloister/runner.sock";
+/// Where a step finds the trusted public key (also `CLOISTER_PUBLIC_KEY`).
+pub const STEP_PUBLIC_KEY: &str = "/cloister/attestor-public.pem";
 
 /// What an invocation ended with: the exit status and a line for the log.
 #[derive(Debug)]
@@ -373,9 +384,11 @@ fn step_env(
 }
 
 /// Runs `argv` in a fresh sandbox on `image`'s root filesystem with `mounts`.
+#[allow(clippy::too_many_arguments)]
 fn run_sandboxed(
     command: Command,
     opts: &HookOptions,
+    work_root: &Path,
     image: &str,
     mounts: &[PlannedMount],
     argv: Vec<String>,
@@ -402,6 +415,25 @@ fn run_sandboxed(
             spec.binds.push(bind);
         }
     }
+    let mut env = env;
+    for (host, inside, var) in [
+        (
+            &opts.daemon_socket,
+            STEP_DAEMON_SOCKET,
+            "CLOISTER_RUNNER_SOCKET",
+        ),
+        (&opts.trusted_key, STEP_PUBLIC_KEY, "CLOISTER_PUBLIC_KEY"),
+    ] {
+        if let Some(host) = host {
+            spec.ro_binds.push(Bind {
+                source: host.clone(),
+                destination: PathBuf::from(inside),
+            });
+            env.push((var.into(), inside.into()));
+        }
+    }
+    // Where `/__w` is on the host: the daemon reads a checkout by its host path.
+    env.push(("CLOISTER_HOST_WORK".into(), work_root.display().to_string()));
     spec.workdir = Some(workdir);
     spec.env = env;
     spec.cgroup_parent = opts.cgroup_parent.clone();
@@ -464,6 +496,7 @@ fn run_script_step(
     run_sandboxed(
         command,
         opts,
+        &record.work_root,
         &record.image,
         &record.mounts,
         argv,
@@ -528,7 +561,16 @@ fn run_container_step(
         args.prepend_path.as_ref(),
         has_home,
     );
-    run_sandboxed(command, opts, image, &plan.mounts, argv, workdir, env)
+    run_sandboxed(
+        command,
+        opts,
+        &record.work_root,
+        image,
+        &plan.mounts,
+        argv,
+        workdir,
+        env,
+    )
 }
 
 fn cleanup_job(state: Option<&serde_json::Value>, records: &Records) -> Result<Done, HookError> {

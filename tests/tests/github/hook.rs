@@ -119,6 +119,8 @@ fn a_job_runs_every_step_sandboxed_and_cleanup_leaves_nothing() {
              echo home=$HOME\n\
              echo pwd=$(pwd)\n\
              echo ci=$CI actions=$GITHUB_ACTIONS\n\
+             echo key=$CLOISTER_PUBLIC_KEY $(cat $CLOISTER_PUBLIC_KEY | busybox head -1)\n\
+             echo host_work=$CLOISTER_HOST_WORK\n\
              echo built > /__w/repo/repo/out.txt\n\
              echo result=ok >> \"$GITHUB_OUTPUT\"\n\
              cat /__e/README\n\
@@ -150,6 +152,7 @@ fn a_job_runs_every_step_sandboxed_and_cleanup_leaves_nothing() {
         response.is_empty(),
         "run_script_step writes no response: {response}"
     );
+    let host_work_line = format!("host_work={}", host.work.display());
     for line in [
         "hello from the step",
         "node_env=development",
@@ -157,6 +160,8 @@ fn a_job_runs_every_step_sandboxed_and_cleanup_leaves_nothing() {
         "home=/github/home",
         "pwd=/__w/repo/repo",
         "ci=true actions=true",
+        "key=/cloister/attestor-public.pem -----BEGIN PUBLIC KEY-----",
+        host_work_line.as_str(),
         "runner externals",
         "externals-read-only",
         "no-network",
