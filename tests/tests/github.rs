@@ -11,4 +11,5 @@
 
 mod github {
     mod hook;
+    pub mod workflows;
 }
