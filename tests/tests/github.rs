@@ -6,10 +6,12 @@
 //! pipelines themselves run end to end in `e2e::pipelines`.
 //!
 //! Module tree (under `tests/tests/github/`):
+//! - `doctor`: `cloister-runner doctor` and the job hooks, passing and failing
 //! - `hook`: a whole job through the entry script; every refused request
 //! - `workflows`: schema validation and zizmor audit of `cookbook/workflows/`
 
 mod github {
+    mod doctor;
     mod hook;
     pub mod workflows;
 }

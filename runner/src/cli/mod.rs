@@ -9,6 +9,7 @@ mod artifacts;
 mod build;
 mod cancel;
 mod common;
+mod doctor;
 mod hook;
 mod image;
 mod jobs;
@@ -62,6 +63,8 @@ enum Command {
     Quickstart(quickstart::Args),
     /// GitHub Actions runner container hooks: every job step in a sandbox.
     Hook(hook::Args),
+    /// Check this host as an isolated GitHub Actions runner (PASS/FAIL per requirement).
+    Doctor(doctor::Args),
 }
 
 /// The command line with `run` alone: every sandbox start pays for building
@@ -171,6 +174,7 @@ pub fn main() -> ExitCode {
         Command::Artifacts(args) => artifacts::exec(args),
         Command::Quickstart(args) => quickstart::exec(args),
         Command::Hook(args) => hook::exec(args),
+        Command::Doctor(args) => doctor::exec(args),
     }
 }
 
