@@ -32,8 +32,15 @@ pub struct RunnerHost {
 }
 
 impl RunnerHost {
-    /// Lays out a runner host and imports the image.
+    /// Lays out a runner host and imports the image, with this workspace's
+    /// `cloister-runner` (built by [`bin`]).
     pub fn new() -> RunnerHost {
+        RunnerHost::with_runner(&bin("cloister-runner"))
+    }
+
+    /// [`RunnerHost::new`] with the given `cloister-runner` (the full
+    /// binary beside it).
+    pub fn with_runner(runner: &Path) -> RunnerHost {
         let dir = tempfile::Builder::new()
             .prefix("chook-")
             .tempdir()
@@ -56,7 +63,7 @@ impl RunnerHost {
         std::fs::write(externals.join("README"), "runner externals\n").unwrap();
         let state = root.join("hook-state");
         let store = root.join("store");
-        let image = import_busybox(&root, &store);
+        let image = import_busybox(runner, &root, &store);
         let entry = root.join("cloister-container-hook.sh");
         let key = root.join("attestor-public.pem");
         std::fs::write(
@@ -67,10 +74,7 @@ impl RunnerHost {
         install_entry_script(
             &entry,
             &[
-                (
-                    "CLOISTER_RUNNER",
-                    bin("cloister-runner").display().to_string(),
-                ),
+                ("CLOISTER_RUNNER", runner.display().to_string()),
                 ("CLOISTER_STORE", store.display().to_string()),
                 ("CLOISTER_HOOK_STATE", state.display().to_string()),
                 ("CLOISTER_DAEMON_SOCKET", String::new()),
@@ -182,7 +186,7 @@ impl Default for RunnerHost {
 
 /// A busybox image (`/bin/busybox` and its applets as links, `/etc`)
 /// imported into `store`; returns its manifest digest.
-fn import_busybox(root: &Path, store: &Path) -> String {
+fn import_busybox(runner: &Path, root: &Path, store: &Path) -> String {
     let image_root = root.join("image-root");
     for d in ["bin", "etc", "tmp", "usr/bin"] {
         std::fs::create_dir_all(image_root.join(d)).unwrap();
@@ -206,7 +210,7 @@ fn import_busybox(root: &Path, store: &Path) -> String {
     .unwrap();
     let layout = root.join("layout");
     let manifest = build_layout(&layout, &[(crate::gnu_tar(&image_root, 0), true)], &["v1"]);
-    let out = Command::new(bin("cloister-runner"))
+    let out = Command::new(runner)
         .args(["image", "import", "--store"])
         .arg(store)
         .arg(format!("{}:v1", layout.display()))

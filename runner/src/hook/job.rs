@@ -240,9 +240,10 @@ impl Records {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&temp)
             .map_err(io("writing", &temp))?;
-        f.write_all(&text)
-            .and_then(|()| f.sync_all())
-            .map_err(io("writing", &temp))?;
+        // No fsync: a record lost in a host crash fails its job's next
+        // step ("not prepared"), which the crash failed anyway; an fsync
+        // per job cost milliseconds on a busy disk.
+        f.write_all(&text).map_err(io("writing", &temp))?;
         std::fs::rename(&temp, &path).map_err(io("renaming into", &path))
     }
 
