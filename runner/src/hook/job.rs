@@ -174,6 +174,26 @@ pub fn plan_mounts(
     Ok(plan)
 }
 
+/// Checks that every recorded mount source is still the directory
+/// `prepare_job` resolved: the same canonical path (no link swapped in by
+/// an earlier step, which could write there) and a directory. Nothing of the
+/// job runs between steps, so nothing can swap it after this check.
+pub fn verify_mounts(mounts: &[PlannedMount]) -> Result<(), JobError> {
+    for m in mounts {
+        let now = std::fs::canonicalize(&m.source).map_err(io("mount source", &m.source))?;
+        let meta = std::fs::symlink_metadata(&m.source).map_err(io("mount source", &m.source))?;
+        if now != m.source || !meta.is_dir() {
+            return Err(JobError::Refused(format!(
+                "mount source {} for {} changed since prepare_job (now {}): an earlier step replaced it",
+                m.source.display(),
+                m.target.display(),
+                now.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The canonical source of the mount at `target`, if the runner gave one.
 pub fn source_of(mounts: &[Mount], target: &str) -> Result<Option<PathBuf>, JobError> {
     match mounts.iter().find(|m| m.target_volume_path == target) {

@@ -483,6 +483,10 @@ fn run_script_step(
     let argv = entry_argv(command, &args.entry_point, &args.entry_point_args)?;
     let workdir = request::working_directory(command, &args.working_directory)?;
     request::check_env(command, args.environment_variables.as_ref())?;
+    // A step may have replaced a directory it could write (`/__w/_tool`,
+    // say) with a link leading out of the work directory; the next step
+    // must not get that bound in.
+    job::verify_mounts(&record.mounts).map_err(job_err(command))?;
     let has_home = record
         .mounts
         .iter()

@@ -228,6 +228,38 @@ fn a_job_runs_every_step_sandboxed_and_cleanup_leaves_nothing() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "second step\n");
 
+    // A step that swaps a directory it may write for a link out of the
+    // work directory does not get the link's target bound into the next.
+    host.script(
+        "step-3.sh",
+        // (/__w/_tool is a mount point in the step; the home's source is
+        // reachable through /__w/_temp and is not)
+        "rm -rf /__w/_temp/_github_home && ln -s /etc /__w/_temp/_github_home && echo swapped\n",
+    );
+    let (out, _) = host.drive(
+        &host.request("run-script-step", &state, "step-3.sh"),
+        HOSTILE_ENV,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (out, _) = host.drive(
+        &host.request("run-script-step", &state, "step-2.sh"),
+        HOSTILE_ENV,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).is_empty(), "the step ran: {}", stdout(&out));
+    assert!(
+        stderr(&out).contains("changed since prepare_job"),
+        "{}",
+        stderr(&out)
+    );
+    let home = host.work.join("_temp/_github_home");
+    assert_eq!(
+        std::fs::read_link(&home).unwrap(),
+        std::path::Path::new("/etc")
+    );
+    std::fs::remove_file(&home).unwrap();
+    std::fs::create_dir(&home).unwrap();
+
     // cleanup_job: nothing of the job is left, and its state is dead.
     let (out, _) = host.drive(&host.request("cleanup-job", &state, ""), HOSTILE_ENV);
     assert!(out.status.success(), "cleanup_job: {}", stderr(&out));
