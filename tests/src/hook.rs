@@ -74,7 +74,13 @@ impl RunnerHost {
         install_entry_script(
             &entry,
             &[
-                ("CLOISTER_RUNNER", runner.display().to_string()),
+                (
+                    "CLOISTER_RUNNER",
+                    runner
+                        .with_file_name("cloister-runner-full")
+                        .display()
+                        .to_string(),
+                ),
                 ("CLOISTER_STORE", store.display().to_string()),
                 ("CLOISTER_HOOK_STATE", state.display().to_string()),
                 ("CLOISTER_DAEMON_SOCKET", String::new()),

@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Cloister's container hooks for a GitHub Actions self-hosted runner
 # labelled `isolated`: every step of every job runs in a Cloister sandbox
 # (the job container's image from the runner's image store, no network).
@@ -12,12 +12,15 @@
 # The runner runs this script with bash and one JSON request on stdin; it
 # hands the request to `cloister-runner hook` unchanged (exec: same stdin,
 # same process, so the runner's SIGINT on a timeout reaches the sandbox).
+# Each step pays for this script, so it execs once, straight into the
+# binary that holds the subcommand.
 #
 # Settings live in the lines below, never in the environment: the script
 # runs with the runner's environment, so nothing a job could set may choose
-# the binary, the store or the hook's records. `env -i` hands the hook an
-# empty environment.
-CLOISTER_RUNNER=/usr/local/bin/cloister-runner
+# the binary, the store or the hook's records. `exec -c` (bash) hands the
+# hook an empty environment.
+# The binary holding every subcommand (cloister-runner would exec it).
+CLOISTER_RUNNER=/usr/local/bin/cloister-runner-full
 CLOISTER_STORE=/var/lib/cloister/runner/store
 CLOISTER_HOOK_STATE=/var/lib/cloister/github-hook
 CLOISTER_PROFILE=default
@@ -40,4 +43,4 @@ fi
 if [ -n "$CLOISTER_TRUSTED_KEY" ]; then
     set -- "$@" --trusted-key "$CLOISTER_TRUSTED_KEY"
 fi
-exec /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$CLOISTER_RUNNER" "$@"
+exec -c "$CLOISTER_RUNNER" "$@"

@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # ACTIONS_RUNNER_HOOK_JOB_STARTED on an isolated runner: before each job,
 # check the host with `cloister-runner doctor` (a sandbox starts with the
 # profile's limits, the runner daemon and the attestor answer, the image
@@ -24,4 +24,4 @@ set -- doctor --config "$CLOISTER_RUNNER_CONFIG" --attestor-url "$CLOISTER_ATTES
 if [ -n "$CLOISTER_CGROUP_PARENT" ]; then
     set -- "$@" --cgroup-parent "$CLOISTER_CGROUP_PARENT"
 fi
-exec /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$CLOISTER_RUNNER" "$@"
+exec -c "$CLOISTER_RUNNER" "$@"
