@@ -133,3 +133,24 @@ async fn an_old_low_job_still_starts_before_a_fresh_release_job() {
     let order = start_order(&ep, &[&release, &low]).await;
     assert_eq!(order, [low, release]);
 }
+
+#[test]
+fn an_aging_period_out_of_range_stops_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runner.toml");
+    std::fs::write(&path, "priority_aging_secs = 0\n").unwrap();
+    let out = std::process::Command::new(RUNNER)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("priority_aging_secs must be between 1 and 86400, got 0"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
