@@ -29,6 +29,9 @@ pub struct RunnerHost {
     pub entry: PathBuf,
     /// `sha256:<hex>` of the imported busybox image.
     pub image: String,
+    /// Run the entry script as this user (`setpriv`), as a runner that is
+    /// not root does; `None`: as this process's user.
+    pub user: Option<String>,
 }
 
 impl RunnerHost {
@@ -95,6 +98,7 @@ impl RunnerHost {
             store,
             entry,
             image,
+            user: None,
         }
     }
 
@@ -127,6 +131,11 @@ impl RunnerHost {
             .work
             .join(format!("_temp/_runner_hook_responses/{n}.json"));
         std::fs::write(&path, b"").expect("create the response file");
+        if let Some(user) = &self.user {
+            // The runner creates it as its own user.
+            let st = Command::new("chown").arg(user).arg(&path).status();
+            assert!(st.is_ok_and(|s| s.success()), "chown the response file");
+        }
         path
     }
 
@@ -148,7 +157,21 @@ impl RunnerHost {
 
     /// Feeds `input` (any bytes) to the entry script.
     pub fn drive_raw(&self, input: &[u8], env: &[(&str, &str)]) -> Output {
-        let mut child = Command::new("bash")
+        let mut cmd = match &self.user {
+            Some(user) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    &format!("--reuid={user}"),
+                    &format!("--regid={user}"),
+                    "--clear-groups",
+                    "--",
+                    "bash",
+                ]);
+                c
+            }
+            None => Command::new("bash"),
+        };
+        let mut child = cmd
             .args(["--noprofile", "--norc", "-e", "-o", "pipefail"])
             .arg(&self.entry)
             .current_dir(&self.work)

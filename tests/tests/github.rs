@@ -8,10 +8,12 @@
 //! Module tree (under `tests/tests/github/`):
 //! - `doctor`: `cloister-runner doctor` and the job hooks, passing and failing
 //! - `hook`: a whole job through the entry script; every refused request
+//! - `rootless`: a job as an unprivileged runner user with a delegated cgroup
 //! - `workflows`: schema validation and zizmor audit of `cookbook/workflows/`
 
 mod github {
     mod doctor;
     mod hook;
+    mod rootless;
     pub mod workflows;
 }

@@ -287,6 +287,21 @@ fn prepare_job(
     let pin = image_rootfs(command, &opts.store, &digest)?;
     let is_alpine = job::is_alpine(pin.path());
     drop(pin);
+    // What the entry script binds into every step must be there, or every
+    // step would fail; say so once, up front.
+    for (what, path) in [
+        ("daemon socket", &opts.daemon_socket),
+        ("trusted key", &opts.trusted_key),
+    ] {
+        if let Some(path) = path {
+            std::fs::metadata(path).map_err(|source| HookError::Io {
+                command: "prepare_job",
+                what,
+                path: path.clone(),
+                source,
+            })?;
+        }
+    }
     // The profile is loaded now so that a bad one fails the job up front.
     Profile::load(&opts.profile).map_err(|source| HookError::Profile {
         command: "prepare_job",

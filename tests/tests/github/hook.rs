@@ -527,3 +527,33 @@ fn every_bad_request_is_refused_with_its_message() {
         assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
     }
 }
+
+#[test]
+fn a_missing_daemon_socket_or_key_fails_prepare_job_up_front() {
+    let mut host = RunnerHost::new();
+    let entry = host.dir.path().join("misconfigured-hook.sh");
+    cloister_tests::hook::install_entry_script(
+        &entry,
+        &[
+            (
+                "CLOISTER_RUNNER",
+                cloister_tests::bin("cloister-runner-full")
+                    .display()
+                    .to_string(),
+            ),
+            ("CLOISTER_STORE", host.store.display().to_string()),
+            ("CLOISTER_HOOK_STATE", host.state.display().to_string()),
+            ("CLOISTER_DAEMON_SOCKET", "/nonexistent/api.sock".into()),
+        ],
+    );
+    host.entry = entry;
+    let (out, response) = host.drive(&host.request("prepare-job", &json!({}), ""), &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("prepare_job: daemon socket /nonexistent/api.sock"),
+        "{err}"
+    );
+    assert!(response.is_empty());
+    assert!(host.records().is_empty());
+}
