@@ -87,6 +87,7 @@ fn main() {
     let prepare = host.request("prepare-job", &json!({}), "");
 
     let (mut hook_total, mut hook_run, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut hook_prepare, mut hook_cleanup, mut shell) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..runs + 3 {
         // The anchor: a bare sandbox on the same image.
         let t = Instant::now();
@@ -99,9 +100,27 @@ fn main() {
         let bare_t = t.elapsed();
         check("bare sandbox", out.status.success(), &out);
 
+        // The floor of any hook call: the runner's bash starting a script.
+        let t = Instant::now();
+        let out = Command::new("bash")
+            .args([
+                "--noprofile",
+                "--norc",
+                "-e",
+                "-o",
+                "pipefail",
+                "-c",
+                "exit 0",
+            ])
+            .output()
+            .unwrap();
+        let shell_t = t.elapsed();
+        check("bash", out.status.success(), &out);
+
         // Ours: prepare + run + cleanup through the entry script.
         let t = Instant::now();
         let (out, response) = host.drive(&prepare, &[]);
+        let prepare_t = t.elapsed();
         check("prepare_job", out.status.success(), &out);
         let state = serde_json::from_str::<serde_json::Value>(&response).unwrap()["state"].clone();
         let mut req = step.clone();
@@ -112,7 +131,9 @@ fn main() {
         check("run_script_step", out.status.success(), &out);
         let mut cleanup = host.request("cleanup-job", &state, "");
         cleanup["state"] = state;
+        let t_cleanup = Instant::now();
         let (out, _) = host.drive(&cleanup, &[]);
+        let cleanup_t = t_cleanup.elapsed();
         check("cleanup_job", out.status.success(), &out);
         let total_t = t.elapsed();
         if round >= 3 {
@@ -120,6 +141,9 @@ fn main() {
             bare.push(bare_t);
             hook_total.push(total_t);
             hook_run.push(run_t);
+            hook_prepare.push(prepare_t);
+            hook_cleanup.push(cleanup_t);
+            shell.push(shell_t);
         }
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -139,6 +163,13 @@ fn main() {
         "  bare sandbox start (run --image, true)        {:8.2} ms",
         ms(b)
     );
+    let line = |what: &str, d: Duration| println!("  {what:<45} {:8.2} ms", ms(d));
+    line(
+        "bash starting a script (each call's floor)",
+        median(&mut shell),
+    );
+    line("hook: prepare_job", median(&mut hook_prepare));
+    line("hook: cleanup_job", median(&mut hook_cleanup));
     println!(
         "  hook: run_script_step of `true`               {:8.2} ms   ratio to bare {:.2}",
         ms(r),
