@@ -79,6 +79,9 @@ struct JobRun<'a> {
     workspace: PathBuf,
     /// Uploaded artifacts: name → directory.
     artifacts: &'a Path,
+    /// For a job in a job container: (`GITHUB_WORKSPACE` inside, the host
+    /// directory mounted at `/__w`).
+    container_view: Option<(String, PathBuf)>,
 }
 
 impl JobRun<'_> {
@@ -113,6 +116,12 @@ impl JobRun<'_> {
             .env("GITHUB_OUTPUT", &output_file)
             .env("RUNNER_TEMP", &self.temp)
             .env("GITHUB_WORKSPACE", &self.workspace);
+        // The release job's steps see the workspace as the container hook
+        // lays it out (`/__w/REPO/REPO`), as in a job container.
+        if let Some((inside, host_work)) = &self.container_view {
+            cmd.env("GITHUB_WORKSPACE", inside)
+                .env("CLOISTER_HOST_WORK", host_work);
+        }
         if let Some(env) = step["env"].as_object() {
             for (k, v) in env {
                 let v = v
@@ -237,7 +246,9 @@ fn sha256(path: &Path) -> String {
 fn pipeline(stack: &Stack, name: &str, key: &str, url: &str) {
     let root = stack.dir.path().join(format!("pipeline-{name}"));
     std::fs::create_dir_all(&root).unwrap();
-    let repo = fixture_repo(&root, name);
+    // The checkout where the runner keeps it: `_work/REPO/REPO`.
+    let host_work = root.join("_work");
+    let repo = fixture_repo(&host_work.join(name), name);
     git(&repo, &["tag", "v1.0.0"]);
     let sha = git(&repo, &["rev-parse", "HEAD"]);
     let caller = workflow(&format!("examples/{name}.release.yml"));
@@ -305,6 +316,7 @@ fn pipeline(stack: &Stack, name: &str, key: &str, url: &str) {
         temp,
         workspace: repo.clone(),
         artifacts: &artifacts,
+        container_view: Some((format!("/__w/{name}/{name}"), host_work.clone())),
     };
     job.run(&reusable["jobs"]["build"], name);
     let artifact = ctx.values["steps.build.outputs.artifact-name"].clone();
@@ -365,6 +377,7 @@ fn pipeline(stack: &Stack, name: &str, key: &str, url: &str) {
         temp: consumer_temp,
         workspace: consumer_ws.clone(),
         artifacts: &artifacts,
+        container_view: None,
     };
     job.run(verify_job, &format!("{name} consumer"));
 
