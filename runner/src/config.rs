@@ -43,6 +43,8 @@ struct FileConfig {
     concurrency: Option<usize>,
     queue_capacity: Option<usize>,
     shutdown_grace_secs: Option<u64>,
+    /// Job priority aging (issue 19).
+    priority_aging_secs: Option<u64>,
     attestor_socket: Option<PathBuf>,
     #[serde(default)]
     api: FileApi,
@@ -118,6 +120,9 @@ pub struct Config {
     pub concurrency: usize,
     pub queue_capacity: usize,
     pub shutdown_grace: Duration,
+    /// A queued job gains one priority level per this much waiting
+    /// (`priority_aging_secs`, default 300), so no job starves.
+    pub priority_aging: Duration,
     pub attestor_socket: PathBuf,
     pub api: ApiConfig,
     pub limits: Limits,
@@ -227,6 +232,7 @@ impl Config {
             concurrency: file.concurrency.unwrap_or(2),
             queue_capacity: file.queue_capacity.unwrap_or(64),
             shutdown_grace: Duration::from_secs(file.shutdown_grace_secs.unwrap_or(30)),
+            priority_aging: Duration::from_secs(file.priority_aging_secs.unwrap_or(300)),
             attestor_socket,
             api: ApiConfig {
                 socket,
@@ -273,6 +279,12 @@ impl Config {
             return bad(format!(
                 "queue_capacity must be between 1 and 100000, got {}",
                 self.queue_capacity
+            ));
+        }
+        if !(1..=86_400).contains(&self.priority_aging.as_secs()) {
+            return bad(format!(
+                "priority_aging_secs must be between 1 and 86400, got {}",
+                self.priority_aging.as_secs()
             ));
         }
         if self.builder_id.trim().is_empty() || self.builder_id.contains(char::is_whitespace) {

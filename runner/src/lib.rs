@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod hook;
 mod inputs_glue;
 pub mod job;
 pub mod stack;

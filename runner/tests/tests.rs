@@ -7,6 +7,7 @@
 //! - `daemon::config`: configuration validated at start, systemd units verified
 //! - `daemon::api`: socket mode and group, bearer token on TCP, spec validation, sd_notify
 //! - `daemon::lifecycle`: cancel, bounded queue, crash and drain, hostile outputs, no persistence
+//! - `daemon::priority`: release before normal before low, queue positions, aging
 //! - `daemon::source`: a dirty tree or another commit fails the job before any build
 //! - `cli::front`: the front binary hands every subcommand but `run` to the full one
 
@@ -20,5 +21,6 @@ mod daemon {
     mod api;
     mod config;
     mod lifecycle;
+    mod priority;
     mod source;
 }

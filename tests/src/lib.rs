@@ -7,8 +7,10 @@
 //! - `inputs.rs`: snapshots, store, images, vendoring recipes
 //! - `interop.rs`: our envelopes and bundles against external verifiers
 //! - `e2e.rs`: jobs end to end through both daemons
+//! - `github.rs`: the Actions runner container hooks, the workflows' lint
 #![forbid(unsafe_code)]
 
+pub mod hook;
 pub mod oci;
 
 use std::path::{Path, PathBuf};
@@ -148,4 +150,22 @@ pub fn interop_node_modules() -> PathBuf {
         p.display()
     );
     p
+}
+
+/// The venv bin directory with check-jsonschema and zizmor
+/// (`.ci/setup.d/65-github.sh` exports `CLOISTER_GITHUB_TOOLS`); panics
+/// naming the setup script when it is missing.
+pub fn github_tool(name: &str) -> PathBuf {
+    let dir = std::env::var_os("CLOISTER_GITHUB_TOOLS").unwrap_or_else(|| {
+        panic!(
+            "CLOISTER_GITHUB_TOOLS is not set: run .ci/setup.d/65-github.sh (it installs {name})"
+        )
+    });
+    let path = PathBuf::from(dir).join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run .ci/setup.d/65-github.sh",
+        path.display()
+    );
+    path
 }

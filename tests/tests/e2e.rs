@@ -11,6 +11,7 @@
 //! - `concurrency`: 8 concurrent jobs without cross-talk, none lost across a restart
 //! - `toolchains`: toolchains are store snapshots, named by digest in provenance, refreshed on SIGHUP
 //! - `image`: a job on a builder image imported from an OCI layout
+//! - `pipelines`: repos A, B, C through the example release workflows' steps, both consumer verifications
 //! - `quickstart`: `cloister-runner quickstart --json`
 
 mod e2e {
@@ -19,6 +20,7 @@ mod e2e {
     mod harness;
     mod image;
     mod isolation;
+    mod pipelines;
     mod quickstart;
     mod repos;
     mod toolchains;

@@ -5,7 +5,7 @@
 use super::artifacts::copy_out;
 use super::common::{Connect, fail};
 use crate::client::Endpoint;
-use crate::job::spec::{JobLimits, JobSpec, Source, Vendor};
+use crate::job::spec::{JobLimits, JobSpec, Priority, Source, Vendor};
 use crate::job::store::{JobRecord, JobState};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -62,6 +62,10 @@ pub struct Args {
     /// CPU limit.
     #[arg(long)]
     pub cpus: Option<u32>,
+    /// Scheduling priority: release, normal or low (higher runs first;
+    /// waiting jobs age, so none starves).
+    #[arg(long, default_value = "normal", value_name = "release|normal|low")]
+    pub priority: Priority,
     /// Print the job spec instead of submitting it.
     #[arg(long)]
     pub dry_run: bool,
@@ -168,6 +172,7 @@ pub fn spec_from_args(args: &Args) -> anyhow::Result<JobSpec> {
             pids: args.pids,
             cpus: args.cpus,
         },
+        priority: args.priority,
     };
     spec.validate()?;
     Ok(spec)

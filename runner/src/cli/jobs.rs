@@ -1,4 +1,5 @@
-//! `cloister-runner jobs`: list recent jobs.
+//! `cloister-runner jobs`: list recent jobs, with each queued job's
+//! priority and place in the start order.
 
 use super::common::{Connect, fail, runtime};
 use crate::job::store::JobRecord;
@@ -33,12 +34,19 @@ pub fn exec(args: Args) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    println!("{:<36}  {:<10}  {:<24}  REASON", "JOB", "STATE", "CREATED");
+    println!(
+        "{:<36}  {:<10}  {:<8}  {:>5}  {:<24}  REASON",
+        "JOB", "STATE", "PRIORITY", "QUEUE", "CREATED"
+    );
     for j in jobs {
+        // QUEUE: the place in the start order of a queued job (1 = next).
+        let position = j.queue_position.map(|p| p.to_string()).unwrap_or_default();
         println!(
-            "{:<36}  {:<10}  {:<24}  {}",
+            "{:<36}  {:<10}  {:<8}  {:>5}  {:<24}  {}",
             j.id,
             j.state,
+            j.spec.priority,
+            position,
             j.created_at,
             j.reason.unwrap_or_default()
         );

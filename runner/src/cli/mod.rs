@@ -9,6 +9,8 @@ mod artifacts;
 mod build;
 mod cancel;
 mod common;
+mod doctor;
+mod hook;
 mod image;
 mod jobs;
 mod logs;
@@ -59,6 +61,10 @@ enum Command {
     Artifacts(artifacts::Args),
     /// Start both daemons on embedded defaults, build repo A, verify its provenance.
     Quickstart(quickstart::Args),
+    /// GitHub Actions runner container hooks: every job step in a sandbox.
+    Hook(hook::Args),
+    /// Check this host as an isolated GitHub Actions runner (PASS/FAIL per requirement).
+    Doctor(doctor::Args),
 }
 
 /// The command line with `run` alone: every sandbox start pays for building
@@ -167,6 +173,8 @@ pub fn main() -> ExitCode {
         Command::Cancel(args) => cancel::exec(args),
         Command::Artifacts(args) => artifacts::exec(args),
         Command::Quickstart(args) => quickstart::exec(args),
+        Command::Hook(args) => hook::exec(args),
+        Command::Doctor(args) => doctor::exec(args),
     }
 }
 

@@ -215,6 +215,7 @@ fn run(args: &Args) -> anyhow::Result<Summary> {
         env: Default::default(),
         outputs: vec!["target/release/repo-a".into()],
         limits: JobLimits::default(),
+        priority: Default::default(),
     };
     let ep = daemons.endpoint();
     let rt = super::common::runtime();

@@ -172,11 +172,15 @@ async fn list(
     State(AppState(s)): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, AppError> {
-    let jobs = s
+    let mut jobs = s
         .store
         .list(q.limit.unwrap_or(50).min(1000))
         .await
         .map_err(AppError::internal)?;
+    let positions = s.queue_positions();
+    for job in &mut jobs {
+        job.queue_position = positions.get(&job.id).copied();
+    }
     Ok(Json(jobs).into_response())
 }
 
@@ -185,7 +189,10 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, AppError> {
     match s.store.get(&id).await.map_err(AppError::internal)? {
-        Some(job) => Ok(Json(job).into_response()),
+        Some(mut job) => {
+            job.queue_position = s.queue_positions().get(&job.id).copied();
+            Ok(Json(job).into_response())
+        }
         None => Err(SchedulerError::NotFound(id).into()),
     }
 }

@@ -1,19 +1,28 @@
-//! The scheduler: a bounded queue of job ids (bounded by the configured
-//! capacity, counted over queued jobs) feeding at most `concurrency` jobs at
-//! once. Jobs are persisted before they are queued, so a restart loses
-//! none: queued jobs are resumed, in-flight ones are marked failed. On drain
-//! the dispatcher stops taking jobs (they stay queued for the next start),
-//! running jobs get the grace period, then are stopped and marked failed.
+//! The scheduler: a bounded priority queue of job ids (bounded by the
+//! configured capacity, counted over queued jobs) feeding at most
+//! `concurrency` jobs at once. Jobs are persisted before they are queued, so
+//! a restart loses none: queued jobs are resumed, in-flight ones are marked
+//! failed. On drain the dispatcher stops taking jobs (they stay queued for
+//! the next start), running jobs get the grace period, then are stopped and
+//! marked failed.
+//!
+//! Order ([`JobQueue`]): the job with the highest *effective* priority starts
+//! next, the oldest first among equals. Effective priority is the job's rank
+//! (low 0, normal 1, release 2) plus one per `priority_aging` it has waited,
+//! so a release build overtakes everything queued at the same time, and a
+//! low job waiting two aging periods ranks with a fresh release build (and
+//! wins, being older): no job starves while others keep arriving.
 
 use crate::config::Config;
 use crate::job::exec::{Executor, Stopper};
-use crate::job::spec::JobSpec;
+use crate::job::spec::{JobSpec, Priority};
 use crate::job::store::{JobRecord, JobState, JobStore, StoreError};
 use crate::toolchains::Toolchains;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{Semaphore, mpsc, watch};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::task::TaskTracker;
 
 /// Errors submitting or cancelling.
@@ -31,14 +40,137 @@ pub enum SchedulerError {
     Store(#[from] StoreError),
 }
 
+/// One waiting job.
+#[derive(Debug, Clone)]
+struct Waiting {
+    id: String,
+    priority: Priority,
+    /// When it started waiting (for a recovered job: its submission).
+    since: Instant,
+    /// Submission order (ties go to the smaller).
+    seq: u64,
+}
+
+/// The jobs waiting for a build slot, in the order of [`JobQueue::pop`].
+/// A plain vector: a pick scans it (the queue is bounded by
+/// `queue_capacity`, and a pick happens once per job start).
+#[derive(Debug)]
+pub struct JobQueue {
+    waiting: Vec<Waiting>,
+    next_seq: u64,
+    aging: Duration,
+}
+
+impl JobQueue {
+    /// An empty queue where waiting `aging` raises a job one level.
+    pub fn new(aging: Duration) -> JobQueue {
+        JobQueue {
+            waiting: Vec::new(),
+            next_seq: 0,
+            aging: aging.max(Duration::from_millis(1)),
+        }
+    }
+
+    /// Adds a job that has been waiting since `since`.
+    pub fn push(&mut self, id: String, priority: Priority, since: Instant) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.waiting.push(Waiting {
+            id,
+            priority,
+            since,
+            seq,
+        });
+    }
+
+    /// The effective priority at `now`: rank plus one per aging period waited.
+    fn effective(&self, w: &Waiting, now: Instant) -> u64 {
+        let waited = now.saturating_duration_since(w.since);
+        let boost = waited.as_millis() / self.aging.as_millis().max(1);
+        w.priority.rank() + u64::try_from(boost).unwrap_or(u64::MAX / 2)
+    }
+
+    /// The sort key: higher effective priority first, then older.
+    fn key(&self, w: &Waiting, now: Instant) -> (std::cmp::Reverse<u64>, u64) {
+        (std::cmp::Reverse(self.effective(w, now)), w.seq)
+    }
+
+    /// Takes the job that starts next at `now`: (id, priority, time waited).
+    pub fn pop(&mut self, now: Instant) -> Option<(String, Priority, Duration)> {
+        let best = (0..self.waiting.len()).min_by_key(|&i| self.key(&self.waiting[i], now))?;
+        let w = self.waiting.remove(best);
+        Some((w.id, w.priority, now.saturating_duration_since(w.since)))
+    }
+
+    /// Removes a job (cancelled while waiting); whether it was there.
+    pub fn remove(&mut self, id: &str) -> bool {
+        match self.waiting.iter().position(|w| w.id == id) {
+            Some(i) => {
+                self.waiting.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The ids in the order they would start at `now`.
+    pub fn order(&self, now: Instant) -> Vec<String> {
+        let mut v: Vec<&Waiting> = self.waiting.iter().collect();
+        v.sort_by_key(|w| self.key(w, now));
+        v.into_iter().map(|w| w.id.clone()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
+    /// Per priority (lowest first): how many wait and the longest wait.
+    pub fn stats(&self, now: Instant) -> [PriorityStats; 3] {
+        Priority::ALL.map(|p| {
+            let of_p = self.waiting.iter().filter(|w| w.priority == p);
+            PriorityStats {
+                priority: p,
+                queued: of_p.clone().count(),
+                oldest_wait: of_p.map(|w| now.saturating_duration_since(w.since)).max(),
+            }
+        })
+    }
+}
+
+/// The queue of one priority at one moment (for metrics and `jobs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PriorityStats {
+    pub priority: Priority,
+    pub queued: usize,
+    pub oldest_wait: Option<Duration>,
+}
+
+/// Jobs started since the daemon started, per priority, with the total
+/// time they waited (a Prometheus summary's count and sum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartedStats {
+    pub priority: Priority,
+    pub started: u64,
+    pub waited_total: Duration,
+}
+
 /// Shared scheduler state.
 #[derive(Debug)]
 pub struct Scheduler {
     pub store: JobStore,
     pub config: Arc<Config>,
     executor: Arc<Executor>,
-    tx: mpsc::UnboundedSender<String>,
-    rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
+    queue: Mutex<JobQueue>,
+    /// Woken when a job is queued.
+    wake: Notify,
+    dispatching: AtomicBool,
+    /// Started jobs and their summed wait in microseconds, per priority rank.
+    started: [AtomicU64; 3],
+    waited_us: [AtomicU64; 3],
     queued: AtomicUsize,
     draining: AtomicBool,
     running: Mutex<HashMap<String, Stopper>>,
@@ -54,7 +186,7 @@ impl Scheduler {
         runner_exe: std::path::PathBuf,
         toolchains: Arc<Toolchains>,
     ) -> Arc<Scheduler> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let aging = config.priority_aging;
         let executor = Arc::new(Executor {
             config: config.clone(),
             runner_exe,
@@ -65,8 +197,11 @@ impl Scheduler {
             store,
             config,
             executor,
-            tx,
-            rx: Mutex::new(Some(rx)),
+            queue: Mutex::new(JobQueue::new(aging)),
+            wake: Notify::new(),
+            dispatching: AtomicBool::new(false),
+            started: Default::default(),
+            waited_us: Default::default(),
             queued: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             running: Mutex::new(HashMap::new()),
@@ -89,16 +224,62 @@ impl Scheduler {
         self.changes.send_modify(|n| *n += 1);
     }
 
-    /// Marks interrupted jobs failed and re-queues queued ones; returns
+    fn enqueue(&self, id: String, priority: Priority, since: Instant) {
+        self.queue
+            .lock()
+            .expect("queue lock")
+            .push(id, priority, since);
+        self.wake.notify_one();
+    }
+
+    /// Marks interrupted jobs failed and re-queues queued ones (each aged
+    /// from its submission, so a restart does not reset its wait); returns
     /// (failed, requeued).
     pub async fn recover(&self) -> Result<(u64, usize), StoreError> {
         let (failed, queued) = self.store.recover().await?;
         let n = queued.len();
+        let now = Instant::now();
         for id in queued {
+            let (priority, since) = match self.store.get(&id).await? {
+                Some(job) => (job.spec.priority, now - waited_since(&job.created_at)),
+                None => continue,
+            };
             self.queued.fetch_add(1, Ordering::SeqCst);
-            let _ = self.tx.send(id);
+            self.enqueue(id, priority, since);
         }
         Ok((failed, n))
+    }
+
+    /// Jobs waiting now.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.lock().expect("queue lock").len()
+    }
+
+    /// Per priority: jobs waiting and the longest wait, now.
+    pub fn queue_stats(&self) -> [PriorityStats; 3] {
+        self.queue.lock().expect("queue lock").stats(Instant::now())
+    }
+
+    /// Per priority: jobs started since the daemon started and their total wait.
+    pub fn started_stats(&self) -> [StartedStats; 3] {
+        Priority::ALL.map(|p| {
+            let i = p.rank() as usize;
+            StartedStats {
+                priority: p,
+                started: self.started[i].load(Ordering::Relaxed),
+                waited_total: Duration::from_micros(self.waited_us[i].load(Ordering::Relaxed)),
+            }
+        })
+    }
+
+    /// Every waiting job's position (1 = starts next), as of now.
+    pub fn queue_positions(&self) -> HashMap<String, usize> {
+        let order = self.queue.lock().expect("queue lock").order(Instant::now());
+        order
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| (id, i + 1))
+            .collect()
     }
 
     /// Persists and queues a new job.
@@ -120,7 +301,7 @@ impl Scheduler {
         let id = uuid::Uuid::now_v7().to_string();
         match self.store.insert(&id, &spec).await {
             Ok(record) => {
-                let _ = self.tx.send(id);
+                self.enqueue(id, spec.priority, Instant::now());
                 self.changed();
                 Ok(record)
             }
@@ -146,7 +327,12 @@ impl Scheduler {
         match stopper {
             Some(s) => s.stop(JobState::Cancelled, "cancelled by a client"),
             None => {
-                // Still queued: the dispatcher skips it when it comes up.
+                // Still queued: out of the queue now (and, should the
+                // dispatcher have taken it meanwhile, the conditional start
+                // below fails and it is skipped).
+                if self.queue.lock().expect("queue lock").remove(id) {
+                    self.queued.fetch_sub(1, Ordering::SeqCst);
+                }
                 self.store
                     .finish(
                         id,
@@ -185,23 +371,37 @@ impl Scheduler {
 
     /// Runs the dispatcher until drain begins.
     pub async fn dispatch(self: Arc<Self>) {
-        let mut rx = self
-            .rx
-            .lock()
-            .expect("rx lock")
-            .take()
-            .expect("dispatch runs once");
+        assert!(
+            !self.dispatching.swap(true, Ordering::SeqCst),
+            "dispatch runs once"
+        );
         let permits = Arc::new(Semaphore::new(self.config.concurrency));
-        loop {
+        'slots: loop {
             let permit = tokio::select! {
                 p = permits.clone().acquire_owned() => p.expect("semaphore never closed"),
                 _ = self.drain_started() => break,
             };
-            let id = tokio::select! {
-                id = rx.recv() => match id { Some(id) => id, None => break },
-                _ = self.drain_started() => break,
+            // The pick happens when a slot is free, so the order is decided
+            // with every job queued by then (and their waits as of now).
+            let (id, priority, waited) = loop {
+                let next = self.queue.lock().expect("queue lock").pop(Instant::now());
+                if let Some(next) = next {
+                    break next;
+                }
+                // `notify_one` keeps a wake-up for a job queued between the
+                // pop above and this wait.
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = self.drain_started() => break 'slots,
+                }
             };
             self.queued.fetch_sub(1, Ordering::SeqCst);
+            let rank = priority.rank() as usize;
+            self.started[rank].fetch_add(1, Ordering::Relaxed);
+            self.waited_us[rank].fetch_add(
+                u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
             let record = match self.store.get(&id).await {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,
@@ -231,7 +431,7 @@ impl Scheduler {
             self.changed();
             let this = self.clone();
             self.tracker.spawn(async move {
-                tracing::info!(job = %id, "job started");
+                tracing::info!(job = %id, %priority, waited_ms = waited.as_millis() as u64, "job started");
                 let ending = this.executor.run(&id, &record.spec, &stopper).await;
                 let r = this
                     .store
@@ -290,5 +490,131 @@ impl Scheduler {
             }
             self.tracker.wait().await;
         }
+    }
+}
+
+/// How long ago an RFC 3339 creation time was (zero when unparsable or in
+/// the future): a recovered job keeps the wait it had before the restart.
+fn waited_since(created_at: &str) -> Duration {
+    let Ok(t) =
+        time::OffsetDateTime::parse(created_at, &time::format_description::well_known::Rfc3339)
+    else {
+        return Duration::ZERO;
+    };
+    let age = time::OffsetDateTime::now_utc() - t;
+    // An Instant cannot go before the process's start by much; cap the age.
+    Duration::try_from(age)
+        .unwrap_or(Duration::ZERO)
+        .min(Duration::from_secs(86_400))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AGING: Duration = Duration::from_secs(60);
+
+    fn ids(q: &JobQueue, now: Instant) -> Vec<String> {
+        q.order(now)
+    }
+
+    #[test]
+    fn higher_priority_first_fifo_within_one() {
+        let t0 = Instant::now();
+        let mut q = JobQueue::new(AGING);
+        q.push("n1".into(), Priority::Normal, t0);
+        q.push("l1".into(), Priority::Low, t0);
+        q.push("n2".into(), Priority::Normal, t0);
+        q.push("r1".into(), Priority::Release, t0);
+        q.push("r2".into(), Priority::Release, t0);
+        q.push("l2".into(), Priority::Low, t0);
+        let now = t0 + Duration::from_secs(1);
+        assert_eq!(ids(&q, now), ["r1", "r2", "n1", "n2", "l1", "l2"]);
+        let mut popped = Vec::new();
+        while let Some((id, _, _)) = q.pop(now) {
+            popped.push(id);
+        }
+        assert_eq!(popped, ["r1", "r2", "n1", "n2", "l1", "l2"]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_release_job_queued_later_starts_before_earlier_normal_ones() {
+        let t0 = Instant::now();
+        let mut q = JobQueue::new(AGING);
+        q.push("n1".into(), Priority::Normal, t0);
+        q.push("n2".into(), Priority::Normal, t0 + Duration::from_secs(1));
+        q.push("r".into(), Priority::Release, t0 + Duration::from_secs(2));
+        let (first, p, waited) = q.pop(t0 + Duration::from_secs(3)).unwrap();
+        assert_eq!((first.as_str(), p), ("r", Priority::Release));
+        assert_eq!(waited, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn an_old_low_job_ages_past_newer_release_jobs() {
+        let t0 = Instant::now();
+        let mut q = JobQueue::new(AGING);
+        q.push("low".into(), Priority::Low, t0);
+        // One aging period: low ranks with normal, still below release.
+        q.push("r1".into(), Priority::Release, t0 + AGING);
+        assert_eq!(q.pop(t0 + AGING).unwrap().0, "r1");
+        // Two periods: it ranks with a fresh release job and is older.
+        q.push("r2".into(), Priority::Release, t0 + 2 * AGING);
+        assert_eq!(q.pop(t0 + 2 * AGING).unwrap().0, "low");
+        assert_eq!(q.pop(t0 + 2 * AGING).unwrap().0, "r2");
+    }
+
+    #[test]
+    fn under_a_steady_stream_of_release_jobs_a_low_job_starts_within_two_periods() {
+        // One release job arrives and one job starts every 10 s; the low job
+        // must not wait forever.
+        let t0 = Instant::now();
+        let step = Duration::from_secs(10);
+        let mut q = JobQueue::new(AGING);
+        q.push("low".into(), Priority::Low, t0);
+        let mut started_low_at = None;
+        for i in 0..100u32 {
+            let now = t0 + step * i;
+            q.push(format!("r{i}"), Priority::Release, now);
+            if q.pop(now).unwrap().0 == "low" {
+                started_low_at = Some(step * i);
+                break;
+            }
+        }
+        let at = started_low_at.expect("the low job starved");
+        assert!(at <= 2 * AGING, "started after {at:?}");
+    }
+
+    #[test]
+    fn removed_jobs_leave_the_order_and_stats_count_per_priority() {
+        let t0 = Instant::now();
+        let mut q = JobQueue::new(AGING);
+        q.push("a".into(), Priority::Normal, t0);
+        q.push("b".into(), Priority::Low, t0 + Duration::from_secs(5));
+        q.push("c".into(), Priority::Normal, t0 + Duration::from_secs(7));
+        assert!(q.remove("a"));
+        assert!(!q.remove("a"));
+        let now = t0 + Duration::from_secs(10);
+        assert_eq!(ids(&q, now), ["c", "b"]);
+        let stats = q.stats(now);
+        assert_eq!(stats[0].priority, Priority::Low);
+        assert_eq!(
+            (stats[0].queued, stats[0].oldest_wait),
+            (1, Some(Duration::from_secs(5)))
+        );
+        assert_eq!(
+            (stats[1].queued, stats[1].oldest_wait),
+            (1, Some(Duration::from_secs(3)))
+        );
+        assert_eq!((stats[2].queued, stats[2].oldest_wait), (0, None));
+    }
+
+    #[test]
+    fn a_recovered_job_keeps_its_age() {
+        let old = "2000-01-01T00:00:00.000Z";
+        assert_eq!(waited_since(old), Duration::from_secs(86_400));
+        assert_eq!(waited_since("not a time"), Duration::ZERO);
+        let now = crate::job::store::now_rfc3339();
+        assert!(waited_since(&now) < Duration::from_secs(5));
     }
 }

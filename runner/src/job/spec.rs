@@ -42,6 +42,64 @@ pub struct JobSpec {
     /// Per-job limits (each defaults to the daemon's configured value).
     #[serde(default)]
     pub limits: JobLimits,
+    /// Scheduling priority (`release`, `normal`, `low`; default `normal`).
+    /// It decides when the job runs, never what it builds, so it is not a
+    /// build parameter and stays out of provenance.
+    #[serde(default, skip_serializing_if = "Priority::is_normal")]
+    pub priority: Priority,
+}
+
+/// A job's scheduling priority: the daemon starts higher priorities first,
+/// in submission order within one, and ages waiting jobs so that none
+/// starves (`daemon::scheduler`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    #[default]
+    Normal,
+    /// Release builds (the hermetic release workflow passes it for tags).
+    Release,
+}
+
+impl Priority {
+    /// Every priority, lowest first.
+    pub const ALL: [Priority; 3] = [Priority::Low, Priority::Normal, Priority::Release];
+
+    /// 0 for low, 1 for normal, 2 for release.
+    pub fn rank(self) -> u64 {
+        self as u64
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::Release => "release",
+        }
+    }
+
+    fn is_normal(&self) -> bool {
+        *self == Priority::Normal
+    }
+}
+
+impl std::fmt::Display for Priority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Priority {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Priority, String> {
+        Priority::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("priority must be release, normal or low, got {s:?}"))
+    }
 }
 
 fn default_profile() -> String {
@@ -264,6 +322,29 @@ mod tests {
         assert_eq!(spec.profile, "default");
         assert!(spec.vendor.is_empty());
         assert!(spec.toolchains.is_empty());
+        assert_eq!(spec.priority, Priority::Normal);
+        // The default is not written back, so older records read the same.
+        assert!(!serde_json::to_string(&spec).unwrap().contains("priority"));
+    }
+
+    #[test]
+    fn priority_parses_and_round_trips() {
+        for (text, p) in [
+            ("release", Priority::Release),
+            ("normal", Priority::Normal),
+            ("low", Priority::Low),
+        ] {
+            let mut v = base();
+            v["priority"] = json!(text);
+            let spec = JobSpec::from_json(v.to_string().as_bytes()).unwrap();
+            assert_eq!(spec.priority, p);
+            let again: JobSpec =
+                serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+            assert_eq!(again.priority, p);
+            assert_eq!(text.parse::<Priority>(), Ok(p));
+        }
+        assert!(Priority::Low < Priority::Normal && Priority::Normal < Priority::Release);
+        assert!("urgent".parse::<Priority>().is_err());
     }
 
     #[test]
@@ -363,6 +444,11 @@ mod tests {
                 "toolchain path",
                 |v| v["toolchains"] = json!(["/opt/rust"]),
                 "must be [A-Za-z0-9_-]+",
+            ),
+            (
+                "unknown priority",
+                |v| v["priority"] = json!("urgent"),
+                "unknown variant `urgent`",
             ),
             (
                 "toolchain twice",

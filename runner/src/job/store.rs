@@ -130,6 +130,10 @@ pub struct JobRecord {
     pub exit_code: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<JobResult>,
+    /// For a queued job, its place in the start order (1 = next), filled in
+    /// by the API from the scheduler; never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<usize>,
 }
 
 /// RFC 3339 UTC timestamp with exactly three fractional digits.
@@ -191,6 +195,7 @@ impl JobStore {
             finished_at: None,
             exit_code: None,
             result: None,
+            queue_position: None,
         })
     }
 
@@ -316,6 +321,7 @@ fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<JobRecord, StoreError> {
             .map(|r| serde_json::from_str(&r))
             .transpose()
             .map_err(|e| corrupt(e.to_string()))?,
+        queue_position: None,
         id,
     })
 }
