@@ -99,6 +99,9 @@ pub(crate) struct Plan {
     pub cap_last: u32,
     /// Send stage timestamps (`T` lines) on the report pipe.
     pub trace: bool,
+    /// The size-capped tmpfs mounts (inside the sandbox) whose filling up
+    /// stops the run (see `wait_for_command`).
+    pub capped_tmpfs: Vec<PathBuf>,
 }
 
 /// A setup step that failed.
@@ -175,6 +178,18 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     // The command's process shares the init's memory until its exec (the
     // init waits meanwhile): nothing of the init is copied or faulted in
     // again. It does its own last steps and the exec; see `exec_command`.
+    // SIGCHLD is blocked in the init from here on, so that waiting for it
+    // can time out (to look at the capped tmpfs mounts) without losing one;
+    // the command's process unblocks it before its exec.
+    if let Err(e) = sys::block_sigchld() {
+        report_failure(
+            plan.report_fd,
+            &Failure {
+                stage: "init",
+                message: format!("block SIGCHLD: {e}"),
+            },
+        );
+    }
     let child = match sys::vfork_exec(&mut || -> std::convert::Infallible { exec_command(plan) }) {
         Ok(pid) => pid,
         Err(e) => report_failure(
@@ -197,18 +212,7 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     if let Err(f) = clear_capability_sets() {
         report_failure(plan.report_fd, &f);
     }
-    let status = loop {
-        match waitpid(Pid::from_raw(-1), None) {
-            Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == child => {
-                break format!("S\texit\t{code}\n");
-            }
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == child => {
-                break format!("S\tsignal\t{}\n", sig as i32);
-            }
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => break format!("E\twait\twait for the command: {e}\n"),
-        }
-    };
+    let (status, full) = wait_for_command(plan, child);
     stamp(plan, "init: command reaped");
     // Whatever the command left behind (daemons, double-forked setsid'ed
     // grandchildren) dies now and is reaped: after this loop the init is the
@@ -230,10 +234,13 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
         let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
         tv(u.ru_utime) + tv(u.ru_stime)
     };
+    let full = full
+        .map(|p| format!("L\tdisk\t{}\n", p.display()))
+        .unwrap_or_default();
     report(
         plan.report_fd,
         &format!(
-            "U\t{}\t{}\n{status}",
+            "U\t{}\t{}\n{full}{status}",
             cpu_us(&children) + cpu_us(&own),
             children.ru_maxrss.max(0)
         ),
@@ -241,6 +248,58 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     // The runner may return as soon as it has read this (see `run`); the
     // namespaces are torn down as the init exits.
     sys::exit_now(0)
+}
+
+/// How often the init looks at the capped tmpfs mounts while the command
+/// runs.
+const TMPFS_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Waits for the command to exit, reaping every other process of the run as
+/// it ends (orphans are the init's), and returns its status line. Every
+/// [`TMPFS_TICK`], and once more when the command is gone, it looks at the
+/// size-capped tmpfs mounts: one that is full (no free block or inode left)
+/// stops the run at once (every process killed) and is returned, so the
+/// run reports the disk limit (a build writing on after ENOSPC would
+/// otherwise spin until its timeout).
+fn wait_for_command(plan: &Plan, child: libc::pid_t) -> (String, Option<PathBuf>) {
+    let mut full: Option<PathBuf> = None;
+    loop {
+        loop {
+            match waitpid(
+                Pid::from_raw(-1),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            ) {
+                Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == child => {
+                    let full = full.or_else(|| full_tmpfs(plan));
+                    return (format!("S\texit\t{code}\n"), full);
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == child => {
+                    let full = full.or_else(|| full_tmpfs(plan));
+                    return (format!("S\tsignal\t{}\n", sig as i32), full);
+                }
+                Ok(WaitStatus::StillAlive) => break,
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return (format!("E\twait\twait for the command: {e}\n"), full),
+            }
+        }
+        if full.is_none()
+            && let Some(path) = full_tmpfs(plan)
+        {
+            full = Some(path);
+            let _ = sys::kill(-1, libc::SIGKILL);
+        }
+        sys::wait_sigchld(TMPFS_TICK);
+    }
+}
+
+/// The first capped tmpfs mount with no free block or inode left.
+fn full_tmpfs(plan: &Plan) -> Option<PathBuf> {
+    plan.capped_tmpfs
+        .iter()
+        .find(|p| {
+            statvfs(p.as_path()).is_ok_and(|st| st.blocks_free() == 0 || st.files_free() == 0)
+        })
+        .cloned()
 }
 
 /// Closes every fd from `first` on but those in `keep` (at most 8; the
@@ -1082,6 +1141,8 @@ fn exec_command(plan: &Plan) -> ! {
 
 fn prepare_exec(plan: &Plan) -> Result<(), Failure> {
     stamp(plan, "command: forked");
+    // (the init blocks SIGCHLD for itself; the command starts with none blocked)
+    sys::unblock_all_signals().map_err(fail("exec", "unblock signals"))?;
     nix::unistd::setsid().map_err(fail("exec", "start a new session"))?;
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(fail("exec", "set the parent-death signal"))?;

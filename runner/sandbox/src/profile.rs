@@ -60,6 +60,9 @@ pub const ANNOTATION_OPTIONAL_LIMITS: &str = "org.cloister.optional-limits";
 pub const ANNOTATION_IMAGE: &str = "org.cloister.image";
 /// Annotation carrying the profile's name.
 pub const ANNOTATION_NAME: &str = "org.cloister.profile";
+/// Annotation bounding how much the writable binds (the build's workspace)
+/// may grow during a run: a size (`16GiB`, see [`crate::parse_size`]).
+pub const ANNOTATION_WORKSPACE_SIZE: &str = "org.cloister.workspace-size";
 
 pub(crate) const EMBEDDED: &[(&str, &str)] = &[
     (
@@ -131,11 +134,13 @@ pub enum MountEntry {
         /// Also noexec (the `noexec` option).
         noexec: bool,
     },
-    /// A fresh tmpfs.
+    /// A fresh tmpfs, with its size cap in bytes (`size=`; required unless
+    /// it is read-only).
     Tmpfs {
         destination: PathBuf,
         flags: MountFlags,
         data: String,
+        size: Option<u64>,
     },
     /// A fresh proc for the sandbox's pid namespace.
     Proc { destination: PathBuf },
@@ -174,6 +179,7 @@ pub struct Profile {
     memory: Option<u64>,
     pids: Option<u64>,
     cpus: Option<MilliCpus>,
+    workspace: Option<u64>,
     optional_limits: BTreeSet<LimitKind>,
     masked_paths: Vec<PathBuf>,
     readonly_paths: Vec<PathBuf>,
@@ -240,15 +246,26 @@ impl Profile {
                     "memory" => LimitKind::Memory,
                     "pids" => LimitKind::Pids,
                     "cpu" => LimitKind::Cpu,
+                    "disk" => LimitKind::Disk,
                     other => {
                         return Err(ProfileError::Invalid {
                             field: "annotation org.cloister.optional-limits",
-                            reason: format!("unknown limit {other:?} (memory, pids, cpu)"),
+                            reason: format!("unknown limit {other:?} (memory, pids, cpu, disk)"),
                         });
                     }
                 };
                 profile.optional_limits.insert(kind);
             }
+        }
+        if let Some(size) = annotations.get(ANNOTATION_WORKSPACE_SIZE) {
+            let bytes = crate::parse_size(size)
+                .ok()
+                .filter(|b| *b > 0)
+                .ok_or_else(|| ProfileError::Invalid {
+                    field: "annotation org.cloister.workspace-size",
+                    reason: format!("{size:?} is not a positive size (e.g. 16GiB)"),
+                })?;
+            profile.workspace = Some(bytes);
         }
         Ok(profile)
     }
@@ -298,7 +315,23 @@ impl Profile {
     pub fn cpu_limit(&self) -> Option<MilliCpus> {
         self.cpus
     }
-    /// Limits the sandbox may run without when no cgroup can apply them.
+    /// Size of the `/tmp` tmpfs in bytes (its `size=` option), if the
+    /// profile mounts one.
+    pub fn tmp_size(&self) -> Option<u64> {
+        self.mounts.iter().find_map(|m| match m {
+            MountEntry::Tmpfs {
+                destination, size, ..
+            } if destination == Path::new("/tmp") => *size,
+            _ => None,
+        })
+    }
+    /// How much the writable binds may grow during a run
+    /// (`org.cloister.workspace-size`).
+    pub fn workspace_limit(&self) -> Option<u64> {
+        self.workspace
+    }
+    /// Limits the sandbox may run without when it cannot apply them (no
+    /// cgroup for memory, pids, cpu; no way to watch the workspace for disk).
     pub fn optional_limits(&self) -> &BTreeSet<LimitKind> {
         &self.optional_limits
     }
@@ -647,11 +680,28 @@ fn validate(
         }
         match kind.as_str() {
             "tmpfs" => {
+                let mut size = None;
                 for d in &data {
-                    let key = d.split('=').next().unwrap_or_default();
+                    let (key, value) = d.split_once('=').unwrap_or((d, ""));
                     if !matches!(key, "mode" | "size" | "nr_inodes") {
                         return Err(ProfileError::BadMount(dest_str, "unsupported tmpfs option"));
                     }
+                    if key == "size" {
+                        // (a percentage of memory would differ by host)
+                        size = Some(crate::parse_size(value).ok().filter(|b| *b > 0).ok_or(
+                            ProfileError::BadMount(
+                                dest_str.clone(),
+                                "tmpfs size= must be a positive number of bytes, with k, m or g",
+                            ),
+                        )?);
+                    }
+                }
+                // Every writable tmpfs is bounded: it is the host's memory.
+                if size.is_none() && !flags.readonly {
+                    return Err(ProfileError::BadMount(
+                        dest_str,
+                        "a writable tmpfs needs a size= cap",
+                    ));
                 }
                 flags.nosuid = true;
                 flags.nodev = true;
@@ -659,6 +709,7 @@ fn validate(
                     destination,
                     flags,
                     data: data.join(","),
+                    size,
                 })
             }
             "proc" => {
@@ -762,6 +813,7 @@ fn validate(
         memory,
         pids,
         cpus,
+        workspace: None,
         optional_limits: BTreeSet::new(),
         masked_paths,
         readonly_paths,

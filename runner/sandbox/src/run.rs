@@ -10,6 +10,7 @@
 
 use crate::cgroup::{Cgroup, CgroupError, CgroupLimits, Layout};
 use crate::child::{self, Plan, Planned};
+use crate::disk::{self, Watcher};
 use crate::facts::IsolationFacts;
 use crate::profile::{MountEntry, is_clean_absolute};
 use crate::spec::{LimitKind, SandboxSpec, Stdio};
@@ -40,6 +41,8 @@ pub enum SandboxError {
     NotExecutable(String),
     #[error("the runner was interrupted by signal {0}; the sandbox was killed")]
     Interrupted(i32),
+    #[error("the workspace disk limit: {0} (the profile does not mark disk optional)")]
+    Disk(String),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -84,6 +87,11 @@ pub struct Outcome {
     pub limit_hit: Option<LimitKind>,
     /// Optional limits (per the profile) that could not be applied.
     pub unapplied_limits: Vec<LimitKind>,
+    /// The limits in force (the spec's, else the profile's).
+    pub limits: crate::spec::Limits,
+    /// How much the writable binds grew during the run, as last measured
+    /// (when the workspace limit was watched).
+    pub workspace_growth_bytes: Option<u64>,
     /// The isolation the run had.
     pub isolation: IsolationFacts,
 }
@@ -183,7 +191,12 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
         }
         None => None,
     };
+    if spec.limits.tmp == Some(0) || spec.limits.workspace == Some(0) {
+        return Err(SandboxError::Spec("a disk limit must be positive".into()));
+    }
     let mut mounts = Vec::new();
+    let mut capped_tmpfs = Vec::new();
+    let mut tmp_sized = false;
     for m in profile.mounts() {
         mounts.push(match m {
             MountEntry::HostBind { .. } if rootfs.is_some() => continue,
@@ -203,11 +216,25 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
                 destination,
                 flags,
                 data,
-            } => Planned::Tmpfs {
-                destination: destination.clone(),
-                flags: *flags,
-                data: data.clone(),
-            },
+                size,
+            } => {
+                // The run's /tmp size replaces the profile's.
+                let data = match spec.limits.tmp {
+                    Some(bytes) if destination == Path::new("/tmp") => {
+                        tmp_sized = true;
+                        with_size(data, bytes)
+                    }
+                    _ => data.clone(),
+                };
+                if size.is_some() && !flags.readonly {
+                    capped_tmpfs.push(destination.clone());
+                }
+                Planned::Tmpfs {
+                    destination: destination.clone(),
+                    flags: *flags,
+                    data,
+                }
+            }
             MountEntry::Proc { destination } => Planned::Proc {
                 destination: destination.clone(),
             },
@@ -216,6 +243,12 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
                 data: data.clone(),
             },
         });
+    }
+    if spec.limits.tmp.is_some() && !tmp_sized {
+        return Err(SandboxError::Spec(format!(
+            "a /tmp size was given but profile {} mounts no tmpfs at /tmp",
+            profile.name()
+        )));
     }
     let mut etc_bound = false;
     for (binds, writable) in [(&spec.ro_binds, false), (&spec.binds, true)] {
@@ -298,7 +331,19 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
         gid,
         cap_last,
         trace: crate::trace::enabled(),
+        capped_tmpfs,
     })
+}
+
+/// tmpfs mount data with its `size=` option set to `bytes`.
+fn with_size(data: &str, bytes: u64) -> String {
+    let mut options: Vec<String> = data
+        .split(',')
+        .filter(|o| !o.is_empty() && !o.starts_with("size="))
+        .map(str::to_string)
+        .collect();
+    options.push(format!("size={bytes}"));
+    options.join(",")
 }
 
 static RUN_COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -396,6 +441,8 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
     let limits = spec.effective_limits();
     let mut plan = plan(spec, uid, gid)?;
     crate::trace::mark("runner: plan");
+    let mut unapplied_limits = Vec::new();
+    let workspace = workspace_baseline(spec, &plan, &limits, &mut unapplied_limits)?;
 
     // Standard streams.
     let mut keep: Vec<OwnedFd> = Vec::new();
@@ -472,13 +519,25 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
             cg.remove();
         }
     };
-    let mut unapplied_limits = Vec::new();
     let mut runner_attaches = false;
+    let mut watcher: Option<Watcher> = None;
     let release = (|| {
         let unapplied;
         (cgroup, unapplied) = setup_cgroup(spec, &limits)?;
-        unapplied_limits = unapplied;
+        unapplied_limits.extend(unapplied);
         crate::trace::mark("runner: cgroup created");
+        // The workspace watcher starts while the init still waits for the
+        // word below (so it is still dumpable and its user namespace can
+        // be opened; a rootless watcher joins it).
+        if let Some(w) = &workspace {
+            match start_watcher(pid, w) {
+                Ok(started) => watcher = Some(started),
+                Err(_) if spec.profile.optional_limits().contains(&LimitKind::Disk) => {
+                    unapplied_limits.push(LimitKind::Disk);
+                }
+                Err(e) => return Err(SandboxError::Disk(e)),
+            }
+        }
         let cgroup_error = |e: CgroupError| SandboxError::Setup {
             stage: "cgroup".into(),
             message: e.to_string(),
@@ -533,6 +592,9 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
     if let Err(e) = release {
         let _ = sys::kill(pid, libc::SIGKILL);
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        if let Some(w) = watcher {
+            w.end();
+        }
         cleanup(&cgroup);
         return Err(e);
     }
@@ -554,6 +616,8 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
     let mut text: Vec<u8> = Vec::new();
     let mut report_open = true;
     let mut released = false;
+    let mut watcher_text: Vec<u8> = Vec::new();
+    let mut watcher_report: Option<disk::Report> = None;
     loop {
         let sig = INTERRUPTED.load(Ordering::SeqCst);
         if sig != 0 {
@@ -570,8 +634,19 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
             slice = slice.min(d - now);
         }
         let report_fd = if report_open { report.as_raw_fd() } else { -1 };
-        let (exited, readable) =
-            sys::poll_two(pidfd.as_raw_fd(), report_fd, slice).unwrap_or((false, false));
+        let watcher_fd = watcher.as_ref().map_or(-1, |w| w.report.as_raw_fd());
+        let ready = sys::poll_fds(&[pidfd.as_raw_fd(), report_fd, watcher_fd], slice)
+            .unwrap_or_else(|_| vec![false; 3]);
+        let (exited, readable) = (ready[0], ready[1]);
+        if let (true, Some(w)) = (ready[2], &watcher) {
+            // The watcher speaks once: the workspace grew past its limit,
+            // or it could not measure it (or died): the run stops either way.
+            let r = read_watcher(&w.report, &mut watcher_text);
+            if r.is_some() {
+                watcher_report = r;
+                break;
+            }
+        }
         if readable {
             let mut buf = [0u8; 4096];
             match nix::unistd::read(&report, &mut buf) {
@@ -589,7 +664,7 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
             break;
         }
     }
-    if timed_out || interrupted != 0 {
+    if timed_out || interrupted != 0 || watcher_report.is_some() {
         if let Some(cg) = &cgroup {
             cg.kill_all();
         }
@@ -612,6 +687,32 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         })
     };
     let wall = start.elapsed();
+    // The last measurement of the workspace, now that nothing writes to it.
+    if let Some(mut w) = watcher.take() {
+        if watcher_report.is_none() {
+            w.ask_final();
+            let deadline = Instant::now() + WATCHER_FINAL_WAIT;
+            while watcher_report.is_none() && Instant::now() < deadline {
+                if sys::poll_fds(&[w.report.as_raw_fd()], Duration::from_millis(200))
+                    .is_ok_and(|r| r[0])
+                {
+                    watcher_report = read_watcher(&w.report, &mut watcher_text);
+                }
+            }
+            if watcher_report.is_none() {
+                watcher_report = Some(disk::Report::Error(
+                    "the final measurement of the workspace did not finish".into(),
+                ));
+            }
+        }
+        w.end();
+    }
+    let workspace_limit = workspace.as_ref().map_or(u64::MAX, |w| w.limit);
+    let (workspace_over, workspace_growth_bytes) = match &watcher_report {
+        Some(disk::Report::Over(n)) => (true, Some(*n)),
+        Some(disk::Report::Final(n)) => (*n > workspace_limit, Some(*n)),
+        _ => (false, None),
+    };
     crate::trace::mark(if released {
         "runner: command's processes gone (init exiting)"
     } else {
@@ -650,10 +751,13 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         .as_ref()
         .and_then(Cgroup::peak_memory)
         .or(Some(maxrss_kb * 1024));
+    let tmpfs_full = text.lines().any(|l| l.starts_with("L\tdisk\t"));
     let limit_hit = if timed_out {
         Some(LimitKind::Timeout)
     } else if cgroup.as_ref().is_some_and(Cgroup::oom_killed) {
         Some(LimitKind::Memory)
+    } else if tmpfs_full || workspace_over {
+        Some(LimitKind::Disk)
     } else if cgroup.as_ref().is_some_and(Cgroup::pids_limit_hit) {
         Some(LimitKind::Pids)
     } else {
@@ -663,6 +767,11 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
     crate::trace::mark("runner: measured, cgroup removed");
     if interrupted != 0 {
         return Err(SandboxError::Interrupted(interrupted));
+    }
+    if let Some(disk::Report::Error(m)) = &watcher_report
+        && !timed_out
+    {
+        return Err(SandboxError::Disk(format!("{m}; the run was stopped")));
     }
 
     let mut error: Option<(String, String)> = None;
@@ -728,8 +837,100 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         peak_memory_bytes,
         limit_hit,
         unapplied_limits,
+        limits,
+        workspace_growth_bytes,
         isolation,
     })
+}
+
+/// How long the runner waits for the watcher's final measurement.
+const WATCHER_FINAL_WAIT: Duration = Duration::from_secs(120);
+
+/// The writable binds to watch, measured before the run.
+struct Workspace {
+    roots: Vec<disk::Root>,
+    baseline: u64,
+    limit: u64,
+}
+
+/// Opens and measures the writable binds when a workspace limit is in
+/// force. One that cannot be measured is an error, unless the profile marks
+/// disk optional (then it is reported as not applied).
+fn workspace_baseline(
+    spec: &SandboxSpec,
+    plan: &Plan,
+    limits: &crate::spec::Limits,
+    unapplied: &mut Vec<LimitKind>,
+) -> Result<Option<Workspace>, SandboxError> {
+    let Some(limit) = limits.workspace else {
+        return Ok(None);
+    };
+    let sources: Vec<&Path> = plan
+        .mounts
+        .iter()
+        .filter_map(|m| match m {
+            Planned::Bind {
+                source,
+                writable: true,
+                ..
+            } => Some(source.as_path()),
+            _ => None,
+        })
+        .collect();
+    if sources.is_empty() {
+        return Ok(None);
+    }
+    let measured = sources
+        .iter()
+        .map(|p| disk::Root::open(p))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|roots| Ok((disk::usage(&roots)?, roots)));
+    match measured {
+        Ok((baseline, roots)) => Ok(Some(Workspace {
+            roots,
+            baseline,
+            limit,
+        })),
+        Err(_) if spec.profile.optional_limits().contains(&LimitKind::Disk) => {
+            unapplied.push(LimitKind::Disk);
+            Ok(None)
+        }
+        Err(e) => Err(SandboxError::Disk(format!("measuring the workspace: {e}"))),
+    }
+}
+
+/// Starts the workspace watcher for the init `pid`'s run; a rootless one
+/// joins the init's user namespace.
+fn start_watcher(pid: libc::pid_t, w: &Workspace) -> Result<Watcher, String> {
+    let userns = if nix::unistd::geteuid().is_root() {
+        None
+    } else {
+        let path = format!("/proc/{pid}/ns/user");
+        let fd = std::fs::File::open(&path).map_err(|e| format!("open {path}: {e}"))?;
+        Some(OwnedFd::from(fd))
+    };
+    Watcher::spawn(&w.roots, userns.as_ref(), w.baseline, w.limit)
+        .map_err(|e| format!("start the workspace watcher: {e}"))
+}
+
+/// Reads what the watcher wrote; its report once a whole line is there, an
+/// error if it closed its end without one (it died).
+fn read_watcher(fd: &OwnedFd, text: &mut Vec<u8>) -> Option<disk::Report> {
+    let mut buf = [0u8; 512];
+    match nix::unistd::read(fd, &mut buf) {
+        Ok(0) => Some(
+            disk::Report::decode(text)
+                .unwrap_or_else(|| disk::Report::Error("the workspace watcher died".into())),
+        ),
+        Ok(n) => {
+            text.extend_from_slice(&buf[..n]);
+            disk::Report::decode(text)
+        }
+        Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => None,
+        Err(e) => Some(disk::Report::Error(format!(
+            "reading the workspace watcher: {e}"
+        ))),
+    }
 }
 
 /// Whether the report holds the init's final status line.

@@ -167,6 +167,7 @@ pub fn spec_from_args(args: &Args) -> anyhow::Result<JobSpec> {
             memory_bytes: args.memory,
             pids: args.pids,
             cpus: args.cpus,
+            ..JobLimits::default()
         },
     };
     spec.validate()?;

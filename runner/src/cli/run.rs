@@ -56,6 +56,15 @@ struct RunArgs {
     /// CPU limit in CPUs (e.g. 2 or 0.5).
     #[arg(long, value_name = "N")]
     cpus: Option<MilliCpus>,
+    /// Size of the sandbox's /tmp (a tmpfs; a full one stops the run with
+    /// limitHit "disk"). Default: the profile's (1G in `default`).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    tmp_size: Option<u64>,
+    /// How much the writable binds may grow during the run (watched; past
+    /// it the run is stopped with limitHit "disk"). Default: the profile's
+    /// `org.cloister.workspace-size` (16GiB in `default`).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    workspace_size: Option<u64>,
     /// Use this unpacked image directory as / instead of the profile's host
     /// binds.
     #[arg(long, value_name = "DIR")]
@@ -113,6 +122,15 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// A positive size (see `cloister_sandbox::parse_size`).
+fn parse_size(s: &str) -> Result<u64, String> {
+    match cloister_sandbox::parse_size(s) {
+        Ok(0) => Err(format!("{s:?} must be more than 0 bytes")),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn parse_bytes(s: &str) -> Result<u64, String> {
     let (num, mult) = match s.char_indices().last() {
         Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
@@ -140,7 +158,36 @@ struct RunResult<'a> {
     peak_memory_bytes: Option<u64>,
     limit_hit: Option<LimitKind>,
     unapplied_limits: &'a [LimitKind],
+    /// The limits in force (the flags', else the profile's).
+    limits: LimitsInForce,
+    /// How much the writable binds grew, when the workspace was watched.
+    workspace_growth_bytes: Option<u64>,
     isolation: &'a IsolationFacts,
+}
+
+/// The limits a run had, as the result records them.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LimitsInForce {
+    timeout_secs: Option<u64>,
+    memory_bytes: Option<u64>,
+    pids: Option<u64>,
+    milli_cpus: Option<u32>,
+    tmp_bytes: Option<u64>,
+    workspace_bytes: Option<u64>,
+}
+
+impl From<&cloister_sandbox::Limits> for LimitsInForce {
+    fn from(l: &cloister_sandbox::Limits) -> Self {
+        LimitsInForce {
+            timeout_secs: l.timeout.map(|t| t.as_secs()),
+            memory_bytes: l.memory,
+            pids: l.pids,
+            milli_cpus: l.cpus.map(|c| c.0),
+            tmp_bytes: l.tmp,
+            workspace_bytes: l.workspace,
+        }
+    }
 }
 
 /// The JSON object printed instead when the run could not happen.
@@ -233,6 +280,8 @@ fn exec_inner(args: RunArgs) -> ExitCode {
     spec.limits.memory = args.memory;
     spec.limits.pids = args.pids;
     spec.limits.cpus = args.cpus;
+    spec.limits.tmp = args.tmp_size;
+    spec.limits.workspace = args.workspace_size;
     spec.cgroup_parent = args.cgroup_parent.clone();
     let streams = (|| -> std::io::Result<()> {
         if let Some(p) = &args.stdin {
@@ -260,8 +309,13 @@ fn exec_inner(args: RunArgs) -> ExitCode {
     match outcome {
         Ok(outcome) => {
             for limit in &outcome.unapplied_limits {
+                let why = if *limit == LimitKind::Disk {
+                    "the workspace could not be watched"
+                } else {
+                    "no writable cgroup"
+                };
                 eprintln!(
-                    "cloister-runner: warning: the {limit} limit was not applied (no writable cgroup; the profile marks it optional)"
+                    "cloister-runner: warning: the {limit} limit was not applied ({why}; the profile marks it optional)"
                 );
             }
             let code = outcome.status_code();
@@ -275,6 +329,8 @@ fn exec_inner(args: RunArgs) -> ExitCode {
                     peak_memory_bytes: outcome.peak_memory_bytes,
                     limit_hit: outcome.limit_hit,
                     unapplied_limits: &outcome.unapplied_limits,
+                    limits: LimitsInForce::from(&outcome.limits),
+                    workspace_growth_bytes: outcome.workspace_growth_bytes,
                     isolation: &outcome.isolation,
                 };
                 if let Err(e) = emit_json(&args, &result) {
@@ -315,6 +371,15 @@ mod tests {
             peak_memory_bytes: Some(33554432),
             limit_hit: Some(LimitKind::Memory),
             unapplied_limits: &[],
+            limits: LimitsInForce {
+                timeout_secs: Some(3600),
+                memory_bytes: Some(33554432),
+                pids: Some(4096),
+                milli_cpus: Some(2000),
+                tmp_bytes: Some(1 << 30),
+                workspace_bytes: Some(16 << 30),
+            },
+            workspace_growth_bytes: Some(1 << 20),
             isolation: &isolation,
         };
         let got = format!("{}\n", serde_json::to_string(&result).unwrap());

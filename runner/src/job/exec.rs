@@ -116,7 +116,9 @@ impl Executor {
     }
 
     async fn run_to_end(&self, id: &str, spec: &JobSpec, stop: &Stopper) -> Ending {
-        let log = match JobLog::create(super::log::log_path(&self.config.state_dir, id)).await {
+        let log_limit = effective_limits(self.config.limits, spec).log_bytes;
+        let log_path = super::log::log_path(&self.config.state_dir, id);
+        let log = match JobLog::create(log_path, log_limit).await {
             Ok(log) => log,
             Err(e) => return failed(format!("cannot create the job log: {e}"), None),
         };
@@ -153,8 +155,8 @@ impl Executor {
             observed.subjects.len()
         ));
         drop(sink);
-        let log_digest = match log.finish().await {
-            Ok(d) => d,
+        let (log_digest, log_dropped_bytes) = match log.finish().await {
+            Ok(closed) => (closed.digest, closed.dropped_bytes),
             Err(e) => return failed(format!("cannot close the job log: {e}"), exit_code),
         };
         observed.started_on = started_on;
@@ -189,6 +191,7 @@ impl Executor {
                     attestation_id: signed.attestation_id,
                     keyid: Some(signed.keyid),
                     sandbox: Some(observed.sandbox_result.clone()),
+                    log_dropped_bytes: (log_dropped_bytes > 0).then_some(log_dropped_bytes),
                 }),
             },
             Err(Fail(reason)) => {
@@ -524,6 +527,18 @@ pub fn effective_limits(defaults: Limits, spec: &JobSpec) -> Limits {
             .min(defaults.memory_bytes),
         pids: l.pids.unwrap_or(defaults.pids).min(defaults.pids),
         cpus: l.cpus.unwrap_or(defaults.cpus).min(defaults.cpus),
+        log_bytes: l
+            .log_bytes
+            .unwrap_or(defaults.log_bytes)
+            .min(defaults.log_bytes),
+        tmp_bytes: l
+            .tmp_bytes
+            .unwrap_or(defaults.tmp_bytes)
+            .min(defaults.tmp_bytes),
+        workspace_bytes: l
+            .workspace_bytes
+            .unwrap_or(defaults.workspace_bytes)
+            .min(defaults.workspace_bytes),
     }
 }
 
@@ -581,6 +596,10 @@ fn sandbox_argv(
         limits.pids.to_string(),
         "--cpus".into(),
         limits.cpus.to_string(),
+        "--tmp-size".into(),
+        limits.tmp_bytes.to_string(),
+        "--workspace-size".into(),
+        limits.workspace_bytes.to_string(),
         "--".into(),
     ]);
     a.extend(spec.command.iter().cloned());
