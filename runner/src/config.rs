@@ -67,12 +67,33 @@ struct FileApi {
 #[serde(deny_unknown_fields)]
 struct FileLimits {
     timeout_secs: Option<u64>,
+    #[serde(default, deserialize_with = "size_value")]
     memory_bytes: Option<u64>,
     pids: Option<u64>,
     cpus: Option<u32>,
+    #[serde(default, deserialize_with = "size_value")]
     log_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "size_value")]
     tmp_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "size_value")]
     workspace_bytes: Option<u64>,
+}
+
+/// A size key: a number of bytes, or a string in the one size syntax of
+/// every flag (`"4GiB"`, `"512M"`: `cloister_sandbox::parse_size`).
+fn size_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(n) => Ok(Some(n)),
+        Size::Text(s) => cloister_sandbox::parse_size(&s)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 /// Resource limits of one job (defaults from the config, overridable per job
@@ -458,6 +479,20 @@ workspace_bytes = 4294967296
         .unwrap()
         .limits;
         assert_eq!((l.log_bytes, l.workspace_bytes), (1 << 20, 4 << 30));
+        // sizes as strings, the one size syntax of every flag
+        let l = load_str(
+            "[limits]\nmemory_bytes = \"2GiB\"\nlog_bytes = \"8M\"\ntmp_bytes = \"512MiB\"\n",
+        )
+        .unwrap()
+        .limits;
+        assert_eq!(
+            (l.memory_bytes, l.log_bytes, l.tmp_bytes),
+            (2 << 30, 8 << 20, 512 << 20)
+        );
+        let err = load_str("[limits]\nmemory_bytes = \"lots\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"lots\" is not a size"), "{err}");
         for bad in [
             "log_bytes = 1000",
             "tmp_bytes = 4096",

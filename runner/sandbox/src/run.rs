@@ -12,6 +12,7 @@ use crate::cgroup::{Cgroup, CgroupError, CgroupLimits, Layout};
 use crate::child::{self, Plan, Planned};
 use crate::disk::{self, Watcher};
 use crate::facts::IsolationFacts;
+use crate::message::{CommandStatus, InitMessage, Stage};
 use crate::profile::{MountEntry, is_clean_absolute};
 use crate::spec::{LimitKind, SandboxSpec, Stdio};
 use crate::sys::{self, Forked};
@@ -34,7 +35,7 @@ pub enum SandboxError {
     #[error("cannot apply the {limits} limit: {source} (the profile does not mark it optional)")]
     Cgroup { limits: String, source: CgroupError },
     #[error("sandbox setup failed at {stage}: {message}")]
-    Setup { stage: String, message: String },
+    Setup { stage: Stage, message: String },
     #[error("{0}")]
     CommandNotFound(String),
     #[error("{0}")]
@@ -499,7 +500,7 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         Ok(Forked::Parent(pid)) => pid,
         Err(e) => {
             return Err(SandboxError::Setup {
-                stage: "namespaces".into(),
+                stage: Stage::Namespaces,
                 message: format!("clone into new namespaces: {e}"),
             });
         }
@@ -539,7 +540,7 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
             }
         }
         let cgroup_error = |e: CgroupError| SandboxError::Setup {
-            stage: "cgroup".into(),
+            stage: Stage::Cgroup,
             message: e.to_string(),
         };
         let self_attach = cgroup
@@ -724,17 +725,19 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
     if !released {
         let _ = report.read_to_end(&mut text);
     }
-    let text = String::from_utf8_lossy(&text).into_owned();
+    let (messages, unreadable) = match InitMessage::decode_all(&String::from_utf8_lossy(&text)) {
+        Ok(messages) => (messages, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
 
     // CPU time and peak memory as the init measured them (every process of
     // the run, reaped by it), else this process's reaped children (the init,
     // and what it reaped, when it died before reporting).
-    let reported_usage = text.lines().find_map(|l| {
-        let mut p = l.split('\t');
-        (p.next() == Some("U")).then_some(())?;
-        let cpu_us: u64 = p.next()?.parse().ok()?;
-        let maxrss_kb: u64 = p.next()?.parse().ok()?;
-        Some((Duration::from_micros(cpu_us), maxrss_kb))
+    let reported_usage = messages.iter().find_map(|m| match m {
+        InitMessage::Usage { cpu_us, maxrss_kb } => {
+            Some((Duration::from_micros(*cpu_us), *maxrss_kb))
+        }
+        _ => None,
     });
     let (rusage_cpu, maxrss_kb) = reported_usage.unwrap_or_else(|| {
         let usage = sys::rusage(true);
@@ -751,7 +754,9 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         .as_ref()
         .and_then(Cgroup::peak_memory)
         .or(Some(maxrss_kb * 1024));
-    let tmpfs_full = text.lines().any(|l| l.starts_with("L\tdisk\t"));
+    let tmpfs_full = messages
+        .iter()
+        .any(|m| matches!(m, InitMessage::TmpfsFull(_)));
     let limit_hit = if timed_out {
         Some(LimitKind::Timeout)
     } else if cgroup.as_ref().is_some_and(Cgroup::oom_killed) {
@@ -774,32 +779,29 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
         return Err(SandboxError::Disk(format!("{m}; the run was stopped")));
     }
 
-    let mut error: Option<(String, String)> = None;
-    let mut status: Option<(bool, i32)> = None;
-    for line in text.lines() {
-        let mut parts = line.splitn(3, '\t');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some("E"), Some(stage), Some(msg)) if error.is_none() => {
-                error = Some((stage.to_string(), msg.to_string()));
+    if let Some(e) = unreadable {
+        return Err(SandboxError::Setup {
+            stage: Stage::Init,
+            message: e.to_string(),
+        });
+    }
+    let mut error: Option<(Stage, String)> = None;
+    let mut status: Option<CommandStatus> = None;
+    for m in messages {
+        match m {
+            InitMessage::Failed { stage, message } if error.is_none() => {
+                error = Some((stage, message));
             }
-            (Some("S"), Some(kind), Some(n)) => {
-                if let Ok(n) = n.parse() {
-                    status = Some((kind == "signal", n));
-                }
-            }
-            (Some("T"), Some(stage), Some(ns)) if plan.trace => {
-                if let Ok(ns) = ns.parse() {
-                    crate::trace::record(stage.to_string(), ns);
-                }
-            }
+            InitMessage::Status(s) => status = Some(s),
+            InitMessage::Trace { stage, ns } if plan.trace => crate::trace::record(stage, ns),
             _ => {}
         }
     }
     if let Some((stage, message)) = error {
-        if stage == "exec" && !timed_out {
+        if stage == Stage::Exec && !timed_out {
             return Err(match status {
-                Some((false, 127)) => SandboxError::CommandNotFound(message),
-                Some((false, 126)) => SandboxError::NotExecutable(message),
+                Some(CommandStatus::Exited(127)) => SandboxError::CommandNotFound(message),
+                Some(CommandStatus::Exited(126)) => SandboxError::NotExecutable(message),
                 _ => SandboxError::Setup { stage, message },
             });
         }
@@ -809,8 +811,8 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
     }
     let (exit_code, signal) = match (status, timed_out) {
         (_, true) => (None, Some(libc::SIGKILL)),
-        (Some((false, code)), _) => (Some(code), None),
-        (Some((true, sig)), _) => (None, Some(sig)),
+        (Some(CommandStatus::Exited(code)), _) => (Some(code), None),
+        (Some(CommandStatus::Signaled(sig)), _) => (None, Some(sig)),
         (None, false) => {
             // The init died without reporting: killed by the OOM killer (v2
             // memory.oom.group) or by someone else.
@@ -822,7 +824,7 @@ pub fn run(spec: &SandboxSpec) -> Result<Outcome, SandboxError> {
                 }
                 other => {
                     return Err(SandboxError::Setup {
-                        stage: "init".into(),
+                        stage: Stage::Init,
                         message: format!("the sandbox init ended without a status ({other:?})"),
                     });
                 }
@@ -933,12 +935,10 @@ fn read_watcher(fd: &OwnedFd, text: &mut Vec<u8>) -> Option<disk::Report> {
     }
 }
 
-/// Whether the report holds the init's final status line.
+/// Whether the report holds the init's final status (in a whole line).
 fn has_status_line(text: &[u8]) -> bool {
-    text.split(|b| *b == b'\n')
-        .rev()
-        .skip(1) // the part after the last newline is not a whole line yet
-        .any(|l| l.starts_with(b"S\t"))
+    InitMessage::decode_all(&String::from_utf8_lossy(text))
+        .is_ok_and(|m| m.iter().any(|m| matches!(m, InitMessage::Status(_))))
 }
 
 /// Inits of released runs (see `run`) not reaped yet: their exit tears the

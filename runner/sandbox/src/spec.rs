@@ -109,7 +109,9 @@ pub fn parse_size(s: &str) -> Result<u64, SizeError> {
 }
 
 /// Which limit stopped a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum LimitKind {
     /// The wall-clock timeout fired and the process tree was killed.

@@ -4,10 +4,11 @@
 //! not be executed / found). With `--json` (or `--result FILE`) one JSON
 //! object describes the run.
 
+use super::common::positive_size_arg;
 use cloister_sandbox::{
-    Bind, IsolationFacts, LimitKind, MilliCpus, Outcome, Profile, SandboxError, SandboxSpec, Stdio,
+    Bind, IsolationFacts, LimitKind, MilliCpus, Outcome, Profile, RunFailure, RunReport, RunResult,
+    SandboxError, SandboxSpec, Stdio,
 };
-use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,8 +48,9 @@ struct RunArgs {
     /// Kill the whole process tree after SECS seconds of wall-clock time.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     timeout: Option<Duration>,
-    /// Memory limit in bytes (suffixes K, M, G: powers of 1024).
-    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    /// Memory limit: a size (4096, 512M, 1GiB; K, M, G, T and KiB, MiB,
+    /// GiB, TiB are powers of 1024).
+    #[arg(long, value_name = "SIZE", value_parser = positive_size_arg)]
     memory: Option<u64>,
     /// Maximum number of processes and threads.
     #[arg(long, value_name = "N")]
@@ -58,12 +60,12 @@ struct RunArgs {
     cpus: Option<MilliCpus>,
     /// Size of the sandbox's /tmp (a tmpfs; a full one stops the run with
     /// limitHit "disk"). Default: the profile's (1G in `default`).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = positive_size_arg)]
     tmp_size: Option<u64>,
     /// How much the writable binds may grow during the run (watched; past
     /// it the run is stopped with limitHit "disk"). Default: the profile's
     /// `org.cloister.workspace-size` (16GiB in `default`).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = positive_size_arg)]
     workspace_size: Option<u64>,
     /// Use this unpacked image directory as / instead of the profile's host
     /// binds.
@@ -122,83 +124,6 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-/// A positive size (see `cloister_sandbox::parse_size`).
-fn parse_size(s: &str) -> Result<u64, String> {
-    match cloister_sandbox::parse_size(s) {
-        Ok(0) => Err(format!("{s:?} must be more than 0 bytes")),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-fn parse_bytes(s: &str) -> Result<u64, String> {
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
-        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
-        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("{s:?} is not a positive number of bytes"))
-}
-
-/// The JSON object `--json` prints.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RunResult<'a> {
-    exit_code: Option<i32>,
-    signal: Option<i32>,
-    /// The status `cloister-runner run` exits with.
-    status_code: i32,
-    wall_ms: u64,
-    cpu_ms: u64,
-    peak_memory_bytes: Option<u64>,
-    limit_hit: Option<LimitKind>,
-    unapplied_limits: &'a [LimitKind],
-    /// The limits in force (the flags', else the profile's).
-    limits: LimitsInForce,
-    /// How much the writable binds grew, when the workspace was watched.
-    workspace_growth_bytes: Option<u64>,
-    isolation: &'a IsolationFacts,
-}
-
-/// The limits a run had, as the result records them.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct LimitsInForce {
-    timeout_secs: Option<u64>,
-    memory_bytes: Option<u64>,
-    pids: Option<u64>,
-    milli_cpus: Option<u32>,
-    tmp_bytes: Option<u64>,
-    workspace_bytes: Option<u64>,
-}
-
-impl From<&cloister_sandbox::Limits> for LimitsInForce {
-    fn from(l: &cloister_sandbox::Limits) -> Self {
-        LimitsInForce {
-            timeout_secs: l.timeout.map(|t| t.as_secs()),
-            memory_bytes: l.memory,
-            pids: l.pids,
-            milli_cpus: l.cpus.map(|c| c.0),
-            tmp_bytes: l.tmp,
-            workspace_bytes: l.workspace,
-        }
-    }
-}
-
-/// The JSON object printed instead when the run could not happen.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RunError<'a> {
-    error: String,
-    status_code: i32,
-    isolation: Option<&'a IsolationFacts>,
-}
-
 fn open_out(path: &PathBuf) -> std::io::Result<Stdio> {
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -208,9 +133,8 @@ fn open_out(path: &PathBuf) -> std::io::Result<Stdio> {
     Ok(Stdio::Fd(f.into()))
 }
 
-fn emit_json(args: &RunArgs, value: &impl Serialize) -> Result<(), String> {
-    let mut text = serde_json::to_string(value).map_err(|e| e.to_string())?;
-    text.push('\n');
+fn emit_json(args: &RunArgs, result: &RunResult) -> Result<(), String> {
+    let text = result.to_line();
     match &args.result {
         Some(path) => std::fs::write(path, text)
             .map_err(|e| format!("write the result to {}: {e}", path.display())),
@@ -226,11 +150,11 @@ fn emit_json(args: &RunArgs, value: &impl Serialize) -> Result<(), String> {
 fn fail(args: &RunArgs, code: i32, message: &str, facts: Option<&IsolationFacts>) -> ExitCode {
     eprintln!("cloister-runner: {message}");
     if args.json || args.result.is_some() {
-        let err = RunError {
+        let err = RunResult::Failed(RunFailure {
             error: message.to_string(),
             status_code: code,
-            isolation: facts,
-        };
+            isolation: facts.cloned(),
+        });
         if let Err(e) = emit_json(args, &err) {
             eprintln!("cloister-runner: {e}");
         }
@@ -320,19 +244,7 @@ fn exec_inner(args: RunArgs) -> ExitCode {
             }
             let code = outcome.status_code();
             if args.json || args.result.is_some() {
-                let result = RunResult {
-                    exit_code: outcome.exit_code,
-                    signal: outcome.signal,
-                    status_code: code,
-                    wall_ms: outcome.wall.as_millis() as u64,
-                    cpu_ms: outcome.cpu.as_millis() as u64,
-                    peak_memory_bytes: outcome.peak_memory_bytes,
-                    limit_hit: outcome.limit_hit,
-                    unapplied_limits: &outcome.unapplied_limits,
-                    limits: LimitsInForce::from(&outcome.limits),
-                    workspace_growth_bytes: outcome.workspace_growth_bytes,
-                    isolation: &outcome.isolation,
-                };
+                let result = RunResult::Ran(RunReport::from(&outcome));
                 if let Err(e) = emit_json(&args, &result) {
                     eprintln!("cloister-runner: {e}");
                     return ExitCode::from(125);
@@ -348,7 +260,8 @@ fn exec_inner(args: RunArgs) -> ExitCode {
 mod tests {
     use super::*;
 
-    /// Golden file: the result object is the runner daemon's wire format.
+    /// Golden file: the result object is the runner daemon's wire format
+    /// (`cloister_sandbox::RunResult`, read back by the daemon).
     #[test]
     fn run_result_matches_the_golden_file() {
         let isolation = IsolationFacts {
@@ -362,7 +275,7 @@ mod tests {
             profile: format!("sha256:{}", "b".repeat(64)),
             rootless: true,
         };
-        let result = RunResult {
+        let result = RunResult::Ran(RunReport {
             exit_code: None,
             signal: Some(9),
             status_code: 137,
@@ -370,8 +283,8 @@ mod tests {
             cpu_ms: 250,
             peak_memory_bytes: Some(33554432),
             limit_hit: Some(LimitKind::Memory),
-            unapplied_limits: &[],
-            limits: LimitsInForce {
+            unapplied_limits: vec![],
+            limits: cloister_sandbox::LimitsReport {
                 timeout_secs: Some(3600),
                 memory_bytes: Some(33554432),
                 pids: Some(4096),
@@ -380,27 +293,44 @@ mod tests {
                 workspace_bytes: Some(16 << 30),
             },
             workspace_growth_bytes: Some(1 << 20),
-            isolation: &isolation,
-        };
-        let got = format!("{}\n", serde_json::to_string(&result).unwrap());
-        assert_eq!(got, include_str!("testdata/run-result.json"));
-        let error = RunError {
+            isolation,
+        });
+        let golden = include_str!("testdata/run-result.json");
+        assert_eq!(result.to_line(), golden);
+        assert_eq!(RunResult::parse(golden.as_bytes()).unwrap(), result);
+        let error = RunResult::Failed(RunFailure {
             error: "sandbox setup failed at mount: x".into(),
             status_code: 125,
             isolation: None,
-        };
-        let got = format!("{}\n", serde_json::to_string(&error).unwrap());
-        assert_eq!(got, include_str!("testdata/run-error.json"));
+        });
+        let golden = include_str!("testdata/run-error.json");
+        assert_eq!(error.to_line(), golden);
+        assert_eq!(RunResult::parse(golden.as_bytes()).unwrap(), error);
     }
 
+    /// Every size flag takes the one size syntax: `--memory 1GiB` too.
     #[test]
-    fn byte_sizes_parse_with_binary_suffixes() {
-        assert_eq!(parse_bytes("4096"), Ok(4096));
-        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
-        assert_eq!(parse_bytes("1g"), Ok(1 << 30));
-        assert!(parse_bytes("0").is_err());
-        assert!(parse_bytes("12X").is_err());
-        assert!(parse_bytes("-1").is_err());
+    fn size_flags_take_binary_and_decimal_unit_names() {
+        assert_eq!(positive_size_arg("4096"), Ok(4096));
+        assert_eq!(positive_size_arg("64M"), Ok(64 << 20));
+        assert_eq!(positive_size_arg("1g"), Ok(1 << 30));
+        assert_eq!(positive_size_arg("1GiB"), Ok(1 << 30));
+        assert_eq!(positive_size_arg("256MiB"), Ok(256 << 20));
+        assert!(positive_size_arg("0").is_err());
+        assert!(positive_size_arg("12X").is_err());
+        assert!(positive_size_arg("-1").is_err());
+        use clap::Parser as _;
+        let cli = super::super::RunCli::try_parse_from([
+            "cloister-runner",
+            "run",
+            "--memory",
+            "1GiB",
+            "--tmp-size",
+            "64M",
+            "--",
+            "true",
+        ]);
+        assert!(cli.is_ok(), "{cli:?}");
     }
 
     #[test]

@@ -190,7 +190,10 @@ impl Executor {
                     log_digest: Some(log_digest),
                     attestation_id: signed.attestation_id,
                     keyid: Some(signed.keyid),
-                    sandbox: Some(observed.sandbox_result.clone()),
+                    sandbox: Some(
+                        serde_json::to_value(&observed.sandbox_result)
+                            .expect("a run report serializes"),
+                    ),
                     log_dropped_bytes: (log_dropped_bytes > 0).then_some(log_dropped_bytes),
                 }),
             },
@@ -421,21 +424,29 @@ impl Executor {
         let status = child.wait().await?;
         let _ = out.await;
         let _ = err.await;
-        let sandbox = super::read_sandbox_result(&result_path).await;
+        let sandbox = super::read_sandbox_result(&result_path)
+            .await
+            .map_err(Fail)?;
         drop(pins);
         drop(toolchains);
-        let Some(sandbox) = sandbox else {
-            return Err(Fail(format!(
-                "the sandbox could not run the build (status {status})"
-            )));
+        let sandbox = match sandbox {
+            None => {
+                return Err(Fail(format!(
+                    "the sandbox could not run the build (status {status})"
+                )));
+            }
+            Some(cloister_sandbox::RunResult::Failed(f)) => {
+                return Err(Fail(format!(
+                    "the sandbox could not be set up: {}",
+                    f.error
+                )));
+            }
+            Some(cloister_sandbox::RunResult::Ran(report)) => report,
         };
-        if let Some(error) = sandbox.get("error").and_then(|e| e.as_str()) {
-            return Err(Fail(format!("the sandbox could not be set up: {error}")));
-        }
-        let code = sandbox.get("exitCode").and_then(|c| c.as_i64());
-        let signal = sandbox.get("signal").and_then(|c| c.as_i64());
+        let code = sandbox.exit_code.map(i64::from);
+        let signal = sandbox.signal.map(i64::from);
         *exit_code = code.or(signal.map(|s| 128 + s));
-        if let Some(limit) = sandbox.get("limitHit").and_then(|l| l.as_str()) {
+        if let Some(limit) = sandbox.limit_hit {
             return Err(Fail(format!("the build hit its {limit} limit")));
         }
         match (code, signal) {
@@ -451,9 +462,6 @@ impl Executor {
             }
         }
         log.say("build command exited 0; collecting outputs");
-        if sandbox.get("isolation").is_none() {
-            return Err(Fail("the sandbox reported no isolation facts".into()));
-        }
         let ws = workspace.clone();
         let globs = spec.outputs.clone();
         let out_dir = self.artifacts_dir(id);
