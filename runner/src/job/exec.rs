@@ -255,6 +255,12 @@ impl Executor {
             let meta = tokio::fs::symlink_metadata(&from)
                 .await
                 .map_err(|e| Fail(format!("vendor {}: {e}", v.path.display())))?;
+            if meta.file_type().is_symlink() {
+                return Err(Fail(format!(
+                    "vendor {} is a symlink: name the directory itself",
+                    v.path.display()
+                )));
+            }
             if !meta.is_dir() {
                 return Err(Fail(format!(
                     "vendor {} is not a directory",

@@ -284,7 +284,19 @@ async fn vendor_paths_cannot_reach_host_directories() {
     s["vendor"] = serde_json::json!([{"path": "hop", "dest": "deps/x"}]);
     let job = run_job(&ep, &s).await;
     assert_eq!(job["state"], "failed");
-    assert!(reason(&job).contains("not a directory"), "{job}");
+    // named as the symlink it is, as the other symlink cases are
+    assert!(
+        reason(&job).contains("vendor hop is a symlink: name the directory itself"),
+        "{job}"
+    );
+    // A file is not a directory.
+    let mut s = spec(&repo, &commit2, &["sh", "build.sh"], &["out"]);
+    s["vendor"] = serde_json::json!([{"path": "build.sh", "dest": "deps/x"}]);
+    let job = run_job(&ep, &s).await;
+    assert!(
+        reason(&job).contains("vendor build.sh is not a directory"),
+        "{job}"
+    );
     // Through a symlinked parent directory.
     let mut s = spec(&repo, &commit2, &["sh", "build.sh"], &["out"]);
     s["vendor"] = serde_json::json!([{"path": "hop/.", "dest": "deps/x"}]);
