@@ -529,30 +529,18 @@ fn failed(reason: String, exit_code: Option<i64>) -> Ending {
 
 /// The daemon's limits with the job's overrides, each capped by the daemon's.
 pub fn effective_limits(defaults: Limits, spec: &JobSpec) -> Limits {
+    fn capped<T: Ord + Copy>(job: Option<T>, daemon: T) -> T {
+        job.unwrap_or(daemon).min(daemon)
+    }
     let l = spec.limits;
     Limits {
-        timeout_secs: l
-            .timeout_secs
-            .unwrap_or(defaults.timeout_secs)
-            .min(defaults.timeout_secs),
-        memory_bytes: l
-            .memory_bytes
-            .unwrap_or(defaults.memory_bytes)
-            .min(defaults.memory_bytes),
-        pids: l.pids.unwrap_or(defaults.pids).min(defaults.pids),
-        cpus: l.cpus.unwrap_or(defaults.cpus).min(defaults.cpus),
-        log_bytes: l
-            .log_bytes
-            .unwrap_or(defaults.log_bytes)
-            .min(defaults.log_bytes),
-        tmp_bytes: l
-            .tmp_bytes
-            .unwrap_or(defaults.tmp_bytes)
-            .min(defaults.tmp_bytes),
-        workspace_bytes: l
-            .workspace_bytes
-            .unwrap_or(defaults.workspace_bytes)
-            .min(defaults.workspace_bytes),
+        timeout_secs: capped(l.timeout_secs, defaults.timeout_secs),
+        memory_bytes: capped(l.memory_bytes, defaults.memory_bytes),
+        pids: capped(l.pids, defaults.pids),
+        cpus: capped(l.cpus, defaults.cpus),
+        log_bytes: capped(l.log_bytes, defaults.log_bytes),
+        tmp_bytes: capped(l.tmp_bytes, defaults.tmp_bytes),
+        workspace_bytes: capped(l.workspace_bytes, defaults.workspace_bytes),
     }
 }
 

@@ -11,7 +11,6 @@ use crate::harness::*;
 use cloister_sandbox::seccomp::{ALLOWED_SOCKET_FAMILIES, denied_socket_families};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 /// errno per (family, call), where call is `socket <type>` or `socketpair`.
@@ -32,31 +31,7 @@ fn errnos(v: &Value) -> BTreeMap<(u64, String), i64> {
 
 fn sockets(mode: Mode) {
     let deleg = Delegation::new(mode);
-    let control = output_within(
-        {
-            let mut c = Command::new(&deleg.staged.probe);
-            c.arg("sockets");
-            c
-        },
-        Duration::from_secs(60),
-    );
-    assert!(control.status.success(), "control probe failed");
-    let control: Value = serde_json::from_slice(&control.stdout).unwrap();
-    let mut cmd = runner(mode);
-    cmd.args(run_args(&[
-        "--cgroup-parent",
-        &deleg.parent_arg,
-        "--",
-        PROBE,
-        "sockets",
-    ]));
-    let out = output_within(cmd, Duration::from_secs(60));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let inside: Value = serde_json::from_slice(&out.stdout).expect("probe JSON");
+    let (control, inside) = probe_control_and_inside(mode, &deleg, "sockets");
     let (control_errnos, inside_errnos) = (errnos(&control), errnos(&inside));
     assert_eq!(control_errnos.len(), inside_errnos.len());
 
