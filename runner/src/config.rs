@@ -69,9 +69,33 @@ struct FileApi {
 #[serde(deny_unknown_fields)]
 struct FileLimits {
     timeout_secs: Option<u64>,
+    #[serde(default, deserialize_with = "size_value")]
     memory_bytes: Option<u64>,
     pids: Option<u64>,
     cpus: Option<u32>,
+    #[serde(default, deserialize_with = "size_value")]
+    log_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "size_value")]
+    tmp_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "size_value")]
+    workspace_bytes: Option<u64>,
+}
+
+/// A size key: a number of bytes, or a string in the one size syntax of
+/// every flag (`"4GiB"`, `"512M"`: `cloister_sandbox::parse_size`).
+fn size_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(d)? {
+        Size::Bytes(n) => Ok(Some(n)),
+        Size::Text(s) => cloister_sandbox::parse_size(&s)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 /// Resource limits of one job (defaults from the config, overridable per job
@@ -83,6 +107,12 @@ pub struct Limits {
     pub memory_bytes: u64,
     pub pids: u64,
     pub cpus: u32,
+    /// The job log's cap: build output past it is discarded.
+    pub log_bytes: u64,
+    /// The sandbox's `/tmp` (a tmpfs) size.
+    pub tmp_bytes: u64,
+    /// How much the build's workspace may grow.
+    pub workspace_bytes: u64,
 }
 
 impl Default for Limits {
@@ -92,6 +122,9 @@ impl Default for Limits {
             memory_bytes: 4 << 30,
             pids: 4096,
             cpus: 2,
+            log_bytes: crate::job::log::DEFAULT_LOG_LIMIT,
+            tmp_bytes: 1 << 30,
+            workspace_bytes: 16 << 30,
         }
     }
 }
@@ -180,6 +213,12 @@ impl Config {
             memory_bytes: file.limits.memory_bytes.unwrap_or(defaults.memory_bytes),
             pids: file.limits.pids.unwrap_or(defaults.pids),
             cpus: file.limits.cpus.unwrap_or(defaults.cpus),
+            log_bytes: file.limits.log_bytes.unwrap_or(defaults.log_bytes),
+            tmp_bytes: file.limits.tmp_bytes.unwrap_or(defaults.tmp_bytes),
+            workspace_bytes: file
+                .limits
+                .workspace_bytes
+                .unwrap_or(defaults.workspace_bytes),
         };
         let tcp = match file.api.tcp {
             Some(addr) => Some(addr.parse().map_err(|_| {
@@ -297,9 +336,16 @@ impl Config {
             return bad("label must not be empty".into());
         }
         let l = &self.limits;
-        if l.timeout_secs == 0 || l.memory_bytes < (16 << 20) || l.pids < 8 || l.cpus == 0 {
+        if l.timeout_secs == 0
+            || l.memory_bytes < (16 << 20)
+            || l.pids < 8
+            || l.cpus == 0
+            || l.log_bytes < (64 << 10)
+            || l.tmp_bytes < (1 << 20)
+            || l.workspace_bytes < (1 << 20)
+        {
             return bad(format!(
-                "limits out of range (timeout_secs ≥ 1, memory_bytes ≥ 16 MiB, pids ≥ 8, cpus ≥ 1): {l:?}"
+                "limits out of range (timeout_secs ≥ 1, memory_bytes ≥ 16 MiB, pids ≥ 8, cpus ≥ 1, log_bytes ≥ 64 KiB, tmp_bytes and workspace_bytes ≥ 1 MiB): {l:?}"
             ));
         }
         for (name, path) in &self.toolchains {
@@ -425,6 +471,50 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("is not a directory"), "{err}");
+    }
+
+    /// The disk limits: defaults (64 MiB of log, 1 GiB of /tmp, 16 GiB of
+    /// workspace growth), overridable, refused when too small to work.
+    #[test]
+    fn disk_limits_have_defaults_and_floors() {
+        let l = load_str("").unwrap().limits;
+        assert_eq!(
+            (l.log_bytes, l.tmp_bytes, l.workspace_bytes),
+            (64 << 20, 1 << 30, 16 << 30)
+        );
+        let l = load_str(
+            "[limits]
+log_bytes = 1048576
+workspace_bytes = 4294967296
+",
+        )
+        .unwrap()
+        .limits;
+        assert_eq!((l.log_bytes, l.workspace_bytes), (1 << 20, 4 << 30));
+        // sizes as strings, the one size syntax of every flag
+        let l = load_str(
+            "[limits]\nmemory_bytes = \"2GiB\"\nlog_bytes = \"8M\"\ntmp_bytes = \"512MiB\"\n",
+        )
+        .unwrap()
+        .limits;
+        assert_eq!(
+            (l.memory_bytes, l.log_bytes, l.tmp_bytes),
+            (2 << 30, 8 << 20, 512 << 20)
+        );
+        let err = load_str("[limits]\nmemory_bytes = \"lots\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"lots\" is not a size"), "{err}");
+        for bad in [
+            "log_bytes = 1000",
+            "tmp_bytes = 4096",
+            "workspace_bytes = 0",
+        ] {
+            let err = load_str(&format!("[limits]\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("limits out of range"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -14,6 +14,11 @@
 //!   binds and workdir, image root filesystems, profile refusal
 //! - `nesting`: read-only binds (and snapshots) inside writable ones and the
 //!   reverse, in every command-line order
+//! - `sockets`: socket address families outside the network namespace
+//!   refused (AF_VSOCK to a VM's host), against an unsandboxed control;
+//!   socketpairs, loopback TCP, Unix sockets and node on localhost working
+//! - `disk`: a full `/tmp` and a workspace past its limit stop the run
+//!   (`limitHit: "disk"`), the host keeping its free space
 
 #[macro_use]
 #[path = "escape/harness.rs"]
@@ -30,3 +35,9 @@ mod cli;
 
 #[path = "escape/nesting.rs"]
 mod nesting;
+
+#[path = "escape/sockets.rs"]
+mod sockets;
+
+#[path = "escape/disk.rs"]
+mod disk;

@@ -306,6 +306,10 @@ impl Unpacker {
         Ok(())
     }
 
+    /// Extracts one entry: its mode and type checked, then the archive's
+    /// root, a whiteout (layer mode), or a directory, file, symlink or hard
+    /// link created in place of what was there (layer mode) or nowhere
+    /// anything was (snapshot mode).
     fn one<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
@@ -320,14 +324,7 @@ impl Unpacker {
         let header = entry.header();
         let etype = header.entry_type();
         let mtime = header.mtime().unwrap_or(0);
-        let mut mode = header.mode().map_err(Fail::Io)? & 0o7777;
-        if mode & 0o6000 != 0 {
-            if self.opts.strip_setid {
-                mode &= !0o6000;
-            } else {
-                return Err(Fail::Reject(Reject::SetId(mode)));
-            }
-        }
+        let mode = self.checked_mode(header.mode().map_err(Fail::Io)?)?;
         use tar::EntryType as T;
         match etype {
             T::Char | T::Block => return Err(Fail::Reject(Reject::Device)),
@@ -349,46 +346,13 @@ impl Unpacker {
         let rel = comps.join(&b'/');
         let (name, parents) = comps.split_last().expect("non-empty");
         if layer && let Some(target) = name.strip_prefix(b".wh.") {
-            let parent = self.open_parent(parents, true)?;
-            let parent_rel = parents.join(&b'/');
-            if target == b".wh..opq" {
-                self.opaque(&parent_rel, created)?;
-            } else {
-                if target.is_empty()
-                    || target == b"."
-                    || target == b".."
-                    || target.starts_with(b".wh.")
-                {
-                    return Err(Fail::Reject(Reject::BadWhiteout));
-                }
-                let mut victim = parent_rel.clone();
-                if !victim.is_empty() {
-                    victim.push(b'/');
-                }
-                victim.extend_from_slice(target);
-                if !created.contains(&victim) {
-                    self.remove(&parent, target, &victim)?;
-                }
-            }
-            return Ok(());
+            return self.whiteout(parents, target, created);
         }
         let parent = self.open_parent(parents, true)?;
-        let existing = rustix::fs::statat(parent.as_fd(), *name, AtFlags::SYMLINK_NOFOLLOW).ok();
-        let existing_is_dir = existing
-            .as_ref()
-            .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
-        if existing.is_some() {
-            let keep_dir = etype == T::Directory && existing_is_dir;
-            if !layer && !keep_dir {
-                return Err(Fail::Reject(Reject::Duplicate));
-            }
-            if layer && !keep_dir {
-                self.remove(&parent, name, &rel)?;
-            }
-        }
+        let existing_is_dir = self.make_room(&parent, name, &rel, etype == T::Directory)?;
         match etype {
             T::Directory => {
-                if !existing_is_dir || existing.is_none() {
+                if !existing_is_dir {
                     rustix::fs::mkdirat(parent.as_fd(), *name, Mode::from_raw_mode(0o700))
                         .map_err(io_of)?;
                 }
@@ -396,106 +360,211 @@ impl Unpacker {
                 self.dirs.insert(rel.clone(), (m, mtime));
             }
             T::Regular | T::Continuous => {
-                let size = entry.size();
-                if size > limits.max_entry_bytes {
-                    return Err(Fail::Reject(Reject::TooLarge {
-                        size,
-                        limit: limits.max_entry_bytes,
-                    }));
-                }
-                let fd = rustix::fs::openat(
-                    parent.as_fd(),
-                    *name,
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(io_of)?;
-                let mut f = File::from(fd);
-                let n = io::copy(&mut entry.take(size), &mut f).map_err(Fail::Io)?;
-                if n != size {
-                    return Err(Fail::Io(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "archive ends inside this entry",
-                    )));
-                }
-                let m = if layer {
-                    mode
-                } else if mode & 0o100 != 0 {
-                    0o555
-                } else {
-                    0o444
-                };
-                rustix::fs::fchmod(&f, Mode::from_raw_mode(m)).map_err(io_of)?;
-                rustix::fs::futimens(&f, &times(mtime)).map_err(io_of)?;
+                let size = self.write_file(entry, &parent, name, mode, mtime)?;
                 summary.files += 1;
                 summary.bytes += size;
                 progress.advance(1, size);
             }
-            T::Symlink => {
-                let target = entry
-                    .link_name_bytes()
-                    .map(|c| c.into_owned())
-                    .unwrap_or_default();
-                if target.len() > limits.max_path_bytes {
-                    return Err(Fail::Reject(Reject::PathTooLong(limits.max_path_bytes)));
-                }
-                if target.contains(&0) {
-                    return Err(Fail::Reject(Reject::Nul));
-                }
-                let absolute_ok = layer && target.first() == Some(&b'/');
-                if !absolute_ok && !link_stays_inside(parents.len(), &target) {
-                    return Err(Fail::Reject(Reject::LinkEscapes(
-                        String::from_utf8_lossy(&target).into_owned(),
-                    )));
-                }
-                rustix::fs::symlinkat(target.as_slice(), parent.as_fd(), *name).map_err(io_of)?;
-                rustix::fs::utimensat(
-                    parent.as_fd(),
-                    *name,
-                    &times(mtime),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(io_of)?;
-            }
-            T::Link => {
-                if !layer {
-                    return Err(Fail::Reject(Reject::HardLink));
-                }
-                let target = entry
-                    .link_name_bytes()
-                    .map(|c| c.into_owned())
-                    .unwrap_or_default();
-                let bad = || {
-                    Fail::Reject(Reject::BadHardLink(
-                        String::from_utf8_lossy(&target).into_owned(),
-                    ))
-                };
-                let tcomps = split_path(&target, limits.max_path_bytes)?;
-                let Some((tname, tparents)) = tcomps.split_last() else {
-                    return Err(bad());
-                };
-                let tparent = self.open_parent(tparents, false).map_err(|_| bad())?;
-                let st = rustix::fs::statat(tparent.as_fd(), *tname, AtFlags::SYMLINK_NOFOLLOW)
-                    .map_err(|_| bad())?;
-                if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-                    return Err(bad());
-                }
-                rustix::fs::linkat(
-                    tparent.as_fd(),
-                    *tname,
-                    parent.as_fd(),
-                    *name,
-                    AtFlags::empty(),
-                )
-                .map_err(io_of)?;
-            }
+            T::Symlink => self.write_symlink(entry, &parent, name, parents.len(), mtime)?,
+            T::Link => self.write_hard_link(entry, &parent, name)?,
             _ => unreachable!("filtered above"),
         }
         created.insert(rel);
+        Ok(())
+    }
+
+    /// The entry's permission bits: set-id bits stripped when the options
+    /// say so, refused otherwise.
+    fn checked_mode(&self, mode: u32) -> Result<u32, Fail> {
+        let mode = mode & 0o7777;
+        if mode & 0o6000 != 0 {
+            if self.opts.strip_setid {
+                return Ok(mode & !0o6000);
+            }
+            return Err(Fail::Reject(Reject::SetId(mode)));
+        }
+        Ok(mode)
+    }
+
+    /// A whiteout entry (layer mode): `.wh..opq` empties its directory of
+    /// what earlier layers put there, `.wh.NAME` removes NAME (unless this
+    /// layer made it).
+    fn whiteout(
+        &mut self,
+        parents: &[&[u8]],
+        target: &[u8],
+        created: &HashSet<Vec<u8>>,
+    ) -> Result<(), Fail> {
+        let parent = self.open_parent(parents, true)?;
+        let parent_rel = parents.join(&b'/');
+        if target == b".wh..opq" {
+            return self.opaque(&parent_rel, created);
+        }
+        if target.is_empty() || target == b"." || target == b".." || target.starts_with(b".wh.") {
+            return Err(Fail::Reject(Reject::BadWhiteout));
+        }
+        let mut victim = parent_rel.clone();
+        if !victim.is_empty() {
+            victim.push(b'/');
+        }
+        victim.extend_from_slice(target);
+        if !created.contains(&victim) {
+            self.remove(&parent, target, &victim)?;
+        }
+        Ok(())
+    }
+
+    /// What already exists at `name`: a directory stays for a directory
+    /// entry; anything else is a duplicate (snapshot mode) or is replaced
+    /// (layer mode). Returns whether a directory is there.
+    fn make_room(
+        &mut self,
+        parent: &OwnedFd,
+        name: &[u8],
+        rel: &[u8],
+        entry_is_dir: bool,
+    ) -> Result<bool, Fail> {
+        let layer = self.opts.mode == ExtractMode::Layer;
+        let existing = rustix::fs::statat(parent.as_fd(), name, AtFlags::SYMLINK_NOFOLLOW).ok();
+        let existing_is_dir = existing
+            .as_ref()
+            .is_some_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory);
+        if existing.is_some() {
+            let keep_dir = entry_is_dir && existing_is_dir;
+            if !layer && !keep_dir {
+                return Err(Fail::Reject(Reject::Duplicate));
+            }
+            if layer && !keep_dir {
+                self.remove(parent, name, rel)?;
+            }
+        }
+        Ok(existing_is_dir)
+    }
+
+    /// A regular file: created exclusively, its content copied (within the
+    /// size limit), then its mode (normalized in snapshot mode) and mtime
+    /// set. Returns its size.
+    fn write_file<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        parent: &OwnedFd,
+        name: &[u8],
+        mode: u32,
+        mtime: u64,
+    ) -> Result<u64, Fail> {
+        let limits = self.opts.limits;
+        let size = entry.size();
+        if size > limits.max_entry_bytes {
+            return Err(Fail::Reject(Reject::TooLarge {
+                size,
+                limit: limits.max_entry_bytes,
+            }));
+        }
+        let fd = rustix::fs::openat(
+            parent.as_fd(),
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(io_of)?;
+        let mut f = File::from(fd);
+        let n = io::copy(&mut entry.take(size), &mut f).map_err(Fail::Io)?;
+        if n != size {
+            return Err(Fail::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "archive ends inside this entry",
+            )));
+        }
+        let m = if self.opts.mode == ExtractMode::Layer {
+            mode
+        } else if mode & 0o100 != 0 {
+            0o555
+        } else {
+            0o444
+        };
+        rustix::fs::fchmod(&f, Mode::from_raw_mode(m)).map_err(io_of)?;
+        rustix::fs::futimens(&f, &times(mtime)).map_err(io_of)?;
+        Ok(size)
+    }
+
+    /// A symlink: its target must stay inside the tree (an absolute target
+    /// is allowed in layer mode: it resolves inside the image's root, never
+    /// on the host).
+    fn write_symlink<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        parent: &OwnedFd,
+        name: &[u8],
+        depth: usize,
+        mtime: u64,
+    ) -> Result<(), Fail> {
+        let limits = self.opts.limits;
+        let layer = self.opts.mode == ExtractMode::Layer;
+        let target = entry
+            .link_name_bytes()
+            .map(|c| c.into_owned())
+            .unwrap_or_default();
+        if target.len() > limits.max_path_bytes {
+            return Err(Fail::Reject(Reject::PathTooLong(limits.max_path_bytes)));
+        }
+        if target.contains(&0) {
+            return Err(Fail::Reject(Reject::Nul));
+        }
+        let absolute_ok = layer && target.first() == Some(&b'/');
+        if !absolute_ok && !link_stays_inside(depth, &target) {
+            return Err(Fail::Reject(Reject::LinkEscapes(
+                String::from_utf8_lossy(&target).into_owned(),
+            )));
+        }
+        rustix::fs::symlinkat(target.as_slice(), parent.as_fd(), name).map_err(io_of)?;
+        rustix::fs::utimensat(
+            parent.as_fd(),
+            name,
+            &times(mtime),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(io_of)?;
+        Ok(())
+    }
+
+    /// A hard link (layer mode only) to a regular file already extracted
+    /// below the root, found without following a symlink.
+    fn write_hard_link<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        parent: &OwnedFd,
+        name: &[u8],
+    ) -> Result<(), Fail> {
+        if self.opts.mode != ExtractMode::Layer {
+            return Err(Fail::Reject(Reject::HardLink));
+        }
+        let target = entry
+            .link_name_bytes()
+            .map(|c| c.into_owned())
+            .unwrap_or_default();
+        let bad = || {
+            Fail::Reject(Reject::BadHardLink(
+                String::from_utf8_lossy(&target).into_owned(),
+            ))
+        };
+        let tcomps = split_path(&target, self.opts.limits.max_path_bytes)?;
+        let Some((tname, tparents)) = tcomps.split_last() else {
+            return Err(bad());
+        };
+        let tparent = self.open_parent(tparents, false).map_err(|_| bad())?;
+        let st = rustix::fs::statat(tparent.as_fd(), *tname, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|_| bad())?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+            return Err(bad());
+        }
+        rustix::fs::linkat(
+            tparent.as_fd(),
+            *tname,
+            parent.as_fd(),
+            name,
+            AtFlags::empty(),
+        )
+        .map_err(io_of)?;
         Ok(())
     }
 

@@ -135,8 +135,55 @@ pub fn import_layout(
     let l = Layout {
         dir: layout.to_path_buf(),
     };
+    let (desc, manifest_bytes) = select_manifest(&l, reference)?;
+    let manifest_digest = Digest::of(&manifest_bytes);
+    let refs: Vec<String> = reference.map(|r| vec![r.to_owned()]).unwrap_or_default();
+    let entry_dir = store.root().join("images").join(manifest_digest.hex());
+    if let Some(image) = cached(store, &entry_dir, &manifest_digest, &refs)? {
+        return Ok(image);
+    }
+    let checked = check_manifest(&l, &desc, &manifest_bytes)?;
+    let mut staging = store.staging("image")?;
+    let rootfs = staging.path.join("rootfs");
+    fs::create_dir(&rootfs).map_err(|source| ImageError::Io {
+        path: rootfs.clone(),
+        source,
+    })?;
+    let (files, bytes) = unpack_layers(&l, &checked, &rootfs, opts, progress)?;
+    let meta = ImageMeta {
+        manifest_digest,
+        config_digest: checked.manifest.config().digest().to_string(),
+        layers: checked
+            .manifest
+            .layers()
+            .iter()
+            .map(|d| d.digest().to_string())
+            .collect(),
+        files,
+        bytes,
+        created: now_secs(),
+        strip_setid: opts.strip_setid,
+    };
+    commit_entry(store, &mut staging, &entry_dir, &meta, &refs)?;
+    Ok(Image {
+        manifest_digest,
+        rootfs: entry_dir.join("rootfs"),
+        unpacked: true,
+        layers: meta.layers.len(),
+        bytes,
+        refs: read_refs(&entry_dir),
+    })
+}
+
+/// The layout's header, its `index.json`, the manifest `reference` names
+/// (for this platform, through nested indexes), and that manifest's bytes
+/// (size and digest verified).
+fn select_manifest(
+    l: &Layout,
+    reference: Option<&str>,
+) -> Result<(Descriptor, Vec<u8>), StoreError> {
     l.check_header()?;
-    let index_path = layout.join("index.json");
+    let index_path = l.dir.join("index.json");
     let index_bytes = read_limited(&index_path, MAX_JSON_BLOB)?;
     let index = ImageIndex::from_reader(&index_bytes[..]).map_err(|e| ImageError::BadJson {
         what: index_path.display().to_string(),
@@ -145,36 +192,61 @@ pub fn import_layout(
     let desc = select(&index, reference)?;
     let desc = l.resolve_platform(desc)?;
     let manifest_bytes = l.read_json_blob(&desc)?;
-    let manifest_digest = Digest::of(&manifest_bytes);
-    let refs: Vec<String> = reference.map(|r| vec![r.to_owned()]).unwrap_or_default();
+    Ok((desc, manifest_bytes))
+}
 
-    let entry_dir = store.root().join("images").join(manifest_digest.hex());
-    if entry_dir.join("meta.json").is_file() {
-        add_refs(&entry_dir, &refs)?;
-        let meta: ImageMeta = read_json(&entry_dir.join("meta.json"))?;
-        let rootfs = store.image_rootfs(&manifest_digest)?;
-        return Ok(Image {
-            manifest_digest,
-            rootfs,
-            unpacked: false,
-            layers: meta.layers.len(),
-            bytes: meta.bytes,
-            refs: read_refs(&entry_dir),
-        });
+/// The image already in the store under this manifest digest, if it is
+/// (`reference` added to its names).
+fn cached(
+    store: &Store,
+    entry_dir: &Path,
+    manifest_digest: &Digest,
+    refs: &[String],
+) -> Result<Option<Image>, StoreError> {
+    if !entry_dir.join("meta.json").is_file() {
+        return Ok(None);
     }
+    add_refs(entry_dir, refs)?;
+    let meta: ImageMeta = read_json(&entry_dir.join("meta.json"))?;
+    let rootfs = store.image_rootfs(manifest_digest)?;
+    Ok(Some(Image {
+        manifest_digest: *manifest_digest,
+        rootfs,
+        unpacked: false,
+        layers: meta.layers.len(),
+        bytes: meta.bytes,
+        refs: read_refs(entry_dir),
+    }))
+}
 
-    let manifest =
-        ImageManifest::from_reader(&manifest_bytes[..]).map_err(|e| ImageError::BadJson {
-            what: format!("manifest {}", desc.digest()),
-            why: e.to_string(),
-        })?;
+/// A manifest with its config read and every layer blob verified.
+struct CheckedManifest {
+    manifest: ImageManifest,
+    /// The config's uncompressed layer digests, one per layer.
+    diff_ids: Vec<String>,
+    /// The layers' blob sizes together (for progress).
+    total_compressed: u64,
+}
+
+/// Parses the manifest, reads its config, checks there is one `diff_id`
+/// per layer, and verifies every layer blob (size, digest, compression)
+/// before any of them is interpreted.
+fn check_manifest(
+    l: &Layout,
+    desc: &Descriptor,
+    manifest_bytes: &[u8],
+) -> Result<CheckedManifest, StoreError> {
+    let manifest = ImageManifest::from_reader(manifest_bytes).map_err(|e| ImageError::BadJson {
+        what: format!("manifest {}", desc.digest()),
+        why: e.to_string(),
+    })?;
     let config_bytes = l.read_json_blob(manifest.config())?;
     let config =
         ImageConfiguration::from_reader(&config_bytes[..]).map_err(|e| ImageError::BadJson {
             what: format!("config {}", manifest.config().digest()),
             why: e.to_string(),
         })?;
-    let diff_ids = config.rootfs().diff_ids();
+    let diff_ids = config.rootfs().diff_ids().clone();
     if diff_ids.len() != manifest.layers().len() {
         return Err(ImageError::LayerCount {
             diff_ids: diff_ids.len(),
@@ -182,27 +254,36 @@ pub fn import_layout(
         }
         .into());
     }
-    // Verify every layer blob before interpreting any of them.
     let mut total_compressed = 0u64;
     for d in manifest.layers() {
         layer_compression(d)?;
         l.verify_blob(d)?;
         total_compressed += d.size();
     }
+    Ok(CheckedManifest {
+        manifest,
+        diff_ids,
+        total_compressed,
+    })
+}
 
-    let mut staging = store.staging("image")?;
-    let rootfs = staging.path.join("rootfs");
-    fs::create_dir(&rootfs).map_err(|source| ImageError::Io {
-        path: rootfs.clone(),
-        source,
-    })?;
+/// Unpacks the layers in order into `rootfs` (whiteouts applied), each
+/// layer's uncompressed stream checked against its `diff_id`; returns the
+/// files and bytes written.
+fn unpack_layers(
+    l: &Layout,
+    checked: &CheckedManifest,
+    rootfs: &Path,
+    opts: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<(u64, u64), StoreError> {
     let mut xopts = ExtractOptions::new(ExtractMode::Layer);
     xopts.strip_setid = opts.strip_setid;
-    let mut unpacker = Unpacker::new(&rootfs, xopts)?;
-    progress.begin("unpack", 0, total_compressed);
+    let mut unpacker = Unpacker::new(rootfs, xopts)?;
+    progress.begin("unpack", 0, checked.total_compressed);
     let mut files = 0u64;
     let mut bytes = 0u64;
-    for (i, d) in manifest.layers().iter().enumerate() {
+    for (i, d) in checked.manifest.layers().iter().enumerate() {
         let path = l.blob_path(d)?;
         let f = File::open(&path).map_err(|source| ImageError::Io {
             path: path.clone(),
@@ -226,12 +307,12 @@ pub fn import_layout(
                 return Err(layer_err(e).into());
             }
         };
-        if got.stream_digest.to_string() != diff_ids[i] {
+        if got.stream_digest.to_string() != checked.diff_ids[i] {
             progress.finish();
             return Err(ImageError::DiffId {
                 index: i,
                 digest: d.digest().to_string(),
-                expected: diff_ids[i].clone(),
+                expected: checked.diff_ids[i].clone(),
                 actual: got.stream_digest,
             }
             .into());
@@ -241,45 +322,36 @@ pub fn import_layout(
     }
     progress.finish();
     unpacker.finish()?;
+    Ok((files, bytes))
+}
 
-    let meta = ImageMeta {
-        manifest_digest,
-        config_digest: manifest.config().digest().to_string(),
-        layers: manifest
-            .layers()
-            .iter()
-            .map(|d| d.digest().to_string())
-            .collect(),
-        files,
-        bytes,
-        created: now_secs(),
-        strip_setid: opts.strip_setid,
-    };
+/// Writes the entry's `meta.json`, names and lock file into the staging
+/// directory and renames it into the store at `entry_dir`.
+fn commit_entry(
+    store: &Store,
+    staging: &mut crate::store::Staging,
+    entry_dir: &Path,
+    meta: &ImageMeta,
+    refs: &[String],
+) -> Result<(), StoreError> {
     let meta_path = staging.path.join("meta.json");
     fs::write(
         &meta_path,
-        serde_json::to_vec_pretty(&meta).expect("meta serializes"),
+        serde_json::to_vec_pretty(meta).expect("meta serializes"),
     )
     .map_err(|source| ImageError::Io {
         path: meta_path.clone(),
         source,
     })?;
-    write_refs(&staging.path, &refs)?;
+    write_refs(&staging.path, refs)?;
     let lock = staging.path.join("lock");
     File::create(&lock).map_err(|source| ImageError::Io {
         path: lock.clone(),
         source,
     })?;
-    store.commit(&mut staging, &entry_dir)?;
-    add_refs(&entry_dir, &refs)?;
-    Ok(Image {
-        manifest_digest,
-        rootfs: entry_dir.join("rootfs"),
-        unpacked: true,
-        layers: meta.layers.len(),
-        bytes,
-        refs: read_refs(&entry_dir),
-    })
+    store.commit(staging, entry_dir)?;
+    add_refs(entry_dir, refs)?;
+    Ok(())
 }
 
 /// Every cached image.

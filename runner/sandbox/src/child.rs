@@ -4,10 +4,11 @@
 //! process drops every privilege, installs seccomp last and execs.
 //!
 //! Both run in processes forked from the single-threaded runner, so they may
-//! allocate. Failures are reported to the runner over the report pipe as one
-//! line (`E<TAB>stage<TAB>message`) and end the process with status 125; the
-//! command's final status is reported as `S<TAB>exit|signal<TAB>n`.
+//! allocate. They report to the runner over the report pipe in
+//! [`InitMessage`]s: a failure (which ends the process with status 125) or,
+//! at the end, the usage, a full tmpfs and the command's status.
 
+use crate::message::{CommandStatus, InitMessage, Stage};
 use crate::profile::{MountFlags, Rlimit};
 use crate::sys;
 use crate::sys::{MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY};
@@ -99,17 +100,20 @@ pub(crate) struct Plan {
     pub cap_last: u32,
     /// Send stage timestamps (`T` lines) on the report pipe.
     pub trace: bool,
+    /// The size-capped tmpfs mounts (inside the sandbox) whose filling up
+    /// stops the run (see `wait_for_command`).
+    pub capped_tmpfs: Vec<PathBuf>,
 }
 
 /// A setup step that failed.
 #[derive(Debug)]
 pub(crate) struct Failure {
-    pub stage: &'static str,
+    pub stage: Stage,
     pub message: String,
 }
 
 fn fail<E: std::fmt::Display>(
-    stage: &'static str,
+    stage: Stage,
     what: impl std::fmt::Display,
 ) -> impl FnOnce(E) -> Failure {
     move |e| Failure {
@@ -118,10 +122,13 @@ fn fail<E: std::fmt::Display>(
     }
 }
 
-fn report(fd: RawFd, line: &str) {
+/// Writes `messages` to the report pipe in one write (lines of one report
+/// arrive together).
+fn report(fd: RawFd, messages: &[InitMessage]) {
+    let text: String = messages.iter().map(InitMessage::encode).collect();
     // Errors are ignored: if the runner is gone there is nobody to tell.
     let fd = unsafe_borrow(fd);
-    let _ = nix::unistd::write(fd, line.as_bytes());
+    let _ = nix::unistd::write(fd, text.as_bytes());
 }
 
 fn unsafe_borrow(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
@@ -135,7 +142,10 @@ fn stamp(plan: &Plan, stage: &str) {
     if plan.trace {
         report(
             plan.report_fd,
-            &format!("T\t{stage}\t{}\n", crate::trace::now_ns()),
+            &[InitMessage::Trace {
+                stage: stage.to_string(),
+                ns: crate::trace::now_ns(),
+            }],
         );
     }
 }
@@ -147,8 +157,13 @@ fn report_failure(fd: RawFd, f: &Failure) -> ! {
 /// The same, leaving with `code` (the command's process: 126, 127 for a
 /// program that cannot be run or found).
 fn report_failure_with(fd: RawFd, f: &Failure, code: i32) -> ! {
-    let msg = f.message.replace(['\n', '\t'], " ");
-    report(fd, &format!("E\t{}\t{}\n", f.stage, msg));
+    report(
+        fd,
+        &[InitMessage::Failed {
+            stage: f.stage,
+            message: f.message.clone(),
+        }],
+    );
     sys::exit_now(code)
 }
 
@@ -163,7 +178,7 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     // Not dumpable from here on: the command's processes cannot open the
     // init's /proc files (fds, memory) even before its capabilities go.
     if let Err(f) =
-        nix::sys::prctl::set_dumpable(false).map_err(fail("init", "clear the dumpable flag"))
+        nix::sys::prctl::set_dumpable(false).map_err(fail(Stage::Init, "clear the dumpable flag"))
     {
         report_failure(plan.report_fd, &f);
     }
@@ -175,12 +190,24 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     // The command's process shares the init's memory until its exec (the
     // init waits meanwhile): nothing of the init is copied or faulted in
     // again. It does its own last steps and the exec; see `exec_command`.
+    // SIGCHLD is blocked in the init from here on, so that waiting for it
+    // can time out (to look at the capped tmpfs mounts) without losing one;
+    // the command's process unblocks it before its exec.
+    if let Err(e) = sys::block_sigchld() {
+        report_failure(
+            plan.report_fd,
+            &Failure {
+                stage: Stage::Init,
+                message: format!("block SIGCHLD: {e}"),
+            },
+        );
+    }
     let child = match sys::vfork_exec(&mut || -> std::convert::Infallible { exec_command(plan) }) {
         Ok(pid) => pid,
         Err(e) => report_failure(
             plan.report_fd,
             &Failure {
-                stage: "fork",
+                stage: Stage::Fork,
                 message: format!("fork the command: {e}"),
             },
         ),
@@ -197,18 +224,7 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
     if let Err(f) = clear_capability_sets() {
         report_failure(plan.report_fd, &f);
     }
-    let status = loop {
-        match waitpid(Pid::from_raw(-1), None) {
-            Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == child => {
-                break format!("S\texit\t{code}\n");
-            }
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == child => {
-                break format!("S\tsignal\t{}\n", sig as i32);
-            }
-            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => break format!("E\twait\twait for the command: {e}\n"),
-        }
-    };
+    let (status, full) = wait_for_command(plan, child);
     stamp(plan, "init: command reaped");
     // Whatever the command left behind (daemons, double-forked setsid'ed
     // grandchildren) dies now and is reaped: after this loop the init is the
@@ -230,17 +246,74 @@ pub(crate) fn sandbox_init(plan: &Plan) -> ! {
         let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
         tv(u.ru_utime) + tv(u.ru_stime)
     };
-    report(
-        plan.report_fd,
-        &format!(
-            "U\t{}\t{}\n{status}",
-            cpu_us(&children) + cpu_us(&own),
-            children.ru_maxrss.max(0)
-        ),
-    );
+    let mut last = vec![InitMessage::Usage {
+        cpu_us: cpu_us(&children) + cpu_us(&own),
+        maxrss_kb: children.ru_maxrss.max(0) as u64,
+    }];
+    last.extend(full.map(InitMessage::TmpfsFull));
+    last.push(status);
+    report(plan.report_fd, &last);
     // The runner may return as soon as it has read this (see `run`); the
     // namespaces are torn down as the init exits.
     sys::exit_now(0)
+}
+
+/// How often the init looks at the capped tmpfs mounts while the command
+/// runs.
+const TMPFS_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Waits for the command to exit, reaping every other process of the run as
+/// it ends (orphans are the init's), and returns its status line. Every
+/// [`TMPFS_TICK`], and once more when the command is gone, it looks at the
+/// size-capped tmpfs mounts: one that is full (no free block or inode left)
+/// stops the run at once (every process killed) and is returned, so the
+/// run reports the disk limit (a build writing on after ENOSPC would
+/// otherwise spin until its timeout).
+fn wait_for_command(plan: &Plan, child: libc::pid_t) -> (InitMessage, Option<PathBuf>) {
+    let mut full: Option<PathBuf> = None;
+    loop {
+        loop {
+            let status = match waitpid(
+                Pid::from_raw(-1),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            ) {
+                Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == child => {
+                    CommandStatus::Exited(code)
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == child => {
+                    CommandStatus::Signaled(sig as i32)
+                }
+                Ok(WaitStatus::StillAlive) => break,
+                Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    let failed = InitMessage::Failed {
+                        stage: Stage::Wait,
+                        message: format!("wait for the command: {e}"),
+                    };
+                    return (failed, full);
+                }
+            };
+            let full = full.or_else(|| full_tmpfs(plan));
+            return (InitMessage::Status(status), full);
+        }
+        if full.is_none()
+            && let Some(path) = full_tmpfs(plan)
+        {
+            full = Some(path);
+            let _ = sys::kill(-1, libc::SIGKILL);
+        }
+        sys::wait_sigchld(TMPFS_TICK);
+    }
+}
+
+/// The first capped tmpfs mount with no free block or inode left.
+fn full_tmpfs(plan: &Plan) -> Option<PathBuf> {
+    plan.capped_tmpfs
+        .iter()
+        .find(|p| {
+            statvfs(p.as_path()).is_ok_and(|st| st.blocks_free() == 0 || st.files_free() == 0)
+        })
+        .cloned()
 }
 
 /// Closes every fd from `first` on but those in `keep` (at most 8; the
@@ -279,9 +352,9 @@ fn close_all_but(first: u32, keep: &[RawFd]) -> std::io::Result<()> {
 /// once the command's processes are gone (before it reports).
 fn init_setup(plan: &Plan) -> Result<Vec<OwnedFd>, Failure> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-        .map_err(fail("init", "set the parent-death signal"))?;
+        .map_err(fail(Stage::Init, "set the parent-death signal"))?;
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-        sys::default_signal(sig).map_err(fail("init", "reset signal handlers"))?;
+        sys::default_signal(sig).map_err(fail(Stage::Init, "reset signal handlers"))?;
     }
     // If the runner died before the line above, its end of the go pipe is
     // closed: leave. (From here on its death kills us.)
@@ -295,11 +368,11 @@ fn init_setup(plan: &Plan) -> Result<Vec<OwnedFd>, Failure> {
     write_id_maps(plan.uid, plan.gid)?;
     stamp(plan, "init: id maps written");
     build_root(plan)?;
-    nix::unistd::sethostname(&plan.hostname).map_err(fail("uts", "set the hostname"))?;
-    sys::loopback_up().map_err(fail("network", "bring loopback up"))?;
+    nix::unistd::sethostname(&plan.hostname).map_err(fail(Stage::Uts, "set the hostname"))?;
+    sys::loopback_up().map_err(fail(Stage::Network, "bring loopback up"))?;
     stamp(plan, "init: hostname, loopback");
     enter_root()?;
-    nix::unistd::chdir(&plan.workdir).map_err(fail("workdir", plan.workdir.display()))?;
+    nix::unistd::chdir(&plan.workdir).map_err(fail(Stage::Workdir, plan.workdir.display()))?;
     verify_cwd(&plan.workdir)?;
     stamp(plan, "init: pivoted, old root detached, cwd verified");
     // The runner has made the run's cgroup meanwhile (usually long before
@@ -309,9 +382,9 @@ fn init_setup(plan: &Plan) -> Result<Vec<OwnedFd>, Failure> {
     // run see themselves at `/`. Nothing is forked before this.
     let (join, leave) = receive_cgroup(plan.go_fd)?;
     let join: Vec<RawFd> = join.iter().map(AsRawFd::as_raw_fd).collect();
-    move_self(&join).map_err(fail("cgroup", "move the init into the run's cgroup"))?;
+    move_self(&join).map_err(fail(Stage::Cgroup, "move the init into the run's cgroup"))?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
-        .map_err(fail("namespaces", "create the cgroup namespace"))?;
+        .map_err(fail(Stage::Namespaces, "create the cgroup namespace"))?;
     stamp(plan, "init: cgroup joined, cgroup namespace");
     Ok(leave)
 }
@@ -327,7 +400,7 @@ fn receive_cgroup(fd: RawFd) -> Result<(Vec<OwnedFd>, Vec<OwnedFd>), Failure> {
         Ok(got) => got,
         Err(e) => {
             return Err(Failure {
-                stage: "cgroup",
+                stage: Stage::Cgroup,
                 message: format!("receive the runner's word about the cgroup: {e}"),
             });
         }
@@ -339,7 +412,7 @@ fn receive_cgroup(fd: RawFd) -> Result<(Vec<OwnedFd>, Vec<OwnedFd>), Failure> {
         }
         ([b'g' | b'n'], 0) => Ok((Vec::new(), Vec::new())),
         (other, total) => Err(Failure {
-            stage: "cgroup",
+            stage: Stage::Cgroup,
             message: format!("unexpected word from the runner: {other:?} with {total} fds"),
         }),
     }
@@ -360,7 +433,8 @@ fn write_id_maps(uid: u32, gid: u32) -> Result<(), Failure> {
         ("/proc/self/gid_map", format!("{gid} {gid} 1\n")),
         ("/proc/self/uid_map", format!("{uid} {uid} 1\n")),
     ] {
-        std::fs::write(file, content).map_err(fail("user namespace", format!("write {file}")))?;
+        std::fs::write(file, content)
+            .map_err(fail(Stage::UserNamespace, format!("write {file}")))?;
     }
     Ok(())
 }
@@ -385,7 +459,7 @@ const NEWROOT: &str = "/newroot";
 const OLDROOT: &str = "/oldroot";
 
 fn mkdir_p(path: &Path) -> Result<(), Failure> {
-    std::fs::create_dir_all(path).map_err(fail("mount", format!("create {}", path.display())))
+    std::fs::create_dir_all(path).map_err(fail(Stage::Mount, format!("create {}", path.display())))
 }
 
 /// `/newroot` + an absolute path inside the sandbox.
@@ -410,7 +484,7 @@ struct Root {
 
 impl Root {
     fn note_tmpfs(&mut self, path: &Path) -> Result<(), Failure> {
-        let st = nix::sys::stat::lstat(path).map_err(fail("mount", path.display()))?;
+        let st = nix::sys::stat::lstat(path).map_err(fail(Stage::Mount, path.display()))?;
         self.ours.push(st.st_dev);
         Ok(())
     }
@@ -419,7 +493,7 @@ impl Root {
     /// path of `dest` below `/newroot`.
     fn parent(&self, dest: &Path) -> Result<PathBuf, Failure> {
         let refuse = |why: String| Failure {
-            stage: "mount",
+            stage: Stage::Mount,
             message: format!("mount point {}: {why}", dest.display()),
         };
         let mut cur = PathBuf::from(NEWROOT);
@@ -445,8 +519,10 @@ impl Root {
                 }
                 Err(_) => {
                     self.check_ours(&cur, &refuse)?;
-                    std::fs::create_dir(&next)
-                        .map_err(fail("mount", format!("create {}", display_inside(&next))))?;
+                    std::fs::create_dir(&next).map_err(fail(
+                        Stage::Mount,
+                        format!("create {}", display_inside(&next)),
+                    ))?;
                 }
             }
             cur = next;
@@ -455,7 +531,7 @@ impl Root {
     }
 
     fn check_ours(&self, dir: &Path, refuse: &dyn Fn(String) -> Failure) -> Result<(), Failure> {
-        let st = nix::sys::stat::lstat(dir).map_err(fail("mount", dir.display()))?;
+        let st = nix::sys::stat::lstat(dir).map_err(fail(Stage::Mount, dir.display()))?;
         if !self.ours.contains(&st.st_dev) {
             return Err(refuse(format!(
                 "{} is inside a bind mount or image; it must exist there already",
@@ -478,7 +554,7 @@ impl Root {
     fn leaf(&self, dest: &Path, dir: bool) -> Result<PathBuf, Failure> {
         let target = self.parent(dest)?;
         let refuse = |why: String| Failure {
-            stage: "mount",
+            stage: Stage::Mount,
             message: format!("mount point {}: {why}", dest.display()),
         };
         match std::fs::symlink_metadata(&target) {
@@ -493,7 +569,7 @@ impl Root {
                 self.check_ours(parent, &refuse)?;
                 if dir {
                     std::fs::create_dir(&target)
-                        .map_err(fail("mount", format!("create {}", dest.display())))?;
+                        .map_err(fail(Stage::Mount, format!("create {}", dest.display())))?;
                 } else {
                     std::fs::OpenOptions::new()
                         .write(true)
@@ -501,7 +577,7 @@ impl Root {
                         .custom_flags(libc::O_NOFOLLOW)
                         .mode(0o644)
                         .open(&target)
-                        .map_err(fail("mount", format!("create {}", dest.display())))?;
+                        .map_err(fail(Stage::Mount, format!("create {}", dest.display())))?;
                 }
                 Ok(target)
             }
@@ -520,7 +596,7 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
     let none: Option<&str> = None;
     // Nothing we do may propagate back to the host.
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
-        .map_err(fail("mount", "make / private"))?;
+        .map_err(fail(Stage::Mount, "make / private"))?;
     // A scratch tmpfs becomes the root for the duration of the setup, with the
     // host's root reachable below /oldroot (so host paths under /tmp stay
     // reachable as bind sources).
@@ -531,12 +607,12 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=0700"),
     )
-    .map_err(fail("mount", "mount the scratch tmpfs"))?;
-    nix::unistd::chdir(BASE).map_err(fail("mount", "enter the scratch tmpfs"))?;
+    .map_err(fail(Stage::Mount, "mount the scratch tmpfs"))?;
+    nix::unistd::chdir(BASE).map_err(fail(Stage::Mount, "enter the scratch tmpfs"))?;
     mkdir_p(Path::new("newroot"))?;
     mkdir_p(Path::new("oldroot"))?;
-    pivot_root(".", "oldroot").map_err(fail("pivot_root", "pivot into the scratch tmpfs"))?;
-    nix::unistd::chdir("/").map_err(fail("mount", "chdir /"))?;
+    pivot_root(".", "oldroot").map_err(fail(Stage::PivotRoot, "pivot into the scratch tmpfs"))?;
+    nix::unistd::chdir("/").map_err(fail(Stage::Mount, "chdir /"))?;
     stamp(plan, "root: scratch root");
 
     // The sandbox's root: a fresh tmpfs, read-only once populated.
@@ -547,7 +623,7 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=0755"),
     )
-    .map_err(fail("mount", "mount the root tmpfs"))?;
+    .map_err(fail(Stage::Mount, "mount the root tmpfs"))?;
     let mut root = Root { ours: Vec::new() };
     root.note_tmpfs(Path::new(NEWROOT))?;
 
@@ -591,7 +667,10 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
                     ms_flags(flags),
                     Some(data.as_str()),
                 )
-                .map_err(fail("mount", format!("tmpfs on {}", destination.display())))?;
+                .map_err(fail(
+                    Stage::Mount,
+                    format!("tmpfs on {}", destination.display()),
+                ))?;
                 root.note_tmpfs(&target)?;
             }
             Planned::Proc { destination } => {
@@ -603,7 +682,7 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
                     MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
                     none,
                 )
-                .map_err(fail("proc", "mount a fresh /proc"))?;
+                .map_err(fail(Stage::Proc, "mount a fresh /proc"))?;
             }
             Planned::Devpts { destination, data } => {
                 let target = root.dir(destination)?;
@@ -614,10 +693,10 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
                     MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
                     Some(data.as_str()),
                 )
-                .map_err(fail("dev", "mount a new devpts instance"))?;
+                .map_err(fail(Stage::Dev, "mount a new devpts instance"))?;
                 let ptmx = inside(Path::new("/dev/ptmx"));
                 if std::fs::symlink_metadata(&ptmx).is_err() {
-                    symlink("pts/ptmx", &ptmx).map_err(fail("dev", "link /dev/ptmx"))?;
+                    symlink("pts/ptmx", &ptmx).map_err(fail(Stage::Dev, "link /dev/ptmx"))?;
                 }
             }
         }
@@ -631,7 +710,7 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
                 continue;
             }
             root.check_ours(&etc, &|why| Failure {
-                stage: "etc",
+                stage: Stage::Etc,
                 message: format!("/etc: {why}"),
             })?;
             let mut f = std::fs::OpenOptions::new()
@@ -640,9 +719,9 @@ fn build_root(plan: &Plan) -> Result<(), Failure> {
                 .custom_flags(libc::O_NOFOLLOW)
                 .mode(0o644)
                 .open(&path)
-                .map_err(fail("etc", format!("write /etc/{name}")))?;
+                .map_err(fail(Stage::Etc, format!("write /etc/{name}")))?;
             std::io::Write::write_all(&mut f, content.as_bytes())
-                .map_err(fail("etc", format!("write /etc/{name}")))?;
+                .map_err(fail(Stage::Etc, format!("write /etc/{name}")))?;
         }
     }
     // (each bind was locked as it was made, above; what remains is /dev
@@ -693,22 +772,24 @@ fn bind(
         Err(_) if optional => return Ok(None),
         Err(e) => {
             return Err(Failure {
-                stage: "mount",
+                stage: Stage::Mount,
                 message: format!("bind source {}: {e}", source.display()),
             });
         }
     };
     if meta.file_type().is_symlink() && source == destination {
-        let link = std::fs::read_link(&src).map_err(fail("mount", source.display()))?;
+        let link = std::fs::read_link(&src).map_err(fail(Stage::Mount, source.display()))?;
         let target = root.parent(destination)?;
         if let Some(parent) = target.parent() {
             root.check_ours(parent, &|why| Failure {
-                stage: "mount",
+                stage: Stage::Mount,
                 message: format!("link {}: {why}", destination.display()),
             })?;
         }
-        symlink(&link, &target)
-            .map_err(fail("mount", format!("link {}", destination.display())))?;
+        symlink(&link, &target).map_err(fail(
+            Stage::Mount,
+            format!("link {}", destination.display()),
+        ))?;
         return Ok(None);
     }
     let target = if std::fs::metadata(&src).map(|m| m.is_dir()).unwrap_or(false) {
@@ -725,7 +806,7 @@ fn bind(
         none,
     )
     .map_err(fail(
-        "mount",
+        Stage::Mount,
         format!("bind {} on {}", source.display(), destination.display()),
     ))?;
     Ok(Some(target))
@@ -737,7 +818,7 @@ fn bind(
 /// tmpfs without writing into the image.
 fn populate_from_rootfs(root: &Root, rootfs: &Path) -> Result<(), Failure> {
     let dir = host(rootfs);
-    let entries = std::fs::read_dir(&dir).map_err(fail("rootfs", rootfs.display()))?;
+    let entries = std::fs::read_dir(&dir).map_err(fail(Stage::Rootfs, rootfs.display()))?;
     let mut names: Vec<_> = entries
         .filter_map(Result::ok)
         .map(|e| e.file_name())
@@ -750,13 +831,13 @@ fn populate_from_rootfs(root: &Root, rootfs: &Path) -> Result<(), Failure> {
         }
         let inner = Path::new("/").join(&name);
         let src = dir.join(&name);
-        let meta = std::fs::symlink_metadata(&src).map_err(fail("rootfs", src.display()))?;
+        let meta = std::fs::symlink_metadata(&src).map_err(fail(Stage::Rootfs, src.display()))?;
         if meta.file_type().is_symlink() {
             // Copied as a link: it resolves inside the sandbox after the
             // pivot; mount point creation never follows it (see `Root`).
-            let link = std::fs::read_link(&src).map_err(fail("rootfs", src.display()))?;
+            let link = std::fs::read_link(&src).map_err(fail(Stage::Rootfs, src.display()))?;
             let target = inside(&inner);
-            symlink(&link, &target).map_err(fail("rootfs", target.display()))?;
+            symlink(&link, &target).map_err(fail(Stage::Rootfs, target.display()))?;
             continue;
         }
         let target = if meta.is_dir() {
@@ -774,7 +855,7 @@ fn populate_from_rootfs(root: &Root, rootfs: &Path) -> Result<(), Failure> {
             MsFlags::MS_BIND | MsFlags::MS_REC,
             none,
         )
-        .map_err(fail("rootfs", format!("bind {}", inner.display())))?;
+        .map_err(fail(Stage::Rootfs, format!("bind {}", inner.display())))?;
         lock_mount(&target, BIND_RO, true)?;
     }
     Ok(())
@@ -791,7 +872,7 @@ fn build_dev(root: &mut Root) -> Result<(), Failure> {
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         Some("mode=0755"),
     )
-    .map_err(fail("dev", "mount /dev"))?;
+    .map_err(fail(Stage::Dev, "mount /dev"))?;
     root.note_tmpfs(&dev)?;
     let none: Option<&str> = None;
     let mut nodes = Vec::with_capacity(DEV_NODES.len());
@@ -804,7 +885,7 @@ fn build_dev(root: &mut Root) -> Result<(), Failure> {
             MsFlags::MS_BIND,
             none,
         )
-        .map_err(fail("dev", format!("bind /dev/{node}")))?;
+        .map_err(fail(Stage::Dev, format!("bind /dev/{node}")))?;
         nodes.push(target);
     }
     // One call for the /dev tmpfs and every node bound on it (nodev, of
@@ -819,7 +900,7 @@ fn build_dev(root: &mut Root) -> Result<(), Failure> {
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
     ] {
-        symlink(to, dev.join(name)).map_err(fail("dev", format!("link /dev/{name}")))?;
+        symlink(to, dev.join(name)).map_err(fail(Stage::Dev, format!("link /dev/{name}")))?;
     }
     Ok(())
 }
@@ -841,14 +922,15 @@ const MASK_FILE: u64 = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC
 /// below it when `recursive` (all or none), then checks the mount at `path`
 /// has them.
 fn lock_mount(path: &Path, attrs: u64, recursive: bool) -> Result<(), Failure> {
-    sys::mount_setattr(path, attrs, recursive).map_err(fail("remount", display_inside(path)))?;
+    sys::mount_setattr(path, attrs, recursive)
+        .map_err(fail(Stage::Remount, display_inside(path)))?;
     verify_flags(path, attrs)
 }
 
 /// Checks with statvfs that the mount at `path` has every flag in `attrs`.
 fn verify_flags(path: &Path, attrs: u64) -> Result<(), Failure> {
     let got = statvfs(path)
-        .map_err(fail("remount", display_inside(path)))?
+        .map_err(fail(Stage::Remount, display_inside(path)))?
         .flags();
     for (bit, flag, what) in [
         (MOUNT_ATTR_RDONLY, FsFlags::ST_RDONLY, "read-only"),
@@ -858,7 +940,7 @@ fn verify_flags(path: &Path, attrs: u64) -> Result<(), Failure> {
     ] {
         if attrs & bit != 0 && !got.contains(flag) {
             return Err(Failure {
-                stage: "remount",
+                stage: Stage::Remount,
                 message: format!("{}: {what} did not take", display_inside(path)),
             });
         }
@@ -876,7 +958,7 @@ fn mask_proc(plan: &Plan) -> Result<(), Failure> {
         // A fresh proc has no mounts below these paths, so a plain bind and
         // its flags cover the whole subtree.
         mount(Some(&target), &target, none, MsFlags::MS_BIND, none)
-            .map_err(fail("proc", format!("bind {}", p.display())))?;
+            .map_err(fail(Stage::Proc, format!("bind {}", p.display())))?;
         lock_mount(&target, PROC_RO, false)?;
     }
     // One read-only empty tmpfs masks the first directory and one read-only
@@ -904,7 +986,7 @@ fn mask_proc(plan: &Plan) -> Result<(), Failure> {
                     MsFlags::MS_BIND,
                     none,
                 )
-                .map_err(fail("proc", what()))?;
+                .map_err(fail(Stage::Proc, what()))?;
                 verify_flags(&target, attrs)?;
             }
             None if meta.is_dir() => {
@@ -918,7 +1000,7 @@ fn mask_proc(plan: &Plan) -> Result<(), Failure> {
                         | MsFlags::MS_NOEXEC,
                     Some("size=0,mode=0555"),
                 )
-                .map_err(fail("proc", what()))?;
+                .map_err(fail(Stage::Proc, what()))?;
                 verify_flags(&target, attrs)?;
                 *first = Some(target);
             }
@@ -930,7 +1012,7 @@ fn mask_proc(plan: &Plan) -> Result<(), Failure> {
                     MsFlags::MS_BIND,
                     none,
                 )
-                .map_err(fail("proc", what()))?;
+                .map_err(fail(Stage::Proc, what()))?;
                 lock_mount(&target, attrs, false)?;
                 *first = Some(target);
             }
@@ -942,20 +1024,20 @@ fn mask_proc(plan: &Plan) -> Result<(), Failure> {
 /// `pivot_root` into the new root and detach the scratch root (which holds
 /// the host's root below it).
 fn enter_root() -> Result<(), Failure> {
-    nix::unistd::chdir(NEWROOT).map_err(fail("pivot_root", "enter the new root"))?;
-    pivot_root(".", ".").map_err(fail("pivot_root", "pivot into the new root"))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(fail("pivot_root", "detach the old root"))?;
-    nix::unistd::chdir("/").map_err(fail("pivot_root", "chdir /"))?;
+    nix::unistd::chdir(NEWROOT).map_err(fail(Stage::PivotRoot, "enter the new root"))?;
+    pivot_root(".", ".").map_err(fail(Stage::PivotRoot, "pivot into the new root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(fail(Stage::PivotRoot, "detach the old root"))?;
+    nix::unistd::chdir("/").map_err(fail(Stage::PivotRoot, "chdir /"))?;
     Ok(())
 }
 
 fn verify_cwd(workdir: &Path) -> Result<(), Failure> {
-    let cwd = nix::unistd::getcwd().map_err(fail("workdir", "cwd is outside the new root"))?;
-    let here = nix::sys::stat::stat(".").map_err(fail("workdir", "stat ."))?;
-    let there = nix::sys::stat::stat(&cwd).map_err(fail("workdir", cwd.display()))?;
+    let cwd = nix::unistd::getcwd().map_err(fail(Stage::Workdir, "cwd is outside the new root"))?;
+    let here = nix::sys::stat::stat(".").map_err(fail(Stage::Workdir, "stat ."))?;
+    let there = nix::sys::stat::stat(&cwd).map_err(fail(Stage::Workdir, cwd.display()))?;
     if !cwd.is_absolute() || (here.st_dev, here.st_ino) != (there.st_dev, there.st_ino) {
         return Err(Failure {
-            stage: "workdir",
+            stage: Stage::Workdir,
             message: format!("cwd {} is not inside the new root", workdir.display()),
         });
     }
@@ -966,10 +1048,10 @@ fn verify_cwd(workdir: &Path) -> Result<(), Failure> {
 /// (the caps crate only knows the capabilities of its release), with
 /// securebits locked so uid 0 cannot regain any. Inherited by children.
 fn drop_bounding_set(cap_last: u32) -> Result<(), Failure> {
-    sys::lock_securebits().map_err(fail("capabilities", "lock securebits"))?;
+    sys::lock_securebits().map_err(fail(Stage::Capabilities, "lock securebits"))?;
     for cap in 0..=cap_last {
         sys::capbset_drop(cap).map_err(fail(
-            "capabilities",
+            Stage::Capabilities,
             format!("drop {cap} from the bounding set"),
         ))?;
     }
@@ -985,7 +1067,8 @@ fn clear_capability_sets() -> Result<(), Failure> {
         caps::CapSet::Effective,
         caps::CapSet::Permitted,
     ] {
-        caps::clear(None, set).map_err(fail("capabilities", format!("clear the {set:?} set")))?;
+        caps::clear(None, set)
+            .map_err(fail(Stage::Capabilities, format!("clear the {set:?} set")))?;
     }
     Ok(())
 }
@@ -995,20 +1078,20 @@ fn clear_capability_sets() -> Result<(), Failure> {
 /// capability, up to the kernel's last).
 fn verify_no_capabilities(cap_last: u32) -> Result<(), Failure> {
     let left = |what: &str, detail: String| Failure {
-        stage: "capabilities",
+        stage: Stage::Capabilities,
         message: format!("the {what} set is not empty after dropping every capability ({detail})"),
     };
-    let sets = sys::capget().map_err(fail("capabilities", "read the capability sets"))?;
+    let sets = sys::capget().map_err(fail(Stage::Capabilities, "read the capability sets"))?;
     for (what, bits) in ["effective", "permitted", "inheritable"].iter().zip(sets) {
         if bits != 0 {
             return Err(left(what, format!("{bits:#x}")));
         }
     }
     for cap in 0..=cap_last {
-        if sys::capbset_read(cap).map_err(fail("capabilities", "read the bounding set"))? {
+        if sys::capbset_read(cap).map_err(fail(Stage::Capabilities, "read the bounding set"))? {
             return Err(left("bounding", format!("capability {cap}")));
         }
-        if sys::ambient_is_set(cap).map_err(fail("capabilities", "read the ambient set"))? {
+        if sys::ambient_is_set(cap).map_err(fail(Stage::Capabilities, "read the ambient set"))? {
             return Err(left("ambient", format!("capability {cap}")));
         }
     }
@@ -1029,14 +1112,14 @@ fn resolve_program(plan: &Plan) -> Result<CString, Failure> {
         {
             return CString::new(candidate.into_os_string().into_encoded_bytes()).map_err(|_| {
                 Failure {
-                    stage: "exec",
+                    stage: Stage::Exec,
                     message: "program path has a NUL byte".into(),
                 }
             });
         }
     }
     Err(Failure {
-        stage: "exec",
+        stage: Stage::Exec,
         message: format!("{name}: command not found in PATH"),
     })
 }
@@ -1058,7 +1141,7 @@ fn exec_command(plan: &Plan) -> ! {
         if let Err(e) = sys::seccomp_install(prog) {
             exec_fail(
                 Failure {
-                    stage: "seccomp",
+                    stage: Stage::Seccomp,
                     message: format!("install the filter: {e}"),
                 },
                 125,
@@ -1073,7 +1156,7 @@ fn exec_command(plan: &Plan) -> ! {
     };
     exec_fail(
         Failure {
-            stage: "exec",
+            stage: Stage::Exec,
             message: format!("{}: {err}", program.to_string_lossy()),
         },
         code,
@@ -1082,33 +1165,36 @@ fn exec_command(plan: &Plan) -> ! {
 
 fn prepare_exec(plan: &Plan) -> Result<(), Failure> {
     stamp(plan, "command: forked");
-    nix::unistd::setsid().map_err(fail("exec", "start a new session"))?;
+    // (the init blocks SIGCHLD for itself; the command starts with none blocked)
+    sys::unblock_all_signals().map_err(fail(Stage::Exec, "unblock signals"))?;
+    nix::unistd::setsid().map_err(fail(Stage::Exec, "start a new session"))?;
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-        .map_err(fail("exec", "set the parent-death signal"))?;
+        .map_err(fail(Stage::Exec, "set the parent-death signal"))?;
     // Copy the stream sources out of the way first, so installing one as
     // 0, 1 or 2 cannot clobber another that happens to have that number.
     let mut sources = [None; 3];
     for (i, fd) in plan.stdio.iter().enumerate() {
         if let Some(fd) = fd {
             sources[i] =
-                Some(sys::dup_above(*fd, 10).map_err(fail("exec", format!("copy fd {fd}")))?);
+                Some(sys::dup_above(*fd, 10).map_err(fail(Stage::Exec, format!("copy fd {fd}")))?);
         }
     }
     for (i, fd) in sources.iter().enumerate() {
         if let Some(fd) = fd {
-            sys::dup2(*fd, i as RawFd).map_err(fail("exec", format!("install fd {i}")))?;
+            sys::dup2(*fd, i as RawFd).map_err(fail(Stage::Exec, format!("install fd {i}")))?;
         }
     }
     // Every fd above 2 is closed, leaked ones included; the report pipe is
     // close-on-exec and disappears at exec.
-    close_all_but(3, &[plan.report_fd]).map_err(fail("exec", "close inherited fds"))?;
-    sys::set_cloexec(plan.report_fd).map_err(fail("exec", "mark the report pipe close-on-exec"))?;
+    close_all_but(3, &[plan.report_fd]).map_err(fail(Stage::Exec, "close inherited fds"))?;
+    sys::set_cloexec(plan.report_fd)
+        .map_err(fail(Stage::Exec, "mark the report pipe close-on-exec"))?;
     stamp(plan, "command: streams, fds closed");
     for rl in &plan.rlimits {
         apply_rlimit(rl)?;
     }
     sys::umask(0o022);
-    nix::sys::prctl::set_no_new_privs().map_err(fail("exec", "set no_new_privs"))?;
+    nix::sys::prctl::set_no_new_privs().map_err(fail(Stage::Exec, "set no_new_privs"))?;
     // (the bounding set was emptied by the init before the fork)
     clear_capability_sets()?;
     stamp(plan, "command: rlimits, no_new_privs, capabilities dropped");
@@ -1119,18 +1205,18 @@ fn prepare_exec(plan: &Plan) -> Result<(), Failure> {
 
 fn apply_rlimit(rl: &Rlimit) -> Result<(), Failure> {
     let (_, cur_hard) = sys::getrlimit(rl.resource)
-        .map_err(fail("rlimits", format!("read rlimit {}", rl.resource)))?;
+        .map_err(fail(Stage::Rlimits, format!("read rlimit {}", rl.resource)))?;
     // Raising a hard limit needs privilege on the host; a profile can only
     // lower what the runner has.
     let hard = rl.hard.min(cur_hard);
     let soft = rl.soft.min(hard);
     sys::setrlimit(rl.resource, soft, hard)
-        .map_err(fail("rlimits", format!("set rlimit {}", rl.resource)))
+        .map_err(fail(Stage::Rlimits, format!("set rlimit {}", rl.resource)))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{close_all_but, receive_cgroup};
+    use super::{Stage, close_all_but, receive_cgroup};
     use crate::sys::{send_with_fds, seqpacket_pair};
     use std::os::fd::AsRawFd;
 
@@ -1159,7 +1245,7 @@ mod tests {
         ] {
             send_with_fds(runner.as_raw_fd(), word, fds).unwrap();
             let err = receive_cgroup(init.as_raw_fd()).unwrap_err();
-            assert_eq!(err.stage, "cgroup", "{word:?}");
+            assert_eq!(err.stage, Stage::Cgroup, "{word:?}");
         }
     }
 

@@ -162,13 +162,65 @@ pub fn compile_stack(
         serde_json::from_str(json).map_err(|e| PolicyTextError::Json(e.to_string()))?;
     let digest = sha256_digest(canonical_json(&value).as_bytes());
     check_rule_shapes(&value)?;
-    let map = seccompiler::compile_from_json(json.as_bytes(), arch)
+    let for_arch = rules_for_arch(&value, arch)?;
+    let map = seccompiler::compile_from_json(for_arch.to_string().as_bytes(), arch)
         .map_err(|e| PolicyTextError::Compile(e.to_string()))?;
     let mut names: Vec<&String> = map.keys().collect();
     names.sort();
     let mut programs: Vec<BpfProgram> = names.into_iter().map(|n| map[n].clone()).collect();
     programs.extend(x32_guard(arch));
     Ok((digest, programs))
+}
+
+/// The Rust name of `arch`, as a rule's `arch` list spells it.
+pub fn arch_name(arch: TargetArch) -> &'static str {
+    match arch {
+        TargetArch::x86_64 => "x86_64",
+        TargetArch::aarch64 => "aarch64",
+        TargetArch::riscv64 => "riscv64",
+    }
+}
+
+/// The policy as seccompiler reads it for `arch`: a rule with an `arch`
+/// list (the architectures whose kernels have the call: `chmod`, `iopl`
+/// exist on x86_64 only) is kept where the list names `arch` and dropped
+/// elsewhere, and the list itself removed (seccompiler refuses unknown
+/// fields). A list naming an architecture the sandbox does not know is
+/// refused, so a typo cannot drop a rule everywhere.
+fn rules_for_arch(value: &Value, arch: TargetArch) -> Result<Value, PolicyTextError> {
+    const KNOWN: &[&str] = &["x86_64", "aarch64"];
+    let mut value = value.clone();
+    let Some(filters) = value.as_object_mut() else {
+        return Err(PolicyTextError::Json(
+            "top level must be an object of filters".into(),
+        ));
+    };
+    for (filter, body) in filters.iter_mut() {
+        let Some(rules) = body.get_mut("filter").and_then(Value::as_array_mut) else {
+            continue;
+        };
+        let mut kept = Vec::with_capacity(rules.len());
+        for mut rule in rules.drain(..) {
+            let Some(list) = rule.as_object_mut().and_then(|r| r.remove("arch")) else {
+                kept.push(rule);
+                continue;
+            };
+            let names: Vec<&str> = list
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if names.is_empty() || names.iter().any(|n| !KNOWN.contains(n)) {
+                return Err(PolicyTextError::Json(format!(
+                    "filter {filter:?}: a rule's arch list must name some of {KNOWN:?}, got {list}"
+                )));
+            }
+            if names.contains(&arch_name(arch)) {
+                kept.push(rule);
+            }
+        }
+        *rules = kept;
+    }
+    Ok(value)
 }
 
 /// The AUDIT_ARCH value seccomp reports for `arch`.

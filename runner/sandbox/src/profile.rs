@@ -60,6 +60,9 @@ pub const ANNOTATION_OPTIONAL_LIMITS: &str = "org.cloister.optional-limits";
 pub const ANNOTATION_IMAGE: &str = "org.cloister.image";
 /// Annotation carrying the profile's name.
 pub const ANNOTATION_NAME: &str = "org.cloister.profile";
+/// Annotation bounding how much the writable binds (the build's workspace)
+/// may grow during a run: a size (`16GiB`, see [`crate::parse_size`]).
+pub const ANNOTATION_WORKSPACE_SIZE: &str = "org.cloister.workspace-size";
 
 pub(crate) const EMBEDDED: &[(&str, &str)] = &[
     (
@@ -131,11 +134,13 @@ pub enum MountEntry {
         /// Also noexec (the `noexec` option).
         noexec: bool,
     },
-    /// A fresh tmpfs.
+    /// A fresh tmpfs, with its size cap in bytes (`size=`; required unless
+    /// it is read-only).
     Tmpfs {
         destination: PathBuf,
         flags: MountFlags,
         data: String,
+        size: Option<u64>,
     },
     /// A fresh proc for the sandbox's pid namespace.
     Proc { destination: PathBuf },
@@ -174,6 +179,7 @@ pub struct Profile {
     memory: Option<u64>,
     pids: Option<u64>,
     cpus: Option<MilliCpus>,
+    workspace: Option<u64>,
     optional_limits: BTreeSet<LimitKind>,
     masked_paths: Vec<PathBuf>,
     readonly_paths: Vec<PathBuf>,
@@ -240,15 +246,26 @@ impl Profile {
                     "memory" => LimitKind::Memory,
                     "pids" => LimitKind::Pids,
                     "cpu" => LimitKind::Cpu,
+                    "disk" => LimitKind::Disk,
                     other => {
                         return Err(ProfileError::Invalid {
                             field: "annotation org.cloister.optional-limits",
-                            reason: format!("unknown limit {other:?} (memory, pids, cpu)"),
+                            reason: format!("unknown limit {other:?} (memory, pids, cpu, disk)"),
                         });
                     }
                 };
                 profile.optional_limits.insert(kind);
             }
+        }
+        if let Some(size) = annotations.get(ANNOTATION_WORKSPACE_SIZE) {
+            let bytes = crate::parse_size(size)
+                .ok()
+                .filter(|b| *b > 0)
+                .ok_or_else(|| ProfileError::Invalid {
+                    field: "annotation org.cloister.workspace-size",
+                    reason: format!("{size:?} is not a positive size (e.g. 16GiB)"),
+                })?;
+            profile.workspace = Some(bytes);
         }
         Ok(profile)
     }
@@ -298,7 +315,23 @@ impl Profile {
     pub fn cpu_limit(&self) -> Option<MilliCpus> {
         self.cpus
     }
-    /// Limits the sandbox may run without when no cgroup can apply them.
+    /// Size of the `/tmp` tmpfs in bytes (its `size=` option), if the
+    /// profile mounts one.
+    pub fn tmp_size(&self) -> Option<u64> {
+        self.mounts.iter().find_map(|m| match m {
+            MountEntry::Tmpfs {
+                destination, size, ..
+            } if destination == Path::new("/tmp") => *size,
+            _ => None,
+        })
+    }
+    /// How much the writable binds may grow during a run
+    /// (`org.cloister.workspace-size`).
+    pub fn workspace_limit(&self) -> Option<u64> {
+        self.workspace
+    }
+    /// Limits the sandbox may run without when it cannot apply them (no
+    /// cgroup for memory, pids, cpu; no way to watch the workspace for disk).
     pub fn optional_limits(&self) -> &BTreeSet<LimitKind> {
         &self.optional_limits
     }
@@ -432,6 +465,10 @@ pub fn host_path_allowed(path: &Path) -> bool {
             .any(|allowed| path.starts_with(allowed))
 }
 
+/// Checks a parsed profile and builds the [`Profile`], section by section:
+/// namespaces, what reaches the host (id maps, OCI seccomp, devices,
+/// sysctls, hooks), the `/proc` masks, the process, the mounts, the
+/// resources, the host name.
 fn validate(
     spec: &Spec,
     name: String,
@@ -442,7 +479,36 @@ fn validate(
         field: "linux",
         reason: "missing (namespaces and masked paths live there)".into(),
     })?;
-    // Namespaces: all new, none joined by path.
+    let ns_names = validate_namespaces(linux)?;
+    refuse_host_features(spec, linux)?;
+    let (masked_paths, readonly_paths) = proc_paths(linux)?;
+    let process = process_settings(spec)?;
+    let mounts = validate_mounts(spec)?;
+    let Resources { memory, pids, cpus } = resources(linux)?;
+    let hostname = validate_hostname(spec)?;
+    Ok(Profile {
+        name,
+        digest,
+        seccomp,
+        mounts,
+        env: process.env,
+        cwd: process.cwd,
+        hostname,
+        rlimits: process.rlimits,
+        memory,
+        pids,
+        cpus,
+        workspace: None,
+        optional_limits: BTreeSet::new(),
+        masked_paths,
+        readonly_paths,
+        image: None,
+        namespaces: ns_names,
+    })
+}
+
+/// Namespaces: all new, none joined by path; their short names, sorted.
+fn validate_namespaces(linux: &oci_spec::runtime::Linux) -> Result<Vec<String>, ProfileError> {
     let namespaces = linux.namespaces().clone().unwrap_or_default();
     for ns in &namespaces {
         if ns.path().is_some() {
@@ -470,6 +536,12 @@ fn validate(
             reason: "only cgroup, ipc, mount, network, pid, user and uts are supported".into(),
         });
     }
+    Ok(ns_names)
+}
+
+/// What would share or reach host resources: id maps (the sandbox maps the
+/// caller's ids itself), an OCI seccomp section, devices, sysctls, hooks.
+fn refuse_host_features(spec: &Spec, linux: &oci_spec::runtime::Linux) -> Result<(), ProfileError> {
     if linux.uid_mappings().is_some() || linux.gid_mappings().is_some() {
         return Err(ProfileError::Invalid {
             field: "linux.uidMappings/gidMappings",
@@ -488,6 +560,13 @@ fn validate(
     if spec.hooks().is_some() {
         return Err(ProfileError::Forbidden("hooks"));
     }
+    Ok(())
+}
+
+/// The masked and read-only `/proc` paths, the required ones included.
+fn proc_paths(
+    linux: &oci_spec::runtime::Linux,
+) -> Result<(Vec<PathBuf>, Vec<PathBuf>), ProfileError> {
     let masked_paths: Vec<PathBuf> = linux
         .masked_paths()
         .clone()
@@ -521,7 +600,18 @@ fn validate(
         }
     }
 
-    // Process: no capabilities, no_new_privs, env, cwd, rlimits.
+    Ok((masked_paths, readonly_paths))
+}
+
+/// The process settings a profile gives.
+struct ProcessSettings {
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+    rlimits: Vec<Rlimit>,
+}
+
+/// Process: no capabilities, no_new_privs, env, cwd, rlimits.
+fn process_settings(spec: &Spec) -> Result<ProcessSettings, ProfileError> {
     let process = spec.process().as_ref().ok_or(ProfileError::Invalid {
         field: "process",
         reason: "missing".into(),
@@ -587,7 +677,13 @@ fn validate(
         });
     }
 
-    // Mounts.
+    Ok(ProcessSettings { env, cwd, rlimits })
+}
+
+/// Mounts: host binds read-only and allow-listed, tmpfs (writable ones
+/// size-capped), proc at /proc, devpts new; nothing else, and a proc mount
+/// required.
+fn validate_mounts(spec: &Spec) -> Result<Vec<MountEntry>, ProfileError> {
     let mut mounts = Vec::new();
     for m in spec.mounts().clone().unwrap_or_default() {
         let destination = m.destination().clone();
@@ -602,95 +698,9 @@ fn validate(
         let kind = m.typ().clone().unwrap_or_else(|| "bind".into());
         let is_bind = kind == "bind" || options.iter().any(|o| o == "bind" || o == "rbind");
         if is_bind {
-            let source = m.source().clone().ok_or(ProfileError::BadMount(
-                dest_str.clone(),
-                "bind mount without a source",
-            ))?;
-            if !host_path_allowed(&source) {
-                return Err(ProfileError::HostPathNotAllowed(
-                    source.display().to_string(),
-                ));
-            }
-            if !options.iter().any(|o| o == "ro") || options.iter().any(|o| o == "rw") {
-                return Err(ProfileError::WritableHostBind(source.display().to_string()));
-            }
-            for o in &options {
-                if !matches!(
-                    o.as_str(),
-                    "bind" | "rbind" | "ro" | "nosuid" | "nodev" | "noexec" | "optional"
-                ) {
-                    return Err(ProfileError::BadMount(dest_str, "unsupported bind option"));
-                }
-            }
-            mounts.push(MountEntry::HostBind {
-                source,
-                destination,
-                optional: options.iter().any(|o| o == "optional"),
-                noexec: options.iter().any(|o| o == "noexec"),
-            });
-            continue;
-        }
-        let mut flags = MountFlags::default();
-        let mut data = Vec::new();
-        for o in &options {
-            match o.as_str() {
-                "nosuid" => flags.nosuid = true,
-                "nodev" => flags.nodev = true,
-                "noexec" => flags.noexec = true,
-                "ro" => flags.readonly = true,
-                "rw" => flags.readonly = false,
-                other if other.contains('=') || other == "newinstance" => {
-                    data.push(other.to_string())
-                }
-                _ => return Err(ProfileError::BadMount(dest_str, "unsupported mount option")),
-            }
-        }
-        match kind.as_str() {
-            "tmpfs" => {
-                for d in &data {
-                    let key = d.split('=').next().unwrap_or_default();
-                    if !matches!(key, "mode" | "size" | "nr_inodes") {
-                        return Err(ProfileError::BadMount(dest_str, "unsupported tmpfs option"));
-                    }
-                }
-                flags.nosuid = true;
-                flags.nodev = true;
-                mounts.push(MountEntry::Tmpfs {
-                    destination,
-                    flags,
-                    data: data.join(","),
-                })
-            }
-            "proc" => {
-                if destination != Path::new("/proc") {
-                    return Err(ProfileError::BadMount(dest_str, "proc belongs at /proc"));
-                }
-                mounts.push(MountEntry::Proc { destination })
-            }
-            "devpts" => {
-                if destination != Path::new("/dev/pts") {
-                    return Err(ProfileError::BadMount(
-                        dest_str,
-                        "devpts belongs at /dev/pts",
-                    ));
-                }
-                if !data.iter().any(|d| d == "newinstance") {
-                    return Err(ProfileError::BadMount(
-                        dest_str,
-                        "devpts must be a new instance (newinstance)",
-                    ));
-                }
-                mounts.push(MountEntry::Devpts {
-                    destination,
-                    data: data.join(","),
-                })
-            }
-            other => {
-                return Err(ProfileError::MountType {
-                    kind: other.to_string(),
-                    destination: dest_str,
-                });
-            }
+            mounts.push(host_bind(&m, destination, dest_str, &options)?);
+        } else {
+            mounts.push(fs_mount(destination, dest_str, &kind, &options)?);
         }
     }
     if !mounts.iter().any(|m| matches!(m, MountEntry::Proc { .. })) {
@@ -699,8 +709,139 @@ fn validate(
             reason: "no proc mount at /proc (masked paths would have nothing to mask)".into(),
         });
     }
+    Ok(mounts)
+}
 
-    // Resources.
+/// A host bind: an allow-listed source, read-only, known options only.
+fn host_bind(
+    m: &oci_spec::runtime::Mount,
+    destination: PathBuf,
+    dest_str: String,
+    options: &[String],
+) -> Result<MountEntry, ProfileError> {
+    let source = m.source().clone().ok_or(ProfileError::BadMount(
+        dest_str.clone(),
+        "bind mount without a source",
+    ))?;
+    if !host_path_allowed(&source) {
+        return Err(ProfileError::HostPathNotAllowed(
+            source.display().to_string(),
+        ));
+    }
+    if !options.iter().any(|o| o == "ro") || options.iter().any(|o| o == "rw") {
+        return Err(ProfileError::WritableHostBind(source.display().to_string()));
+    }
+    for o in options {
+        if !matches!(
+            o.as_str(),
+            "bind" | "rbind" | "ro" | "nosuid" | "nodev" | "noexec" | "optional"
+        ) {
+            return Err(ProfileError::BadMount(dest_str, "unsupported bind option"));
+        }
+    }
+    Ok(MountEntry::HostBind {
+        source,
+        destination,
+        optional: options.iter().any(|o| o == "optional"),
+        noexec: options.iter().any(|o| o == "noexec"),
+    })
+}
+
+/// A filesystem the sandbox makes itself: tmpfs (writable ones size-capped),
+/// proc at /proc, a new devpts instance at /dev/pts.
+fn fs_mount(
+    destination: PathBuf,
+    dest_str: String,
+    kind: &str,
+    options: &[String],
+) -> Result<MountEntry, ProfileError> {
+    let mut flags = MountFlags::default();
+    let mut data = Vec::new();
+    for o in options {
+        match o.as_str() {
+            "nosuid" => flags.nosuid = true,
+            "nodev" => flags.nodev = true,
+            "noexec" => flags.noexec = true,
+            "ro" => flags.readonly = true,
+            "rw" => flags.readonly = false,
+            other if other.contains('=') || other == "newinstance" => data.push(other.to_string()),
+            _ => return Err(ProfileError::BadMount(dest_str, "unsupported mount option")),
+        }
+    }
+    match kind {
+        "tmpfs" => {
+            let mut size = None;
+            for d in &data {
+                let (key, value) = d.split_once('=').unwrap_or((d, ""));
+                if !matches!(key, "mode" | "size" | "nr_inodes") {
+                    return Err(ProfileError::BadMount(dest_str, "unsupported tmpfs option"));
+                }
+                if key == "size" {
+                    // (a percentage of memory would differ by host)
+                    size = Some(crate::parse_size(value).ok().filter(|b| *b > 0).ok_or(
+                        ProfileError::BadMount(
+                            dest_str.clone(),
+                            "tmpfs size= must be a positive number of bytes, with k, m or g",
+                        ),
+                    )?);
+                }
+            }
+            // Every writable tmpfs is bounded: it is the host's memory.
+            if size.is_none() && !flags.readonly {
+                return Err(ProfileError::BadMount(
+                    dest_str,
+                    "a writable tmpfs needs a size= cap",
+                ));
+            }
+            flags.nosuid = true;
+            flags.nodev = true;
+            Ok(MountEntry::Tmpfs {
+                destination,
+                flags,
+                data: data.join(","),
+                size,
+            })
+        }
+        "proc" => {
+            if destination != Path::new("/proc") {
+                return Err(ProfileError::BadMount(dest_str, "proc belongs at /proc"));
+            }
+            Ok(MountEntry::Proc { destination })
+        }
+        "devpts" => {
+            if destination != Path::new("/dev/pts") {
+                return Err(ProfileError::BadMount(
+                    dest_str,
+                    "devpts belongs at /dev/pts",
+                ));
+            }
+            if !data.iter().any(|d| d == "newinstance") {
+                return Err(ProfileError::BadMount(
+                    dest_str,
+                    "devpts must be a new instance (newinstance)",
+                ));
+            }
+            Ok(MountEntry::Devpts {
+                destination,
+                data: data.join(","),
+            })
+        }
+        other => Err(ProfileError::MountType {
+            kind: other.to_string(),
+            destination: dest_str,
+        }),
+    }
+}
+
+/// The default limits a profile's resources give.
+struct Resources {
+    memory: Option<u64>,
+    pids: Option<u64>,
+    cpus: Option<MilliCpus>,
+}
+
+/// Resources: the default memory, pid and cpu limits.
+fn resources(linux: &oci_spec::runtime::Linux) -> Result<Resources, ProfileError> {
     let mut memory = None;
     let mut pids = None;
     let mut cpus = None;
@@ -737,6 +878,11 @@ fn validate(
         }
     }
 
+    Ok(Resources { memory, pids, cpus })
+}
+
+/// The host name: letters, digits, `-` and `.`, at most 64 characters.
+fn validate_hostname(spec: &Spec) -> Result<String, ProfileError> {
     let hostname = spec.hostname().clone().unwrap_or_else(|| "cloister".into());
     if hostname.is_empty()
         || hostname.len() > 64
@@ -749,25 +895,7 @@ fn validate(
             reason: format!("{hostname:?} is not a valid host name"),
         });
     }
-
-    Ok(Profile {
-        name,
-        digest,
-        seccomp,
-        mounts,
-        env,
-        cwd,
-        hostname,
-        rlimits,
-        memory,
-        pids,
-        cpus,
-        optional_limits: BTreeSet::new(),
-        masked_paths,
-        readonly_paths,
-        image: None,
-        namespaces: ns_names,
-    })
+    Ok(hostname)
 }
 
 #[allow(clippy::unnecessary_cast)] // the constants' type differs between libcs

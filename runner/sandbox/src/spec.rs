@@ -76,8 +76,42 @@ impl FromStr for MilliCpus {
     }
 }
 
+/// Why a size was refused (see [`parse_size`]).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SizeError {
+    #[error("{0:?} is not a size (a number of bytes, or with K, M, G, T or KiB, MiB, GiB, TiB)")]
+    Malformed(String),
+    #[error("{0:?} is too large")]
+    TooLarge(String),
+}
+
+/// Parses a size: `4096`, `64K`, `512M`, `10G`, `1T`, or with `KiB`, `MiB`,
+/// `GiB`, `TiB` (every unit a power of 1024; `KB`, `MB`... and a trailing
+/// `B` are read the same, case does not matter). The one size syntax of
+/// every flag, profile annotation and config key that takes a size.
+pub fn parse_size(s: &str) -> Result<u64, SizeError> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| SizeError::Malformed(s.to_string()))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(SizeError::Malformed(s.to_string())),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| SizeError::TooLarge(s.to_string()))
+}
+
 /// Which limit stopped a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum LimitKind {
     /// The wall-clock timeout fired and the process tree was killed.
@@ -88,6 +122,9 @@ pub enum LimitKind {
     Pids,
     /// The cpu limit (never "hit"; listed so profiles can mark it optional).
     Cpu,
+    /// A disk limit: a size-capped tmpfs (`/tmp`) filled up, or the
+    /// writable binds grew past the workspace limit.
+    Disk,
 }
 
 impl std::fmt::Display for LimitKind {
@@ -97,6 +134,7 @@ impl std::fmt::Display for LimitKind {
             LimitKind::Memory => "memory",
             LimitKind::Pids => "pids",
             LimitKind::Cpu => "cpu",
+            LimitKind::Disk => "disk",
         })
     }
 }
@@ -113,6 +151,12 @@ pub struct Limits {
     pub pids: Option<u64>,
     /// CPU bandwidth (cgroup quota).
     pub cpus: Option<MilliCpus>,
+    /// Size of the sandbox's `/tmp` tmpfs in bytes (the kernel refuses
+    /// writes beyond it; a full `/tmp` stops the run).
+    pub tmp: Option<u64>,
+    /// How many bytes the writable binds may grow by during the run
+    /// (watched; the run is stopped when they pass it).
+    pub workspace: Option<u64>,
 }
 
 /// Where a standard stream of the sandboxed command goes.
@@ -181,6 +225,8 @@ impl SandboxSpec {
             memory: self.limits.memory.or(self.profile.memory_limit()),
             pids: self.limits.pids.or(self.profile.pids_limit()),
             cpus: self.limits.cpus.or(self.profile.cpu_limit()),
+            tmp: self.limits.tmp.or(self.profile.tmp_size()),
+            workspace: self.limits.workspace.or(self.profile.workspace_limit()),
         }
     }
 
@@ -217,6 +263,41 @@ mod tests {
             ":/x".parse::<Bind>(),
             Err(BindParseError::Empty(_))
         ));
+    }
+
+    #[test]
+    fn sizes_parse_with_decimal_and_binary_unit_names_all_powers_of_1024() {
+        for (text, bytes) in [
+            ("4096", 4096),
+            ("0", 0),
+            ("64K", 64 << 10),
+            ("64k", 64 << 10),
+            ("512M", 512 << 20),
+            ("1GiB", 1 << 30),
+            ("1gib", 1 << 30),
+            ("3MiB", 3 << 20),
+            ("2T", 2 << 40),
+            ("1TiB", 1 << 40),
+            ("10 G", 10 << 30),
+            ("16KB", 16 << 10),
+            ("7B", 7),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+        for bad in ["", "ten", "-1", "1.5G", "1X", "G", "1 GiBs", "0x10"] {
+            assert!(
+                matches!(parse_size(bad), Err(SizeError::Malformed(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse_size("99999999T"),
+            Err(SizeError::TooLarge(_))
+        ));
+        assert_eq!(
+            parse_size("1X").unwrap_err().to_string(),
+            "\"1X\" is not a size (a number of bytes, or with K, M, G, T or KiB, MiB, GiB, TiB)"
+        );
     }
 
     #[test]

@@ -188,6 +188,80 @@ pub(crate) fn poll_two(
     Ok((pfds[0].revents != 0, pfds[1].revents != 0))
 }
 
+/// Waits up to `timeout` for any of `fds` to become readable (or hang up;
+/// negative fds are skipped); which did. All `false` on timeout or
+/// interruption by a signal.
+pub(crate) fn poll_fds(fds: &[RawFd], timeout: std::time::Duration) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: poll reads and writes exactly the pollfds of the vector.
+    let ret = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EINTR) {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(err);
+    }
+    Ok(pfds.iter().map(|p| p.revents != 0).collect())
+}
+
+fn sigchld_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialize and fill the local set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        set
+    }
+}
+
+/// Blocks SIGCHLD for the calling thread (the init, before it forks the
+/// command), so [`wait_sigchld`] can wait for it with a timeout.
+pub(crate) fn block_sigchld() -> io::Result<()> {
+    let set = sigchld_set();
+    // SAFETY: changes the calling thread's mask with a valid set.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    Ok(())
+}
+
+/// Empties the calling thread's signal mask (the command's process, before
+/// its exec: a mask survives exec).
+pub(crate) fn unblock_all_signals() -> io::Result<()> {
+    // SAFETY: an empty set, initialized by sigemptyset, becomes the mask.
+    let ret = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut())
+    };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    Ok(())
+}
+
+/// Waits up to `timeout` for a (blocked) SIGCHLD and consumes it; returns
+/// at once if one is pending.
+pub(crate) fn wait_sigchld(timeout: std::time::Duration) {
+    let set = sigchld_set();
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: a valid set and timespec; no siginfo is asked for.
+    unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+}
+
 /// `waitpid(pid, WNOHANG)`: whether `pid` has exited and was reaped now.
 pub(crate) fn try_reap(pid: libc::pid_t) -> bool {
     let mut status = 0;

@@ -53,8 +53,8 @@ pub struct Args {
     /// Wall-clock limit in seconds.
     #[arg(long)]
     pub timeout: Option<u64>,
-    /// Memory limit in bytes.
-    #[arg(long)]
+    /// Memory limit: a size (4096, 256M, 1GiB; powers of 1024).
+    #[arg(long, value_name = "SIZE", value_parser = super::common::positive_size_arg)]
     pub memory: Option<u64>,
     /// Process limit.
     #[arg(long)]
@@ -171,6 +171,7 @@ pub fn spec_from_args(args: &Args) -> anyhow::Result<JobSpec> {
             memory_bytes: args.memory,
             pids: args.pids,
             cpus: args.cpus,
+            ..JobLimits::default()
         },
         priority: args.priority,
     };

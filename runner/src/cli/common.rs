@@ -43,3 +43,17 @@ pub fn fail(e: impl std::fmt::Display) -> std::process::ExitCode {
     eprintln!("cloister-runner: {e}");
     std::process::ExitCode::from(1)
 }
+
+/// A size flag (`512M`, `1GiB`, `4096`: `cloister_sandbox::parse_size`, the
+/// one size syntax of every flag and config key).
+pub fn size_arg(s: &str) -> Result<u64, String> {
+    cloister_sandbox::parse_size(s).map_err(|e| e.to_string())
+}
+
+/// A size flag that must be more than 0 bytes (a limit).
+pub fn positive_size_arg(s: &str) -> Result<u64, String> {
+    match size_arg(s)? {
+        0 => Err(format!("{s:?} must be more than 0 bytes")),
+        n => Ok(n),
+    }
+}

@@ -4,10 +4,11 @@
 //! not be executed / found). With `--json` (or `--result FILE`) one JSON
 //! object describes the run.
 
+use super::common::positive_size_arg;
 use cloister_sandbox::{
-    Bind, IsolationFacts, LimitKind, MilliCpus, Outcome, Profile, SandboxError, SandboxSpec, Stdio,
+    Bind, IsolationFacts, LimitKind, MilliCpus, Outcome, Profile, RunFailure, RunReport, RunResult,
+    SandboxError, SandboxSpec, Stdio,
 };
-use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,8 +48,9 @@ struct RunArgs {
     /// Kill the whole process tree after SECS seconds of wall-clock time.
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     timeout: Option<Duration>,
-    /// Memory limit in bytes (suffixes K, M, G: powers of 1024).
-    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    /// Memory limit: a size (4096, 512M, 1GiB; K, M, G, T and KiB, MiB,
+    /// GiB, TiB are powers of 1024).
+    #[arg(long, value_name = "SIZE", value_parser = positive_size_arg)]
     memory: Option<u64>,
     /// Maximum number of processes and threads.
     #[arg(long, value_name = "N")]
@@ -56,6 +58,15 @@ struct RunArgs {
     /// CPU limit in CPUs (e.g. 2 or 0.5).
     #[arg(long, value_name = "N")]
     cpus: Option<MilliCpus>,
+    /// Size of the sandbox's /tmp (a tmpfs; a full one stops the run with
+    /// limitHit "disk"). Default: the profile's (1G in `default`).
+    #[arg(long, value_name = "SIZE", value_parser = positive_size_arg)]
+    tmp_size: Option<u64>,
+    /// How much the writable binds may grow during the run (watched; past
+    /// it the run is stopped with limitHit "disk"). Default: the profile's
+    /// `org.cloister.workspace-size` (16GiB in `default`).
+    #[arg(long, value_name = "SIZE", value_parser = positive_size_arg)]
+    workspace_size: Option<u64>,
     /// Use this unpacked image directory as / instead of the profile's host
     /// binds.
     #[arg(long, value_name = "DIR")]
@@ -113,45 +124,6 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-fn parse_bytes(s: &str) -> Result<u64, String> {
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
-        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
-        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("{s:?} is not a positive number of bytes"))
-}
-
-/// The JSON object `--json` prints.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RunResult<'a> {
-    exit_code: Option<i32>,
-    signal: Option<i32>,
-    /// The status `cloister-runner run` exits with.
-    status_code: i32,
-    wall_ms: u64,
-    cpu_ms: u64,
-    peak_memory_bytes: Option<u64>,
-    limit_hit: Option<LimitKind>,
-    unapplied_limits: &'a [LimitKind],
-    isolation: &'a IsolationFacts,
-}
-
-/// The JSON object printed instead when the run could not happen.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RunError<'a> {
-    error: String,
-    status_code: i32,
-    isolation: Option<&'a IsolationFacts>,
-}
-
 fn open_out(path: &PathBuf) -> std::io::Result<Stdio> {
     let f = std::fs::OpenOptions::new()
         .write(true)
@@ -161,9 +133,8 @@ fn open_out(path: &PathBuf) -> std::io::Result<Stdio> {
     Ok(Stdio::Fd(f.into()))
 }
 
-fn emit_json(args: &RunArgs, value: &impl Serialize) -> Result<(), String> {
-    let mut text = serde_json::to_string(value).map_err(|e| e.to_string())?;
-    text.push('\n');
+fn emit_json(args: &RunArgs, result: &RunResult) -> Result<(), String> {
+    let text = result.to_line();
     match &args.result {
         Some(path) => std::fs::write(path, text)
             .map_err(|e| format!("write the result to {}: {e}", path.display())),
@@ -179,11 +150,11 @@ fn emit_json(args: &RunArgs, value: &impl Serialize) -> Result<(), String> {
 fn fail(args: &RunArgs, code: i32, message: &str, facts: Option<&IsolationFacts>) -> ExitCode {
     eprintln!("cloister-runner: {message}");
     if args.json || args.result.is_some() {
-        let err = RunError {
+        let err = RunResult::Failed(RunFailure {
             error: message.to_string(),
             status_code: code,
-            isolation: facts,
-        };
+            isolation: facts.cloned(),
+        });
         if let Err(e) = emit_json(args, &err) {
             eprintln!("cloister-runner: {e}");
         }
@@ -233,6 +204,8 @@ fn exec_inner(args: RunArgs) -> ExitCode {
     spec.limits.memory = args.memory;
     spec.limits.pids = args.pids;
     spec.limits.cpus = args.cpus;
+    spec.limits.tmp = args.tmp_size;
+    spec.limits.workspace = args.workspace_size;
     spec.cgroup_parent = args.cgroup_parent.clone();
     let streams = (|| -> std::io::Result<()> {
         if let Some(p) = &args.stdin {
@@ -260,23 +233,18 @@ fn exec_inner(args: RunArgs) -> ExitCode {
     match outcome {
         Ok(outcome) => {
             for limit in &outcome.unapplied_limits {
+                let why = if *limit == LimitKind::Disk {
+                    "the workspace could not be watched"
+                } else {
+                    "no writable cgroup"
+                };
                 eprintln!(
-                    "cloister-runner: warning: the {limit} limit was not applied (no writable cgroup; the profile marks it optional)"
+                    "cloister-runner: warning: the {limit} limit was not applied ({why}; the profile marks it optional)"
                 );
             }
             let code = outcome.status_code();
             if args.json || args.result.is_some() {
-                let result = RunResult {
-                    exit_code: outcome.exit_code,
-                    signal: outcome.signal,
-                    status_code: code,
-                    wall_ms: outcome.wall.as_millis() as u64,
-                    cpu_ms: outcome.cpu.as_millis() as u64,
-                    peak_memory_bytes: outcome.peak_memory_bytes,
-                    limit_hit: outcome.limit_hit,
-                    unapplied_limits: &outcome.unapplied_limits,
-                    isolation: &outcome.isolation,
-                };
+                let result = RunResult::Ran(RunReport::from(&outcome));
                 if let Err(e) = emit_json(&args, &result) {
                     eprintln!("cloister-runner: {e}");
                     return ExitCode::from(125);
@@ -292,50 +260,52 @@ fn exec_inner(args: RunArgs) -> ExitCode {
 mod tests {
     use super::*;
 
-    /// Golden file: the result object is the runner daemon's wire format.
+    /// Golden files: the result object is the runner daemon's wire format
+    /// (`cloister_sandbox::RunResult`, read back by the daemon). Each reads
+    /// back (every field known and present) and writes out byte for byte.
     #[test]
     fn run_result_matches_the_golden_file() {
-        let isolation = IsolationFacts {
-            network: "none".into(),
-            namespaces: ["cgroup", "ipc", "mnt", "net", "pid", "user", "uts"]
-                .map(String::from)
-                .to_vec(),
-            no_new_privs: true,
-            capabilities: vec![],
-            seccomp_policy: format!("sha256:{}", "a".repeat(64)),
-            profile: format!("sha256:{}", "b".repeat(64)),
-            rootless: true,
+        for golden in [
+            include_str!("testdata/run-result.json"),
+            include_str!("testdata/run-error.json"),
+        ] {
+            let parsed = RunResult::parse(golden.as_bytes()).unwrap();
+            assert_eq!(parsed.to_line(), golden);
+        }
+        let RunResult::Ran(r) =
+            RunResult::parse(include_str!("testdata/run-result.json").as_bytes()).unwrap()
+        else {
+            panic!("run-result.json is a report");
         };
-        let result = RunResult {
-            exit_code: None,
-            signal: Some(9),
-            status_code: 137,
-            wall_ms: 1000,
-            cpu_ms: 250,
-            peak_memory_bytes: Some(33554432),
-            limit_hit: Some(LimitKind::Memory),
-            unapplied_limits: &[],
-            isolation: &isolation,
-        };
-        let got = format!("{}\n", serde_json::to_string(&result).unwrap());
-        assert_eq!(got, include_str!("testdata/run-result.json"));
-        let error = RunError {
-            error: "sandbox setup failed at mount: x".into(),
-            status_code: 125,
-            isolation: None,
-        };
-        let got = format!("{}\n", serde_json::to_string(&error).unwrap());
-        assert_eq!(got, include_str!("testdata/run-error.json"));
+        assert_eq!((r.signal, r.status_code), (Some(9), 137));
+        assert_eq!(r.limit_hit, Some(LimitKind::Memory));
+        assert_eq!(r.limits.workspace_bytes, Some(16 << 30));
+        assert_eq!(r.isolation.network, "none");
     }
 
+    /// Every size flag takes the one size syntax: `--memory 1GiB` too.
     #[test]
-    fn byte_sizes_parse_with_binary_suffixes() {
-        assert_eq!(parse_bytes("4096"), Ok(4096));
-        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
-        assert_eq!(parse_bytes("1g"), Ok(1 << 30));
-        assert!(parse_bytes("0").is_err());
-        assert!(parse_bytes("12X").is_err());
-        assert!(parse_bytes("-1").is_err());
+    fn size_flags_take_binary_and_decimal_unit_names() {
+        assert_eq!(positive_size_arg("4096"), Ok(4096));
+        assert_eq!(positive_size_arg("64M"), Ok(64 << 20));
+        assert_eq!(positive_size_arg("1g"), Ok(1 << 30));
+        assert_eq!(positive_size_arg("1GiB"), Ok(1 << 30));
+        assert_eq!(positive_size_arg("256MiB"), Ok(256 << 20));
+        assert!(positive_size_arg("0").is_err());
+        assert!(positive_size_arg("12X").is_err());
+        assert!(positive_size_arg("-1").is_err());
+        use clap::Parser as _;
+        let cli = super::super::RunCli::try_parse_from([
+            "cloister-runner",
+            "run",
+            "--memory",
+            "1GiB",
+            "--tmp-size",
+            "64M",
+            "--",
+            "true",
+        ]);
+        assert!(cli.is_ok(), "{cli:?}");
     }
 
     #[test]

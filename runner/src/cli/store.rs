@@ -39,8 +39,8 @@ pub enum Command {
 pub struct GcArgs {
     #[command(flatten)]
     store: StoreArg,
-    /// Keep at most this many bytes (suffixes K, M, G, T: powers of 1024).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    /// Keep at most this many bytes (a size: 10G, 512MiB; powers of 1024).
+    #[arg(long, value_name = "SIZE", value_parser = super::common::size_arg)]
     max_bytes: Option<u64>,
     /// Remove entries not used for longer than this (e.g. 30d, 12h, 90m, 3600s).
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
@@ -137,26 +137,6 @@ pub fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string(v).expect("output serializes"));
 }
 
-/// Parses `1024`, `64K`, `512M`, `10G`, `1T` (powers of 1024; `KiB` etc. too).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("not a size: {s:?} (use e.g. 512M or 10G)"))?;
-    let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 1,
-        "K" | "KB" | "KIB" => 1 << 10,
-        "M" | "MB" | "MIB" => 1 << 20,
-        "G" | "GB" | "GIB" => 1 << 30,
-        "T" | "TB" | "TIB" => 1 << 40,
-        _ => return Err(format!("unknown size unit in {s:?} (use K, M, G or T)")),
-    };
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size too large: {s:?}"))
-}
-
 /// Parses `45s`, `90m`, `12h`, `30d`, `2w` (a bare number is seconds).
 pub fn parse_age(s: &str) -> Result<Duration, String> {
     let t = s.trim();
@@ -251,10 +231,12 @@ mod tests {
 
     #[test]
     fn sizes_and_ages() {
+        let parse_size = super::super::common::size_arg;
         assert_eq!(parse_size("1024").unwrap(), 1024);
         assert_eq!(parse_size("64K").unwrap(), 64 << 10);
         assert_eq!(parse_size("10G").unwrap(), 10 << 30);
         assert_eq!(parse_size("3MiB").unwrap(), 3 << 20);
+        assert_eq!(parse_size("0").unwrap(), 0);
         assert!(parse_size("ten").is_err());
         assert!(parse_size("5X").is_err());
         assert_eq!(parse_age("30d").unwrap(), Duration::from_secs(30 * 86400));

@@ -116,7 +116,9 @@ impl Executor {
     }
 
     async fn run_to_end(&self, id: &str, spec: &JobSpec, stop: &Stopper) -> Ending {
-        let log = match JobLog::create(super::log::log_path(&self.config.state_dir, id)).await {
+        let log_limit = effective_limits(self.config.limits, spec).log_bytes;
+        let log_path = super::log::log_path(&self.config.state_dir, id);
+        let log = match JobLog::create(log_path, log_limit).await {
             Ok(log) => log,
             Err(e) => return failed(format!("cannot create the job log: {e}"), None),
         };
@@ -153,8 +155,8 @@ impl Executor {
             observed.subjects.len()
         ));
         drop(sink);
-        let log_digest = match log.finish().await {
-            Ok(d) => d,
+        let (log_digest, log_dropped_bytes) = match log.finish().await {
+            Ok(closed) => (closed.digest, closed.dropped_bytes),
             Err(e) => return failed(format!("cannot close the job log: {e}"), exit_code),
         };
         observed.started_on = started_on;
@@ -188,7 +190,11 @@ impl Executor {
                     log_digest: Some(log_digest),
                     attestation_id: signed.attestation_id,
                     keyid: Some(signed.keyid),
-                    sandbox: Some(observed.sandbox_result.clone()),
+                    sandbox: Some(
+                        serde_json::to_value(&observed.sandbox_result)
+                            .expect("a run report serializes"),
+                    ),
+                    log_dropped_bytes: (log_dropped_bytes > 0).then_some(log_dropped_bytes),
                 }),
             },
             Err(Fail(reason)) => {
@@ -249,6 +255,12 @@ impl Executor {
             let meta = tokio::fs::symlink_metadata(&from)
                 .await
                 .map_err(|e| Fail(format!("vendor {}: {e}", v.path.display())))?;
+            if meta.file_type().is_symlink() {
+                return Err(Fail(format!(
+                    "vendor {} is a symlink: name the directory itself",
+                    v.path.display()
+                )));
+            }
             if !meta.is_dir() {
                 return Err(Fail(format!(
                     "vendor {} is not a directory",
@@ -418,21 +430,29 @@ impl Executor {
         let status = child.wait().await?;
         let _ = out.await;
         let _ = err.await;
-        let sandbox = super::read_sandbox_result(&result_path).await;
+        let sandbox = super::read_sandbox_result(&result_path)
+            .await
+            .map_err(Fail)?;
         drop(pins);
         drop(toolchains);
-        let Some(sandbox) = sandbox else {
-            return Err(Fail(format!(
-                "the sandbox could not run the build (status {status})"
-            )));
+        let sandbox = match sandbox {
+            None => {
+                return Err(Fail(format!(
+                    "the sandbox could not run the build (status {status})"
+                )));
+            }
+            Some(cloister_sandbox::RunResult::Failed(f)) => {
+                return Err(Fail(format!(
+                    "the sandbox could not be set up: {}",
+                    f.error
+                )));
+            }
+            Some(cloister_sandbox::RunResult::Ran(report)) => report,
         };
-        if let Some(error) = sandbox.get("error").and_then(|e| e.as_str()) {
-            return Err(Fail(format!("the sandbox could not be set up: {error}")));
-        }
-        let code = sandbox.get("exitCode").and_then(|c| c.as_i64());
-        let signal = sandbox.get("signal").and_then(|c| c.as_i64());
+        let code = sandbox.exit_code.map(i64::from);
+        let signal = sandbox.signal.map(i64::from);
         *exit_code = code.or(signal.map(|s| 128 + s));
-        if let Some(limit) = sandbox.get("limitHit").and_then(|l| l.as_str()) {
+        if let Some(limit) = sandbox.limit_hit {
             return Err(Fail(format!("the build hit its {limit} limit")));
         }
         match (code, signal) {
@@ -448,9 +468,6 @@ impl Executor {
             }
         }
         log.say("build command exited 0; collecting outputs");
-        if sandbox.get("isolation").is_none() {
-            return Err(Fail("the sandbox reported no isolation facts".into()));
-        }
         let ws = workspace.clone();
         let globs = spec.outputs.clone();
         let out_dir = self.artifacts_dir(id);
@@ -512,18 +529,18 @@ fn failed(reason: String, exit_code: Option<i64>) -> Ending {
 
 /// The daemon's limits with the job's overrides, each capped by the daemon's.
 pub fn effective_limits(defaults: Limits, spec: &JobSpec) -> Limits {
+    fn capped<T: Ord + Copy>(job: Option<T>, daemon: T) -> T {
+        job.unwrap_or(daemon).min(daemon)
+    }
     let l = spec.limits;
     Limits {
-        timeout_secs: l
-            .timeout_secs
-            .unwrap_or(defaults.timeout_secs)
-            .min(defaults.timeout_secs),
-        memory_bytes: l
-            .memory_bytes
-            .unwrap_or(defaults.memory_bytes)
-            .min(defaults.memory_bytes),
-        pids: l.pids.unwrap_or(defaults.pids).min(defaults.pids),
-        cpus: l.cpus.unwrap_or(defaults.cpus).min(defaults.cpus),
+        timeout_secs: capped(l.timeout_secs, defaults.timeout_secs),
+        memory_bytes: capped(l.memory_bytes, defaults.memory_bytes),
+        pids: capped(l.pids, defaults.pids),
+        cpus: capped(l.cpus, defaults.cpus),
+        log_bytes: capped(l.log_bytes, defaults.log_bytes),
+        tmp_bytes: capped(l.tmp_bytes, defaults.tmp_bytes),
+        workspace_bytes: capped(l.workspace_bytes, defaults.workspace_bytes),
     }
 }
 
@@ -581,6 +598,10 @@ fn sandbox_argv(
         limits.pids.to_string(),
         "--cpus".into(),
         limits.cpus.to_string(),
+        "--tmp-size".into(),
+        limits.tmp_bytes.to_string(),
+        "--workspace-size".into(),
+        limits.workspace_bytes.to_string(),
         "--".into(),
     ]);
     a.extend(spec.command.iter().cloned());

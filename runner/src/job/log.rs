@@ -5,6 +5,13 @@
 //! so a hostile build cannot make the daemon buffer without bound). The log
 //! is closed before attestation and its sha256 goes into provenance as a
 //! byproduct.
+//!
+//! The file is capped (the job's log limit, 64 MiB by default): once it
+//! reaches the cap, the build's output is read and discarded (the build goes
+//! on, never blocked on a full pipe), a line says so, and the log ends with
+//! a line counting what was discarded. The daemon's own lines are always
+//! written (a handful per job), so the file ends a few lines past the cap at
+//! most.
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -94,12 +101,48 @@ impl LogSink {
     }
 }
 
+/// The default cap of a job log (bytes).
+pub const DEFAULT_LOG_LIMIT: u64 = 64 << 20;
+
+/// What a closed log holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    /// `sha256:<hex>` of the file.
+    pub digest: String,
+    /// Bytes of build output discarded after the cap (0 when none).
+    pub dropped_bytes: u64,
+}
+
 /// The writer side, owning the file.
 #[derive(Debug)]
 pub struct JobLog {
     path: PathBuf,
     sink: LogSink,
-    writer: tokio::task::JoinHandle<std::io::Result<()>>,
+    writer: tokio::task::JoinHandle<std::io::Result<u64>>,
+}
+
+/// One stamped line as the file holds it.
+fn format_line(stream: Stream, text: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(text.len() + 40);
+    line.extend_from_slice(super::store::now_rfc3339().as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(stream.tag().as_bytes());
+    line.extend_from_slice(b" | ");
+    line.extend(
+        text.iter()
+            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+    );
+    line.push(b'\n');
+    line
+}
+
+/// A size as people read it: `64 MiB`, `512 KiB`, else bytes.
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
 }
 
 /// Path of a job's log under the state dir.
@@ -108,8 +151,9 @@ pub fn log_path(state_dir: &Path, job_id: &str) -> PathBuf {
 }
 
 impl JobLog {
-    /// Creates the log file and starts its writer task.
-    pub async fn create(path: PathBuf) -> std::io::Result<JobLog> {
+    /// Creates the log file, capped at `limit` bytes (see the module
+    /// comment), and starts its writer task.
+    pub async fn create(path: PathBuf, limit: u64) -> std::io::Result<JobLog> {
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await?;
         }
@@ -122,26 +166,48 @@ impl JobLog {
         let mut file = tokio::io::BufWriter::new(file);
         let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
         let writer = tokio::spawn(async move {
+            let mut written = 0u64;
+            let (mut dropped_bytes, mut dropped_lines) = (0u64, 0u64);
             while let Some((stream, text, permit)) = rx.recv().await {
-                let mut line = Vec::with_capacity(text.len() + 40);
-                line.extend_from_slice(super::store::now_rfc3339().as_bytes());
-                line.push(b' ');
-                line.extend_from_slice(stream.tag().as_bytes());
-                line.extend_from_slice(b" | ");
-                line.extend(
-                    text.iter()
-                        .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
-                );
-                line.push(b'\n');
+                let line = format_line(stream, &text);
+                let build_output = stream != Stream::Daemon;
+                if build_output && written + line.len() as u64 > limit {
+                    if dropped_lines == 0 {
+                        let note = format_line(
+                            Stream::Daemon,
+                            format!(
+                                "the log reached its {} cap: further build output is discarded (the build goes on)",
+                                human(limit)
+                            )
+                            .as_bytes(),
+                        );
+                        file.write_all(&note).await?;
+                        written += note.len() as u64;
+                        file.flush().await?;
+                    }
+                    dropped_bytes += text.len() as u64 + 1;
+                    dropped_lines += 1;
+                    continue;
+                }
                 file.write_all(&line).await?;
+                written += line.len() as u64;
                 drop(permit);
                 // Flush per batch so `logs --follow` sees lines promptly.
                 if rx.is_empty() {
                     file.flush().await?;
                 }
             }
+            if dropped_lines > 0 {
+                let note = format!(
+                    "log truncated: {dropped_bytes} bytes ({dropped_lines} lines) of build output discarded after the {} cap",
+                    human(limit)
+                );
+                file.write_all(&format_line(Stream::Daemon, note.as_bytes()))
+                    .await?;
+            }
             file.flush().await?;
-            file.get_ref().sync_all().await
+            file.get_ref().sync_all().await?;
+            Ok(dropped_bytes)
         });
         Ok(JobLog {
             path,
@@ -159,13 +225,26 @@ impl JobLog {
     }
 
     /// Closes the log (after every other sink is dropped) and returns its
-    /// `sha256:<hex>` digest.
-    pub async fn finish(self) -> std::io::Result<String> {
+    /// digest and how much build output the cap discarded.
+    pub async fn finish(self) -> std::io::Result<Closed> {
         let JobLog { path, sink, writer } = self;
         drop(sink);
-        writer.await.map_err(std::io::Error::other)??;
-        let bytes = tokio::fs::read(&path).await?;
-        Ok(format!("sha256:{}", hex::encode(Sha256::digest(&bytes))))
+        let dropped_bytes = writer.await.map_err(std::io::Error::other)??;
+        // Hashed as it is read: the file is up to the cap, not read whole.
+        let mut file = tokio::fs::File::open(&path).await?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = file.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(Closed {
+            digest: format!("sha256:{}", hex::encode(hasher.finalize())),
+            dropped_bytes,
+        })
     }
 }
 
@@ -180,7 +259,9 @@ mod tests {
     async fn a_pipe_waits_while_its_lines_are_not_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.log");
-        let log = JobLog::create(path.clone()).await.unwrap();
+        let log = JobLog::create(path.clone(), DEFAULT_LOG_LIMIT)
+            .await
+            .unwrap();
         let sink = log.sink();
         let held = sink
             .in_flight
@@ -223,13 +304,17 @@ mod tests {
     async fn lines_are_stamped_and_split() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.log");
-        let log = JobLog::create(path.clone()).await.unwrap();
+        let log = JobLog::create(path.clone(), DEFAULT_LOG_LIMIT)
+            .await
+            .unwrap();
         log.sink().say("start");
         let input: &[u8] = b"one\ntwo\npartial";
         log.sink().pump(Stream::Stdout, input).await;
         let long = vec![b'x'; MAX_LINE + 10];
         log.sink().pump(Stream::Stderr, &long[..]).await;
-        let digest = log.finish().await.unwrap();
+        let closed = log.finish().await.unwrap();
+        assert_eq!(closed.dropped_bytes, 0);
+        let digest = closed.digest;
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 6, "{text}");
@@ -240,6 +325,61 @@ mod tests {
         assert!(lines[0].starts_with("20") && lines[0].as_bytes()[10] == b'T');
         assert_eq!(
             digest,
+            format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+        );
+    }
+
+    /// A build printing far past the cap: the log stops at the cap with a
+    /// line saying so, the pipe is read to its end (the build was never held
+    /// up), daemon lines still arrive, and the last line counts what was
+    /// discarded.
+    #[tokio::test]
+    async fn output_past_the_cap_is_discarded_and_the_log_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.log");
+        let cap = 64 << 10;
+        let log = JobLog::create(path.clone(), cap).await.unwrap();
+        log.sink().say("start");
+        // 4 MiB of output in 1 KiB lines, through a pipe the size of a
+        // real one: it must drain although nothing more is written.
+        let (mut build, pipe) = tokio::io::duplex(64 << 10);
+        let pump = tokio::spawn(log.sink().pump(Stream::Stdout, pipe));
+        let line = format!("{}\n", "y".repeat(1023));
+        for _ in 0..4096 {
+            build.write_all(line.as_bytes()).await.unwrap();
+        }
+        drop(build);
+        pump.await.unwrap();
+        log.sink().say("build finished");
+        let closed = log.finish().await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let size = text.len() as u64;
+        assert!(
+            size > cap - 2048 && size < cap + 1024,
+            "log is {size} bytes"
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        let cut = lines
+            .iter()
+            .position(|l| l.contains(" daemon | the log reached its 64 KiB cap: "))
+            .expect("a line at the cut");
+        assert!(lines[cut].contains("further build output is discarded (the build goes on)"));
+        assert!(
+            lines[cut + 1].ends_with(" daemon | build finished"),
+            "{}",
+            lines[cut + 1]
+        );
+        let last = lines.last().unwrap();
+        assert!(last.contains(" daemon | log truncated: "), "{last}");
+        let kept = lines.iter().filter(|l| l.contains(" stdout | ")).count() as u64;
+        assert_eq!(closed.dropped_bytes, (4096 - kept) * 1024);
+        assert!(last.contains(&format!(
+            "{} bytes ({} lines)",
+            closed.dropped_bytes,
+            4096 - kept
+        )));
+        assert_eq!(
+            closed.digest,
             format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
         );
     }

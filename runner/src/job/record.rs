@@ -46,9 +46,8 @@ pub struct Observed {
     pub started_on: String,
     pub finished_on: String,
     pub log_digest: String,
-    /// What `cloister-runner run --result` reported (its `isolation` are
-    /// the sandbox's `IsolationFacts`).
-    pub sandbox_result: serde_json::Value,
+    /// What `cloister-runner run --result` reported.
+    pub sandbox_result: cloister_sandbox::RunReport,
 }
 
 /// The attestor's answer.
@@ -78,13 +77,18 @@ pub fn build_record(o: &Observed) -> Result<BuildRecord, AttestError> {
         d.parse::<Sha256Digest>()
             .map_err(|e| AttestError::Record(format!("{what} digest {d:?}: {e}")))
     };
-    let isolation = o
-        .sandbox_result
-        .get("isolation")
-        .cloned()
-        .unwrap_or_default();
-    let isolation: IsolationFacts = serde_json::from_value(isolation)
-        .map_err(|e| AttestError::Record(format!("the sandbox's isolation facts: {e}")))?;
+    // Field by field: a fact the sandbox renames or drops is a compile
+    // error here, not a default.
+    let facts = &o.sandbox_result.isolation;
+    let isolation = IsolationFacts {
+        network: facts.network.clone(),
+        namespaces: facts.namespaces.clone(),
+        no_new_privs: facts.no_new_privs,
+        capabilities: facts.capabilities.clone(),
+        seccomp_policy: digest("seccomp policy", &facts.seccomp_policy)?,
+        profile: digest("profile", &facts.profile)?,
+        rootless: facts.rootless,
+    };
     let record = BuildRecord {
         invocation_id: o.job_id.clone(),
         builder_id: o.builder_id.clone(),

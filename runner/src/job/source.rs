@@ -77,16 +77,15 @@ pub async fn fetch_sandboxed(
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
     let sandbox = super::read_sandbox_result(&result).await;
     let _ = tokio::fs::remove_file(&result).await;
-    if let Some(error) = sandbox
-        .as_ref()
-        .and_then(|v| v.get("error"))
-        .and_then(|e| e.as_str())
-    {
-        return Err(SourceError::Git {
-            path: path.clone(),
-            what: "sandbox",
-            message: error.to_string(),
-        });
+    let sandbox_error = |message: String| SourceError::Git {
+        path: path.clone(),
+        what: "sandbox",
+        message,
+    };
+    match sandbox {
+        Ok(Some(cloister_sandbox::RunResult::Failed(f))) => return Err(sandbox_error(f.error)),
+        Err(e) => return Err(sandbox_error(e)),
+        Ok(Some(cloister_sandbox::RunResult::Ran(_)) | None) => {}
     }
     let git_err = |what| SourceError::Git {
         path: path.clone(),

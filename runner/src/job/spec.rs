@@ -153,6 +153,15 @@ pub struct JobLimits {
     pub pids: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpus: Option<u32>,
+    /// The job log's cap (build output past it is discarded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_bytes: Option<u64>,
+    /// The sandbox's `/tmp` size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmp_bytes: Option<u64>,
+    /// How much the workspace may grow during the build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_bytes: Option<u64>,
 }
 
 /// A relative path that stays inside its root: no `..`, not absolute, not empty.

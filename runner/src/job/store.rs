@@ -110,6 +110,9 @@ pub struct JobResult {
     /// The sandbox's result JSON (`cloister-runner run --json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sandbox: Option<serde_json::Value>,
+    /// Build output the job log's cap discarded, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_dropped_bytes: Option<u64>,
 }
 
 /// A job as stored and as the API returns it.

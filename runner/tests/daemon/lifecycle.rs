@@ -284,7 +284,19 @@ async fn vendor_paths_cannot_reach_host_directories() {
     s["vendor"] = serde_json::json!([{"path": "hop", "dest": "deps/x"}]);
     let job = run_job(&ep, &s).await;
     assert_eq!(job["state"], "failed");
-    assert!(reason(&job).contains("not a directory"), "{job}");
+    // named as the symlink it is, as the other symlink cases are
+    assert!(
+        reason(&job).contains("vendor hop is a symlink: name the directory itself"),
+        "{job}"
+    );
+    // A file is not a directory.
+    let mut s = spec(&repo, &commit2, &["sh", "build.sh"], &["out"]);
+    s["vendor"] = serde_json::json!([{"path": "build.sh", "dest": "deps/x"}]);
+    let job = run_job(&ep, &s).await;
+    assert!(
+        reason(&job).contains("vendor build.sh is not a directory"),
+        "{job}"
+    );
     // Through a symlinked parent directory.
     let mut s = spec(&repo, &commit2, &["sh", "build.sh"], &["out"]);
     s["vendor"] = serde_json::json!([{"path": "hop/.", "dest": "deps/x"}]);
@@ -344,4 +356,43 @@ async fn vendor_path_under_a_configured_root_is_mounted_read_only() {
     let log = job_log(&ep, job["id"].as_str().unwrap()).await;
     assert_eq!(job["exitCode"], 0, "{job}\n{log}");
     assert!(log.contains("→ sha256:"), "{log}");
+}
+
+/// A build printing far past its log cap (64 MiB of output, a 1 MiB cap):
+/// the build runs to its end, the log stops near the cap with a line saying
+/// output is discarded, and ends with the count of what was.
+#[tokio::test]
+async fn output_past_the_log_cap_is_discarded_and_the_build_goes_on() {
+    let d = Daemon::start("", "");
+    let ep = d.endpoint();
+    let repo = d.dir.path().join("loud");
+    let script =
+        "yes \"$(head -c 1000 /dev/zero | tr '\\0' y)\" | head -c 67108864; echo done > out";
+    let commit = repo_with(&repo, &[("build.sh", script)]);
+    let mut s = spec(&repo, &commit, &["sh", "build.sh"], &["out"]);
+    s["limits"] = serde_json::json!({"logBytes": 1 << 20});
+    let job = run_job(&ep, &s).await;
+    let id = job["id"].as_str().unwrap();
+    // the build finished (no attestor here: the job stops at attesting)
+    assert_eq!(job["exitCode"], 0, "{job}");
+    assert!(reason(&job).contains("attest"), "{job}");
+    let path = d.state.join("logs").join(format!("{id}.log"));
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        size > (1 << 20) - (4 << 10) && size < (1 << 20) + (16 << 10),
+        "the log is {size} bytes"
+    );
+    let log = job_log(&ep, id).await;
+    assert!(
+        log.contains("daemon | the log reached its 1 MiB cap: further build output is discarded (the build goes on)"),
+        "{}",
+        &log[log.len().saturating_sub(2000)..]
+    );
+    assert!(log.contains("build finished;"), "the daemon's lines go on");
+    let last = log.lines().last().unwrap();
+    assert!(last.contains("daemon | log truncated: "), "{last}");
+    assert!(
+        last.contains("of build output discarded after the 1 MiB cap"),
+        "{last}"
+    );
 }

@@ -13,6 +13,13 @@
 //!   (`{"checks": [{"name", "ok", "detail"}]}`)
 //! - `syscalls`: each denied system call made with invalid arguments, with
 //!   the errno it got (`{"syscalls": [...]}`)
+//! - `sockets`: `socket()` of every address family number up to past
+//!   `AF_MAX` (and the high-bit variants the policy promises to refuse) in
+//!   every socket type, and `socketpair()`, with the errno each got; an
+//!   attempt to reach the virtual machine's host over AF_VSOCK; and what
+//!   builds need still working: a socketpair, a TCP server on 127.0.0.1 and
+//!   on ::1, Unix sockets by path and abstract name, interface listing over
+//!   netlink, `localhost` resolving (`{"families", "vsock", "works"}`)
 //! - `alloc MIB`: allocate and touch memory
 //! - `threads N`: start N threads, report how many started
 //! - `tree MARKER [--exit]`: leave a double-forked, setsid'ed grandchild
@@ -443,6 +450,142 @@ fn mounts(args: &[String]) -> Vec<Value> {
     out
 }
 
+/// `socket()` types probed per family.
+const SOCKET_TYPES: [(&str, i32); 4] = [
+    ("stream", libc::SOCK_STREAM),
+    ("dgram", libc::SOCK_DGRAM),
+    ("seqpacket", libc::SOCK_SEQPACKET),
+    ("raw", libc::SOCK_RAW),
+];
+
+fn sockets() -> Value {
+    use cloister_sandbox::probe::{socket_errno, socketpair_errno};
+    use cloister_sandbox::seccomp::{SOCKET_FAMILIES, denied_socket_families, socket_family_name};
+    let mut values: Vec<u64> = (0..SOCKET_FAMILIES.len() as u64 + 2).collect();
+    values.extend(denied_socket_families());
+    values.sort_unstable();
+    values.dedup();
+    let families: Vec<Value> = values
+        .into_iter()
+        .map(|family| {
+            let socket: serde_json::Map<String, Value> = SOCKET_TYPES
+                .iter()
+                .map(|(name, ty)| (name.to_string(), json!(socket_errno(family, *ty as u64))))
+                .collect();
+            json!({
+                "family": family,
+                "name": socket_family_name(family & 0xffff_ffff),
+                "socket": socket,
+                "socketpair": socketpair_errno(family, libc::SOCK_STREAM as u64),
+            })
+        })
+        .collect();
+    json!({"families": families, "vsock": vsock_to_host(), "works": socket_uses()})
+}
+
+/// Tries to reach the virtual machine's host (CID 2) over AF_VSOCK: what a
+/// build would do to leave a sandbox whose network namespace vsock ignores.
+fn vsock_to_host() -> Value {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, VsockAddr, connect, socket};
+    use std::os::fd::AsRawFd;
+    let fd = match socket(
+        AddressFamily::Vsock,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    ) {
+        Ok(fd) => fd,
+        Err(e) => return json!({"socket": e.to_string(), "connect": "not tried"}),
+    };
+    let r = connect(fd.as_raw_fd(), &VsockAddr::new(2, 9));
+    json!({"socket": "made", "connect": match r {
+        Ok(()) => "connected to the host".to_string(),
+        Err(e) => e.to_string(),
+    }})
+}
+
+/// What builds use sockets for, each done for real.
+fn socket_uses() -> Vec<Value> {
+    use std::io::{Read, Write};
+    let ok = |name: &str, r: std::io::Result<String>| match r {
+        Ok(detail) => json!({"name": name, "ok": true, "detail": detail}),
+        Err(e) => json!({"name": name, "ok": false, "detail": errno_of(&e)}),
+    };
+    let echo = |mut a: std::os::unix::net::UnixStream,
+                mut b: std::os::unix::net::UnixStream|
+     -> std::io::Result<String> {
+        a.write_all(b"ping")?;
+        let mut buf = [0u8; 4];
+        b.read_exact(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf).into_owned())
+    };
+    let tcp = |addr: &str| -> std::io::Result<String> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        let at = listener.local_addr()?;
+        let server = std::thread::spawn(move || -> std::io::Result<()> {
+            let (mut c, _) = listener.accept()?;
+            let mut buf = [0u8; 4];
+            c.read_exact(&mut buf)?;
+            c.write_all(&buf)
+        });
+        let mut c = TcpStream::connect_timeout(&at, Duration::from_secs(5))?;
+        c.write_all(b"ping")?;
+        let mut buf = [0u8; 4];
+        c.read_exact(&mut buf)?;
+        server
+            .join()
+            .map_err(|_| std::io::Error::other("server thread panicked"))??;
+        Ok(format!("{at} echoed {}", String::from_utf8_lossy(&buf)))
+    };
+    let mut out = vec![
+        ok(
+            "socketpair AF_UNIX",
+            std::os::unix::net::UnixStream::pair().and_then(|(a, b)| echo(a, b)),
+        ),
+        ok("loopback tcp 127.0.0.1", tcp("127.0.0.1:0")),
+        ok("loopback tcp ::1", tcp("[::1]:0")),
+    ];
+    let path = std::env::temp_dir().join(format!("cloister-probe-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let by_path = std::os::unix::net::UnixListener::bind(&path).and_then(|l| {
+        let c = std::os::unix::net::UnixStream::connect(&path)?;
+        let (s, _) = l.accept()?;
+        echo(c, s)
+    });
+    let _ = std::fs::remove_file(&path);
+    out.push(ok("unix socket by path", by_path));
+    let abstract_name = format!("cloister-probe-{}", std::process::id());
+    let by_name = {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(abstract_name.as_bytes()).and_then(
+            |addr| {
+                let l = std::os::unix::net::UnixListener::bind_addr(&addr)?;
+                let c = std::os::unix::net::UnixStream::connect_addr(&addr)?;
+                let (s, _) = l.accept()?;
+                echo(c, s)
+            },
+        )
+    };
+    out.push(ok("unix socket by abstract name", by_name));
+    out.push(ok(
+        "interfaces over netlink",
+        nix::ifaddrs::getifaddrs()
+            .map(|i| {
+                let mut names: Vec<String> = i.map(|a| a.interface_name).collect();
+                names.sort();
+                names.dedup();
+                names.join(",")
+            })
+            .map_err(std::io::Error::from),
+    ));
+    out.push(ok(
+        "localhost resolves",
+        std::net::ToSocketAddrs::to_socket_addrs("localhost:80")
+            .map(|a| a.map(|a| a.ip().to_string()).collect::<Vec<_>>().join(",")),
+    ));
+    out
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let cmd = args.get(1).map(String::as_str).unwrap_or("");
@@ -450,6 +593,9 @@ fn main() {
         "suite" => {
             let s = parse_suite(&args[2..]);
             println!("{}", json!({"checks": suite(&s)}));
+        }
+        "sockets" => {
+            println!("{}", sockets());
         }
         "mounts" => {
             println!("{}", json!({"checks": mounts(&args[2..])}));
@@ -556,7 +702,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: cloister-probe suite|mounts|syscalls|alloc MIB|threads N|tree MARKER [--exit]|spin MS"
+                "usage: cloister-probe suite|mounts|syscalls|sockets|alloc MIB|threads N|tree MARKER [--exit]|spin MS"
             );
             std::process::exit(2);
         }

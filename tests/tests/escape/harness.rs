@@ -396,3 +396,34 @@ pub fn shared_dir(writable: bool) -> tempfile::TempDir {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
     dir
 }
+
+/// The probe's JSON for `subcommand`, run unsandboxed (as root, the
+/// control of what the kernel offers) and inside the sandbox for `mode`
+/// below `deleg`: `(control, inside)`. Either failing fails the test.
+pub fn probe_control_and_inside(
+    mode: Mode,
+    deleg: &Delegation,
+    subcommand: &str,
+) -> (Value, Value) {
+    let mut control = Command::new(&deleg.staged.probe);
+    control.arg(subcommand);
+    let control = output_within(control, Duration::from_secs(60));
+    assert!(control.status.success(), "the control probe failed");
+    let control: Value = serde_json::from_slice(&control.stdout).expect("control probe JSON");
+    let mut cmd = runner(mode);
+    cmd.args(run_args(&[
+        "--cgroup-parent",
+        &deleg.parent_arg,
+        "--",
+        PROBE,
+        subcommand,
+    ]));
+    let inside = output_within(cmd, Duration::from_secs(60));
+    assert!(
+        inside.status.success(),
+        "{mode:?}: {}",
+        String::from_utf8_lossy(&inside.stderr)
+    );
+    let inside: Value = serde_json::from_slice(&inside.stdout).expect("probe JSON");
+    (control, inside)
+}

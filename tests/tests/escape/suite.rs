@@ -155,31 +155,7 @@ fn syscall_table(mode: Mode) {
     // arguments are the harmless invalid kind and EPERM/ENOSYS inside comes
     // from the sandbox.
     let deleg = Delegation::new(mode);
-    let control = output_within(
-        {
-            let mut c = Command::new(&deleg.staged.probe);
-            c.arg("syscalls");
-            c
-        },
-        Duration::from_secs(60),
-    );
-    assert!(control.status.success());
-    let control: Value = serde_json::from_slice(&control.stdout).unwrap();
-    let mut cmd = runner(mode);
-    cmd.args(run_args(&[
-        "--cgroup-parent",
-        &deleg.parent_arg,
-        "--",
-        PROBE,
-        "syscalls",
-    ]));
-    let inside = output_within(cmd, Duration::from_secs(60));
-    assert!(
-        inside.status.success(),
-        "{}",
-        String::from_utf8_lossy(&inside.stderr)
-    );
-    let inside: Value = serde_json::from_slice(&inside.stdout).unwrap();
+    let (control, inside) = probe_control_and_inside(mode, &deleg, "syscalls");
     let control = control["syscalls"].as_array().unwrap();
     let inside = inside["syscalls"].as_array().unwrap();
     assert_eq!(control.len(), inside.len());

@@ -308,3 +308,72 @@ fn canonical_json_sorts_keys_at_every_level() {
         r#"{"a":{"c":"x","d":[{"y":2,"z":1}]},"b":1}"#
     );
 }
+
+/// Every writable tmpfs is bounded (it is the host's memory), in bytes a
+/// host does not change; the shipped profiles' /tmp and workspace limits.
+#[test]
+fn writable_tmpfs_mounts_need_a_size_cap() {
+    let p = Profile::load("default").unwrap();
+    assert_eq!(p.tmp_size(), Some(1 << 30));
+    assert_eq!(p.workspace_limit(), Some(16 << 30));
+    assert_eq!(Profile::load("dev").unwrap().tmp_size(), Some(1 << 30));
+    let tmp = |options: Value| {
+        let mut v = default_json();
+        for m in v["mounts"].as_array_mut().unwrap() {
+            if m["destination"] == "/tmp" {
+                m["options"] = options.clone();
+            }
+        }
+        parse(&v)
+    };
+    for (options, why) in [
+        (json!(["nosuid", "mode=1777"]), "needs a size= cap"),
+        (json!(["size=50%"]), "positive number of bytes"),
+        (json!(["size=0"]), "positive number of bytes"),
+        (json!(["size=lots"]), "positive number of bytes"),
+    ] {
+        let err = tmp(options.clone()).unwrap_err();
+        assert!(
+            matches!(&err, ProfileError::BadMount(d, w) if d == "/tmp" && w.contains(why)),
+            "{options}: {err}"
+        );
+    }
+    assert_eq!(tmp(json!(["size=64m"])).unwrap().tmp_size(), Some(64 << 20));
+    // a read-only tmpfs needs no cap (nothing can be written to it)
+    assert_eq!(tmp(json!(["ro", "mode=0755"])).unwrap().tmp_size(), None);
+}
+
+#[test]
+fn the_workspace_size_annotation_is_a_positive_size() {
+    let with = |value: &str| {
+        let mut v = default_json();
+        v["annotations"]["org.cloister.workspace-size"] = json!(value);
+        parse(&v)
+    };
+    assert_eq!(with("2GiB").unwrap().workspace_limit(), Some(2 << 30));
+    assert_eq!(with("512M").unwrap().workspace_limit(), Some(512 << 20));
+    for bad in ["0", "lots", "-1", ""] {
+        let err = with(bad).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProfileError::Invalid {
+                    field: "annotation org.cloister.workspace-size",
+                    ..
+                }
+            ),
+            "{bad}: {err}"
+        );
+    }
+    let mut v = default_json();
+    v["annotations"]["org.cloister.optional-limits"] = json!("disk, memory");
+    let p = parse(&v).unwrap();
+    assert!(p.optional_limits().contains(&LimitKind::Disk));
+    v["annotations"]["org.cloister.optional-limits"] = json!("diskspace");
+    assert!(
+        parse(&v)
+            .unwrap_err()
+            .to_string()
+            .contains("memory, pids, cpu, disk")
+    );
+}
