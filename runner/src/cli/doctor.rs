@@ -39,7 +39,7 @@ pub struct Args {
     #[arg(long, default_value = crate::hook::DEFAULT_STATE_DIR, value_name = "DIR")]
     hook_state: PathBuf,
     /// Least free space on the state and store filesystems (K, M, G, T).
-    #[arg(long, default_value = "5G", value_name = "SIZE", value_parser = super::store::parse_size)]
+    #[arg(long, default_value = "5G", value_name = "SIZE", value_parser = super::common::size_arg)]
     min_free: u64,
     /// The Actions runner's directory: its `.env` is checked.
     #[arg(long, value_name = "DIR")]
