@@ -319,7 +319,7 @@ pub fn verify(bytes: &[u8], trusted: &[PublicKey]) -> Report {
             .enumerate()
         {
             report.provenance_checked += 1;
-            let where_ = format!("{name} line {}", i + 1);
+            let where_ = format!("line {}", i + 1);
             let checked = Envelope::parse(line)
                 .map_err(|e| e.to_string())
                 .and_then(|env| {
