@@ -231,6 +231,21 @@ pub fn claims(statement: &[u8]) -> PolicyClaims {
     }
 }
 
+/// The policy claims of a parsed statement.
+pub fn claims_of(st: &crate::statement::Statement) -> PolicyClaims {
+    let bd = &st.predicate.build_definition;
+    let iso = bd
+        .internal_parameters
+        .as_ref()
+        .and_then(|p| p.get("isolation"));
+    let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
+    PolicyClaims {
+        profile: text(iso.and_then(|i| i.get("profile"))),
+        seccomp: text(iso.and_then(|i| i.get("seccompPolicy"))),
+        profile_name: text(bd.external_parameters.get("profile")),
+    }
+}
+
 /// Whether the policies `claims` names are both in `manifest`; the reason
 /// (`policy_not_signed`) names each one that is not.
 pub fn check_claims(claims: &PolicyClaims, manifest: &PolicyManifest) -> Result<(), Reason> {
@@ -266,10 +281,10 @@ pub fn check_claims(claims: &PolicyClaims, manifest: &PolicyManifest) -> Result<
 /// policies are not in `manifest`. A verdict that failed before its
 /// signature verified is left as it is.
 pub fn apply(verdict: &mut Verdict, manifest: &PolicyManifest) {
-    let Some(payload) = &verdict.payload else {
+    let Some(claims) = &verdict.policies else {
         return;
     };
-    if let Err(reason) = check_claims(&claims(payload), manifest) {
+    if let Err(reason) = check_claims(claims, manifest) {
         fail(verdict, reason);
     }
 }

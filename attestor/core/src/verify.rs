@@ -224,6 +224,10 @@ pub struct Verdict {
     /// keyid of the key whose signature verified.
     #[serde(skip)]
     pub keyid: Option<String>,
+    /// The sandbox policies the verified statement names (for a policy
+    /// manifest's check, `policy::apply`), once its signature verified.
+    #[serde(skip)]
+    pub policies: Option<crate::policy::PolicyClaims>,
 }
 
 impl Verdict {
@@ -237,6 +241,7 @@ impl Verdict {
             statement: None,
             payload: None,
             keyid: None,
+            policies: None,
         }
     }
 
@@ -857,6 +862,7 @@ fn verify_candidate(
         } else {
             None
         },
+        policies: Some(crate::policy::claims_of(&statement)),
         payload: Some(payload),
         keyid: Some(key.keyid().to_owned()),
     }

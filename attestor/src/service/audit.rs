@@ -191,7 +191,7 @@ impl PolicyGate {
         match self {
             PolicyGate::Open => v,
             PolicyGate::Manifest(m) => {
-                if v.payload.is_none() {
+                if v.policies.is_none() {
                     return v;
                 }
                 let mut out = (*v).clone();
@@ -348,7 +348,7 @@ pub struct EngagementsResponse {
 }
 
 /// The engagement this auditor key belongs to.
-#[utoipa::path(get, path = "/v1/engagements", tag = "audit",
+#[utoipa::path(get, path = "/v1/engagements", operation_id = "listEngagements", tag = "audit",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The key's engagement", body = EngagementsResponse),
@@ -393,7 +393,7 @@ pub struct PackInfo {
 }
 
 /// One engagement: frozen set, notes, decisions log, pack.
-#[utoipa::path(get, path = "/v1/engagements/{id}", tag = "audit",
+#[utoipa::path(get, path = "/v1/engagements/{id}", operation_id = "getEngagement", tag = "audit",
     params(("id" = String, Path, description = "Engagement id")),
     security(("bearer" = [])),
     responses(
@@ -447,7 +447,7 @@ pub struct FrozenResponse {
 }
 
 /// The engagement's frozen attestations (envelopes and bundles), by id.
-#[utoipa::path(get, path = "/v1/engagements/{id}/attestations", tag = "audit",
+#[utoipa::path(get, path = "/v1/engagements/{id}/attestations", operation_id = "getEngagementAttestations", tag = "audit",
     params(("id" = String, Path, description = "Engagement id"), PageQuery),
     security(("bearer" = [])),
     responses(
@@ -511,7 +511,7 @@ pub struct NoteBody {
 }
 
 /// Attaches a note (at most 2 per engagement; refused after sign-off).
-#[utoipa::path(post, path = "/v1/engagements/{id}/notes", tag = "audit",
+#[utoipa::path(post, path = "/v1/engagements/{id}/notes", operation_id = "addEngagementNote", tag = "audit",
     params(("id" = String, Path, description = "Engagement id")),
     request_body = NoteBody,
     security(("bearer" = [])),
@@ -548,7 +548,7 @@ pub async fn add_note(
 }
 
 /// The engagement's sign-off pack (`.tar.gz`); `X-Pack-Sha256` is its digest.
-#[utoipa::path(get, path = "/v1/engagements/{id}/pack", tag = "audit",
+#[utoipa::path(get, path = "/v1/engagements/{id}/pack", operation_id = "getEngagementPack", tag = "audit",
     params(("id" = String, Path, description = "Engagement id")),
     security(("bearer" = [])),
     responses(
