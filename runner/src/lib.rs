@@ -9,5 +9,6 @@ pub mod config;
 pub mod daemon;
 mod inputs_glue;
 pub mod job;
+pub mod policy_gate;
 pub mod stack;
 pub mod toolchains;

@@ -8,6 +8,7 @@
 //! - `daemon::api`: socket mode and group, bearer token on TCP, spec validation, sd_notify
 //! - `daemon::lifecycle`: cancel, bounded queue, crash and drain, hostile outputs, no persistence
 //! - `daemon::source`: a dirty tree or another commit fails the job before any build
+//! - `daemon::policy`: `[policy] require_signed` refuses jobs under unsigned sandbox policies
 //! - `cli::front`: the front binary hands every subcommand but `run` to the full one
 
 mod harness;
@@ -20,5 +21,6 @@ mod daemon {
     mod api;
     mod config;
     mod lifecycle;
+    mod policy;
     mod source;
 }

@@ -218,6 +218,14 @@ impl Executor {
             spec.source.path.display(),
             spec.source.commit
         ));
+        if let Some(gate) = &cfg.policy {
+            let (profile, seccomp) = gate
+                .check_profile(&spec.profile)
+                .map_err(|e| Fail(e.to_string()))?;
+            log.say(format!(
+                "policies signed: profile {profile}, seccomp {seccomp}"
+            ));
+        }
         if tokio::fs::try_exists(work).await? {
             tokio::fs::remove_dir_all(work).await?;
         }
@@ -448,8 +456,12 @@ impl Executor {
             }
         }
         log.say("build command exited 0; collecting outputs");
-        if sandbox.get("isolation").is_none() {
+        let Some(isolation) = sandbox.get("isolation") else {
             return Err(Fail("the sandbox reported no isolation facts".into()));
+        };
+        if let Some(gate) = &cfg.policy {
+            gate.check_facts(isolation)
+                .map_err(|e| Fail(e.to_string()))?;
         }
         let ws = workspace.clone();
         let globs = spec.outputs.clone();
