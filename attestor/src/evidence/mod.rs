@@ -216,6 +216,31 @@ pub fn load_policy_evidence(
     out
 }
 
+/// `f` over `items` on every core (scoped threads, contiguous slices),
+/// results in input order. Used for the CPU-bound parts of packs
+/// (re-verifying provenance, gzip members).
+pub fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(items.len().max(1));
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(per)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a pack worker panicked"))
+            .collect()
+    })
+}
+
 /// `SOURCE_DATE_EPOCH` from the environment (reproducible-builds.org), if
 /// set to a number.
 pub fn source_date_epoch() -> Option<i64> {

@@ -81,21 +81,21 @@ pub fn build(ctx: &Context, data: &SignoffData, started: Instant) -> Result<Buil
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let manifest = ctx.policy.manifest();
     let mut frozen = Vec::with_capacity(data.rows.len());
-    let mut results = Vec::with_capacity(data.rows.len());
-    for row in &data.rows {
-        let r = pack::verify_row(
+    let results = super::parallel_map(&data.rows, |row| {
+        pack::verify_row(
             row,
             &ctx.trusted,
             manifest,
             ctx.policy.verified.is_some(),
             Some(tag),
-        );
+        )
+    });
+    for row in &data.rows {
         let envelope = format!("attestations/{}.intoto.jsonl", row.id);
         let bundle = format!("attestations/{}.sigstore.json", row.id);
         files.insert(envelope.clone(), format!("{}\n", row.envelope).into_bytes());
         files.insert(bundle.clone(), row.bundle.clone().into_bytes());
         frozen.push((row.id.as_str(), envelope, bundle));
-        results.push(r);
     }
     let verified = results.iter().filter(|r| r.verified).count();
     files.insert(

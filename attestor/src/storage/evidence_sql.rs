@@ -18,6 +18,10 @@ const ENGAGEMENT_COLUMNS: &str = "e.id, e.tag, e.repo, e.auditor, e.tenant_id, e
      (SELECT COUNT(*) FROM engagement_notes n WHERE n.engagement_id = e.id) AS n_notes, \
      k.id AS key_id, k.revoked_at_ms AS key_revoked_at_ms";
 
+/// Frozen-set rows per INSERT (three parameters each; well under SQLite's
+/// and PostgreSQL's parameter limits).
+const FROZEN_ROWS: usize = 300;
+
 const INDEX_COLUMNS: &str = "attestation_id, envelope_sha256, source_uri, source_ref, builder_id, \
      runner_version, profile_name, profile_digest, seccomp_digest, created_at_ms";
 
@@ -325,16 +329,21 @@ macro_rules! evidence_store {
                 .bind(e.expires_at_ms)
                 .execute(&mut *tx)
                 .await?;
-                for a in &e.attestations {
-                    sqlx::query(
+                // The frozen set, FROZEN_ROWS rows per statement.
+                for chunk in e.attestations.chunks(FROZEN_ROWS) {
+                    let values: Vec<String> = (0..chunk.len())
+                        .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                        .collect();
+                    let sql = format!(
                         "INSERT INTO engagement_attestations (engagement_id, attestation_id, envelope_sha256) \
-                         VALUES ($1, $2, $3)",
-                    )
-                    .bind(&e.id)
-                    .bind(&a.attestation_id)
-                    .bind(&a.envelope_sha256)
-                    .execute(&mut *tx)
-                    .await?;
+                         VALUES {}",
+                        values.join(", ")
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for a in chunk {
+                        q = q.bind(&e.id).bind(&a.attestation_id).bind(&a.envelope_sha256);
+                    }
+                    q.execute(&mut *tx).await?;
                 }
                 sqlx::query(
                     "INSERT INTO auditor_keys (id, engagement_id, tenant_id, key_hash, created_at_ms, \

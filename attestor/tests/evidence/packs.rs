@@ -106,7 +106,7 @@ fn check_with_gnu_tar(pack: &Path, dir: &Path, mtime: i64) {
     assert!(gnu.status.success());
     let mut ours = Vec::new();
     std::io::Read::read_to_end(
-        &mut flate2::read::GzDecoder::new(bytes.as_slice()),
+        &mut flate2::read::MultiGzDecoder::new(bytes.as_slice()),
         &mut ours,
     )
     .unwrap();
