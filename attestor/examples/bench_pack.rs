@@ -150,8 +150,19 @@ fn main() -> anyhow::Result<()> {
             // The anchor: tar czf of the same files.
             let pack = engagement::pack(store.as_ref(), &opened.engagement.id).await?;
             let bytes = pack.content.unwrap_or_default();
+            // GNU tar reads the pack (several gzip members) as written.
+            let packed = dir.path().join(format!("pack-{round}.tar.gz"));
+            std::fs::write(&packed, &bytes)?;
+            let listed = Command::new("tar").arg("-tzf").arg(&packed).output()?;
+            anyhow::ensure!(listed.status.success(), "GNU tar cannot read the pack");
+            let files = archive::read(&bytes)?;
+            let listed_files = String::from_utf8_lossy(&listed.stdout)
+                .lines()
+                .filter(|l| !l.ends_with('/'))
+                .count();
+            anyhow::ensure!(listed_files == files.len(), "GNU tar lists other files");
             let tree = dir.path().join(format!("tree-{round}"));
-            for (name, data) in archive::read(&bytes)? {
+            for (name, data) in files {
                 let p = tree.join(&name);
                 std::fs::create_dir_all(p.parent().expect("a parent"))?;
                 std::fs::write(p, data)?;
