@@ -209,17 +209,19 @@ impl PolicyGate {
 
 impl EvidenceState {
     /// Loads and verifies the configured manifest against the keys the
-    /// keyring trusts now (at start, before anything is served).
+    /// keyring trusts at `now_ms` on the service clock (at start, before
+    /// anything is served).
     pub fn load_configured(
         config: &crate::config::Config,
         keyring: &crate::keyring::Keyring,
+        now_ms: i64,
     ) -> Result<Option<VerifiedManifest>, String> {
         let Some(path) = &config.policy.manifest else {
             return Ok(None);
         };
-        let trusted = keyring
-            .trusted_keys(time::OffsetDateTime::now_utc())
+        let now = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000)
             .map_err(|e| e.to_string())?;
+        let trusted = keyring.trusted_keys(now).map_err(|e| e.to_string())?;
         let m = policies::load_manifest(path, &trusted).map_err(|e| e.to_string())?;
         tracing::info!(
             keyid = %m.keyid,

@@ -132,8 +132,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Ser
             e => ServeError::Keyring(e),
         })?;
     tracing::info!(keyid = signer.keyid(), "signing key active");
-    let policy_manifest = super::audit::EvidenceState::load_configured(&config, &keyring)
-        .map_err(ServeError::Policy)?;
+    let policy_manifest =
+        super::audit::EvidenceState::load_configured(&config, &keyring, clock.now_ms())
+            .map_err(ServeError::Policy)?;
     let tls = config.tls.as_ref().map(load_tls).transpose()?;
     let sign_path = config.sign_socket_path();
     let sign_group = config

@@ -296,3 +296,53 @@ fn offline_verify_requires_signed_policies_with_a_manifest() {
     ]);
     assert!(out.status.success());
 }
+
+/// The configured manifest's key rotated out (past its not-after on the
+/// service clock): verifications fail with `policy_not_signed`; the gate is
+/// never lifted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_whose_key_is_no_longer_trusted_fails_verifications() {
+    use cloister_attestor::service::clock::ManualClock;
+    let t0: i64 = 1_776_211_200_000;
+    let clock = std::sync::Arc::new(ManualClock::new(t0));
+    let at = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()
+    };
+    // The manifest is signed by the first key, which is then rotated out
+    // with a not-after one minute later on the service clock.
+    let s = TestServer::start_with_clock(
+        Backend::Sqlite,
+        |c| {
+            c.policy.manifest = Some(sign_shipped_policies(&c.state_dir, Algorithm::EcdsaP256));
+            let next = KeyPair::generate(Algorithm::EcdsaP256).unwrap();
+            cloister_attestor::keyring::Keyring::open(&c.state_dir)
+                .unwrap()
+                .rotate_to(&next, at(t0), at(t0 + 60_000))
+                .unwrap();
+        },
+        clock.clone(),
+    )
+    .await;
+    let (_, key) = s.tenant("acme").await;
+    let (profile, seccomp) = default_digests();
+    let signed = s
+        .sign(&record(REPO, "v1.0.0", &profile, &seccomp, &digest_of('a')))
+        .await;
+    let body = serde_json::json!({"artifactDigest": digest_of('a'), "sourceUri": REPO,
+        "provenance": signed["envelope"]});
+    // Both keys trusted: the manifest applies and the policies are signed.
+    let r = s.verify(&key, None, &body).await.json();
+    assert_eq!(r["verified"], true, "{r}");
+    // The manifest's key expires: verified by the new key, still refused.
+    clock.set(t0 + 60_000);
+    let r = s.verify(&key, None, &body).await.json();
+    assert_eq!(r["verified"], false, "{r}");
+    assert_eq!(r["reasons"][0]["code"], "policy_not_signed");
+    assert!(
+        r["reasons"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer trusted"),
+        "{r}"
+    );
+}
