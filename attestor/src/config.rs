@@ -73,6 +73,10 @@ pub struct Config {
     pub auth: Auth,
     pub verify: Verify,
     pub log: Log,
+    /// Signed sandbox policies (evidence packs, the policy gate).
+    pub policy: crate::evidence::policies::PolicyConfig,
+    /// Audit engagements.
+    pub audit: crate::evidence::policies::AuditConfig,
 }
 
 /// PEM files for the consumer listener.
@@ -168,6 +172,8 @@ impl Default for Config {
             auth: Auth::default(),
             verify: Verify::default(),
             log: Log::default(),
+            policy: Default::default(),
+            audit: Default::default(),
         }
     }
 }
@@ -450,6 +456,22 @@ impl Config {
                     return bad(format!("{what} {} is not a readable file", path.display()));
                 }
             }
+        }
+        if self.policy.coverage_window_days == 0 || self.audit.key_validity_days == 0 {
+            return bad(
+                "policy.coverage_window_days and audit.key_validity_days must be at least 1".into(),
+            );
+        }
+        if self.audit.key_validity_days > 366 {
+            return bad("audit.key_validity_days must be at most 366".into());
+        }
+        if let Some(m) = &self.policy.manifest
+            && !m.is_file()
+        {
+            return bad(format!(
+                "policy.manifest {} is not a readable file",
+                m.display()
+            ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return bad(format!(

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod evidence;
 pub mod keyring;
 pub mod service;
 pub mod storage;

@@ -16,11 +16,15 @@
 //!   config errors) through the real binary, and that keys never reach logs.
 //! - `crash`: SIGKILL mid-load and restart; usage equals distinct keys.
 //! - `golden`: the OpenAPI document against `tests/golden/openapi.json`.
+//! - `evidence`: audit engagements and auditor keys over HTTP, the policy
+//!   gate and coverage, evidence packs (determinism, GNU tar, tampering,
+//!   securesystemslib), `attestations import`.
 
 mod support;
 
 mod api;
 mod cli;
 mod crash;
+mod evidence;
 mod golden;
 mod storage;

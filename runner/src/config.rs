@@ -54,6 +54,18 @@ struct FileConfig {
     toolchains: BTreeMap<String, PathBuf>,
     #[serde(default)]
     vendor_roots: Vec<PathBuf>,
+    #[serde(default)]
+    policy: FilePolicy,
+}
+
+/// `[policy]`: refuse jobs under sandbox policies the signed manifest does
+/// not list (`crate::policy_gate`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePolicy {
+    require_signed: Option<bool>,
+    manifest: Option<PathBuf>,
+    public_keys: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +179,8 @@ pub struct Config {
     /// Host directories under which a job may name an absolute vendor path
     /// (e.g. a shared pnpm store); none by default.
     pub vendor_roots: Vec<PathBuf>,
+    /// `[policy] require_signed`: jobs only under signed sandbox policies.
+    pub policy: Option<crate::policy_gate::PolicyRequirement>,
 }
 
 impl Config {
@@ -262,6 +276,31 @@ impl Config {
                 })
                 .unwrap_or_else(|| "unknown".into()),
         };
+        let policy = match (
+            file.policy.require_signed.unwrap_or(false),
+            file.policy.manifest,
+            file.policy.public_keys,
+        ) {
+            (true, Some(manifest), Some(public_keys)) if !public_keys.is_empty() => {
+                Some(crate::policy_gate::PolicyRequirement {
+                    manifest,
+                    public_keys,
+                })
+            }
+            (true, _, _) => {
+                return Err(ConfigError::Invalid(
+                    "policy.require_signed needs policy.manifest and policy.public_keys".into(),
+                ));
+            }
+            (false, None, None) => None,
+            (false, _, _) => {
+                return Err(ConfigError::Invalid(
+                    "policy.manifest and policy.public_keys are enforced only with \
+                     policy.require_signed = true"
+                        .into(),
+                ));
+            }
+        };
         let config = Config {
             state_dir,
             store,
@@ -282,6 +321,7 @@ impl Config {
             limits,
             toolchains: file.toolchains,
             vendor_roots: file.vendor_roots,
+            policy,
         };
         config.validate()?;
         Ok(config)
@@ -368,6 +408,10 @@ impl Config {
         }
         if let Some(group) = &self.api.socket_group {
             resolve_group(group).map_err(ConfigError::Invalid)?;
+        }
+        if let Some(p) = &self.policy {
+            // Verified now: a manifest that does not verify stops the start.
+            p.load().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         Ok(())
     }

@@ -10,5 +10,6 @@ pub mod daemon;
 pub mod hook;
 mod inputs_glue;
 pub mod job;
+pub mod policy_gate;
 pub mod stack;
 pub mod toolchains;

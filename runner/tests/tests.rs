@@ -9,6 +9,7 @@
 //! - `daemon::lifecycle`: cancel, bounded queue, crash and drain, hostile outputs, no persistence
 //! - `daemon::priority`: release before normal before low, queue positions, aging
 //! - `daemon::source`: a dirty tree or another commit fails the job before any build
+//! - `daemon::policy`: `[policy] require_signed` refuses jobs under unsigned sandbox policies
 //! - `cli::front`: the front binary hands every subcommand but `run` to the full one
 
 mod harness;
@@ -21,6 +22,7 @@ mod daemon {
     mod api;
     mod config;
     mod lifecycle;
+    mod policy;
     mod priority;
     mod source;
 }

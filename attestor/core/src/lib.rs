@@ -15,6 +15,7 @@ pub mod digest;
 pub mod dsse;
 pub mod json;
 pub mod keys;
+pub mod policy;
 pub mod record;
 pub mod statement;
 pub mod verify;

@@ -98,6 +98,10 @@ pub enum ReasonCode {
     IsolationNetworkNotNone,
     /// no_new_privs unset, capabilities kept, or no network namespace.
     IsolationClaimInsufficient,
+    /// A policy manifest applies and the provenance's sandbox profile or
+    /// seccomp policy digest is not in it (or the manifest is not signed by
+    /// a trusted key).
+    PolicyNotSigned,
 }
 
 impl ReasonCode {
@@ -130,6 +134,7 @@ impl ReasonCode {
         ReasonCode::IsolationClaimMissing,
         ReasonCode::IsolationNetworkNotNone,
         ReasonCode::IsolationClaimInsufficient,
+        ReasonCode::PolicyNotSigned,
     ];
 
     /// The wire name, e.g. `signature_invalid`.
@@ -163,6 +168,7 @@ impl ReasonCode {
             ReasonCode::IsolationClaimMissing => "isolation_claim_missing",
             ReasonCode::IsolationNetworkNotNone => "isolation_network_not_none",
             ReasonCode::IsolationClaimInsufficient => "isolation_claim_insufficient",
+            ReasonCode::PolicyNotSigned => "policy_not_signed",
         }
     }
 }
@@ -181,7 +187,7 @@ pub struct Reason {
 }
 
 impl Reason {
-    fn new(code: ReasonCode, message: impl Into<String>) -> Self {
+    pub fn new(code: ReasonCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -218,6 +224,10 @@ pub struct Verdict {
     /// keyid of the key whose signature verified.
     #[serde(skip)]
     pub keyid: Option<String>,
+    /// The sandbox policies the verified statement names (for a policy
+    /// manifest's check, `policy::apply`), once its signature verified.
+    #[serde(skip)]
+    pub policies: Option<crate::policy::PolicyClaims>,
 }
 
 impl Verdict {
@@ -231,6 +241,7 @@ impl Verdict {
             statement: None,
             payload: None,
             keyid: None,
+            policies: None,
         }
     }
 
@@ -388,14 +399,36 @@ fn one_document(doc: &[u8]) -> Result<Candidate, Reason> {
     }
 }
 
+/// Checks an envelope of any payload type (policy manifests, evidence
+/// manifests) the way provenance envelopes are checked: the payload type,
+/// then a signature by a trusted key with a matching keyid. Returns the key
+/// that verified; only then may the payload be parsed.
+pub fn verify_envelope<'k>(
+    envelope: &Envelope,
+    payload_type: &str,
+    trusted: &'k [PublicKey],
+) -> Result<&'k PublicKey, Reason> {
+    if trusted.is_empty() {
+        return Err(Reason::new(
+            ReasonCode::NoTrustedKeys,
+            "no trusted public key was given",
+        ));
+    }
+    check_signatures(envelope, None, trusted, payload_type)
+}
+
 /// Checks the signatures; returns the trusted key that verified.
-fn check_signatures<'k>(c: &Candidate, trusted: &'k [PublicKey]) -> Result<&'k PublicKey, Reason> {
-    let env = &c.envelope;
-    if env.payload_type != PAYLOAD_TYPE {
+fn check_signatures<'k>(
+    env: &Envelope,
+    bundle_hint: Option<&str>,
+    trusted: &'k [PublicKey],
+    payload_type: &str,
+) -> Result<&'k PublicKey, Reason> {
+    if env.payload_type != payload_type {
         return Err(Reason::new(
             ReasonCode::PayloadTypeMismatch,
             format!(
-                "payloadType is {:?}, expected {PAYLOAD_TYPE:?}",
+                "payloadType is {:?}, expected {payload_type:?}",
                 env.payload_type
             ),
         ));
@@ -418,7 +451,7 @@ fn check_signatures<'k>(c: &Candidate, trusted: &'k [PublicKey]) -> Result<&'k P
         for k in trusted.iter().filter(|k| k.keyid() == s.keyid) {
             keyid_known = true;
             if k.verify(&pae, &s.sig) {
-                if let Some(hint) = &c.bundle_hint
+                if let Some(hint) = bundle_hint
                     && hint != k.keyid()
                 {
                     return Err(Reason::new(
@@ -805,7 +838,7 @@ fn verify_candidate(
     req: &VerifyRequest,
     opts: &VerifyOptions,
 ) -> Verdict {
-    let key = match check_signatures(&c, trusted) {
+    let key = match check_signatures(&c.envelope, c.bundle_hint.as_deref(), trusted, PAYLOAD_TYPE) {
         Ok(k) => k,
         Err(r) => return Verdict::fail(vec![r]),
     };
@@ -829,6 +862,7 @@ fn verify_candidate(
         } else {
             None
         },
+        policies: Some(crate::policy::claims_of(&statement)),
         payload: Some(payload),
         keyid: Some(key.keyid().to_owned()),
     }

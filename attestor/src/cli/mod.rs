@@ -5,8 +5,12 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod api_keys;
+mod attestations;
+mod audit;
 mod keygen;
 mod keys;
+mod pack;
+mod policy;
 mod serve;
 mod sign;
 mod tenants;
@@ -42,6 +46,18 @@ enum Command {
     ApiKeys(api_keys::Command),
     /// Show a tenant's metered usage.
     Usage(usage::Args),
+    /// Sign sandbox policies into a manifest; verify it; policy signature coverage.
+    #[command(subcommand)]
+    Policy(policy::Command),
+    /// Audit engagements: frozen tag, auditor key, notes, sign-off pack.
+    #[command(subcommand)]
+    Audit(audit::Command),
+    /// Evidence packs: build a procurement pack; verify any pack offline.
+    #[command(subcommand)]
+    Pack(pack::Command),
+    /// Import provenance signed elsewhere (verified first, all or nothing).
+    #[command(subcommand)]
+    Attestations(attestations::Command),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -57,6 +73,12 @@ pub fn main() -> ExitCode {
         Command::Tenants(cmd) => ("tenants", block_on(tenants::run(cmd))),
         Command::ApiKeys(cmd) => ("api-keys", block_on(api_keys::run(cmd))),
         Command::Usage(args) => ("usage", block_on(usage::run(args))),
+        // pack verify has its own exit codes (0 passed, 1 failed, 2 usage)
+        Command::Pack(pack::Command::Verify(args)) => return pack::exec_verify(args),
+        Command::Pack(pack::Command::Procurement(args)) => ("pack", block_on(pack::run(args))),
+        Command::Policy(cmd) => ("policy", block_on(policy::run(cmd))),
+        Command::Audit(cmd) => ("audit", block_on(audit::run(cmd))),
+        Command::Attestations(cmd) => ("attestations", block_on(attestations::run(cmd))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

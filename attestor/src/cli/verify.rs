@@ -51,6 +51,11 @@ pub struct Args {
     /// Expected builder id: NAME (any version) or NAME@VERSION (exactly).
     #[arg(long, value_name = "ID")]
     pub builder_id: Option<String>,
+    /// A signed policy manifest (`policy sign`): the provenance's sandbox
+    /// profile and seccomp policy digests must be in it (reason
+    /// policy_not_signed). Verified with the same trusted keys.
+    #[arg(long, value_name = "FILE")]
+    pub policy_manifest: Option<PathBuf>,
     /// Print the verified statement (exactly the signed bytes) on stdout.
     #[arg(long)]
     pub print_provenance: bool,
@@ -189,7 +194,17 @@ pub fn exec(args: Args) -> ExitCode {
         }
         Err(e) => return usage(format!("{}: {e}", args.provenance.display())),
     };
-    let verdict = verify(&provenance, &trusted, &req);
+    let manifest = match &args.policy_manifest {
+        Some(path) => match crate::evidence::policies::load_manifest(path, &trusted) {
+            Ok(m) => Some(m),
+            Err(e) => return usage(e),
+        },
+        None => None,
+    };
+    let mut verdict = verify(&provenance, &trusted, &req);
+    if let Some(m) = &manifest {
+        cloister_attestor_core::policy::apply(&mut verdict, &m.manifest);
+    }
     print_verdict(&args, &verdict);
     match verdict.verified {
         true => ExitCode::SUCCESS,

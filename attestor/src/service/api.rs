@@ -1,4 +1,5 @@
-//! The consumer API (every route needs `Authorization: Bearer KEY`):
+//! The consumer API (every route needs `Authorization: Bearer KEY`; auditor
+//! keys are refused everywhere but `POST /v1/verify`, see `audit`):
 //! `POST /v1/verify`, `GET /v1/attestations`, `GET /v1/usage`, `GET /v1/keys`,
 //! with their wire types (camelCase JSON, unknown request fields rejected).
 //!
@@ -10,6 +11,7 @@
 //! records; attestations are the operator's public provenance and are
 //! visible to every tenant.
 
+use super::audit::Principal;
 use super::auth::Authed;
 use super::{AppError, AppState};
 use crate::storage::{
@@ -231,6 +233,12 @@ pub struct VerifyBody<'a> {
     /// Return the verified in-toto statement as `provenance`.
     #[serde(default)]
     pub include_provenance: bool,
+    /// A signed policy manifest (DSSE envelope, `policy sign`) to require
+    /// the provenance's sandbox profile and seccomp policy to be in; the
+    /// service's configured manifest applies when absent.
+    #[serde(borrow, default)]
+    #[schema(value_type = Option<Object>)]
+    pub policy_manifest: Option<&'a RawValue>,
 }
 
 impl<'a> VerifyBody<'a> {
@@ -306,13 +314,15 @@ fn reason_body(r: &Reason) -> ReasonBody<'_> {
         (status = 503, description = "Storage unavailable; nothing recorded, retry", body = super::error::ErrorBody)))]
 pub async fn verify(
     State(state): State<AppState>,
-    who: Authed,
+    who: Principal,
     key: IdempotencyKey,
     LimitedBody(raw): LimitedBody,
 ) -> Result<Response, AppError> {
     // One pass over the body: the fields, and the provenance as a borrowed
     // slice of exactly the bytes sent (the core parses it strictly, once).
-    let (req, provenance, include) = parse_json::<VerifyBody<'_>>(&raw)?.split();
+    let body = parse_json::<VerifyBody<'_>>(&raw)?;
+    let sent_manifest = body.policy_manifest;
+    let (req, provenance, include) = body.split();
     if let Err(reason) = check_request(&req) {
         return Err(AppError::unprocessable("invalid_request", reason.message));
     }
@@ -328,24 +338,46 @@ pub async fn verify(
         .trusted
         .get()
         .map_err(|e| AppError::Internal(format!("keyring: {e}")))?;
+    // The signed policy manifest that applies, if any (`audit`).
+    let gate = state.evidence.gate(sent_manifest, &trusted)?;
     // The statement as JSON is built only when the caller asked for it.
     let verdict: Option<Arc<Verdict>> = match provenance {
         Some(p) => Some(
-            state
-                .verdicts
-                .verify(p.get().as_bytes(), &trusted, &req, include),
+            gate.apply(
+                state
+                    .verdicts
+                    .verify(p.get().as_bytes(), &trusted, &req, include),
+            ),
         ),
         None => {
-            let envelopes = state
-                .storage
-                .find_envelopes(&req.artifact_digest, STORE_CANDIDATES)
-                .await?;
+            // An auditor looks only in its engagement's frozen set.
+            let envelopes = match &who {
+                Principal::Tenant(_) => {
+                    state
+                        .storage
+                        .find_envelopes(&req.artifact_digest, STORE_CANDIDATES)
+                        .await?
+                }
+                Principal::Auditor(a) => {
+                    state
+                        .storage
+                        .engagement_envelopes(
+                            &a.engagement_id,
+                            &req.artifact_digest,
+                            STORE_CANDIDATES,
+                        )
+                        .await?
+                }
+            };
             let mut first_failure = None;
             let mut verified = None;
             for envelope in envelopes {
-                let v = state
-                    .verdicts
-                    .verify(envelope.as_bytes(), &trusted, &req, include);
+                let v = gate.apply(state.verdicts.verify(
+                    envelope.as_bytes(),
+                    &trusted,
+                    &req,
+                    include,
+                ));
                 if v.verified {
                     verified = Some(v);
                     break;
@@ -398,6 +430,11 @@ pub async fn verify(
         }
     };
     let out = serde_json::to_vec(&response).map_err(|e| AppError::Internal(e.to_string()))?;
+    let who = match who {
+        Principal::Tenant(t) => t,
+        // Auditors are never billed: nothing is metered for them.
+        Principal::Auditor(_) => return Ok(json_bytes(StatusCode::OK, Bytes::from(out), false)),
+    };
     let hash = request_hash(&[b"POST /v1/verify", &raw]);
     metered(
         &state,

@@ -115,20 +115,29 @@ pub struct Authed {
     pub key_id: String,
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
+pub(super) fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let token = token.trim();
-    (token.starts_with(KEY_PREFIX) && token.len() <= 128).then_some(token)
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| t.len() <= 128)
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    bearer_token(parts).filter(|t| t.starts_with(KEY_PREFIX))
 }
 
 impl FromRequestParts<AppState> for Authed {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        // Deny by default: an auditor key is refused here, so every endpoint
+        // that takes `Authed` refuses auditors; the few an auditor may call
+        // take `service::audit::AuditorAuthed` or `Principal` instead.
+        if super::audit::is_auditor_key(parts) {
+            return Err(super::audit::auditor_not_allowed());
+        }
         let key = bearer(parts).ok_or(AppError::Unauthorized)?;
         let owner = state
             .auth_cache

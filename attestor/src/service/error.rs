@@ -31,6 +31,19 @@ pub enum AppError {
     /// 422: well-formed but with missing, unknown or invalid fields.
     #[error("{message}")]
     Unprocessable { code: &'static str, message: String },
+    /// 401 with its own reason (an expired or revoked auditor key).
+    #[error("{message}")]
+    Unauthenticated { code: &'static str, message: String },
+    /// 403: a valid key that may not do this (an auditor key outside its
+    /// engagement's endpoints).
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    /// 404 of a named thing (an engagement, its pack).
+    #[error("{message}")]
+    Missing { code: &'static str, message: String },
+    /// 409: the request conflicts with the resource's state (a third note).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("no route for this path")]
     NotFound,
     #[error("method not allowed")]
@@ -65,6 +78,10 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            AppError::Missing { .. } => StatusCode::NOT_FOUND,
+            AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -77,7 +94,12 @@ impl AppError {
             AppError::Unauthorized => "unauthorized",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
-            AppError::BadRequest { code, .. } | AppError::Unprocessable { code, .. } => code,
+            AppError::BadRequest { code, .. }
+            | AppError::Unprocessable { code, .. }
+            | AppError::Unauthenticated { code, .. }
+            | AppError::Forbidden { code, .. }
+            | AppError::Missing { code, .. }
+            | AppError::Conflict { code, .. } => code,
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::Unavailable(_) => "unavailable",
@@ -112,7 +134,7 @@ impl IntoResponse for AppError {
         };
         let mut resp = (status, axum::Json(body)).into_response();
         match self {
-            AppError::Unauthorized => {
+            AppError::Unauthorized | AppError::Unauthenticated { .. } => {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }

@@ -9,6 +9,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
@@ -57,6 +58,7 @@ pub struct Metrics {
     pub usage_replayed: Family<EventLabels, Counter>,
     pub commit_duration: Histogram,
     pub commit_batch: Histogram,
+    pub evidence: EvidenceMetrics,
 }
 
 impl Metrics {
@@ -113,8 +115,10 @@ impl Metrics {
                 storage: storage_backend,
             }),
         );
+        let evidence = EvidenceMetrics::new();
         Self {
             registry,
+            evidence,
             http_requests,
             http_duration,
             verify_outcomes,
@@ -144,10 +148,75 @@ impl Metrics {
 
     /// The text exposition.
     pub fn encode(&self) -> String {
+        use prometheus_client::encoding::text;
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+        text::encode_registry(&mut out, &self.registry).expect("writing to a String cannot fail");
+        text::encode_registry(&mut out, &self.evidence.registry)
             .expect("writing to a String cannot fail");
+        text::encode_eof(&mut out).expect("writing to a String cannot fail");
         out
+    }
+}
+
+// ---------------------------------------------------------------- evidence
+// Evidence packs and signed policies (issue 18). Their own registry without
+// the `cloister_attestor` prefix: the names are the product's
+// (`cloister_pack_seconds`), whichever process builds the pack.
+
+/// Pack build time and policy signature coverage. Packs are built by the
+/// CLI (`audit open`, `pack procurement`) and recorded in the store; the
+/// service observes every recorded pack once (so each attestor sharing a
+/// PostgreSQL exports the same histogram: aggregate with `max`, not `sum`).
+#[derive(Debug)]
+pub struct EvidenceMetrics {
+    registry: Registry,
+    /// Seconds from the start of a pack's build to the archive and its
+    /// signature, per recorded pack.
+    pub pack_seconds: Histogram,
+    /// Share (0..1) of the sandbox policies in use that a valid signed
+    /// manifest lists.
+    pub policy_coverage: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Distinct profile and seccomp-policy digests in recent provenance.
+    pub policies_in_use: Gauge,
+    /// How many of those the manifest signs.
+    pub policies_signed: Gauge,
+}
+
+impl EvidenceMetrics {
+    fn new() -> Self {
+        let mut registry = Registry::default();
+        // 50 ms … ~14 min.
+        let pack_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 15));
+        registry.register(
+            "cloister_pack_seconds",
+            "Time to build an evidence pack (sign-off or procurement), per recorded pack",
+            pack_seconds.clone(),
+        );
+        let policy_coverage = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "cloister_policy_signature_coverage",
+            "Share of the sandbox policies in use (recent provenance) listed in a valid signed policy manifest",
+            policy_coverage.clone(),
+        );
+        let policies_in_use = Gauge::default();
+        registry.register(
+            "cloister_policies_in_use",
+            "Distinct sandbox profile and seccomp policy digests in recent provenance",
+            policies_in_use.clone(),
+        );
+        let policies_signed = Gauge::default();
+        registry.register(
+            "cloister_policies_signed",
+            "Policies in use that the signed policy manifest lists",
+            policies_signed.clone(),
+        );
+        Self {
+            registry,
+            pack_seconds,
+            policy_coverage,
+            policies_in_use,
+            policies_signed,
+        }
     }
 }
 
@@ -157,6 +226,11 @@ pub const ROUTES: &[&str] = &[
     "/v1/keys",
     "/v1/attestations",
     "/v1/usage",
+    "/v1/engagements",
+    "/v1/engagements/{id}",
+    "/v1/engagements/{id}/attestations",
+    "/v1/engagements/{id}/notes",
+    "/v1/engagements/{id}/pack",
     "/v1/openapi.json",
     "/v1/sign",
     "/healthz",

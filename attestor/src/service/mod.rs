@@ -7,7 +7,8 @@
 //! [`AppError`]. Config is loaded once before [`App`] exists; nothing reads
 //! files or the environment per request.
 //!
-//! Modules: `api` (consumer endpoints and their wire types), `ops` (health,
+//! Modules: `api` (consumer endpoints and their wire types), `audit`
+//! (auditor keys, engagement endpoints, the policy gate), `ops` (health,
 //! readiness, metrics), `sign` (the signing socket), `auth`, `ratelimit`,
 //! `metering` (exactly-once usage with group commit), `metrics`, `openapi`,
 //! `server` (listeners, TLS, graceful shutdown, logging), `clock`, `error`.
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod error;
@@ -66,6 +68,8 @@ pub struct App {
     pub meter: metering::Meter,
     pub auth_cache: auth::AuthCache,
     pub limiter: ratelimit::KeyLimiter,
+    /// The policy manifest and evidence observations (`audit`).
+    pub evidence: audit::EvidenceState,
 }
 
 impl std::fmt::Debug for App {
@@ -119,6 +123,7 @@ impl App {
             keyring,
             metrics,
             meter,
+            evidence: audit::EvidenceState::default(),
         };
         (Arc::new(app), task)
     }
@@ -133,6 +138,7 @@ impl App {
 pub fn consumer_router(state: AppState) -> Router {
     Router::new()
         .merge(api::routes())
+        .merge(audit::routes())
         .merge(ops::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -4,7 +4,7 @@
 //! `attestor/tests/golden/openapi.json`, is held by a golden test: a change
 //! to the API shows up as a diff to review.
 
-use super::{api, error, ops};
+use super::{api, audit, error, ops};
 use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -24,6 +24,11 @@ Every /v1 route except /v1/openapi.json needs `Authorization: Bearer KEY`. Error
         api::keys,
         api::attestations,
         api::usage,
+        audit::list,
+        audit::show,
+        audit::attestations,
+        audit::add_note,
+        audit::pack,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -35,6 +40,7 @@ Every /v1 route except /v1/openapi.json needs `Authorization: Bearer KEY`. Error
         (name = "verification", description = "Provenance verification (metered: attestation.verify)"),
         (name = "attestations", description = "Stored attestations (metered: portal.download)"),
         (name = "usage", description = "Your own metered usage"),
+        (name = "audit", description = "An audit engagement, for its auditor's key (clsa_…) only; auditor keys are refused everywhere else but /v1/verify"),
         (name = "operations", description = "Health, readiness, metrics")
     )
 )]

@@ -49,6 +49,8 @@ pub enum ServeError {
     Tls(String),
     #[error("server task failed: {0}")]
     Join(String),
+    #[error("policy manifest: {0}")]
+    Policy(String),
 }
 
 /// A running server.
@@ -130,6 +132,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Ser
             e => ServeError::Keyring(e),
         })?;
     tracing::info!(keyid = signer.keyid(), "signing key active");
+    let policy_manifest =
+        super::audit::EvidenceState::load_configured(&config, &keyring, clock.now_ms())
+            .map_err(ServeError::Policy)?;
     let tls = config.tls.as_ref().map(load_tls).transpose()?;
     let sign_path = config.sign_socket_path();
     let sign_group = config
@@ -151,6 +156,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Ser
 
     let (app, meter_task) = App::new(config, storage, keyring, clock);
     let state = AppState(app.clone());
+    app.evidence.set_configured(policy_manifest);
     let shutdown = CancellationToken::new();
     let consumer = super::consumer_router(state.clone());
     let signing = super::signing_router(state.clone());
@@ -185,6 +191,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Ser
             .with_graceful_shutdown(token.cancelled_owned())
             .await
     }));
+    super::audit::spawn_refresher(state.clone(), Duration::from_secs(30), shutdown.clone());
     spawn_maintenance(state, shutdown.clone());
 
     Ok(Running {

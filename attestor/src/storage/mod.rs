@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub mod evidence;
+mod evidence_sql;
 pub mod postgres;
 pub mod sqlite;
 
@@ -54,6 +56,10 @@ pub enum Plan {
     Pro,
     #[value(name = "Enterprise")]
     Enterprise,
+    /// An auditor's tenant, created by `audit open` (never by `tenants
+    /// create`) and never billed.
+    #[value(skip)]
+    Auditor,
 }
 
 impl Plan {
@@ -62,7 +68,13 @@ impl Plan {
             Plan::Starter => "Starter",
             Plan::Pro => "Pro",
             Plan::Enterprise => "Enterprise",
+            Plan::Auditor => "Auditor",
         }
+    }
+
+    /// Whether usage under this plan is billed (`Auditor` is not).
+    pub fn billed(self) -> bool {
+        !matches!(self, Plan::Auditor)
     }
 
     pub fn parse(s: &str) -> Result<Self, StorageError> {
@@ -70,6 +82,7 @@ impl Plan {
             "Starter" => Ok(Plan::Starter),
             "Pro" => Ok(Plan::Pro),
             "Enterprise" => Ok(Plan::Enterprise),
+            "Auditor" => Ok(Plan::Auditor),
             other => Err(StorageError::Corrupt(format!("unknown plan {other:?}"))),
         }
     }
@@ -202,7 +215,7 @@ pub type UsageCounts = BTreeMap<String, i64>;
 
 /// The storage API the service and the operator CLIs use.
 #[async_trait]
-pub trait Storage: Send + Sync + 'static {
+pub trait Storage: evidence::EvidenceStore + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     /// Round trip to the database (readiness).

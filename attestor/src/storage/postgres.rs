@@ -18,7 +18,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 /// PostgreSQL storage.
 #[derive(Debug, Clone)]
 pub struct PgStorage {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 impl PgStorage {

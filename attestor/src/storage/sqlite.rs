@@ -50,7 +50,7 @@ COMMIT;";
 /// SQLite storage.
 #[derive(Debug, Clone)]
 pub struct SqliteStorage {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
     /// The connection usage batches are committed on, outside the pool: the
     /// only writer on the hot path, so its page cache stays valid between
     /// batches (a pooled connection drops its cache whenever another one

@@ -9,91 +9,17 @@
 //! promised denial, still happens at every load.
 //!
 //! This file must only use crates that are build dependencies too
-//! (serde_json, sha2, hex, seccompiler, oci-spec) and nothing of the crate
+//! (cloister-policy, serde_json, seccompiler, oci-spec) and nothing of the crate
 //! but `bpf` (which `build.rs` includes as well).
 
 use crate::bpf::{self, DATA_ARCH, DATA_NR, JMP_JEQ_K, JMP_JGE_K, LD_W_ABS, RET_K};
 use seccompiler::{BpfProgram, TargetArch};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// Canonical JSON: object keys sorted bytewise, no insignificant whitespace.
-/// (Sorting is done here rather than relying on serde_json's map order, which
-/// a feature elsewhere in the build could change.)
-pub fn canonical_json(v: &Value) -> String {
-    let mut out = Vec::with_capacity(4096);
-    write_canonical(v, &mut out);
-    String::from_utf8(out).expect("serde_json writes UTF-8")
-}
-
-fn write_canonical(v: &Value, out: &mut Vec<u8>) {
-    match v {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push(b'{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                serde_json::to_writer(&mut *out, k).expect("writing to a Vec cannot fail");
-                out.push(b':');
-                write_canonical(v, out);
-            }
-            out.push(b'}');
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(b']');
-        }
-        other => serde_json::to_writer(&mut *out, other).expect("writing to a Vec cannot fail"),
-    }
-}
-
-/// The first key present in `raw` but dropped by parsing (a typo or a field
-/// this version of the runtime spec does not have), as a dotted path.
-pub fn unknown_field(raw: &Value, parsed: &Value, path: &str) -> Option<String> {
-    match (raw, parsed) {
-        (Value::Object(r), Value::Object(p)) => {
-            let mut keys: Vec<&String> = r.keys().collect();
-            keys.sort();
-            for k in keys {
-                let sub = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                match p.get(k) {
-                    None if r[k].is_null() => {}
-                    None => return Some(sub),
-                    Some(pv) => {
-                        if let Some(f) = unknown_field(&r[k], pv, &sub) {
-                            return Some(f);
-                        }
-                    }
-                }
-            }
-            None
-        }
-        (Value::Array(r), Value::Array(p)) => r
-            .iter()
-            .zip(p)
-            .enumerate()
-            .find_map(|(i, (rv, pv))| unknown_field(rv, pv, &format!("{path}[{i}]"))),
-        _ => None,
-    }
-}
+// Canonical JSON, digests and the unknown-field check are the shared
+// `cloister-policy` code: the attestor signs policy manifests with the same
+// functions, so the digests it signs are the ones runs record.
+pub use cloister_policy::{canonical_json, sha256_digest};
 
 /// Why a profile's text does not make a runtime spec.
 #[derive(Debug)]
@@ -108,15 +34,12 @@ pub enum SpecError {
 /// does not have, and returns it with its digest: the sha256 of the
 /// canonical JSON of the spec as parsed.
 pub fn parse_spec(json: &str) -> Result<(oci_spec::runtime::Spec, String), SpecError> {
-    let raw: Value = serde_json::from_str(json).map_err(|e| SpecError::Parse(e.to_string()))?;
-    let spec: oci_spec::runtime::Spec =
-        serde_json::from_value(raw.clone()).map_err(|e| SpecError::Parse(e.to_string()))?;
-    let reserialized = serde_json::to_value(&spec).map_err(|e| SpecError::Parse(e.to_string()))?;
-    if let Some(field) = unknown_field(&raw, &reserialized, "") {
-        return Err(SpecError::UnknownField(field));
-    }
-    let digest = sha256_digest(canonical_json(&reserialized).as_bytes());
-    Ok((spec, digest))
+    cloister_policy::parse_profile(json).map_err(|e| match e {
+        cloister_policy::DigestError::UnknownField(f) => SpecError::UnknownField(f),
+        cloister_policy::DigestError::Json(m) | cloister_policy::DigestError::Spec(m) => {
+            SpecError::Parse(m)
+        }
+    })
 }
 
 /// Why a policy's text does not compile to filters the sandbox installs.

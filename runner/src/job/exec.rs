@@ -224,6 +224,14 @@ impl Executor {
             spec.source.path.display(),
             spec.source.commit
         ));
+        if let Some(gate) = &cfg.policy {
+            let (profile, seccomp) = gate
+                .check_profile(&spec.profile)
+                .map_err(|e| Fail(e.to_string()))?;
+            log.say(format!(
+                "policies signed: profile {profile}, seccomp {seccomp}"
+            ));
+        }
         if tokio::fs::try_exists(work).await? {
             tokio::fs::remove_dir_all(work).await?;
         }
@@ -468,6 +476,10 @@ impl Executor {
             }
         }
         log.say("build command exited 0; collecting outputs");
+        if let Some(gate) = &cfg.policy {
+            gate.check_facts(&sandbox.isolation)
+                .map_err(|e| Fail(e.to_string()))?;
+        }
         let ws = workspace.clone();
         let globs = spec.outputs.clone();
         let out_dir = self.artifacts_dir(id);
