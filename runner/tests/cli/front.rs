@@ -51,7 +51,7 @@ fn a_lone_front_runs_sandboxes_and_names_the_missing_binary() {
     let dir = tempfile::tempdir().unwrap();
     let lone = dir.path().join("cloister-runner");
     std::fs::copy(RUNNER, &lone).unwrap();
-    let out = Command::new(&lone).arg("jobs").output().unwrap();
+    let out = output_of_fresh_copy(Command::new(&lone).arg("jobs"));
     assert_eq!(out.status.code(), Some(125));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -59,10 +59,29 @@ fn a_lone_front_runs_sandboxes_and_names_the_missing_binary() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
-    let out = Command::new(&lone)
-        .args(["run", "--", "/bin/sh", "-c", "echo sandboxed; exit 7"])
-        .output()
-        .unwrap();
+    let out = output_of_fresh_copy(Command::new(&lone).args([
+        "run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo sandboxed; exit 7",
+    ]));
     assert_eq!(out.status.code(), Some(7));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "sandboxed\n");
+}
+
+/// Runs a binary this test has just copied. Another test thread that forks
+/// while the copy's write descriptor is open holds it open in its child
+/// until that child execs (close-on-exec), and exec then fails with
+/// ETXTBSY; the copy is complete, so trying again shortly is correct.
+fn output_of_fresh_copy(cmd: &mut Command) -> std::process::Output {
+    for _ in 0..50 {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("the copied binary stayed busy (ETXTBSY)")
 }
