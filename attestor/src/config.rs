@@ -73,6 +73,8 @@ pub struct Config {
     pub auth: Auth,
     pub verify: Verify,
     pub log: Log,
+    /// Price card overrides, invoice numbering and seller, webhooks.
+    pub billing: crate::billing::config::BillingConfig,
 }
 
 /// PEM files for the consumer listener.
@@ -168,6 +170,7 @@ impl Default for Config {
             auth: Auth::default(),
             verify: Verify::default(),
             log: Log::default(),
+            billing: crate::billing::config::BillingConfig::default(),
         }
     }
 }
@@ -451,6 +454,7 @@ impl Config {
                 }
             }
         }
+        self.billing.validate().map_err(ConfigError::Invalid)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return bad(format!(
                 "log.level {:?} is not a valid filter",

@@ -33,6 +33,18 @@ pub enum AppError {
     Unprocessable { code: &'static str, message: String },
     #[error("no route for this path")]
     NotFound,
+    /// 404 for a resource that does not exist for this caller.
+    #[error("{message}")]
+    Missing { code: &'static str, message: String },
+    /// 403: the caller's plan does not allow this.
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    /// 429 `usage_cap_reached`: the plan's monthly hard cap; not metered.
+    #[error("{message}")]
+    CapReached {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("method not allowed")]
     MethodNotAllowed,
     /// 503: the storage is unreachable; nothing was recorded, retry.
@@ -65,7 +77,9 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::NotFound | AppError::Missing { .. } => StatusCode::NOT_FOUND,
+            AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            AppError::CapReached { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,7 +91,11 @@ impl AppError {
             AppError::Unauthorized => "unauthorized",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::PayloadTooLarge { .. } => "payload_too_large",
-            AppError::BadRequest { code, .. } | AppError::Unprocessable { code, .. } => code,
+            AppError::BadRequest { code, .. }
+            | AppError::Unprocessable { code, .. }
+            | AppError::Missing { code, .. }
+            | AppError::Forbidden { code, .. } => code,
+            AppError::CapReached { .. } => "usage_cap_reached",
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::Unavailable(_) => "unavailable",
@@ -116,7 +134,10 @@ impl IntoResponse for AppError {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            AppError::RateLimited { retry_after_secs } => {
+            AppError::RateLimited { retry_after_secs }
+            | AppError::CapReached {
+                retry_after_secs, ..
+            } => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }

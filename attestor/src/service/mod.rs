@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 pub mod api;
 pub mod auth;
+pub mod billing;
 pub mod clock;
 pub mod error;
 pub mod metering;
@@ -66,6 +67,7 @@ pub struct App {
     pub meter: metering::Meter,
     pub auth_cache: auth::AuthCache,
     pub limiter: ratelimit::KeyLimiter,
+    pub billing: Arc<crate::billing::BillingService>,
 }
 
 impl std::fmt::Debug for App {
@@ -105,7 +107,9 @@ impl App {
             window_ms,
             config.metering.max_batch,
         );
+        let billing = Arc::new(billing::service(&config, storage.clone(), clock.clone()));
         let app = App {
+            billing,
             auth_cache: auth::AuthCache::new(Duration::from_millis(config.auth.cache_ttl_ms)),
             limiter: ratelimit::KeyLimiter::new(
                 config.rate_limit.per_second,
@@ -133,6 +137,7 @@ impl App {
 pub fn consumer_router(state: AppState) -> Router {
     Router::new()
         .merge(api::routes())
+        .merge(billing::routes())
         .merge(ops::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -4,7 +4,7 @@
 //! `attestor/tests/golden/openapi.json`, is held by a golden test: a change
 //! to the API shows up as a diff to review.
 
-use super::{api, error, ops};
+use super::{api, billing, error, ops};
 use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -24,6 +24,9 @@ Every /v1 route except /v1/openapi.json needs `Authorization: Bearer KEY`. Error
         api::keys,
         api::attestations,
         api::usage,
+        billing::invoices,
+        billing::invoice_file,
+        billing::replay,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -35,6 +38,7 @@ Every /v1 route except /v1/openapi.json needs `Authorization: Bearer KEY`. Error
         (name = "verification", description = "Provenance verification (metered: attestation.verify)"),
         (name = "attestations", description = "Stored attestations (metered: portal.download)"),
         (name = "usage", description = "Your own metered usage"),
+        (name = "billing", description = "Your invoices (signed JSON, PDF: metered as portal.download) and webhook replay"),
         (name = "operations", description = "Health, readiness, metrics")
     )
 )]

@@ -20,6 +20,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub mod billing;
+mod billing_postgres;
+mod billing_sqlite;
+pub mod files;
 pub mod postgres;
 pub mod sqlite;
 
@@ -260,6 +264,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Deletes idempotency records older than `before_ms` (their results are
     /// no longer replayed anyway); the usage events stay.
     async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StorageError>;
+
+    /// The billing tables (plan history, closes, invoices, webhooks).
+    fn billing(&self) -> &dyn billing::BillingStore;
 }
 
 /// Opens (creating if needed) and migrates the storage named by `url`.

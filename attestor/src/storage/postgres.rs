@@ -18,7 +18,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 /// PostgreSQL storage.
 #[derive(Debug, Clone)]
 pub struct PgStorage {
-    pool: PgPool,
+    pub(super) pool: PgPool,
 }
 
 impl PgStorage {
@@ -81,6 +81,10 @@ impl PgStorage {
 impl Storage for PgStorage {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn billing(&self) -> &dyn super::billing::BillingStore {
+        self
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

@@ -50,7 +50,7 @@ COMMIT;";
 /// SQLite storage.
 #[derive(Debug, Clone)]
 pub struct SqliteStorage {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
     /// The connection usage batches are committed on, outside the pool: the
     /// only writer on the hot path, so its page cache stays valid between
     /// batches (a pooled connection drops its cache whenever another one
@@ -64,14 +64,18 @@ impl SqliteStorage {
         let opts =
             SqliteConnectOptions::from_str(url).map_err(|e| StorageError::Url(e.to_string()))?;
         let path = opts.get_filename().to_owned();
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+        // A directory made here is 0700 and the database files 0600,
+        // whatever the umask (they hold webhook secrets): `files`.
+        if let Some(dir) = path.parent() {
+            super::files::create_private_dir(dir).map_err(|e| StorageError::CreateDir {
                 path: dir.to_owned(),
-                source,
+                source: std::io::Error::other(e.to_string()),
             })?;
         }
+        super::files::secure_db_file(&path).map_err(|e| StorageError::CreateDir {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         let opts = opts
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -133,6 +137,10 @@ impl SqliteStorage {
 impl Storage for SqliteStorage {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn billing(&self) -> &dyn super::billing::BillingStore {
+        self
     }
 
     async fn ping(&self) -> Result<(), StorageError> {
