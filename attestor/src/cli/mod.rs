@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod api_keys;
+mod billing;
 mod keygen;
 mod keys;
 mod serve;
@@ -12,6 +13,7 @@ mod sign;
 mod tenants;
 mod usage;
 mod verify;
+mod webhooks;
 
 /// Cloister's attestor: signs SLSA provenance and verifies it.
 #[derive(Debug, Parser)]
@@ -42,6 +44,12 @@ enum Command {
     ApiKeys(api_keys::Command),
     /// Show a tenant's metered usage.
     Usage(usage::Args),
+    /// Close billing periods, list, show, void and verify invoices.
+    #[command(subcommand)]
+    Billing(billing::Command),
+    /// Tenants' invoice.created webhook endpoints and deliveries.
+    #[command(subcommand)]
+    Webhooks(webhooks::Command),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -50,6 +58,8 @@ pub fn main() -> ExitCode {
     let (name, result) = match cli.command {
         // verify has its own exit codes (0 passed, 1 failed, 2 usage)
         Command::Verify(args) => return verify::exec(args),
+        // close exits 1 when a tenant failed; verify 0/1/2
+        Command::Billing(cmd) => return billing::exec(cmd),
         Command::Keygen(args) => ("keygen", keygen::run(args)),
         Command::Keys(cmd) => ("keys", keys::run(cmd)),
         Command::Sign(args) => ("sign", sign::run(args)),
@@ -57,6 +67,7 @@ pub fn main() -> ExitCode {
         Command::Tenants(cmd) => ("tenants", block_on(tenants::run(cmd))),
         Command::ApiKeys(cmd) => ("api-keys", block_on(api_keys::run(cmd))),
         Command::Usage(args) => ("usage", block_on(usage::run(args))),
+        Command::Webhooks(cmd) => ("webhooks", block_on(webhooks::run(cmd))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
