@@ -16,10 +16,14 @@
 //!   config errors) through the real binary, and that keys never reach logs.
 //! - `crash`: SIGKILL mid-load and restart; usage equals distinct keys.
 //! - `golden`: the OpenAPI document against `tests/golden/openapi.json`.
+//! - `billing`: rating, golden invoices (JSON + PDF), immutability, gapless
+//!   numbering with concurrent and killed closers, PDFs read by external
+//!   tools, webhooks against a real receiver, entitlements, invoice routes.
 
 mod support;
 
 mod api;
+mod billing;
 mod cli;
 mod crash;
 mod golden;

@@ -255,10 +255,7 @@ async fn run(cmd: Command) -> anyhow::Result<bool> {
                 key_passphrase_env: passphrase_env,
                 ..state.overrides()
             })?;
-            let card = config
-                .billing
-                .validate()
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let card = config.billing.validate().map_err(|e| anyhow::anyhow!(e))?;
             let passphrase = keyring::read_passphrase(
                 config.key_passphrase_file.as_deref(),
                 config.key_passphrase_env.as_deref(),
@@ -374,10 +371,7 @@ async fn run(cmd: Command) -> anyhow::Result<bool> {
             state,
         } => {
             let config = Config::load(&state.overrides())?;
-            let card = config
-                .billing
-                .validate()
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let card = config.billing.validate().map_err(|e| anyhow::anyhow!(e))?;
             let store = storage::open(&config.storage_url()).await?;
             let api = Billing::new(store.clone(), card, config.billing.clone());
             let result = async {
@@ -397,10 +391,7 @@ async fn run(cmd: Command) -> anyhow::Result<bool> {
                     write_file(path, doc.as_bytes())?;
                 }
                 if let Some(path) = &envelope {
-                    write_file(
-                        path,
-                        inv.envelope.as_deref().unwrap_or_default().as_bytes(),
-                    )?;
+                    write_file(path, inv.envelope.as_deref().unwrap_or_default().as_bytes())?;
                 }
                 anyhow::Ok((inv, doc))
             }
@@ -432,7 +423,11 @@ async fn run(cmd: Command) -> anyhow::Result<bool> {
                         format_usd(l.amount_micros)
                     );
                 }
-                println!("  total {} USD, issued {}", format_usd(d.total_micros), d.issued_at);
+                println!(
+                    "  total {} USD, issued {}",
+                    format_usd(d.total_micros),
+                    d.issued_at
+                );
                 if inv.status == InvoiceStatus::Void {
                     println!(
                         "  VOID since {}: {}",
@@ -459,10 +454,7 @@ async fn run(cmd: Command) -> anyhow::Result<bool> {
             store.close().await;
             let inv = result?;
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&InvoiceSummary::of(&inv))?
-                );
+                println!("{}", serde_json::to_string(&InvoiceSummary::of(&inv))?);
             } else {
                 println!(
                     "voided invoice {} ({} USD): {reason}",
@@ -504,10 +496,7 @@ async fn run(cmd: Command) -> anyhow::Result<bool> {
         }
         Command::PriceCard { state } => {
             let config = Config::load(&state.overrides())?;
-            let card = config
-                .billing
-                .validate()
-                .map_err(|e| anyhow::anyhow!(e))?;
+            let card = config.billing.validate().map_err(|e| anyhow::anyhow!(e))?;
             println!("{}", serde_json::to_string_pretty(&card)?);
             Ok(true)
         }
@@ -525,7 +514,11 @@ fn print_report(r: &crate::billing::close::CloseReport) {
         r.start,
         r.end,
         if r.early { " (early)" } else { "" },
-        if r.dry_run { " (dry run: nothing changed)" } else { "" }
+        if r.dry_run {
+            " (dry run: nothing changed)"
+        } else {
+            ""
+        }
     );
     for t in &r.tenants {
         let what = match &t.outcome {

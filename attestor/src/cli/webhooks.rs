@@ -125,10 +125,7 @@ fn time_arg(s: &str) -> anyhow::Result<i64> {
 
 pub(super) async fn run(cmd: Command) -> anyhow::Result<()> {
     let config = Config::load(&state(&cmd).overrides())?;
-    let card = config
-        .billing
-        .validate()
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let card = config.billing.validate().map_err(|e| anyhow::anyhow!(e))?;
     // Validate time arguments before opening anything.
     match &cmd {
         Command::Failed { since: Some(s), .. } | Command::Replay { since: s, .. } => {
@@ -201,10 +198,7 @@ async fn run_on(
                         if e.enabled {
                             "enabled".to_owned()
                         } else {
-                            format!(
-                                "disabled: {}",
-                                e.disabled_reason.unwrap_or_default()
-                            )
+                            format!("disabled: {}", e.disabled_reason.unwrap_or_default())
                         }
                     );
                 }
