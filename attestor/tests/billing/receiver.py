@@ -7,8 +7,10 @@ JSON line; the answer follows --behavior:
   retry-after:S:N  503 with `Retry-After: S` to the first N requests, then 204
   gone             410 to everything
 
-Usage: receiver.py --secret whsec_... --log FILE [--behavior B]
-Prints "listening PORT" on stdout once it accepts connections.
+Usage: receiver.py --secret whsec_... --log FILE [--behavior B | --behavior-file F] [--port P]
+With --behavior-file the behavior is read from F at every request (a test
+switches it); the request counter restarts when it changes. Prints
+"listening PORT" on stdout once it accepts connections.
 """
 
 import argparse
@@ -25,10 +27,12 @@ def main():
     ap.add_argument("--secret", required=True)
     ap.add_argument("--log", required=True)
     ap.add_argument("--behavior", default="ok")
+    ap.add_argument("--behavior-file")
+    ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args()
     wh = Webhook(args.secret)
     lock = threading.Lock()
-    state = {"seen": 0}
+    state = {"seen": 0, "behavior": args.behavior}
     log = open(args.log, "a", buffering=1)
 
     class Handler(BaseHTTPRequestHandler):
@@ -46,9 +50,15 @@ def main():
             except WebhookVerificationError as e:
                 verified, error = False, str(e)
             with lock:
+                b = args.behavior
+                if args.behavior_file:
+                    with open(args.behavior_file) as f:
+                        b = f.read().strip()
+                if b != state["behavior"]:
+                    state["behavior"] = b
+                    state["seen"] = 0
                 state["seen"] += 1
                 n = state["seen"]
-            b = args.behavior
             extra = {}
             if b == "ok":
                 status = 204
@@ -84,7 +94,7 @@ def main():
             self.send_header("content-length", "0")
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     print("listening", server.server_address[1], flush=True)
     server.serve_forever()
 
