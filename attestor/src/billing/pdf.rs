@@ -215,7 +215,7 @@ fn layout(doc: &InvoiceDocument, canonical: &[u8]) -> Vec<Row> {
     if let Some(t) = &doc.seller.tax_id {
         left.push(format!("Tax id {t}"));
     }
-    let right = vec![
+    let right = [
         format!("Issued   {}", doc.issued_at),
         format!("Period   {}", doc.period.label),
         format!("From     {}", doc.period.start),

@@ -226,7 +226,7 @@ pub enum DraftOutcome {
     /// The close's draft (new, or the existing draft brought up to date): its id.
     Draft(String),
     /// The close already has an issued invoice.
-    Issued(InvoiceRow),
+    Issued(Box<InvoiceRow>),
 }
 
 /// What the document builder gets inside the finalization transaction.

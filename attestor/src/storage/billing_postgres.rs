@@ -288,7 +288,7 @@ impl BillingStore for PgStorage {
                 .bind(d.close_id)
                 .fetch_one(&mut *tx)
                 .await?;
-                DraftOutcome::Issued(invoice_from(&row)?)
+                DraftOutcome::Issued(Box::new(invoice_from(&row)?))
             }
         };
         tx.commit().await?;

@@ -261,7 +261,7 @@ impl BillingStore for SqliteStorage {
                 .bind(d.close_id)
                 .fetch_one(&mut *tx)
                 .await?;
-                DraftOutcome::Issued(invoice_from(&row)?)
+                DraftOutcome::Issued(Box::new(invoice_from(&row)?))
             }
         };
         tx.commit().await?;
