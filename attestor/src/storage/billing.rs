@@ -544,7 +544,7 @@ pub trait BillingStore: Send + Sync {
 
 /// Decides one tenant's close from its latest close (`last`) and the
 /// watermark: the new row's fields, or why it is refused.
-pub(crate) fn plan_close(
+pub fn plan_close(
     spec: &CloseSpec,
     last: Option<&CloseRow>,
     watermark: i64,
