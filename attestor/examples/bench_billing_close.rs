@@ -60,9 +60,7 @@ fn args() -> anyhow::Result<Args> {
             "--rounds" => a.rounds = val()?.parse()?,
             "--dir" => a.dir = Some(val()?.into()),
             "--help" | "-h" => {
-                println!(
-                    "bench-billing-close [--tenants N] [--events N] [--rounds N] [--dir DIR]"
-                );
+                println!("bench-billing-close [--tenants N] [--events N] [--rounds N] [--dir DIR]");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown flag {other}"),

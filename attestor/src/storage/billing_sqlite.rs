@@ -565,6 +565,18 @@ impl BillingStore for SqliteStorage {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<Claimed>, BillingStoreError> {
+        // An idle poll reads only: the write lock (which usage batches
+        // need too) is taken when something is due.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM webhook_outbox WHERE state = 'pending' AND next_attempt_at_ms <= ?1 \
+               AND (lease_until_ms IS NULL OR lease_until_ms <= ?1) LIMIT 1",
+        )
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let ids: Vec<i64> = sqlx::query_scalar(
             "UPDATE webhook_outbox SET lease_owner = ?1, lease_until_ms = ?2 + ?3 \

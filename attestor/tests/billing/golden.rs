@@ -96,7 +96,14 @@ async fn golden_invoice_json_and_pdf(b: Backend) {
     assert_eq!(v.sha256, inv.sha256.clone().unwrap());
     // One changed byte, another key, or another payload type: refused.
     let tampered = json.replacen("37100000", "37100001", 1);
-    assert!(document::verify(tampered.as_bytes(), env.as_bytes(), std::slice::from_ref(&key)).is_err());
+    assert!(
+        document::verify(
+            tampered.as_bytes(),
+            env.as_bytes(),
+            std::slice::from_ref(&key)
+        )
+        .is_err()
+    );
     let other = KeyPair::generate(Algorithm::EcdsaP256).unwrap();
     assert!(
         document::verify(

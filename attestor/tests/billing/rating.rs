@@ -16,6 +16,7 @@ both_backends!(
     early_close_ends_the_period_now_and_later_events_go_next,
     closing_twice_is_a_no_op_and_void_then_close_reissues,
     first_close_bills_older_usage_as_late_lines,
+    portal_api_usage_card_projection_and_invoices,
 );
 
 /// An expected line: (kind, plan, event or "", quantity, included, amount µ$).
@@ -525,5 +526,66 @@ async fn first_close_bills_older_usage_as_late_lines(b: Backend) {
     assert_eq!(got, vec![(LineKind::Usage, 1), (LineKind::Late, 5)]);
     assert_eq!(draft.lines[1].from_ms, ms("2026-09-10T00:00:00.001Z"));
     assert_eq!(draft.total_micros, 60_000);
+    s.close().await;
+}
+
+/// The typed API the portal calls: usage, the plan's card, the projected
+/// amount of the open period, the invoice list.
+async fn portal_api_usage_card_projection_and_invoices(b: Backend) {
+    use cloister_attestor::billing::Billing;
+    let db = TestDb::new(b).await;
+    let s = db.open().await;
+    tenant(s.as_ref(), "tn_portal", Plan::Pro, CREATED).await;
+    tenant(s.as_ref(), "tn_other", Plan::Pro, CREATED).await;
+    usage(s.as_ref(), "tn_portal", V, 2, "2026-11-05T00:00:00Z").await;
+    let config = config_with("");
+    let r = close_at(
+        s.as_ref(),
+        &config,
+        "2026-11",
+        None,
+        "2026-12-01T01:00:00Z",
+        false,
+    )
+    .await;
+    let nov = issued(outcome(&r, "tn_portal"));
+    usage(s.as_ref(), "tn_portal", V, 5, "2026-12-03T00:00:00Z").await;
+    usage(s.as_ref(), "tn_portal", D, 1, "2026-12-03T00:00:00Z").await;
+    usage(s.as_ref(), "tn_other", V, 9, "2026-12-03T00:00:00Z").await;
+    let api = Billing::new(s.clone(), config.validate().unwrap(), config.clone());
+    let (plan, card) = api.plan_card("tn_portal").await.unwrap();
+    assert_eq!(plan, Plan::Pro);
+    assert_eq!(card.price(V).unwrap().unit_price_micros, 5_000);
+    let u = api
+        .usage("tn_portal", Period::parse("2026-12").unwrap())
+        .await
+        .unwrap();
+    assert_eq!((u[V], u[D]), (5, 1));
+    let p = api
+        .projection("tn_portal", ms("2026-12-10T00:00:00Z"))
+        .await
+        .unwrap()
+        .expect("December is open");
+    assert_eq!(p.period, "2026-12");
+    assert_eq!(p.start_ms, ms("2026-12-01T00:00:00Z"));
+    // 5 x 0.005 = 2.5 cents -> 3 cents; downloads at 0.
+    assert_eq!(p.draft.total_micros, 30_000);
+    let list = api.invoices("tn_portal").await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].number, nov);
+    assert_eq!(list[0].total_micros, 10_000);
+    assert!(api.invoices("tn_other").await.unwrap().is_empty());
+    assert!(
+        api.invoice("tn_other", &nov).await.unwrap().is_none(),
+        "tenant-scoped"
+    );
+    // Nothing was closed or written by the projection.
+    assert!(
+        s.billing()
+            .closes("2026-12", None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     s.close().await;
 }
