@@ -34,8 +34,10 @@ CREATE TRIGGER tenants_first_plan AFTER INSERT ON tenants
 CREATE TRIGGER plan_changes_append_only BEFORE UPDATE OR DELETE ON plan_changes
     FOR EACH ROW EXECUTE FUNCTION billing_refuse('the plan history is append-only');
 
--- Rating sums one tenant's units of one event in a time range: covered by
--- this index (index-only scans); see the SQLite schema.
+-- A tenant's events by event kind, then time, with the units (index-only
+-- range sums); it replaces the (tenant_id, occurred_at_ms) index. See the
+-- SQLite schema.
+DROP INDEX usage_events_tenant_time;
 CREATE INDEX usage_events_rating ON usage_events (tenant_id, event, occurred_at_ms) INCLUDE (units);
 
 -- One row per (tenant, period) closed; see the SQLite schema. A close takes

@@ -30,11 +30,12 @@ CREATE TRIGGER plan_changes_no_delete BEFORE DELETE ON plan_changes BEGIN
     SELECT RAISE(ABORT, 'immutable: the plan history is append-only');
 END;
 
--- Rating sums one tenant's units of one event in a time range: this index
--- covers it, so rating reads ranges of one index and never the table (the
--- loose scan over `event` finds a tenant's event kinds in a few seeks).
--- `usage_events_tenant_time` stays for `GET /v1/usage` (all events of a
--- range).
+-- A tenant's events are indexed by event kind, then time, with the units:
+-- rating sums one kind's units in a time range from this index alone, and
+-- a loose scan over `event` finds a tenant's kinds in a few seeks. It
+-- replaces the (tenant_id, occurred_at_ms) index (`GET /v1/usage` reads it
+-- the same way), so a metered event still updates one index on tenants.
+DROP INDEX usage_events_tenant_time;
 CREATE INDEX usage_events_rating ON usage_events (tenant_id, event, occurred_at_ms, units);
 
 -- One row per (tenant, period) closed. `watermark` is the highest usage

@@ -1,8 +1,8 @@
 //! Closing a period: `cloister-attestor billing close`. For each tenant:
 //! take the close (watermark and bounds, one transaction for all tenants of
 //! the run), rate it (one aggregate statement), store the draft, finalize
-//! it (number, documents, signature, webhook outbox: one transaction), then
-//! store its PDF.
+//! it (number, documents, signature, webhook outbox: one transaction); then
+//! the run's PDFs are rendered on every core and stored.
 //!
 //! Safe to rerun and to run concurrently: a period closed before is
 //! reported, not closed again; a close whose run died before its invoice was
@@ -197,12 +197,16 @@ impl Closer<'_> {
             return Ok(report);
         }
         let opened = self.storage.billing().open_closes(&specs, now_ms).await?;
+        let mut issued = Vec::new();
         for (i, (t, o)) in tenants.iter().zip(opened).enumerate() {
             let outcome = match o {
                 CloseOpened::Refused { reason, .. } => Outcome::Refused { reason },
                 CloseOpened::New(c) | CloseOpened::Existing(c) => {
                     match self.invoice(&c, now_ms).await {
-                        Ok(o) => o,
+                        Ok((o, invoice)) => {
+                            issued.extend(invoice);
+                            o
+                        }
                         Err(e) => {
                             tracing::error!(tenant = %t.id, period = %c.period, error = %e, "invoice not issued");
                             Outcome::Failed {
@@ -219,7 +223,48 @@ impl Closer<'_> {
             });
             progress(i + 1, total);
         }
+        self.store_pdfs(issued).await;
         Ok(report)
+    }
+
+    /// Renders the PDFs of the invoices issued by this run, on every core,
+    /// and stores them. A PDF not stored now (an error is logged) is
+    /// rendered on its first download: the same bytes.
+    async fn store_pdfs(&self, issued: Vec<InvoiceRow>) {
+        let par = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut todo = issued.into_iter();
+        let mut set = tokio::task::JoinSet::new();
+        loop {
+            while set.len() < par {
+                let Some(inv) = todo.next() else { break };
+                set.spawn_blocking(move || {
+                    let pdf = render_pdf(&inv);
+                    (inv, pdf)
+                });
+            }
+            let Some(done) = set.join_next().await else {
+                break;
+            };
+            let (inv, pdf) = match done {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a PDF rendering task failed");
+                    continue;
+                }
+            };
+            let stored = match pdf {
+                Ok(pdf) => self
+                    .storage
+                    .billing()
+                    .store_pdf(&inv.id, &pdf, &document::sha256_hex(&pdf))
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = stored {
+                tracing::warn!(invoice = ?inv.number, error = %e, "PDF not stored yet");
+            }
+        }
     }
 
     async fn dry_run_one(&self, spec: &CloseSpec, watermark: i64, now_ms: i64) -> Outcome {
@@ -260,17 +305,22 @@ impl Closer<'_> {
         rate_close(self.storage, self.card, close).await
     }
 
-    /// Brings one close to an issued invoice (or reports why not).
-    async fn invoice(&self, close: &CloseRow, now_ms: i64) -> Result<Outcome, CloseError> {
+    /// Brings one close to an issued invoice (or reports why not); the
+    /// invoice when this call issued it.
+    async fn invoice(
+        &self,
+        close: &CloseRow,
+        now_ms: i64,
+    ) -> Result<(Outcome, Option<InvoiceRow>), CloseError> {
         let store = self.storage.billing();
         if let Some(inv) = store.live_invoice(close.id).await?
             && inv.status != InvoiceStatus::Draft
         {
-            return Ok(existing(&inv));
+            return Ok((existing(&inv), None));
         }
         let draft = self.rate(close).await?;
         if !draft.is_invoiceable() {
-            return Ok(Outcome::NoInvoice);
+            return Ok((Outcome::NoInvoice, None));
         }
         let draft_json = serde_json::to_string(&draft)
             .map_err(|e| StorageError::Corrupt(format!("draft: {e}")))?;
@@ -287,7 +337,7 @@ impl Closer<'_> {
             .await?
         {
             DraftOutcome::Draft(id) => id,
-            DraftOutcome::Issued(inv) => return Ok(existing(&inv)),
+            DraftOutcome::Issued(inv) => return Ok((existing(&inv), None)),
         };
         let schedule = self
             .config
@@ -307,22 +357,18 @@ impl Closer<'_> {
             )
             .await?
         {
-            FinalizeOutcome::AlreadyIssued(inv) => Ok(existing(&inv)),
+            FinalizeOutcome::AlreadyIssued(inv) => Ok((existing(&inv), None)),
             FinalizeOutcome::Finalized {
                 invoice,
                 deliveries,
-            } => {
-                // The PDF is a function of the document: stored now, or
-                // rendered on first download if this fails.
-                if let Err(e) = store_pdf(self.storage, &invoice).await {
-                    tracing::warn!(invoice = ?invoice.number, error = %e, "PDF not stored yet");
-                }
-                Ok(Outcome::Issued {
+            } => Ok((
+                Outcome::Issued {
                     number: invoice.number.clone().unwrap_or_default(),
                     total_micros: invoice.total_micros,
                     deliveries,
-                })
-            }
+                },
+                Some(invoice),
+            )),
         }
     }
 }
@@ -419,14 +465,19 @@ pub fn invoice_created(
     }
 }
 
-/// Renders and stores an issued invoice's PDF; returns it.
-pub async fn store_pdf(storage: &dyn Storage, invoice: &InvoiceRow) -> Result<Vec<u8>, String> {
+/// Renders an issued invoice's PDF from its document.
+pub fn render_pdf(invoice: &InvoiceRow) -> Result<Vec<u8>, String> {
     let canonical = invoice
         .document
         .as_deref()
         .ok_or_else(|| "the invoice has no document (a draft)".to_owned())?;
     let doc = InvoiceDocument::parse_canonical(canonical.as_bytes()).map_err(|e| e.to_string())?;
-    let pdf = super::pdf::render(&doc, canonical.as_bytes()).map_err(|e| e.to_string())?;
+    super::pdf::render(&doc, canonical.as_bytes()).map_err(|e| e.to_string())
+}
+
+/// Renders and stores an issued invoice's PDF; returns it.
+pub async fn store_pdf(storage: &dyn Storage, invoice: &InvoiceRow) -> Result<Vec<u8>, String> {
+    let pdf = render_pdf(invoice)?;
     storage
         .billing()
         .store_pdf(&invoice.id, &pdf, &document::sha256_hex(&pdf))

@@ -424,9 +424,18 @@ impl Storage for SqliteStorage {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<UsageCounts, StorageError> {
+        // The one index on a tenant's events is ordered by event first
+        // (`usage_events_rating`, schema 0002): the tenant's event kinds by
+        // a loose index scan, then one range sum per kind.
         let rows = sqlx::query(
-            "SELECT event, SUM(units) AS n FROM usage_events \
-             WHERE tenant_id = ? AND occurred_at_ms >= ? AND occurred_at_ms < ? GROUP BY event",
+            "WITH RECURSIVE kinds(ev) AS ( \
+               SELECT (SELECT min(event) FROM usage_events WHERE tenant_id = ?1) \
+               UNION ALL \
+               SELECT (SELECT min(event) FROM usage_events WHERE tenant_id = ?1 AND event > kinds.ev) \
+                 FROM kinds WHERE kinds.ev IS NOT NULL) \
+             SELECT k.ev AS event, (SELECT SUM(units) FROM usage_events \
+                WHERE tenant_id = ?1 AND event = k.ev AND occurred_at_ms >= ?2 AND occurred_at_ms < ?3) AS n \
+               FROM kinds AS k WHERE k.ev IS NOT NULL",
         )
         .bind(tenant_id)
         .bind(from_ms)
@@ -435,7 +444,9 @@ impl Storage for SqliteStorage {
         .await?;
         let mut out = UsageCounts::new();
         for r in rows {
-            out.insert(r.try_get("event")?, r.try_get("n")?);
+            if let Some(n) = r.try_get::<Option<i64>, _>("n")? {
+                out.insert(r.try_get("event")?, n);
+            }
         }
         Ok(out)
     }
