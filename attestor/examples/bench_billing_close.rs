@@ -11,9 +11,9 @@
 //! 1. A fresh database (the attestor's migrations), the tenants (plans
 //!    mixed), the events of one month spread over the tenants and the
 //!    month, loaded with set-based inserts (timed, not the benchmark).
-//! 2. Rounds, alternating: the anchor, then rating alone (for every tenant
-//!    the same aggregate statement `billing close` runs, read-only, so it
-//!    can be repeated). Events rated per second and the ratio to the anchor
+//! 2. Rounds, alternating: the anchor, then rating alone (the plan
+//!    histories in one query, then for every tenant the same aggregate
+//!    statement `billing close` runs; read-only, so it can be repeated). Events rated per second and the ratio to the anchor
 //!    per round; medians at the end.
 //! 3. Once: the whole close (closes, rating, drafts, numbered and signed
 //!    finalization, PDFs), its time and events per second, and its ratio to
@@ -24,7 +24,7 @@
 //! record the figures, do not assert them.
 
 use anyhow::Context as _;
-use cloister_attestor::billing::close::{CloseOptions, Closer, rate_close};
+use cloister_attestor::billing::close::{CloseOptions, Closer, rate_close_with};
 use cloister_attestor::billing::config::BillingConfig;
 use cloister_attestor::billing::document::InvoiceDocument;
 use cloister_attestor::billing::pdf;
@@ -170,6 +170,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
         let counted: i64 = rows.iter().map(|r| r.1).sum();
         let t = Instant::now();
         let mut rated = 0i64;
+        let histories = store.billing().plan_histories().await?;
         for tn in &tenants {
             let spec = CloseSpec {
                 tenant_id: tn.id.clone(),
@@ -179,7 +180,8 @@ async fn run(a: Args) -> anyhow::Result<()> {
                 early: false,
             };
             let close = plan_close(&spec, None, watermark, end).map_err(anyhow::Error::msg)?;
-            let draft = rate_close(store.as_ref(), &card, &close).await?;
+            let history = histories.get(&tn.id).map(Vec::as_slice).unwrap_or_default();
+            let draft = rate_close_with(store.as_ref(), &card, &close, history).await?;
             rated += draft.lines.iter().map(|l| l.quantity).sum::<i64>();
         }
         let ours = t.elapsed().as_secs_f64();

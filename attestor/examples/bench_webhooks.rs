@@ -10,9 +10,10 @@
 //! ```
 //!
 //! A round queues the messages (one set-based insert, not timed), runs the
-//! delivery worker's rounds (claim a batch with leases, post it
-//! concurrently, record the attempts and states in one transaction) until
-//! all are delivered, then sends the same number of POSTs as the anchor.
+//! delivery worker as `serve` does (two loops that each claim a batch with
+//! leases, post it concurrently and record the attempts and states in one
+//! transaction) until none is pending, then sends the same number of POSTs
+//! as the anchor.
 //! Medians at the end; every line carries the load average (the machine is
 //! shared). Not a test: record the figures, do not assert them.
 
@@ -186,13 +187,18 @@ async fn run(messages: u64, concurrency: usize, rounds: usize) -> anyhow::Result
         );
         let before = rx.received.load(Ordering::Relaxed);
         let t = Instant::now();
-        let mut sent = 0u64;
-        while sent < messages {
-            let n = worker.round().await.map_err(anyhow::Error::msg)?;
-            anyhow::ensure!(n > 0, "the outbox ran dry after {sent} of {messages}");
-            sent += n as u64;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(worker.run(stop.clone()));
+        loop {
+            let s = store.billing().stats().await?;
+            if s.outbox_pending == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let ours = t.elapsed().as_secs_f64();
+        stop.cancel();
+        running.await?;
         let stats = store.billing().stats().await?;
         anyhow::ensure!(stats.outbox_pending == 0, "left pending: {stats:?}");
         anyhow::ensure!(

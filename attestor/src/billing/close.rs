@@ -113,6 +113,8 @@ impl CloseReport {
     }
 }
 
+type Histories = std::collections::BTreeMap<String, Vec<crate::storage::billing::PlanChange>>;
+
 /// What the closer needs.
 pub struct Closer<'a> {
     pub storage: &'a dyn Storage,
@@ -185,8 +187,9 @@ impl Closer<'_> {
         let total = tenants.len();
         if opts.dry_run {
             let watermark = self.storage.billing().usage_watermark().await?;
+            let histories = self.storage.billing().plan_histories().await?;
             for (i, (t, spec)) in tenants.iter().zip(&specs).enumerate() {
-                let outcome = self.dry_run_one(spec, watermark, now_ms).await;
+                let outcome = self.dry_run_one(spec, watermark, now_ms, &histories).await;
                 report.tenants.push(TenantReport {
                     tenant_id: t.id.clone(),
                     tenant: t.name.clone(),
@@ -197,12 +200,13 @@ impl Closer<'_> {
             return Ok(report);
         }
         let opened = self.storage.billing().open_closes(&specs, now_ms).await?;
+        let histories = self.storage.billing().plan_histories().await?;
         let mut issued = Vec::new();
         for (i, (t, o)) in tenants.iter().zip(opened).enumerate() {
             let outcome = match o {
                 CloseOpened::Refused { reason, .. } => Outcome::Refused { reason },
                 CloseOpened::New(c) | CloseOpened::Existing(c) => {
-                    match self.invoice(&c, now_ms).await {
+                    match self.invoice(&c, now_ms, &histories).await {
                         Ok((o, invoice)) => {
                             issued.extend(invoice);
                             o
@@ -267,7 +271,13 @@ impl Closer<'_> {
         }
     }
 
-    async fn dry_run_one(&self, spec: &CloseSpec, watermark: i64, now_ms: i64) -> Outcome {
+    async fn dry_run_one(
+        &self,
+        spec: &CloseSpec,
+        watermark: i64,
+        now_ms: i64,
+        histories: &Histories,
+    ) -> Outcome {
         let store = self.storage.billing();
         let result = async {
             if let Some(c) = store
@@ -287,7 +297,7 @@ impl Closer<'_> {
                     Ok(c) => c,
                     Err(reason) => return Ok(Outcome::Refused { reason }),
                 };
-            let draft = self.rate(&close).await?;
+            let draft = self.rate(&close, histories).await?;
             Ok::<_, CloseError>(if draft.is_invoiceable() {
                 Outcome::WouldIssue { draft }
             } else {
@@ -300,9 +310,14 @@ impl Closer<'_> {
         })
     }
 
-    /// Rates one close (one aggregate statement).
-    pub async fn rate(&self, close: &CloseRow) -> Result<Draft, CloseError> {
-        rate_close(self.storage, self.card, close).await
+    /// Rates one close (one aggregate statement), with the histories read
+    /// for the run.
+    async fn rate(&self, close: &CloseRow, histories: &Histories) -> Result<Draft, CloseError> {
+        let history = histories
+            .get(&close.tenant_id)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        rate_close_with(self.storage, self.card, close, history).await
     }
 
     /// Brings one close to an issued invoice (or reports why not); the
@@ -311,6 +326,7 @@ impl Closer<'_> {
         &self,
         close: &CloseRow,
         now_ms: i64,
+        histories: &Histories,
     ) -> Result<(Outcome, Option<InvoiceRow>), CloseError> {
         let store = self.storage.billing();
         if let Some(inv) = store.live_invoice(close.id).await?
@@ -318,7 +334,7 @@ impl Closer<'_> {
         {
             return Ok((existing(&inv), None));
         }
-        let draft = self.rate(close).await?;
+        let draft = self.rate(close, histories).await?;
         if !draft.is_invoiceable() {
             return Ok((Outcome::NoInvoice, None));
         }
@@ -387,9 +403,20 @@ pub async fn rate_close(
     card: &PriceCard,
     close: &CloseRow,
 ) -> Result<Draft, CloseError> {
+    let history = storage.billing().plan_history(&close.tenant_id).await?;
+    rate_close_with(storage, card, close, &history).await
+}
+
+/// [`rate_close`] with the tenant's plan history at hand (a close reads
+/// every history in one query).
+pub async fn rate_close_with(
+    storage: &dyn Storage,
+    card: &PriceCard,
+    close: &CloseRow,
+    history: &[crate::storage::billing::PlanChange],
+) -> Result<Draft, CloseError> {
     let store = storage.billing();
-    let history = store.plan_history(&close.tenant_id).await?;
-    let segs = rating::segments(&history);
+    let segs = rating::segments(history);
     let plan = rating::plan_query(close, &segs);
     let rows = store.rate(&plan.query(close)).await?;
     rating::draft(close, &segs, &rows, card).map_err(|e| {

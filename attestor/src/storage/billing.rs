@@ -429,6 +429,10 @@ pub struct BillingStats {
 pub trait BillingStore: Send + Sync {
     /// A tenant's plan history, oldest first.
     async fn plan_history(&self, tenant_id: &str) -> Result<Vec<PlanChange>, BillingStoreError>;
+    /// Every tenant's plan history (one query for a whole close).
+    async fn plan_histories(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<PlanChange>>, BillingStoreError>;
     /// Sets the tenant's plan and records the change at `at_ms` (one transaction).
     async fn change_plan(
         &self,
@@ -823,4 +827,22 @@ pub(crate) fn stats_from<R: BillingRow>(r: &R) -> Result<BillingStats, BillingSt
         outbox_dead: r.i64_("dead")?,
         oldest_pending_ms: r.opt_i64("oldest")?,
     })
+}
+
+/// Groups `(tenant_id, plan, effective_at_ms, recorded_at_ms)` rows, ordered
+/// by tenant and time, into histories.
+pub(crate) fn histories_from<R: BillingRow>(
+    rows: &[R],
+) -> Result<std::collections::BTreeMap<String, Vec<PlanChange>>, BillingStoreError> {
+    let mut out: std::collections::BTreeMap<String, Vec<PlanChange>> = Default::default();
+    for r in rows {
+        out.entry(r.string("tenant_id")?)
+            .or_default()
+            .push(PlanChange {
+                plan: r.string("plan")?,
+                effective_at_ms: r.i64_("effective_at_ms")?,
+                recorded_at_ms: r.i64_("recorded_at_ms")?,
+            });
+    }
+    Ok(out)
 }

@@ -75,6 +75,18 @@ impl BillingStore for SqliteStorage {
             .collect()
     }
 
+    async fn plan_histories(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<PlanChange>>, BillingStoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, plan, effective_at_ms, recorded_at_ms FROM plan_changes \
+             ORDER BY tenant_id, effective_at_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        histories_from(&rows)
+    }
+
     async fn change_plan(
         &self,
         tenant_id: &str,

@@ -436,6 +436,39 @@ async fn closing_twice_is_a_no_op_and_void_then_close_reissues(b: Backend) {
     usage(s.as_ref(), "tn_a", V, 1, "2026-11-03T00:00:00Z").await;
     usage(s.as_ref(), "tn_b", V, 2, "2026-11-03T00:00:00Z").await;
     let config = config_with("");
+    // A dry run shows what would be issued and writes nothing.
+    let card = config.validate().unwrap();
+    let dry = Closer {
+        storage: s.as_ref(),
+        card: &card,
+        config: &config,
+        signer: signer(),
+    }
+    .run(
+        &CloseOptions {
+            period: Period::parse("2026-11").unwrap(),
+            tenant: None,
+            dry_run: true,
+            early: false,
+        },
+        ms("2026-12-02T00:00:00Z"),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert!(dry.dry_run);
+    assert!(
+        matches!(outcome(&dry, "tn_a"), Outcome::WouldIssue { draft } if draft.total_micros == 10_000),
+        "{dry:?}"
+    );
+    assert!(matches!(outcome(&dry, "tn_idle"), Outcome::NoInvoice));
+    assert!(
+        s.billing()
+            .closes("2026-11", None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let first = close_at(
         s.as_ref(),
         &config,

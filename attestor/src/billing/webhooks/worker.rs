@@ -26,6 +26,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// Claim-send-record loops per worker.
+const LOOPS: usize = 2;
+
 /// The worker's settings, from `[billing.webhooks]`.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -115,9 +118,23 @@ impl Worker {
         &self.id
     }
 
-    /// Runs until `shutdown`; the batch in flight then finishes.
+    /// Runs until `shutdown`; the batches in flight then finish. Two loops
+    /// share the work (each claiming up to half of `concurrency`), so one
+    /// batch's transaction overlaps the other's requests; the leases keep
+    /// their batches apart.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(worker = %self.id, "webhook delivery worker started");
+        let me = Arc::new(self);
+        let mut loops = JoinSet::new();
+        for _ in 0..LOOPS {
+            let (me, shutdown) = (me.clone(), shutdown.clone());
+            loops.spawn(async move { me.run_loop(shutdown).await });
+        }
+        while loops.join_next().await.is_some() {}
+        tracing::info!(worker = %me.id, "webhook delivery worker stopped");
+    }
+
+    async fn run_loop(&self, shutdown: CancellationToken) {
         while !shutdown.is_cancelled() {
             match self.round().await {
                 Ok(0) => {
@@ -137,7 +154,6 @@ impl Worker {
                 }
             }
         }
-        tracing::info!(worker = %self.id, "webhook delivery worker stopped");
     }
 
     /// One batch: claim, send, record. Returns how many rows were attempted.
@@ -150,7 +166,7 @@ impl Worker {
                 &self.id,
                 now,
                 self.settings.lease_ms(),
-                u32::try_from(self.settings.concurrency).unwrap_or(u32::MAX),
+                u32::try_from(self.settings.concurrency.div_ceil(LOOPS)).unwrap_or(u32::MAX),
             )
             .await
             .map_err(|e| e.to_string())?;
