@@ -643,6 +643,8 @@ impl BillingStore for SqliteStorage {
         .bind(owner)
         .execute(&mut *tx)
         .await?;
+        // `+state`: keeps SQLite from scanning every pending row through
+        // the state index for each result (rows are found by id).
         let updated = sqlx::query(
             "UPDATE webhook_outbox SET state = j.value ->> '$.state', attempts = j.value ->> '$.attempts', \
                next_attempt_at_ms = j.value ->> '$.next', last_status = j.value ->> '$.status', \
@@ -650,7 +652,7 @@ impl BillingStore for SqliteStorage {
                dead_at_ms = j.value ->> '$.dead', lease_owner = NULL, lease_until_ms = NULL \
              FROM json_each(?1) AS j \
              WHERE webhook_outbox.id = j.value ->> '$.id' AND webhook_outbox.lease_owner = ?2 \
-               AND webhook_outbox.state = 'pending'",
+               AND +webhook_outbox.state = 'pending'",
         )
         .bind(completion_json(results, now_ms))
         .bind(owner)
