@@ -85,7 +85,7 @@ impl Default for WebhooksConfig {
             enabled: true,
             retry_schedule: SVIX_SCHEDULE.iter().map(|s| s.to_string()).collect(),
             timeout_ms: 15_000,
-            concurrency: 64,
+            concurrency: 128,
             poll_interval_ms: 1_000,
             max_retry_after_ms: 24 * 3_600_000,
         }
