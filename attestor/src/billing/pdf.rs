@@ -347,6 +347,66 @@ mod tests {
     use super::*;
 
     #[test]
+    fn long_invoices_span_pages_and_render_the_same_twice() {
+        use crate::billing::document::{DocCustomer, DocLine, DocPeriod, DocSeller};
+        let line = |i: i64| DocLine {
+            kind: LineKind::Late,
+            description: format!(
+                "Late usage: attestation.verify (Pro plan), batch {i} of a long tail"
+            ),
+            plan: "Pro".into(),
+            event: Some("attestation.verify".into()),
+            start: "2026-10-01T00:00:00Z".into(),
+            end: "2026-10-02T00:00:00Z".into(),
+            quantity: i,
+            included_units: 0,
+            billable_quantity: i,
+            unit_price_micros: 5_000,
+            amount_micros: i * 10_000,
+        };
+        let doc = InvoiceDocument {
+            kind: crate::billing::document::DOCUMENT_TYPE.into(),
+            number: "CLO-2026-000009".into(),
+            issued_at: "2026-12-01T09:30:00.250Z".into(),
+            currency: "USD".into(),
+            period: DocPeriod {
+                label: "2026-11".into(),
+                start: "2026-11-01T00:00:00Z".into(),
+                end: "2026-12-01T00:00:00Z".into(),
+                early: false,
+            },
+            seller: DocSeller {
+                name: "Seller – ünïcödé GmbH".into(),
+                address: vec![],
+                email: None,
+                tax_id: Some("DE123".into()),
+            },
+            customer: DocCustomer {
+                tenant_id: "tn_x".into(),
+                name: "x".into(),
+                plan: "Pro".into(),
+            },
+            lines: (1..=150).map(line).collect(),
+            total_micros: 1,
+            rounding: "r".into(),
+        };
+        let json = doc.canonical().unwrap();
+        let a = render(&doc, json.as_bytes()).unwrap();
+        let b = render(&doc, json.as_bytes()).unwrap();
+        assert_eq!(a, b);
+        let one = InvoiceDocument {
+            lines: vec![line(1)],
+            ..doc.clone()
+        };
+        let short = render(&one, one.canonical().unwrap().as_bytes()).unwrap();
+        assert!(a.len() > short.len());
+        assert!(
+            layout(&doc, json.as_bytes()).len() > 300,
+            "several pages of rows"
+        );
+    }
+
+    #[test]
     fn wrapping_keeps_words_and_width() {
         assert_eq!(wrap("a bb ccc", 4), vec!["a bb", "ccc"]);
         assert_eq!(wrap("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
