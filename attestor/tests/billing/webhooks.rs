@@ -487,6 +487,7 @@ async fn undelivered_messages_survive_kill_9_of_the_attestor(b: Backend) {
         "[billing.webhooks]\nretry_schedule = [\"0s\", \"300ms\", \"300ms\", \"300ms\", \"300ms\", \"300ms\", \"300ms\", \"300ms\", \"300ms\", \"300ms\"]\npoll_interval_ms = 50\ntimeout_ms = 1000\n",
     )
     .unwrap();
+    let log = db.dir.path().join("serve.log");
     let serve = || {
         Command::new(bin())
             .args([
@@ -501,8 +502,15 @@ async fn undelivered_messages_survive_kill_9_of_the_attestor(b: Backend) {
             .arg("--config")
             .arg(&cfg)
             .env_remove("CLOISTER_ATTESTOR_CONFIG")
+            .env("CLOISTER_ATTESTOR_LOG_LEVEL", "trace")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap(),
+            )
             .spawn()
             .unwrap()
     };
@@ -529,6 +537,14 @@ async fn undelivered_messages_survive_kill_9_of_the_attestor(b: Backend) {
     assert!(r.attempts >= 3, "{r:?}");
     second.kill().unwrap();
     second.wait().unwrap();
+    // Trace-level logs of both runs: attempts are logged, the secret never.
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("webhook attempt"), "{logs}");
+    let key_b64 = secret.trim_start_matches("whsec_");
+    assert!(
+        !logs.contains(key_b64),
+        "the endpoint secret reached the logs"
+    );
     s.close().await;
 }
 
