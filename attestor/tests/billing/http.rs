@@ -345,6 +345,36 @@ async fn cli_bad_input_is_a_clear_error_and_changes_nothing() {
     let list = run(&st, &["webhooks", "list", "--json"]);
     assert!(!String::from_utf8_lossy(&list.stdout).contains(&secret));
     assert!(!String::from_utf8_lossy(&list.stdout).contains("whsec_"));
+    let listed: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(listed[0]["url"], "https://example.com/hooks");
+    assert_eq!(listed[0]["enabled"], true);
+    // The read-only commands answer JSON on an empty outbox and ledger.
+    for args in [
+        &["webhooks", "failed", "--json"][..],
+        &["webhooks", "log", "--json"][..],
+        &["billing", "invoices", "--json"][..],
+    ] {
+        let out = run(&st, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "[]",
+            "{args:?}"
+        );
+    }
+    let drafts = run(&st, &["billing", "invoices", "--drafts", "--json"]);
+    let drafts: serde_json::Value = serde_json::from_slice(&drafts.stdout).unwrap();
+    assert_eq!(drafts[0]["status"], "draft");
+    let card = run(&st, &["billing", "price-card"]);
+    let card: serde_json::Value = serde_json::from_slice(&card.stdout).unwrap();
+    assert_eq!(
+        card["plans"]["Enterprise"]["events"]["attestation.verify"]["unit_price_micros"],
+        2500
+    );
 }
 
 /// Whatever the umask, the state directory is 0700 and the database files
