@@ -77,6 +77,8 @@ pub struct Config {
     pub policy: crate::evidence::policies::PolicyConfig,
     /// Audit engagements.
     pub audit: crate::evidence::policies::AuditConfig,
+    /// Price card overrides, invoice numbering and seller, webhooks.
+    pub billing: crate::billing::config::BillingConfig,
 }
 
 /// PEM files for the consumer listener.
@@ -174,6 +176,7 @@ impl Default for Config {
             log: Log::default(),
             policy: Default::default(),
             audit: Default::default(),
+            billing: crate::billing::config::BillingConfig::default(),
         }
     }
 }
@@ -473,6 +476,7 @@ impl Config {
                 m.display()
             ));
         }
+        self.billing.validate().map_err(ConfigError::Invalid)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return bad(format!(
                 "log.level {:?} is not a valid filter",

@@ -1,8 +1,9 @@
 //! The attestor: key management, the signing and verification command line,
-//! and the HTTP service (`service`) with its storage and metering, on top of
-//! `cloister-attestor-core`.
+//! the HTTP service (`service`) with its storage and metering, and billing
+//! (`billing`: rating, invoices, webhooks), on top of `cloister-attestor-core`.
 #![forbid(unsafe_code)]
 
+pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod evidence;

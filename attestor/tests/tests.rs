@@ -19,10 +19,14 @@
 //! - `evidence`: audit engagements and auditor keys over HTTP, the policy
 //!   gate and coverage, evidence packs (determinism, GNU tar, tampering,
 //!   securesystemslib), `attestations import`.
+//! - `billing`: rating, golden invoices (JSON + PDF), immutability, gapless
+//!   numbering with concurrent and killed closers, PDFs read by external
+//!   tools, webhooks against a real receiver, entitlements, invoice routes.
 
 mod support;
 
 mod api;
+mod billing;
 mod cli;
 mod crash;
 mod evidence;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod api_keys;
 mod attestations;
 mod audit;
+mod billing;
 mod keygen;
 mod keys;
 mod pack;
@@ -16,6 +17,7 @@ mod sign;
 mod tenants;
 mod usage;
 mod verify;
+mod webhooks;
 
 /// Cloister's attestor: signs SLSA provenance and verifies it.
 #[derive(Debug, Parser)]
@@ -58,6 +60,12 @@ enum Command {
     /// Import provenance signed elsewhere (verified first, all or nothing).
     #[command(subcommand)]
     Attestations(attestations::Command),
+    /// Close billing periods, list, show, void and verify invoices.
+    #[command(subcommand)]
+    Billing(billing::Command),
+    /// Tenants' invoice.created webhook endpoints and deliveries.
+    #[command(subcommand)]
+    Webhooks(webhooks::Command),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -66,6 +74,8 @@ pub fn main() -> ExitCode {
     let (name, result) = match cli.command {
         // verify has its own exit codes (0 passed, 1 failed, 2 usage)
         Command::Verify(args) => return verify::exec(args),
+        // close exits 1 when a tenant failed; verify 0/1/2
+        Command::Billing(cmd) => return billing::exec(cmd),
         Command::Keygen(args) => ("keygen", keygen::run(args)),
         Command::Keys(cmd) => ("keys", keys::run(cmd)),
         Command::Sign(args) => ("sign", sign::run(args)),
@@ -79,6 +89,7 @@ pub fn main() -> ExitCode {
         Command::Policy(cmd) => ("policy", block_on(policy::run(cmd))),
         Command::Audit(cmd) => ("audit", block_on(audit::run(cmd))),
         Command::Attestations(cmd) => ("attestations", block_on(attestations::run(cmd))),
+        Command::Webhooks(cmd) => ("webhooks", block_on(webhooks::run(cmd))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -162,6 +162,9 @@ pub async fn metered(
     status: StatusCode,
     body: Bytes,
 ) -> Result<Response, AppError> {
+    // The plan's entitlements (feature, monthly hard cap) are checked first:
+    // a refused request is not metered.
+    let admitted = super::billing::admit(state, &who.tenant_id, event).await?;
     // The stored copy shares the response's buffer (no copy).
     let (key, stored) = match key.0 {
         Some(k) => (UsageKey::Client(k), body.clone()),
@@ -182,12 +185,13 @@ pub async fn metered(
             body: stored,
         },
     };
-    match state
+    let outcome = state
         .meter
         .commit(write)
         .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?
-    {
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    admitted.settle(outcome == UsageOutcome::Recorded);
+    match outcome {
         UsageOutcome::Recorded => Ok(json_bytes(status, body, false)),
         UsageOutcome::Replay(s) => Ok(json_bytes(
             StatusCode::from_u16(s.status).unwrap_or(StatusCode::OK),

@@ -144,7 +144,12 @@ impl FromRequestParts<AppState> for Authed {
             .lookup(state.storage.as_ref(), key)
             .await?
             .ok_or(AppError::Unauthorized)?;
-        state.limiter.check(&owner.key_id)?;
+        // The key's plan sets its rate limit (billing entitlements).
+        state
+            .billing
+            .entitlements
+            .check_rate(&owner.tenant_id, &owner.key_id, &state.limiter)
+            .await?;
         Ok(Authed {
             tenant_id: owner.tenant_id,
             key_id: owner.key_id,

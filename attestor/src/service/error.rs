@@ -35,10 +35,11 @@ pub enum AppError {
     #[error("{message}")]
     Unauthenticated { code: &'static str, message: String },
     /// 403: a valid key that may not do this (an auditor key outside its
-    /// engagement's endpoints).
+    /// engagement's endpoints, a feature the caller's plan does not include).
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
-    /// 404 of a named thing (an engagement, its pack).
+    /// 404 of a named thing that does not exist for this caller (an
+    /// engagement, its pack, another tenant's invoice).
     #[error("{message}")]
     Missing { code: &'static str, message: String },
     /// 409: the request conflicts with the resource's state (a third note).
@@ -46,6 +47,12 @@ pub enum AppError {
     Conflict { code: &'static str, message: String },
     #[error("no route for this path")]
     NotFound,
+    /// 429 `usage_cap_reached`: the plan's monthly hard cap; not metered.
+    #[error("{message}")]
+    CapReached {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("method not allowed")]
     MethodNotAllowed,
     /// 503: the storage is unreachable; nothing was recorded, retry.
@@ -83,6 +90,7 @@ impl AppError {
             AppError::Missing { .. } => StatusCode::NOT_FOUND,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::CapReached { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -100,6 +108,7 @@ impl AppError {
             | AppError::Forbidden { code, .. }
             | AppError::Missing { code, .. }
             | AppError::Conflict { code, .. } => code,
+            AppError::CapReached { .. } => "usage_cap_reached",
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed => "method_not_allowed",
             AppError::Unavailable(_) => "unavailable",
@@ -138,7 +147,10 @@ impl IntoResponse for AppError {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            AppError::RateLimited { retry_after_secs } => {
+            AppError::RateLimited { retry_after_secs }
+            | AppError::CapReached {
+                retry_after_secs, ..
+            } => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }

@@ -40,6 +40,24 @@ struct BuildLabels {
     storage: &'static str,
 }
 
+// billing (issue 16): labels are fixed words, never tenant ids.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `delivered`, `retry`, `dead`, `gone` (410).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// `usage_cap_reached` or `feature_not_in_plan`.
+    pub reason: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -59,6 +77,13 @@ pub struct Metrics {
     pub commit_duration: Histogram,
     pub commit_batch: Histogram,
     pub evidence: EvidenceMetrics,
+    // billing (issue 16)
+    pub webhook_attempts: Family<OutcomeLabels, Counter>,
+    pub billing_refusals: Family<ReasonLabels, Counter>,
+    pub billing_invoices: Family<StatusLabels, Gauge>,
+    pub webhook_outbox: Family<StatusLabels, Gauge>,
+    pub webhook_outbox_oldest_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub webhook_delivery_ratio: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Metrics {
@@ -107,6 +132,43 @@ impl Metrics {
             "Usage events per group commit",
             commit_batch.clone(),
         );
+        // billing (issue 16)
+        let webhook_attempts = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_attempts",
+            "Webhook delivery attempts by outcome (delivered, retry, dead, gone)",
+            webhook_attempts.clone(),
+        );
+        let billing_refusals = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "billing_refusals",
+            "Requests refused by a plan's entitlements (not metered)",
+            billing_refusals.clone(),
+        );
+        let billing_invoices = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "billing_invoices",
+            "Invoices by status (draft: not issued yet, e.g. a failed finalization)",
+            billing_invoices.clone(),
+        );
+        let webhook_outbox = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "webhook_outbox",
+            "Webhook deliveries by state (pending, delivered, dead)",
+            webhook_outbox.clone(),
+        );
+        let webhook_outbox_oldest_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "webhook_outbox_oldest_pending_seconds",
+            "Age of the oldest pending webhook delivery (0 when none)",
+            webhook_outbox_oldest_seconds.clone(),
+        );
+        let webhook_delivery_ratio = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "webhook_delivery_ratio",
+            "Delivered over finished (delivered + dead) webhook deliveries",
+            webhook_delivery_ratio.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -126,7 +188,60 @@ impl Metrics {
             usage_replayed,
             commit_duration,
             commit_batch,
+            webhook_attempts,
+            billing_refusals,
+            billing_invoices,
+            webhook_outbox,
+            webhook_outbox_oldest_seconds,
+            webhook_delivery_ratio,
         }
+    }
+
+    /// One webhook attempt's outcome.
+    pub fn webhook_attempt(&self, outcome: &'static str) {
+        self.webhook_attempts
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// A request refused by an entitlement.
+    pub fn billing_refusal(&self, reason: &'static str) {
+        self.billing_refusals
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// The billing gauges from storage counts.
+    pub fn billing_stats(&self, s: &crate::storage::billing::BillingStats, now_ms: i64) {
+        for (status, n) in [
+            ("draft", s.invoices_draft),
+            ("finalized", s.invoices_finalized),
+            ("void", s.invoices_void),
+        ] {
+            self.billing_invoices
+                .get_or_create(&StatusLabels { status })
+                .set(n);
+        }
+        for (status, n) in [
+            ("pending", s.outbox_pending),
+            ("delivered", s.outbox_delivered),
+            ("dead", s.outbox_dead),
+        ] {
+            self.webhook_outbox
+                .get_or_create(&StatusLabels { status })
+                .set(n);
+        }
+        let age = s
+            .oldest_pending_ms
+            .map_or(0.0, |t| (now_ms - t).max(0) as f64 / 1000.0);
+        self.webhook_outbox_oldest_seconds.set(age);
+        let finished = s.outbox_delivered + s.outbox_dead;
+        let ratio = if finished == 0 {
+            1.0
+        } else {
+            s.outbox_delivered as f64 / finished as f64
+        };
+        self.webhook_delivery_ratio.set(ratio);
     }
 
     /// Records one finished HTTP request.
@@ -231,6 +346,9 @@ pub const ROUTES: &[&str] = &[
     "/v1/engagements/{id}/attestations",
     "/v1/engagements/{id}/notes",
     "/v1/engagements/{id}/pack",
+    "/v1/invoices",
+    "/v1/invoices/{file}",
+    "/v1/webhooks/replay",
     "/v1/openapi.json",
     "/v1/sign",
     "/healthz",

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 pub mod api;
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod clock;
 pub mod error;
 pub mod metering;
@@ -70,6 +71,7 @@ pub struct App {
     pub limiter: ratelimit::KeyLimiter,
     /// The policy manifest and evidence observations (`audit`).
     pub evidence: audit::EvidenceState,
+    pub billing: Arc<crate::billing::BillingService>,
 }
 
 impl std::fmt::Debug for App {
@@ -109,7 +111,9 @@ impl App {
             window_ms,
             config.metering.max_batch,
         );
+        let billing = Arc::new(billing::service(&config, storage.clone(), clock.clone()));
         let app = App {
+            billing,
             auth_cache: auth::AuthCache::new(Duration::from_millis(config.auth.cache_ttl_ms)),
             limiter: ratelimit::KeyLimiter::new(
                 config.rate_limit.per_second,
@@ -139,6 +143,7 @@ pub fn consumer_router(state: AppState) -> Router {
     Router::new()
         .merge(api::routes())
         .merge(audit::routes())
+        .merge(billing::routes())
         .merge(ops::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -4,7 +4,7 @@
 //! `attestor/tests/golden/openapi.json`, is held by a golden test: a change
 //! to the API shows up as a diff to review.
 
-use super::{api, audit, error, ops};
+use super::{api, audit, billing, error, ops};
 use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -29,6 +29,9 @@ Every /v1 route except /v1/openapi.json needs `Authorization: Bearer KEY`. Error
         audit::attestations,
         audit::add_note,
         audit::pack,
+        billing::invoices,
+        billing::invoice_file,
+        billing::replay,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -41,6 +44,7 @@ Every /v1 route except /v1/openapi.json needs `Authorization: Bearer KEY`. Error
         (name = "attestations", description = "Stored attestations (metered: portal.download)"),
         (name = "usage", description = "Your own metered usage"),
         (name = "audit", description = "An audit engagement, for its auditor's key (clsa_…) only; auditor keys are refused everywhere else but /v1/verify"),
+        (name = "billing", description = "Your invoices (signed JSON, PDF: metered as portal.download) and webhook replay"),
         (name = "operations", description = "Health, readiness, metrics")
     )
 )]

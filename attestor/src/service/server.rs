@@ -11,7 +11,6 @@ use crate::keyring::{Keyring, KeyringError};
 use crate::storage::{self, StorageError};
 use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +50,8 @@ pub enum ServeError {
     Join(String),
     #[error("policy manifest: {0}")]
     Policy(String),
+    #[error("billing config: {0}")]
+    Billing(String),
 }
 
 /// A running server.
@@ -154,6 +155,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Ser
     })?;
     let unix = bind_socket(&sign_path, sign_group)?;
 
+    config
+        .billing
+        .validate()
+        .map_err(|e| ServeError::Billing(e.to_string()))?;
     let (app, meter_task) = App::new(config, storage, keyring, clock);
     let state = AppState(app.clone());
     app.evidence.set_configured(policy_manifest);
@@ -192,6 +197,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Ser
             .await
     }));
     super::audit::spawn_refresher(state.clone(), Duration::from_secs(30), shutdown.clone());
+    servers.extend(super::billing::spawn_worker(&state, shutdown.clone()));
+    super::billing::spawn_gauges(state.clone(), shutdown.clone());
     spawn_maintenance(state, shutdown.clone());
 
     Ok(Running {
@@ -205,16 +212,13 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Ser
     })
 }
 
+/// The state dir is 0700 whatever the umask, also when an earlier run left
+/// it looser (`storage::files`).
 fn create_state_dir(dir: &Path) -> Result<(), ServeError> {
-    let err = |source| ServeError::StateDir {
+    crate::storage::files::secure_state_dir(dir).map_err(|e| ServeError::StateDir {
         path: dir.to_owned(),
-        source,
-    };
-    if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).map_err(err)?;
-    }
-    Ok(())
+        source: std::io::Error::other(e.to_string()),
+    })
 }
 
 fn resolve_group(name: &str) -> Result<u32, ServeError> {

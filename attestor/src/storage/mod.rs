@@ -20,8 +20,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub mod billing;
+mod billing_postgres;
+mod billing_sqlite;
 pub mod evidence;
 mod evidence_sql;
+pub mod files;
 pub mod postgres;
 pub mod sqlite;
 
@@ -63,6 +67,9 @@ pub enum Plan {
 }
 
 impl Plan {
+    /// Every plan, `Auditor` included (clap's value list skips it).
+    pub const ALL: [Plan; 4] = [Plan::Starter, Plan::Pro, Plan::Enterprise, Plan::Auditor];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Plan::Starter => "Starter",
@@ -273,6 +280,9 @@ pub trait Storage: evidence::EvidenceStore + Send + Sync + 'static {
     /// Deletes idempotency records older than `before_ms` (their results are
     /// no longer replayed anyway); the usage events stay.
     async fn purge_idempotency(&self, before_ms: i64) -> Result<u64, StorageError>;
+
+    /// The billing tables (plan history, closes, invoices, webhooks).
+    fn billing(&self) -> &dyn billing::BillingStore;
 }
 
 /// Opens (creating if needed) and migrates the storage named by `url`.

@@ -83,6 +83,10 @@ impl Storage for PgStorage {
         "postgres"
     }
 
+    fn billing(&self) -> &dyn super::billing::BillingStore {
+        self
+    }
+
     async fn ping(&self) -> Result<(), StorageError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -387,9 +391,17 @@ impl Storage for PgStorage {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<UsageCounts, StorageError> {
+        // See the SQLite backend: a loose index scan over the tenant's
+        // event kinds, then one range sum per kind.
         let rows = sqlx::query(
-            "SELECT event, SUM(units)::BIGINT AS n FROM usage_events \
-             WHERE tenant_id = $1 AND occurred_at_ms >= $2 AND occurred_at_ms < $3 GROUP BY event",
+            "WITH RECURSIVE kinds(ev) AS ( \
+               SELECT (SELECT min(event) FROM usage_events WHERE tenant_id = $1) \
+               UNION ALL \
+               SELECT (SELECT min(event) FROM usage_events WHERE tenant_id = $1 AND event > kinds.ev) \
+                 FROM kinds WHERE kinds.ev IS NOT NULL) \
+             SELECT k.ev AS event, (SELECT SUM(units)::BIGINT FROM usage_events \
+                WHERE tenant_id = $1 AND event = k.ev AND occurred_at_ms >= $2 AND occurred_at_ms < $3) AS n \
+               FROM kinds AS k WHERE k.ev IS NOT NULL",
         )
         .bind(tenant_id)
         .bind(from_ms)
@@ -398,7 +410,9 @@ impl Storage for PgStorage {
         .await?;
         let mut out = UsageCounts::new();
         for r in rows {
-            out.insert(r.try_get("event")?, r.try_get("n")?);
+            if let Some(n) = r.try_get::<Option<i64>, _>("n")? {
+                out.insert(r.try_get("event")?, n);
+            }
         }
         Ok(out)
     }

@@ -64,14 +64,18 @@ impl SqliteStorage {
         let opts =
             SqliteConnectOptions::from_str(url).map_err(|e| StorageError::Url(e.to_string()))?;
         let path = opts.get_filename().to_owned();
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+        // A directory made here is 0700 and the database files 0600,
+        // whatever the umask (they hold webhook secrets): `files`.
+        if let Some(dir) = path.parent() {
+            super::files::create_private_dir(dir).map_err(|e| StorageError::CreateDir {
                 path: dir.to_owned(),
-                source,
+                source: std::io::Error::other(e.to_string()),
             })?;
         }
+        super::files::secure_db_file(&path).map_err(|e| StorageError::CreateDir {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
         let opts = opts
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -133,6 +137,10 @@ impl SqliteStorage {
 impl Storage for SqliteStorage {
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn billing(&self) -> &dyn super::billing::BillingStore {
+        self
     }
 
     async fn ping(&self) -> Result<(), StorageError> {
@@ -416,9 +424,18 @@ impl Storage for SqliteStorage {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<UsageCounts, StorageError> {
+        // The one index on a tenant's events is ordered by event first
+        // (`usage_events_rating`, schema 0002): the tenant's event kinds by
+        // a loose index scan, then one range sum per kind.
         let rows = sqlx::query(
-            "SELECT event, SUM(units) AS n FROM usage_events \
-             WHERE tenant_id = ? AND occurred_at_ms >= ? AND occurred_at_ms < ? GROUP BY event",
+            "WITH RECURSIVE kinds(ev) AS ( \
+               SELECT (SELECT min(event) FROM usage_events WHERE tenant_id = ?1) \
+               UNION ALL \
+               SELECT (SELECT min(event) FROM usage_events WHERE tenant_id = ?1 AND event > kinds.ev) \
+                 FROM kinds WHERE kinds.ev IS NOT NULL) \
+             SELECT k.ev AS event, (SELECT SUM(units) FROM usage_events \
+                WHERE tenant_id = ?1 AND event = k.ev AND occurred_at_ms >= ?2 AND occurred_at_ms < ?3) AS n \
+               FROM kinds AS k WHERE k.ev IS NOT NULL",
         )
         .bind(tenant_id)
         .bind(from_ms)
@@ -427,7 +444,9 @@ impl Storage for SqliteStorage {
         .await?;
         let mut out = UsageCounts::new();
         for r in rows {
-            out.insert(r.try_get("event")?, r.try_get("n")?);
+            if let Some(n) = r.try_get::<Option<i64>, _>("n")? {
+                out.insert(r.try_get("event")?, n);
+            }
         }
         Ok(out)
     }

@@ -249,11 +249,14 @@ async fn metrics_expose_routes_and_no_tenant_ids(b: Backend) {
         "/v1/engagements/e",
         "/v1/engagements/e/attestations",
         "/v1/engagements/e/pack",
+        "/v1/invoices",
+        "/v1/invoices/CLO-2026-000001",
     ] {
         s.get(path, Some(&key)).await;
     }
     s.post("/v1/verify", &[], "{}").await;
     s.post("/v1/engagements/e/notes", &[], "{}").await;
+    s.post("/v1/webhooks/replay", &[], "{}").await;
     let m = String::from_utf8(s.get("/metrics", None).await.body.to_vec()).unwrap();
     // Every route the router serves has its own label (the label list is complete).
     for route in cloister_attestor::service::metrics::ROUTES {

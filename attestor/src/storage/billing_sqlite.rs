@@ -1,0 +1,757 @@
+//! [`BillingStore`] on SQLite. Every write transaction is `BEGIN
+//! IMMEDIATE`: SQLite's one write lock orders closes, finalizations and
+//! usage batches, which is what makes a close's watermark exact and the
+//! counter's numbers gapless without further locking.
+
+use super::billing::*;
+use super::sqlite::SqliteStorage;
+use super::{StorageError, tenant_from};
+use async_trait::async_trait;
+
+/// The rating statement (see `RatedPart`): ?1 tenant, ?2 ranges JSON, ?3
+/// segments JSON, ?4 previous watermark, ?5 watermark. `kinds` is a loose
+/// index scan over the tenant's event names; each range sum is one range
+/// of `usage_events_rating`.
+const RATE_SQL: &str = "\
+WITH RECURSIVE
+kinds(ev) AS (
+    SELECT (SELECT min(event) FROM usage_events WHERE tenant_id = ?1)
+    UNION ALL
+    SELECT (SELECT min(event) FROM usage_events WHERE tenant_id = ?1 AND event > kinds.ev)
+      FROM kinds WHERE kinds.ev IS NOT NULL
+),
+ranges(tag, a, b) AS (
+    SELECT j.value ->> '$.tag', j.value ->> '$.a', j.value ->> '$.b' FROM json_each(?2) AS j
+),
+segs(tag, a, b) AS (
+    SELECT j.value ->> '$.tag', j.value ->> '$.a', j.value ->> '$.b' FROM json_each(?3) AS j
+)
+SELECT 'r' AS part, r.tag AS tag, k.ev AS event,
+       (SELECT sum(u.units) FROM usage_events AS u INDEXED BY usage_events_rating
+         WHERE u.tenant_id = ?1 AND u.event = k.ev
+           AND u.occurred_at_ms >= r.a AND u.occurred_at_ms < r.b) AS units,
+       0 AS events,
+       (SELECT min(u.occurred_at_ms) FROM usage_events AS u INDEXED BY usage_events_rating
+         WHERE u.tenant_id = ?1 AND u.event = k.ev
+           AND u.occurred_at_ms >= r.a AND u.occurred_at_ms < r.b) AS first_ms,
+       (SELECT max(u.occurred_at_ms) FROM usage_events AS u INDEXED BY usage_events_rating
+         WHERE u.tenant_id = ?1 AND u.event = k.ev
+           AND u.occurred_at_ms >= r.a AND u.occurred_at_ms < r.b) AS last_ms
+  FROM kinds AS k, ranges AS r
+ WHERE k.ev IS NOT NULL
+UNION ALL
+SELECT 'l', s.tag, e.event, sum(e.units), count(*), min(e.occurred_at_ms), max(e.occurred_at_ms)
+  FROM usage_late AS l
+  JOIN usage_events AS e ON e.id = l.event_id
+  JOIN segs AS s ON e.occurred_at_ms >= s.a AND e.occurred_at_ms < s.b
+ WHERE l.tenant_id = ?1 AND l.event_id > ?4 AND l.event_id <= ?5
+ GROUP BY s.tag, e.event
+UNION ALL
+SELECT 'a', r.tag, e.event, sum(e.units), count(*), min(e.occurred_at_ms), max(e.occurred_at_ms)
+  FROM usage_late AS l
+  JOIN usage_events AS e ON e.id = l.event_id
+  JOIN ranges AS r ON e.occurred_at_ms >= r.a AND e.occurred_at_ms < r.b
+ WHERE l.tenant_id = ?1 AND l.event_id > ?5
+ GROUP BY r.tag, e.event";
+
+#[async_trait]
+impl BillingStore for SqliteStorage {
+    async fn plan_history(&self, tenant_id: &str) -> Result<Vec<PlanChange>, BillingStoreError> {
+        let rows = sqlx::query(
+            "SELECT plan, effective_at_ms, recorded_at_ms FROM plan_changes \
+             WHERE tenant_id = ? ORDER BY effective_at_ms, id",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PlanChange {
+                    plan: r.string("plan")?,
+                    effective_at_ms: r.i64_("effective_at_ms")?,
+                    recorded_at_ms: r.i64_("recorded_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn plan_histories(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<PlanChange>>, BillingStoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id, plan, effective_at_ms, recorded_at_ms FROM plan_changes \
+             ORDER BY tenant_id, effective_at_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        histories_from(&rows)
+    }
+
+    async fn change_plan(
+        &self,
+        tenant_id: &str,
+        plan: &str,
+        at_ms: i64,
+    ) -> Result<(), BillingStoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT max(effective_at_ms) FROM plan_changes WHERE tenant_id = ?")
+                .bind(tenant_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if last.is_some_and(|l| l > at_ms) {
+            return Err(BillingStoreError::Refused(
+                "a plan change cannot take effect before the tenant's last one".into(),
+            ));
+        }
+        let done = sqlx::query("UPDATE tenants SET plan = ? WHERE id = ?")
+            .bind(plan)
+            .bind(tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(BillingStoreError::NotFound(format!("tenant {tenant_id:?}")));
+        }
+        sqlx::query(
+            "INSERT INTO plan_changes (tenant_id, plan, effective_at_ms, recorded_at_ms) \
+             VALUES (?, ?, ?, ?)",
+        )
+        .bind(tenant_id)
+        .bind(plan)
+        .bind(at_ms)
+        .bind(at_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn usage_watermark(&self) -> Result<i64, BillingStoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM usage_events")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn open_closes(
+        &self,
+        specs: &[CloseSpec],
+        at_ms: i64,
+    ) -> Result<Vec<CloseOpened>, BillingStoreError> {
+        // The write lock excludes usage batches: every event with an id at
+        // or below the watermark has committed, every later one will see
+        // these closes (the late-marking trigger).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let watermark: i64 = sqlx::query_scalar("SELECT COALESCE(max(id), 0) FROM usage_events")
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut out = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let existing = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {CLOSE_COLUMNS} FROM billing_closes WHERE tenant_id = ? AND period = ?"
+            )))
+            .bind(&spec.tenant_id)
+            .bind(&spec.period)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(r) = existing {
+                out.push(CloseOpened::Existing(close_from(&r)?));
+                continue;
+            }
+            let last = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {CLOSE_COLUMNS} FROM billing_closes WHERE tenant_id = ? \
+                 ORDER BY end_ms DESC, id DESC LIMIT 1"
+            )))
+            .bind(&spec.tenant_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| close_from(&r))
+            .transpose()?;
+            let mut row = match plan_close(spec, last.as_ref(), watermark, at_ms) {
+                Ok(row) => row,
+                Err(reason) => {
+                    out.push(CloseOpened::Refused {
+                        tenant_id: spec.tenant_id.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+            };
+            row.id = sqlx::query_scalar(
+                "INSERT INTO billing_closes (tenant_id, period, start_ms, end_ms, prev_end_ms, \
+                 prev_watermark, watermark, early, closed_at_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(&row.tenant_id)
+            .bind(&row.period)
+            .bind(row.start_ms)
+            .bind(row.end_ms)
+            .bind(row.prev_end_ms)
+            .bind(row.prev_watermark)
+            .bind(row.watermark)
+            .bind(i64::from(row.early))
+            .bind(row.closed_at_ms)
+            .fetch_one(&mut *tx)
+            .await?;
+            out.push(CloseOpened::New(row));
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn closes(
+        &self,
+        period: &str,
+        tenant_id: Option<&str>,
+    ) -> Result<Vec<CloseRow>, BillingStoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CLOSE_COLUMNS} FROM billing_closes \
+             WHERE period = ?1 AND (?2 IS NULL OR tenant_id = ?2) ORDER BY tenant_id"
+        )))
+        .bind(period)
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(close_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn last_close(&self, tenant_id: &str) -> Result<Option<CloseRow>, BillingStoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CLOSE_COLUMNS} FROM billing_closes WHERE tenant_id = ? \
+             ORDER BY end_ms DESC, id DESC LIMIT 1"
+        )))
+        .bind(tenant_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(close_from).transpose()?)
+    }
+
+    async fn rate(&self, q: &RatingQuery<'_>) -> Result<Vec<RatedRow>, BillingStoreError> {
+        let rows = sqlx::query(RATE_SQL)
+            .bind(q.tenant_id)
+            .bind(ranges_json(q.ranges))
+            .bind(ranges_json(q.segments))
+            .bind(q.prev_watermark)
+            .bind(q.watermark)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(row) = rated_from(r)? {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn upsert_draft(&self, d: &NewDraft) -> Result<DraftOutcome, BillingStoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let id: Option<String> = sqlx::query_scalar(
+            "INSERT INTO invoices (id, tenant_id, close_id, period, status, draft, total_micros, created_at_ms) \
+             VALUES (?, ?, ?, ?, 'draft', ?, ?, ?) \
+             ON CONFLICT (close_id) WHERE status <> 'void' DO UPDATE SET \
+               draft = excluded.draft, total_micros = excluded.total_micros \
+             WHERE invoices.status = 'draft' \
+             RETURNING id",
+        )
+        .bind(&d.id)
+        .bind(&d.tenant_id)
+        .bind(d.close_id)
+        .bind(&d.period)
+        .bind(&d.draft)
+        .bind(d.total_micros)
+        .bind(d.created_at_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let out = match id {
+            Some(id) => DraftOutcome::Draft(id),
+            None => {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {INVOICE_COLUMNS} FROM invoices WHERE close_id = ? AND status <> 'void'"
+                )))
+                .bind(d.close_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                DraftOutcome::Issued(Box::new(invoice_from(&row)?))
+            }
+        };
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn finalize(
+        &self,
+        invoice_id: &str,
+        series: &str,
+        at_ms: i64,
+        build: &BuildDocs<'_>,
+    ) -> Result<FinalizeOutcome, BillingStoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = ?"
+        )))
+        .bind(invoice_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| BillingStoreError::NotFound(format!("invoice {invoice_id:?}")))?;
+        let invoice = invoice_from(&row)?;
+        if invoice.status != InvoiceStatus::Draft {
+            return Ok(FinalizeOutcome::AlreadyIssued(invoice));
+        }
+        let tenant = sqlx::query("SELECT id, name, plan, created_at_ms FROM tenants WHERE id = ?")
+            .bind(&invoice.tenant_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let tenant = tenant_from(&tenant)?;
+        sqlx::query(
+            "INSERT INTO invoice_counters (series, last_value) VALUES (?, 0) ON CONFLICT DO NOTHING",
+        )
+        .bind(series)
+        .execute(&mut *tx)
+        .await?;
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE invoice_counters SET last_value = last_value + 1 WHERE series = ? RETURNING last_value",
+        )
+        .bind(series)
+        .fetch_one(&mut *tx)
+        .await?;
+        let number = format!("{series}{seq:06}");
+        let endpoints: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM webhook_endpoints WHERE tenant_id = ? AND enabled = 1",
+        )
+        .bind(&invoice.tenant_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let docs = build(&FinalizeInput {
+            number: &number,
+            finalized_at_ms: at_ms,
+            tenant: &tenant,
+            invoice: &invoice,
+            endpoints: usize::try_from(endpoints).unwrap_or(0),
+        })
+        .map_err(BillingStoreError::Build)?;
+        let done = sqlx::query(
+            "UPDATE invoices SET status = 'finalized', series = ?, seq = ?, number = ?, \
+             finalized_at_ms = ?, document = ?, sha256 = ?, envelope = ? \
+             WHERE id = ? AND status = 'draft'",
+        )
+        .bind(series)
+        .bind(seq)
+        .bind(&number)
+        .bind(at_ms)
+        .bind(&docs.document)
+        .bind(&docs.sha256)
+        .bind(&docs.envelope)
+        .bind(invoice_id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StorageError::Corrupt(format!(
+                "invoice {invoice_id} changed under its lock"
+            ))
+            .into());
+        }
+        let mut deliveries = 0;
+        if let Some(m) = &docs.message {
+            sqlx::query(
+                "INSERT INTO webhook_messages (id, tenant_id, event_type, payload, created_at_ms) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&m.id)
+            .bind(&invoice.tenant_id)
+            .bind(&m.event_type)
+            .bind(&m.payload)
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await?;
+            deliveries = sqlx::query(
+                "INSERT INTO webhook_outbox (message_id, endpoint_id, tenant_id, state, attempts, \
+                 next_attempt_at_ms, created_at_ms) \
+                 SELECT ?1, id, tenant_id, 'pending', 0, ?4, ?2 FROM webhook_endpoints \
+                 WHERE tenant_id = ?3 AND enabled = 1 ORDER BY id",
+            )
+            .bind(&m.id)
+            .bind(at_ms)
+            .bind(&invoice.tenant_id)
+            .bind(m.first_attempt_at_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = ?"
+        )))
+        .bind(invoice_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let invoice = invoice_from(&row)?;
+        tx.commit().await?;
+        Ok(FinalizeOutcome::Finalized {
+            invoice,
+            deliveries,
+        })
+    }
+
+    async fn void_invoice(
+        &self,
+        number: &str,
+        reason: &str,
+        at_ms: i64,
+    ) -> Result<InvoiceRow, BillingStoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INVOICE_COLUMNS} FROM invoices WHERE number = ?1 OR id = ?1"
+        )))
+        .bind(number)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| BillingStoreError::NotFound(format!("invoice {number:?}")))?;
+        let invoice = invoice_from(&row)?;
+        check_voidable(&invoice, number)?;
+        sqlx::query(
+            "UPDATE invoices SET status = 'void', voided_at_ms = ?, void_reason = ? WHERE id = ?",
+        )
+        .bind(at_ms)
+        .bind(reason)
+        .bind(&invoice.id)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = ?"
+        )))
+        .bind(&invoice.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(invoice_from(&row)?)
+    }
+
+    async fn invoices(&self, f: &InvoiceFilter<'_>) -> Result<Vec<InvoiceRow>, BillingStoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INVOICE_COLUMNS} FROM invoices \
+             WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR period = ?2) \
+               AND (?3 OR status <> 'draft') \
+             ORDER BY number IS NULL, number, created_at_ms, id"
+        )))
+        .bind(f.tenant_id)
+        .bind(f.period)
+        .bind(f.include_drafts)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(invoice_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn invoice_by_number(
+        &self,
+        number: &str,
+    ) -> Result<Option<InvoiceRow>, BillingStoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INVOICE_COLUMNS} FROM invoices WHERE number = ?"
+        )))
+        .bind(number)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(invoice_from).transpose()?)
+    }
+
+    async fn live_invoice(&self, close_id: i64) -> Result<Option<InvoiceRow>, BillingStoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {INVOICE_COLUMNS} FROM invoices WHERE close_id = ? AND status <> 'void'"
+        )))
+        .bind(close_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(invoice_from).transpose()?)
+    }
+
+    async fn store_pdf(
+        &self,
+        invoice_id: &str,
+        pdf: &[u8],
+        sha256: &str,
+    ) -> Result<(), BillingStoreError> {
+        sqlx::query(
+            "INSERT INTO invoice_pdfs (invoice_id, pdf, sha256) VALUES (?, ?, ?) \
+             ON CONFLICT (invoice_id) DO NOTHING",
+        )
+        .bind(invoice_id)
+        .bind(pdf)
+        .bind(sha256)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn pdf(&self, invoice_id: &str) -> Result<Option<Vec<u8>>, BillingStoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT pdf FROM invoice_pdfs WHERE invoice_id = ?")
+                .bind(invoice_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn add_endpoint(&self, e: &EndpointRow) -> Result<(), BillingStoreError> {
+        sqlx::query(
+            "INSERT INTO webhook_endpoints (id, tenant_id, url, secret, enabled, disabled_reason, \
+             created_at_ms, updated_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&e.id)
+        .bind(&e.tenant_id)
+        .bind(&e.url)
+        .bind(&e.secret)
+        .bind(i64::from(e.enabled))
+        .bind(&e.disabled_reason)
+        .bind(e.created_at_ms)
+        .bind(e.updated_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn endpoints(
+        &self,
+        tenant_id: Option<&str>,
+    ) -> Result<Vec<EndpointRow>, BillingStoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints \
+             WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY tenant_id, created_at_ms, id"
+        )))
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(endpoint_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn set_endpoint_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        reason: Option<&str>,
+        at_ms: i64,
+    ) -> Result<EndpointRow, BillingStoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done = sqlx::query(
+            "UPDATE webhook_endpoints SET enabled = ?, disabled_reason = ?, updated_at_ms = ? WHERE id = ?",
+        )
+        .bind(i64::from(enabled))
+        .bind(if enabled { None } else { reason })
+        .bind(at_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(BillingStoreError::NotFound(format!(
+                "webhook endpoint {id:?}"
+            )));
+        }
+        if !enabled {
+            sqlx::query(
+                "UPDATE webhook_outbox SET state = 'dead', dead_at_ms = ?1, lease_owner = NULL, \
+                 lease_until_ms = NULL, last_error = ?2 WHERE endpoint_id = ?3 AND state = 'pending'",
+            )
+            .bind(at_ms)
+            .bind(format!(
+                "endpoint disabled: {}",
+                reason.unwrap_or("by the operator")
+            ))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(endpoint_from(&row)?)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Claimed>, BillingStoreError> {
+        // An idle poll reads only: the write lock (which usage batches
+        // need too) is taken when something is due.
+        let due: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM webhook_outbox WHERE state = 'pending' AND next_attempt_at_ms <= ?1 \
+               AND (lease_until_ms IS NULL OR lease_until_ms <= ?1) LIMIT 1",
+        )
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "UPDATE webhook_outbox SET lease_owner = ?1, lease_until_ms = ?2 + ?3 \
+             WHERE id IN (SELECT o.id FROM webhook_outbox AS o \
+                 JOIN webhook_endpoints AS e ON e.id = o.endpoint_id \
+                WHERE o.state = 'pending' AND o.next_attempt_at_ms <= ?2 \
+                  AND (o.lease_until_ms IS NULL OR o.lease_until_ms <= ?2) AND e.enabled = 1 \
+                ORDER BY o.next_attempt_at_ms, o.id LIMIT ?4) \
+             RETURNING id",
+        )
+        .bind(owner)
+        .bind(now_ms)
+        .bind(lease_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        if ids.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT o.id, o.message_id, o.endpoint_id, o.tenant_id, e.url, e.secret, m.payload, o.attempts \
+               FROM webhook_outbox AS o \
+               JOIN webhook_messages AS m ON m.id = o.message_id \
+               JOIN webhook_endpoints AS e ON e.id = o.endpoint_id \
+              WHERE o.id IN (SELECT value FROM json_each(?1)) ORDER BY o.next_attempt_at_ms, o.id",
+        )
+        .bind(serde_json::to_string(&ids).map_err(|e| StorageError::Corrupt(e.to_string()))?)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rows.iter().map(claimed_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn complete_deliveries(
+        &self,
+        owner: &str,
+        results: &[AttemptResult],
+        now_ms: i64,
+    ) -> Result<u64, BillingStoreError> {
+        if results.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (outbox_id, attempt, attempted_at_ms, duration_ms, \
+             status_code, error, worker) \
+             SELECT j.value ->> '$.o', j.value ->> '$.n', j.value ->> '$.at', j.value ->> '$.d', \
+                    j.value ->> '$.s', j.value ->> '$.e', ?2 FROM json_each(?1) AS j",
+        )
+        .bind(attempts_json(results))
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        // `+state`: keeps SQLite from scanning every pending row through
+        // the state index for each result (rows are found by id).
+        let updated = sqlx::query(
+            "UPDATE webhook_outbox SET state = j.value ->> '$.state', attempts = j.value ->> '$.attempts', \
+               next_attempt_at_ms = j.value ->> '$.next', last_status = j.value ->> '$.status', \
+               last_error = j.value ->> '$.error', delivered_at_ms = j.value ->> '$.delivered', \
+               dead_at_ms = j.value ->> '$.dead', lease_owner = NULL, lease_until_ms = NULL \
+             FROM json_each(?1) AS j \
+             WHERE webhook_outbox.id = j.value ->> '$.id' AND webhook_outbox.lease_owner = ?2 \
+               AND +webhook_outbox.state = 'pending'",
+        )
+        .bind(completion_json(results, now_ms))
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        for r in results.iter().filter(|r| r.next == Next::DisableEndpoint) {
+            sqlx::query(
+                "UPDATE webhook_endpoints SET enabled = 0, disabled_reason = ?1, updated_at_ms = ?2 \
+                 WHERE id = ?3",
+            )
+            .bind("the receiver answered 410 Gone")
+            .bind(now_ms)
+            .bind(&r.endpoint_id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE webhook_outbox SET state = 'dead', dead_at_ms = ?1, lease_owner = NULL, \
+                 lease_until_ms = NULL, last_error = 'endpoint disabled: the receiver answered 410 Gone' \
+                 WHERE endpoint_id = ?2 AND state = 'pending'",
+            )
+            .bind(now_ms)
+            .bind(&r.endpoint_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    async fn outbox(&self, f: &OutboxFilter<'_>) -> Result<Vec<OutboxRow>, BillingStoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{OUTBOX_SELECT} WHERE (?1 IS NULL OR o.tenant_id = ?1) AND (?2 IS NULL OR o.state = ?2) \
+               AND (?3 IS NULL OR o.created_at_ms >= ?3) \
+             ORDER BY o.created_at_ms, o.id LIMIT ?4"
+        )))
+        .bind(f.tenant_id)
+        .bind(f.state)
+        .bind(f.since_ms)
+        .bind(i64::from(f.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(outbox_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn replay_dead(
+        &self,
+        tenant_id: Option<&str>,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> Result<u64, BillingStoreError> {
+        let done = sqlx::query(
+            "UPDATE webhook_outbox SET state = 'pending', attempts = 0, next_attempt_at_ms = ?3, \
+               dead_at_ms = NULL, lease_owner = NULL, lease_until_ms = NULL \
+             WHERE state = 'dead' AND created_at_ms >= ?2 AND (?1 IS NULL OR tenant_id = ?1) \
+               AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE enabled = 1)",
+        )
+        .bind(tenant_id)
+        .bind(since_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn delivery_log(
+        &self,
+        tenant_id: Option<&str>,
+        message_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeliveryLogRow>, BillingStoreError> {
+        let rows = sqlx::query(
+            "SELECT d.outbox_id, o.message_id, o.endpoint_id, d.attempt, d.attempted_at_ms, \
+                    d.duration_ms, d.status_code, d.error, d.worker \
+               FROM webhook_deliveries AS d JOIN webhook_outbox AS o ON o.id = d.outbox_id \
+              WHERE (?1 IS NULL OR o.tenant_id = ?1) AND (?2 IS NULL OR o.message_id = ?2) \
+              ORDER BY d.id DESC LIMIT ?3",
+        )
+        .bind(tenant_id)
+        .bind(message_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(log_from).collect::<Result<_, _>>()?)
+    }
+
+    async fn stats(&self) -> Result<BillingStats, BillingStoreError> {
+        let row = sqlx::query(
+            "SELECT \
+               (SELECT count(*) FROM invoices WHERE status = 'draft') AS draft, \
+               (SELECT count(*) FROM invoices WHERE status = 'finalized') AS finalized, \
+               (SELECT count(*) FROM invoices WHERE status = 'void') AS void, \
+               (SELECT count(*) FROM webhook_outbox WHERE state = 'pending') AS pending, \
+               (SELECT count(*) FROM webhook_outbox WHERE state = 'delivered') AS delivered, \
+               (SELECT count(*) FROM webhook_outbox WHERE state = 'dead') AS dead, \
+               (SELECT min(created_at_ms) FROM webhook_outbox WHERE state = 'pending') AS oldest",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        stats_from(&row)
+    }
+}
