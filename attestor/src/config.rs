@@ -73,6 +73,8 @@ pub struct Config {
     pub auth: Auth,
     pub verify: Verify,
     pub log: Log,
+    /// The trust portal (`/portal/`).
+    pub portal: crate::portal::PortalConfig,
 }
 
 /// PEM files for the consumer listener.
@@ -168,6 +170,7 @@ impl Default for Config {
             auth: Auth::default(),
             verify: Verify::default(),
             log: Log::default(),
+            portal: crate::portal::PortalConfig::default(),
         }
     }
 }
@@ -451,6 +454,7 @@ impl Config {
                 }
             }
         }
+        self.portal.validate().map_err(ConfigError::Invalid)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return bad(format!(
                 "log.level {:?} is not a valid filter",

@@ -6,5 +6,6 @@
 pub mod cli;
 pub mod config;
 pub mod keyring;
+pub mod portal;
 pub mod service;
 pub mod storage;

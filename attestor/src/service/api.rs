@@ -310,9 +310,18 @@ pub async fn verify(
     key: IdempotencyKey,
     LimitedBody(raw): LimitedBody,
 ) -> Result<Response, AppError> {
+    let out = verify_json(&state, &raw).await?;
+    let hash = request_hash(&[b"POST /v1/verify", &raw]);
+    metered(&state, &who, EVENT_VERIFY, key, hash, StatusCode::OK, out).await
+}
+
+/// The verdict of a `POST /v1/verify` body, as the response's JSON (before
+/// metering). The portal's Verify page calls this too, then meters the same
+/// way (`metered`, `attestation.verify`, the same request hash).
+pub async fn verify_json(state: &AppState, raw: &[u8]) -> Result<Bytes, AppError> {
     // One pass over the body: the fields, and the provenance as a borrowed
     // slice of exactly the bytes sent (the core parses it strictly, once).
-    let (req, provenance, include) = parse_json::<VerifyBody<'_>>(&raw)?.split();
+    let (req, provenance, include) = parse_json::<VerifyBody<'_>>(raw)?.split();
     if let Err(reason) = check_request(&req) {
         return Err(AppError::unprocessable("invalid_request", reason.message));
     }
@@ -360,10 +369,10 @@ pub async fn verify(
         Some(v) => {
             let outcome = if v.verified { "verified" } else { "failed" };
             if v.verified {
-                count_outcome(&state, outcome, "none");
+                count_outcome(state, outcome, "none");
             }
             for r in &v.reasons {
-                count_outcome(&state, outcome, r.code.as_str());
+                count_outcome(state, outcome, r.code.as_str());
             }
             VerifyResponse {
                 verified: v.verified,
@@ -379,7 +388,7 @@ pub async fn verify(
             }
         }
         None => {
-            count_outcome(&state, "failed", PROVENANCE_NOT_FOUND);
+            count_outcome(state, "failed", PROVENANCE_NOT_FOUND);
             not_found = format!(
                 "no stored attestation has {} as a subject; send the provenance",
                 req.artifact_digest
@@ -398,17 +407,7 @@ pub async fn verify(
         }
     };
     let out = serde_json::to_vec(&response).map_err(|e| AppError::Internal(e.to_string()))?;
-    let hash = request_hash(&[b"POST /v1/verify", &raw]);
-    metered(
-        &state,
-        &who,
-        EVENT_VERIFY,
-        key,
-        hash,
-        StatusCode::OK,
-        Bytes::from(out),
-    )
-    .await
+    Ok(Bytes::from(out))
 }
 
 fn count_outcome(state: &AppState, outcome: &'static str, reason: &'static str) {

@@ -66,6 +66,8 @@ pub struct App {
     pub meter: metering::Meter,
     pub auth_cache: auth::AuthCache,
     pub limiter: ratelimit::KeyLimiter,
+    /// The trust portal's own state (sign-in limits).
+    pub portal: crate::portal::PortalState,
 }
 
 impl std::fmt::Debug for App {
@@ -111,6 +113,7 @@ impl App {
                 config.rate_limit.per_second,
                 config.rate_limit.burst,
             ),
+            portal: crate::portal::PortalState::new(&config.portal),
             trusted: TrustedKeys::new(keyring.clone(), clock.clone()),
             verdicts: verdicts::VerdictCache::new(config.verify.cache_entries),
             config,
@@ -134,6 +137,7 @@ pub fn consumer_router(state: AppState) -> Router {
     Router::new()
         .merge(api::routes())
         .merge(ops::routes())
+        .merge(crate::portal::routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))

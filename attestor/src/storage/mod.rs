@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+pub mod portal;
 pub mod postgres;
 pub mod sqlite;
 
@@ -202,7 +203,7 @@ pub type UsageCounts = BTreeMap<String, i64>;
 
 /// The storage API the service and the operator CLIs use.
 #[async_trait]
-pub trait Storage: Send + Sync + 'static {
+pub trait Storage: portal::PortalStorage + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     /// Round trip to the database (readiness).
