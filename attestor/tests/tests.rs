@@ -16,6 +16,10 @@
 //!   config errors) through the real binary, and that keys never reach logs.
 //! - `crash`: SIGKILL mid-load and restart; usage equals distinct keys.
 //! - `golden`: the OpenAPI document against `tests/golden/openapi.json`.
+//! - `portal`: the trust portal's pages over plain HTTP (headers, sessions,
+//!   CSRF, chips, metered downloads and verifications, tenant isolation,
+//!   hostile data) and its storage queries; `portal::fixtures` is shared
+//!   with the browser tests (`tests/browser.rs`).
 
 mod support;
 
@@ -23,4 +27,5 @@ mod api;
 mod cli;
 mod crash;
 mod golden;
+mod portal;
 mod storage;

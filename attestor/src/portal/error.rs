@@ -110,7 +110,10 @@ impl IntoResponse for PortalError {
             }
             PortalError::Internal(cause) => {
                 tracing::error!(%cause, "portal: internal error");
-                ("Something went wrong", "An internal error occurred.".to_owned())
+                (
+                    "Something went wrong",
+                    "An internal error occurred.".to_owned(),
+                )
             }
             PortalError::NotFound => ("Not found", "There is nothing here.".to_owned()),
             PortalError::Csrf => ("Form refused", capitalized(&self)),

@@ -184,11 +184,13 @@ impl Chrome {
 /// errors included, gets the security headers.
 pub fn routes(state: AppState) -> Router<AppState> {
     // The upload plus room for the other fields and the multipart framing.
-    let upload_limit =
-        usize::try_from(state.config.portal.max_upload_bytes).unwrap_or(usize::MAX - (1 << 20))
-            + (1 << 20);
+    let upload_limit = usize::try_from(state.config.portal.max_upload_bytes)
+        .unwrap_or(usize::MAX - (1 << 20))
+        + (1 << 20);
+    // Nested paths are relative to `/portal`; `/` there is `/portal`
+    // itself (redirected), the home page is `/portal/`, routed outside.
     let pages = Router::new()
-        .route("/", get(repos::home))
+        .route("/", get(|| async { Redirect::permanent("/portal/") }))
         .route("/repo", get(repos::repository))
         .route("/releases/{id}", get(repos::release))
         .route("/releases/{id}/intoto.jsonl", post(repos::download_intoto))
@@ -206,7 +208,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed);
     Router::new()
-        .route(PREFIX, get(|| async { Redirect::permanent("/portal/") }))
+        .route("/portal/", get(repos::home))
         .nest(PREFIX, pages)
         .layer(axum::middleware::from_fn_with_state(state, headers::secure))
 }

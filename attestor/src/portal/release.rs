@@ -81,7 +81,10 @@ pub fn ref_label(git_ref: &str) -> String {
 
 /// The release's git ref from a statement.
 fn git_ref_of(st: &Value) -> String {
-    let from_params = s(st, "/predicate/buildDefinition/externalParameters/source/ref");
+    let from_params = s(
+        st,
+        "/predicate/buildDefinition/externalParameters/source/ref",
+    );
     if !from_params.is_empty() {
         return from_params;
     }
@@ -149,8 +152,14 @@ impl ReleaseView {
                     .join(" "),
                 _ => String::new(),
             };
-            let label = s(&st, "/predicate/buildDefinition/internalParameters/runner/label");
-            let host = s(&st, "/predicate/buildDefinition/internalParameters/runner/hostId");
+            let label = s(
+                &st,
+                "/predicate/buildDefinition/internalParameters/runner/label",
+            );
+            let host = s(
+                &st,
+                "/predicate/buildDefinition/internalParameters/runner/hostId",
+            );
             view.runner = match (label.is_empty(), host.is_empty()) {
                 (false, false) => format!("{label} on {host}"),
                 (false, true) => label,
@@ -168,9 +177,7 @@ impl ReleaseView {
                         digest: match d.get("digest") {
                             Some(Value::Object(m)) => m
                                 .iter()
-                                .map(|(k, v)| {
-                                    format!("{k}:{}", v.as_str().unwrap_or_default())
-                                })
+                                .map(|(k, v)| format!("{k}:{}", v.as_str().unwrap_or_default()))
                                 .collect::<Vec<_>>()
                                 .join(" "),
                             _ => String::new(),
@@ -216,7 +223,10 @@ impl ReleaseView {
 
 /// The isolation claims in words. Claims that are absent say so.
 pub fn claims(iso: &Value) -> Vec<Claim> {
-    let text = |k: &str| iso.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+    let text = |k: &str| {
+        iso.get(k)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+    };
     let mut out = Vec::new();
     let missing = |name: &'static str| Claim {
         name,
@@ -227,8 +237,9 @@ pub fn claims(iso: &Value) -> Vec<Claim> {
         Some("none") => Claim {
             name: "Network",
             value: "none".into(),
-            words: "No network: the build ran in a network namespace of its own with loopback only."
-                .into(),
+            words:
+                "No network: the build ran in a network namespace of its own with loopback only."
+                    .into(),
         },
         Some(v) => Claim {
             name: "Network",

@@ -72,7 +72,10 @@ struct HomePage {
 }
 
 /// `GET /portal/`: one row per source repository with provenance.
-pub async fn home(State(state): State<AppState>, session: Session) -> Result<Response, PortalError> {
+pub async fn home(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, PortalError> {
     let latest = state.storage.latest_per_repository().await?;
     let trusted = trusted(&state)?;
     let rows = latest
@@ -218,7 +221,11 @@ pub async fn release(
     let chip = chip_for(&state, &*trusted(&state)?, &row);
     let r = ReleaseView::full(&row);
     super::html(&ReleasePage {
-        chrome: Chrome::new(format!("{} {}", r.repo, r.label), Area::Repositories, &session),
+        chrome: Chrome::new(
+            format!("{} {}", r.repo, r.label),
+            Area::Repositories,
+            &session,
+        ),
         repo_href: super::repo_href(&row.source_uri),
         chip,
         r,
@@ -263,7 +270,11 @@ async fn download(
             &b"sigstore.json"[..],
         ),
     };
-    let hash = request_hash(&[b"POST /portal/releases/{id}/download", row.id.as_bytes(), what]);
+    let hash = request_hash(&[
+        b"POST /portal/releases/{id}/download",
+        row.id.as_bytes(),
+        what,
+    ]);
     let mut resp = metered(
         &state,
         &session.principal.authed(),

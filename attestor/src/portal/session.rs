@@ -200,10 +200,7 @@ pub fn check_origin(headers: &HeaderMap) -> Result<(), PortalError> {
 impl FromRequestParts<AppState> for Session {
     type Rejection = PortalError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, PortalError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PortalError> {
         let token = cookie(&parts.headers, COOKIE).ok_or(PortalError::SignInRequired)?;
         let token_hash = hash_token(token);
         let row = state
@@ -258,7 +255,10 @@ mod tests {
         assert_eq!(cookie(&h, COOKIE), Some("tok"));
         let h = headers(&[("cookie", "a=1"), ("cookie", "cloister_portal=x")]);
         assert_eq!(cookie(&h, COOKIE), Some("x"));
-        assert_eq!(cookie(&headers(&[("cookie", "cloister_portal=")]), COOKIE), None);
+        assert_eq!(
+            cookie(&headers(&[("cookie", "cloister_portal=")]), COOKIE),
+            None
+        );
         assert_eq!(cookie(&headers(&[]), COOKIE), None);
     }
 
@@ -295,8 +295,14 @@ mod tests {
             .is_ok()
         );
         for bad in [
-            vec![("host", "127.0.0.1:8450"), ("origin", "http://localhost:8450")],
-            vec![("host", "127.0.0.1:8450"), ("origin", "http://127.0.0.1:9999")],
+            vec![
+                ("host", "127.0.0.1:8450"),
+                ("origin", "http://localhost:8450"),
+            ],
+            vec![
+                ("host", "127.0.0.1:8450"),
+                ("origin", "http://127.0.0.1:9999"),
+            ],
             vec![("host", "127.0.0.1:8450"), ("origin", "null")],
             vec![("host", "127.0.0.1:8450"), ("sec-fetch-site", "cross-site")],
             vec![("host", "127.0.0.1:8450"), ("sec-fetch-site", "same-site")],

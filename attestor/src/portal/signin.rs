@@ -160,10 +160,7 @@ pub async fn submit(
         .signin
         .check(key_id_of(key).unwrap_or("malformed"))?;
     let owner = if key.len() <= 128 {
-        state
-            .auth_cache
-            .lookup(state.storage.as_ref(), key)
-            .await?
+        state.auth_cache.lookup(state.storage.as_ref(), key).await?
     } else {
         None
     };

@@ -121,8 +121,15 @@ mod tests {
     #[test]
     fn levels_follow_the_verdict() {
         let c = chip(&verdict(true, true, None));
-        assert_eq!((c.label, c.class, c.reason), ("SLSA Build L3", "chip-l3", None));
-        let c = chip(&verdict(false, true, Some(ReasonCode::IsolationNetworkNotNone)));
+        assert_eq!(
+            (c.label, c.class, c.reason),
+            ("SLSA Build L3", "chip-l3", None)
+        );
+        let c = chip(&verdict(
+            false,
+            true,
+            Some(ReasonCode::IsolationNetworkNotNone),
+        ));
         assert_eq!(c.label, "SLSA Build L2");
         assert_eq!(c.reason, Some("isolation_network_not_none"));
         assert_eq!(
@@ -139,7 +146,12 @@ mod tests {
         assert_eq!(c.detail.as_deref(), Some("because signature_invalid"));
         // An isolation reason without a verified signature is no L2.
         assert_eq!(
-            chip(&verdict(false, false, Some(ReasonCode::IsolationClaimMissing))).level,
+            chip(&verdict(
+                false,
+                false,
+                Some(ReasonCode::IsolationClaimMissing)
+            ))
+            .level,
             Level::Unverified
         );
         // A mismatch of the row's own source or subject is no L2 either.

@@ -64,9 +64,8 @@ pub async fn page(
     query: Result<Query<UsageQuery>, QueryRejection>,
 ) -> Result<Response, PortalError> {
     let Query(q) = query.map_err(|e| PortalError::BadRequest(e.body_text()))?;
-    let (from, to) = month_bounds(state.clock.now_ms(), q.period.as_deref()).ok_or_else(|| {
-        PortalError::BadRequest("period must be a month written YYYY-MM".into())
-    })?;
+    let (from, to) = month_bounds(state.clock.now_ms(), q.period.as_deref())
+        .ok_or_else(|| PortalError::BadRequest("period must be a month written YYYY-MM".into()))?;
     let rows = state
         .storage
         .usage_by_day(session.principal.tenant_id(), from, to)

@@ -108,7 +108,10 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 /// `GET /portal/verify`.
-pub async fn page(State(state): State<AppState>, session: Session) -> Result<Response, PortalError> {
+pub async fn page(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, PortalError> {
     super::html(&page_for(&session, &state, Fields::default()))
 }
 
@@ -150,10 +153,7 @@ pub async fn submit(
     {
         let name = field.name().unwrap_or_default().to_owned();
         if name == "csrf" {
-            let v = field
-                .text()
-                .await
-                .map_err(|e| multipart_error(e, limit))?;
+            let v = field.text().await.map_err(|e| multipart_error(e, limit))?;
             session.check_csrf(&v)?;
             csrf_checked = true;
             continue;
@@ -166,11 +166,7 @@ pub async fn submit(
             let file_name = field.file_name().unwrap_or_default().to_owned();
             let mut hasher = Sha256Hasher::new();
             let mut bytes = 0u64;
-            while let Some(chunk) = field
-                .chunk()
-                .await
-                .map_err(|e| multipart_error(e, limit))?
-            {
+            while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, limit))? {
                 bytes += chunk.len() as u64;
                 if bytes > limit {
                     return Err(PortalError::TooLarge { limit });
@@ -189,10 +185,7 @@ pub async fn submit(
             }
             continue;
         }
-        let value = field
-            .text()
-            .await
-            .map_err(|e| multipart_error(e, limit))?;
+        let value = field.text().await.map_err(|e| multipart_error(e, limit))?;
         if value.len() > MAX_FIELD {
             return Err(PortalError::BadRequest(format!(
                 "{name} is longer than {MAX_FIELD} characters"
