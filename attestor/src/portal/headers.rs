@@ -1,7 +1,8 @@
 //! Security headers on every portal response (pages, redirects, errors,
 //! downloads, the stylesheet): a Content-Security-Policy that allows no
 //! script at all, styles and images from the portal only, forms posting to
-//! the portal only and no framing; `nosniff`; no referrer; no caching of
+//! the portal only and no framing; `nosniff`; no referrer to other
+//! origins (`same-origin`, so the browser's `Origin` still names us); no caching of
 //! pages (they show a tenant's data); HSTS when the listener speaks TLS.
 
 use crate::service::AppState;
@@ -25,7 +26,7 @@ pub async fn secure(State(state): State<AppState>, req: Request, next: Next) -> 
     };
     set(h, header::CONTENT_SECURITY_POLICY, CSP);
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::REFERRER_POLICY, "same-origin");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(
         h,

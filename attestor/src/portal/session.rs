@@ -173,18 +173,22 @@ pub fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> H
 }
 
 /// Refuses a state-changing request the browser marks as coming from
-/// another site or origin. Browsers send `Origin` on every POST; when
-/// present it must name this host (as the `Host` header gives it).
+/// another origin: `Sec-Fetch-Site` (sent by current browsers) must be
+/// `same-origin`; an `Origin` must name this host (as `Host` gives it),
+/// except the opaque `null` a same-origin request may carry when
+/// `Sec-Fetch-Site` vouches for it. Clients that send neither (not
+/// browsers) pass here and still need the CSRF token.
 pub fn check_origin(headers: &HeaderMap) -> Result<(), PortalError> {
-    if headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes() == b"cross-site" || v.as_bytes() == b"same-site")
-    {
+    let site = headers.get("sec-fetch-site").map(|v| v.as_bytes());
+    if site.is_some_and(|s| s != b"same-origin") {
         return Err(PortalError::Csrf);
     }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
     };
+    if origin.as_bytes() == b"null" && site.is_some() {
+        return Ok(());
+    }
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let origin_host = origin
         .to_str()
@@ -294,11 +298,26 @@ mod tests {
             ]))
             .is_ok()
         );
+        // Sec-Fetch-Site vouches for an opaque `null` origin.
+        assert!(
+            check_origin(&headers(&[
+                ("host", "127.0.0.1:8450"),
+                ("origin", "null"),
+                ("sec-fetch-site", "same-origin")
+            ]))
+            .is_ok()
+        );
         for bad in [
             vec![
                 ("host", "127.0.0.1:8450"),
                 ("origin", "http://localhost:8450"),
             ],
+            vec![
+                ("host", "127.0.0.1:8450"),
+                ("origin", "http://localhost:8450"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+            vec![("host", "127.0.0.1:8450"), ("sec-fetch-site", "none")],
             vec![
                 ("host", "127.0.0.1:8450"),
                 ("origin", "http://127.0.0.1:9999"),

@@ -512,7 +512,7 @@ async fn every_page_has_the_security_headers(b: Backend) {
         assert!(!csp.contains("script-src"), "no script allowed at all");
         assert!(!csp.contains("unsafe-inline"));
         assert_eq!(h("x-content-type-options"), "nosniff");
-        assert_eq!(h("referrer-policy"), "no-referrer");
+        assert_eq!(h("referrer-policy"), "same-origin");
         assert_eq!(h("x-frame-options"), "DENY");
         if !ct.is_empty() {
             assert_eq!(h("content-type"), ct, "{path}");
