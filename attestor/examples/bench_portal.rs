@@ -38,9 +38,7 @@ use bytes::Bytes;
 use cloister_attestor::config::Config;
 use cloister_attestor::service::clock::{Clock as _, SystemClock};
 use cloister_attestor::service::server;
-use cloister_attestor::storage::{
-    ApiKeyInfo, Plan, StoredResponse, Tenant, UsageKey, UsageWrite,
-};
+use cloister_attestor::storage::{ApiKeyInfo, Plan, StoredResponse, Tenant, UsageKey, UsageWrite};
 use cloister_attestor_core::attest::sign_statement;
 use cloister_attestor_core::record::{BuildRecord, to_statement};
 use http_body_util::{BodyExt as _, Full};
@@ -82,15 +80,16 @@ fn args() -> anyhow::Result<Args> {
             "--requests" => a.requests = value()?,
             "--rounds" => a.rounds = value()?,
             "-h" | "--help" => {
-                println!(
-                    "bench-portal [--attestations N] [--repos N] [--requests N] [--rounds N]"
-                );
+                println!("bench-portal [--attestations N] [--repos N] [--requests N] [--rounds N]");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
-    anyhow::ensure!(a.repos >= 1 && a.attestations >= a.repos, "need attestations >= repos >= 1");
+    anyhow::ensure!(
+        a.repos >= 1 && a.attestations >= a.repos,
+        "need attestations >= repos >= 1"
+    );
     Ok(a)
 }
 
@@ -246,12 +245,14 @@ async fn main() -> anyhow::Result<()> {
         .bind(serde_json::to_string(&signed.bundle)?)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("INSERT INTO attestation_subjects (attestation_id, name, digest) VALUES (?, ?, ?)")
-            .bind(&id)
-            .bind(format!("app-{i}"))
-            .bind(&digest)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO attestation_subjects (attestation_id, name, digest) VALUES (?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(format!("app-{i}"))
+        .bind(&digest)
+        .execute(&mut *tx)
+        .await?;
         if i == 0 {
             first_subject = digest;
             first_repo = repo;
@@ -287,8 +288,8 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     let now = SystemClock.now_ms();
-    let (month_start, _) = cloister_attestor::service::api::month_bounds(now, None)
-        .context("month bounds")?;
+    let (month_start, _) =
+        cloister_attestor::service::api::month_bounds(now, None).context("month bounds")?;
     let writes: Vec<UsageWrite> = (0..((now - month_start) / 86_400_000 + 1) * 30)
         .map(|n| UsageWrite {
             tenant_id: tenant.id.clone(),
@@ -315,7 +316,14 @@ async fn main() -> anyhow::Result<()> {
     let client: Client =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http();
-    let form = send(&client, hyper::Method::GET, &format!("{base}/portal/signin"), &[], Bytes::new()).await?;
+    let form = send(
+        &client,
+        hyper::Method::GET,
+        &format!("{base}/portal/signin"),
+        &[],
+        Bytes::new(),
+    )
+    .await?;
     let pre = form
         .headers
         .get_all("set-cookie")

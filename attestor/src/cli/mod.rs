@@ -7,6 +7,7 @@ use std::process::ExitCode;
 mod api_keys;
 mod keygen;
 mod keys;
+mod portal;
 mod serve;
 mod sign;
 mod tenants;
@@ -42,6 +43,9 @@ enum Command {
     ApiKeys(api_keys::Command),
     /// Show a tenant's metered usage.
     Usage(usage::Args),
+    /// Manage the trust portal (`/portal/`).
+    #[command(subcommand)]
+    Portal(portal::Command),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -57,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Tenants(cmd) => ("tenants", block_on(tenants::run(cmd))),
         Command::ApiKeys(cmd) => ("api-keys", block_on(api_keys::run(cmd))),
         Command::Usage(args) => ("usage", block_on(usage::run(args))),
+        Command::Portal(cmd) => ("portal", block_on(portal::run(cmd))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1242,3 +1242,54 @@ async fn portal_storage_contract(b: Backend) {
         ]
     );
 }
+
+/// `cloister-attestor portal revoke-sessions` through the real binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_sessions_command_ends_every_session_of_a_tenant() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let st = db.open().await;
+    let (tenant, key) = crate::support::tenant_with_key(st.as_ref(), "acme").await;
+    let key_id = key.split('_').nth(1).unwrap().to_owned();
+    for h in ["h1", "h2"] {
+        st.create_session(&NewSession {
+            token_hash: h.into(),
+            kind: SESSION_KIND_TENANT,
+            tenant_id: tenant.clone(),
+            key_id: key_id.clone(),
+            created_at_ms: 1,
+            expires_at_ms: i64::MAX,
+        })
+        .await
+        .unwrap();
+    }
+    st.close().await;
+    let run = |args: &[&str]| {
+        std::process::Command::new(crate::support::bin())
+            .args(args)
+            .arg("--state-dir")
+            .arg(db.dir.path().join("state"))
+            .env_remove("CLOISTER_ATTESTOR_CONFIG")
+            .env_remove("CLOISTER_ATTESTOR_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["portal", "revoke-sessions", "acme", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v, serde_json::json!({ "tenant": tenant, "revoked": 2 }));
+    let st = db.open().await;
+    assert!(st.find_session("h1", 0).await.unwrap().is_none());
+    st.close().await;
+    let out = run(&["portal", "revoke-sessions", "nobody"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        "cloister-attestor portal: no tenant \"nobody\"",
+        "one line"
+    );
+}
