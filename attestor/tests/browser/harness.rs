@@ -459,9 +459,14 @@ impl Browser {
 
     /// Ends the session; on a failed scenario, first writes the
     /// screenshots, then re-raises the failure.
+    /// With `CLOISTER_PORTAL_SCREENSHOTS=always` the screenshots are written
+    /// for passing tests too (to look at the pages).
     pub async fn finish(mut self, outcome: std::thread::Result<()>) {
-        if let Err(panic) = outcome {
+        let always = std::env::var_os("CLOISTER_PORTAL_SCREENSHOTS").is_some_and(|v| v == "always");
+        if outcome.is_err() {
             self.shot("failed-here").await;
+        }
+        if outcome.is_err() || always {
             let dir = self.shot_dir();
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
@@ -470,6 +475,8 @@ impl Browser {
                 f.write_all(png).unwrap();
             }
             eprintln!("screenshots of {}: {}", self.name, dir.display());
+        }
+        if let Err(panic) = outcome {
             let _ = self.c.close().await;
             std::panic::resume_unwind(panic);
         }
