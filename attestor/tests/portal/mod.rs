@@ -1293,3 +1293,96 @@ async fn revoke_sessions_command_ends_every_session_of_a_tenant() {
         "one line"
     );
 }
+
+/// Over TLS the cookies are `Secure` and pages carry HSTS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_cookies_are_secure_and_pages_carry_hsts() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let s = TestServer::start(Backend::Sqlite, |c| {
+        c.tls = Some(cloister_attestor::config::TlsConfig {
+            cert: cert_path.clone(),
+            key: key_path.clone(),
+        })
+    })
+    .await;
+    let (_, key) = s.tenant("acme").await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let addr = s.running.as_ref().unwrap().addr;
+    let request =
+        |method: Method, path: &str, headers: Vec<(&'static str, String)>, body: String| {
+            let connector = connector.clone();
+            let path = path.to_owned();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let tls = connector
+                    .connect(
+                        rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+                        tcp,
+                    )
+                    .await
+                    .unwrap();
+                let (mut send, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                let mut req = hyper::Request::builder()
+                    .method(method)
+                    .uri(path)
+                    .header("host", "localhost");
+                for (k, v) in headers {
+                    req = req.header(k, v);
+                }
+                let resp = send
+                    .send_request(
+                        req.body(http_body_util::Full::new(Bytes::from(body)))
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                let (parts, body) = resp.into_parts();
+                use http_body_util::BodyExt as _;
+                Resp {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body: body.collect().await.unwrap().to_bytes(),
+                }
+            }
+        };
+    let page = request(Method::GET, "/portal/signin", vec![], String::new()).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.headers["strict-transport-security"],
+        "max-age=31536000"
+    );
+    let pre = set_cookie(&page, "cloister_portal_signin").unwrap();
+    assert!(pre.contains("Secure"), "{pre}");
+    let r = request(
+        Method::POST,
+        "/portal/signin",
+        vec![
+            ("cookie", cookie_value(&pre)),
+            ("content-type", "application/x-www-form-urlencoded".into()),
+        ],
+        form(&[("csrf", &csrf_of(&text(&page))), ("api_key", &key)]),
+    )
+    .await;
+    assert_eq!(r.status, 303, "{}", text(&r));
+    let session = set_cookie(&r, "cloister_portal").unwrap();
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict"] {
+        assert!(session.contains(attr), "{session}");
+    }
+}
