@@ -254,6 +254,9 @@ async fn download(
 ) -> Result<Response, PortalError> {
     let Form(f) = form.map_err(|_| PortalError::Csrf)?;
     session.check_csrf(&f.csrf)?;
+    let who = session.principal.authed();
+    // The API key's rate limit, as for `GET /v1/attestations`.
+    state.limiter.check(&who.key_id)?;
     let row = load(&state, &id).await?;
     let stem = ReleaseView::summary(&row).file_stem();
     let (body, name, content_type, what) = match file {
@@ -277,7 +280,7 @@ async fn download(
     ]);
     let mut resp = metered(
         &state,
-        &session.principal.authed(),
+        &who,
         EVENT_DOWNLOAD,
         IdempotencyKey(None),
         hash,

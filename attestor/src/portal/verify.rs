@@ -6,9 +6,10 @@
 //! Not a second verifier: the page builds the same JSON body a client
 //! would send, calls the API's `verify_json` (the core's `verify_with`
 //! through the verdict cache) and meters through the API's `metered` with
-//! the same event (`attestation.verify`) and request hash. So the verdict,
-//! the reason codes and the usage are exactly the API's; a request the API
-//! would refuse (422, unmetered) is shown as an error on the form.
+//! the same event (`attestation.verify`) and request hash, under the same
+//! per-key rate limit. So the verdict, the reason codes and the usage are
+//! exactly the API's; a request the API would refuse (422, unmetered) is
+//! shown as an error on the form.
 
 use super::session::Session;
 use super::{Area, Chrome, PortalError};
@@ -234,6 +235,9 @@ pub async fn submit(
         body["sourceTag"] = fields.source_tag.trim().into();
     }
     let raw = serde_json::to_vec(&body).map_err(|e| PortalError::Internal(e.to_string()))?;
+    // The API key's rate limit, as for `POST /v1/verify`.
+    let who = session.principal.authed();
+    state.limiter.check(&who.key_id)?;
     let out = match verify_json(&state, &raw).await {
         Ok(out) => out,
         // The API's 4xx for a bad request (not metered there either).
@@ -245,7 +249,7 @@ pub async fn submit(
     };
     metered(
         &state,
-        &session.principal.authed(),
+        &who,
         EVENT_VERIFY,
         IdempotencyKey(None),
         request_hash(&[b"POST /v1/verify", &raw]),

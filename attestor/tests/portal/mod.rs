@@ -31,6 +31,7 @@ both_backends!(
     usage_page_shows_only_the_tenants_own_usage,
     hostile_data_is_escaped,
     portal_storage_contract,
+    verify_and_downloads_share_the_api_keys_rate_limit,
 );
 
 /// A signed-in browser, as far as HTTP goes: the session cookie and the
@@ -1385,4 +1386,50 @@ async fn over_tls_cookies_are_secure_and_pages_carry_hsts() {
     for attr in ["Secure", "HttpOnly", "SameSite=Strict"] {
         assert!(session.contains(attr), "{session}");
     }
+}
+
+async fn verify_and_downloads_share_the_api_keys_rate_limit(b: Backend) {
+    let s = TestServer::start(b, |c| {
+        c.rate_limit.per_second = 1;
+        c.rate_limit.burst = 2;
+    })
+    .await;
+    let (_, key) = s.tenant("acme").await;
+    let signed = s.sign(&build_record()).await;
+    let id = signed["attestationId"].as_str().unwrap().to_owned();
+    let br = sign_in(&s, &key).await;
+    let fields = [
+        ("csrf", br.csrf.as_str()),
+        ("artifact_digest", crate::support::ARTIFACT),
+        ("source_uri", crate::support::REPO),
+    ];
+    let download = format!("/portal/releases/{id}/intoto.jsonl");
+    // One token a second with a burst of two: a few quick requests run out
+    // (unless each took a second), for both forms, with Retry-After.
+    let mut verify_statuses = Vec::new();
+    for _ in 0..5 {
+        let r = post_verify(&s, &br, &fields, None).await;
+        verify_statuses.push(r.status.as_u16());
+        if r.status == 429 {
+            assert!(r.headers.contains_key("retry-after"));
+            break;
+        }
+    }
+    assert_eq!(verify_statuses[0], 200);
+    assert_eq!(verify_statuses.last(), Some(&429), "{verify_statuses:?}");
+    let mut download_statuses = Vec::new();
+    for _ in 0..5 {
+        let r = post(&s, &br, &download, &[("csrf", &br.csrf)]).await;
+        download_statuses.push(r.status.as_u16());
+        if r.status == 429 {
+            break;
+        }
+    }
+    assert_eq!(
+        download_statuses.last(),
+        Some(&429),
+        "{download_statuses:?}"
+    );
+    // Pages themselves are not limited.
+    assert_eq!(get(&s, "/portal/", Some(&br.cookie)).await.status, 200);
 }
