@@ -454,6 +454,28 @@ async fn main() -> anyhow::Result<()> {
         a.repos
     );
 
+    // The storage queries behind the home and usage pages, alone.
+    for (name, which) in [("latest per repository", 0), ("usage by day", 1)] {
+        let mut t = Vec::new();
+        for _ in 0..a.requests {
+            let started = Instant::now();
+            if which == 0 {
+                app.storage.latest_per_repository().await?;
+            } else {
+                app.storage
+                    .usage_by_day(&tenant.id, month_start, now + 1)
+                    .await?;
+            }
+            t.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        t.sort_by(f64::total_cmp);
+        println!(
+            "query {name}: p50 {:.3} ms, p99 {:.3} ms",
+            percentile(&t, 0.5),
+            percentile(&t, 0.99)
+        );
+    }
+
     println!(
         "{:<26} {:>9} {:>9}   {:>9} {:>9}   {:>9}",
         "page", "p50 ms", "p99 ms", "API p50", "API p99", "p99 ratio"

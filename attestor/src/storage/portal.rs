@@ -74,7 +74,8 @@ pub trait PortalStorage: Send + Sync {
     async fn purge_sessions(&self, now_ms: i64) -> Result<u64, StorageError>;
 
     /// The newest attestation (by id: UUIDv7, creation order) of every
-    /// source repository, with subjects, ordered by source URI.
+    /// source repository, with subjects, ordered by source URI. The bundle
+    /// is left empty (a list shows none; `get_attestation` has it).
     async fn latest_per_repository(&self) -> Result<Vec<AttestationRow>, StorageError>;
     /// One attestation with its subjects.
     async fn get_attestation(&self, id: &str) -> Result<Option<AttestationRow>, StorageError>;

@@ -8,7 +8,8 @@ use sqlx::Row as _;
 
 /// The newest attestation of each repository: a loose index scan over
 /// `attestations_source (source_uri, id)` (one seek per repository, not a
-/// scan of every attestation), then the row with the largest id per URI.
+/// scan of every attestation), then the row with the largest id per URI
+/// (its bundle is not read: the list does not show it).
 const LATEST_PER_REPOSITORY: &str = "\
 WITH RECURSIVE repos(uri) AS (
     SELECT MIN(source_uri) FROM attestations
@@ -16,7 +17,7 @@ WITH RECURSIVE repos(uri) AS (
     SELECT (SELECT MIN(source_uri) FROM attestations WHERE source_uri > repos.uri)
       FROM repos WHERE repos.uri IS NOT NULL
 )
-SELECT a.id, a.created_at_ms, a.keyid, a.builder_id, a.source_uri, a.envelope, a.bundle
+SELECT a.id, a.created_at_ms, a.keyid, a.builder_id, a.source_uri, a.envelope, '' AS bundle
   FROM repos
   JOIN attestations a
     ON a.id = (SELECT MAX(id) FROM attestations WHERE source_uri = repos.uri)
