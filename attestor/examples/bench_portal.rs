@@ -511,6 +511,8 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!("load average after: {}", loadavg());
+    // The metering task ends when the last handle on the app is gone.
+    drop((app, client));
     running.shutdown();
     running.wait().await?;
     Ok(())
