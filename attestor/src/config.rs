@@ -79,6 +79,8 @@ pub struct Config {
     pub audit: crate::evidence::policies::AuditConfig,
     /// Price card overrides, invoice numbering and seller, webhooks.
     pub billing: crate::billing::config::BillingConfig,
+    /// The trust portal (`/portal/`).
+    pub portal: crate::portal::PortalConfig,
 }
 
 /// PEM files for the consumer listener.
@@ -177,6 +179,7 @@ impl Default for Config {
             policy: Default::default(),
             audit: Default::default(),
             billing: crate::billing::config::BillingConfig::default(),
+            portal: crate::portal::PortalConfig::default(),
         }
     }
 }
@@ -477,6 +480,7 @@ impl Config {
             ));
         }
         self.billing.validate().map_err(ConfigError::Invalid)?;
+        self.portal.validate().map_err(ConfigError::Invalid)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return bad(format!(
                 "log.level {:?} is not a valid filter",

@@ -8,5 +8,6 @@ pub mod cli;
 pub mod config;
 pub mod evidence;
 pub mod keyring;
+pub mod portal;
 pub mod service;
 pub mod storage;

@@ -22,6 +22,10 @@
 //! - `billing`: rating, golden invoices (JSON + PDF), immutability, gapless
 //!   numbering with concurrent and killed closers, PDFs read by external
 //!   tools, webhooks against a real receiver, entitlements, invoice routes.
+//! - `portal`: the trust portal's pages over plain HTTP (headers, sessions,
+//!   CSRF, chips, metered downloads and verifications, tenant isolation,
+//!   hostile data) and its storage queries; `portal::fixtures` is shared
+//!   with the browser tests (`tests/browser.rs`).
 
 mod support;
 
@@ -31,4 +35,5 @@ mod cli;
 mod crash;
 mod evidence;
 mod golden;
+mod portal;
 mod storage;

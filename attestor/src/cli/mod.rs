@@ -12,6 +12,7 @@ mod keygen;
 mod keys;
 mod pack;
 mod policy;
+mod portal;
 mod serve;
 mod sign;
 mod tenants;
@@ -66,6 +67,9 @@ enum Command {
     /// Tenants' invoice.created webhook endpoints and deliveries.
     #[command(subcommand)]
     Webhooks(webhooks::Command),
+    /// Manage the trust portal (`/portal/`).
+    #[command(subcommand)]
+    Portal(portal::Command),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -90,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Audit(cmd) => ("audit", block_on(audit::run(cmd))),
         Command::Attestations(cmd) => ("attestations", block_on(attestations::run(cmd))),
         Command::Webhooks(cmd) => ("webhooks", block_on(webhooks::run(cmd))),
+        Command::Portal(cmd) => ("portal", block_on(portal::run(cmd))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

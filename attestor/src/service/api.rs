@@ -11,7 +11,7 @@
 //! records; attestations are the operator's public provenance and are
 //! visible to every tenant.
 
-use super::audit::Principal;
+use super::audit::{AuditorAuthed, Principal};
 use super::auth::Authed;
 use super::{AppError, AppState};
 use crate::storage::{
@@ -322,9 +322,33 @@ pub async fn verify(
     key: IdempotencyKey,
     LimitedBody(raw): LimitedBody,
 ) -> Result<Response, AppError> {
+    let auditor = match &who {
+        Principal::Auditor(a) => Some(a),
+        Principal::Tenant(_) => None,
+    };
+    let out = verify_json(&state, auditor, &raw).await?;
+    match who {
+        // Auditors are never billed: nothing is metered for them.
+        Principal::Auditor(_) => Ok(json_bytes(StatusCode::OK, out, false)),
+        Principal::Tenant(who) => {
+            let hash = request_hash(&[b"POST /v1/verify", &raw]);
+            metered(&state, &who, EVENT_VERIFY, key, hash, StatusCode::OK, out).await
+        }
+    }
+}
+
+/// The verdict of a `POST /v1/verify` body, as the response's JSON (before
+/// metering). The portal's Verify page calls this too, then meters the same
+/// way (`metered`, `attestation.verify`, the same request hash). An auditor
+/// (`auditor`) looks up stored envelopes only in its engagement's frozen set.
+pub async fn verify_json(
+    state: &AppState,
+    auditor: Option<&AuditorAuthed>,
+    raw: &[u8],
+) -> Result<Bytes, AppError> {
     // One pass over the body: the fields, and the provenance as a borrowed
     // slice of exactly the bytes sent (the core parses it strictly, once).
-    let body = parse_json::<VerifyBody<'_>>(&raw)?;
+    let body = parse_json::<VerifyBody<'_>>(raw)?;
     let sent_manifest = body.policy_manifest;
     let (req, provenance, include) = body.split();
     if let Err(reason) = check_request(&req) {
@@ -355,14 +379,14 @@ pub async fn verify(
         ),
         None => {
             // An auditor looks only in its engagement's frozen set.
-            let envelopes = match &who {
-                Principal::Tenant(_) => {
+            let envelopes = match auditor {
+                None => {
                     state
                         .storage
                         .find_envelopes(&req.artifact_digest, STORE_CANDIDATES)
                         .await?
                 }
-                Principal::Auditor(a) => {
+                Some(a) => {
                     state
                         .storage
                         .engagement_envelopes(
@@ -396,10 +420,10 @@ pub async fn verify(
         Some(v) => {
             let outcome = if v.verified { "verified" } else { "failed" };
             if v.verified {
-                count_outcome(&state, outcome, "none");
+                count_outcome(state, outcome, "none");
             }
             for r in &v.reasons {
-                count_outcome(&state, outcome, r.code.as_str());
+                count_outcome(state, outcome, r.code.as_str());
             }
             VerifyResponse {
                 verified: v.verified,
@@ -415,7 +439,7 @@ pub async fn verify(
             }
         }
         None => {
-            count_outcome(&state, "failed", PROVENANCE_NOT_FOUND);
+            count_outcome(state, "failed", PROVENANCE_NOT_FOUND);
             not_found = format!(
                 "no stored attestation has {} as a subject; send the provenance",
                 req.artifact_digest
@@ -434,22 +458,7 @@ pub async fn verify(
         }
     };
     let out = serde_json::to_vec(&response).map_err(|e| AppError::Internal(e.to_string()))?;
-    let who = match who {
-        Principal::Tenant(t) => t,
-        // Auditors are never billed: nothing is metered for them.
-        Principal::Auditor(_) => return Ok(json_bytes(StatusCode::OK, Bytes::from(out), false)),
-    };
-    let hash = request_hash(&[b"POST /v1/verify", &raw]);
-    metered(
-        &state,
-        &who,
-        EVENT_VERIFY,
-        key,
-        hash,
-        StatusCode::OK,
-        Bytes::from(out),
-    )
-    .await
+    Ok(Bytes::from(out))
 }
 
 fn count_outcome(state: &AppState, outcome: &'static str, reason: &'static str) {

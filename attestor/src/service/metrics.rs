@@ -354,6 +354,18 @@ pub const ROUTES: &[&str] = &[
     "/healthz",
     "/readyz",
     "/metrics",
+    // trust portal (issue 17)
+    "/portal",
+    "/portal/",
+    "/portal/repo",
+    "/portal/releases/{id}",
+    "/portal/releases/{id}/intoto.jsonl",
+    "/portal/releases/{id}/sigstore.json",
+    "/portal/verify",
+    "/portal/usage",
+    "/portal/signin",
+    "/portal/signout",
+    "/portal/static/portal.css",
 ];
 
 /// The metric label of a matched route template (see [`ROUTES`]).

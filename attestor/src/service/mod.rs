@@ -72,6 +72,8 @@ pub struct App {
     /// The policy manifest and evidence observations (`audit`).
     pub evidence: audit::EvidenceState,
     pub billing: Arc<crate::billing::BillingService>,
+    /// The trust portal's own state (sign-in limits).
+    pub portal: crate::portal::PortalState,
 }
 
 impl std::fmt::Debug for App {
@@ -119,6 +121,7 @@ impl App {
                 config.rate_limit.per_second,
                 config.rate_limit.burst,
             ),
+            portal: crate::portal::PortalState::new(&config.portal),
             trusted: TrustedKeys::new(keyring.clone(), clock.clone()),
             verdicts: verdicts::VerdictCache::new(config.verify.cache_entries),
             config,
@@ -145,6 +148,7 @@ pub fn consumer_router(state: AppState) -> Router {
         .merge(audit::routes())
         .merge(billing::routes())
         .merge(ops::routes())
+        .merge(crate::portal::routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), track))

@@ -350,6 +350,7 @@ fn spawn_maintenance(state: AppState, shutdown: CancellationToken) {
                 Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
             }
             state.limiter.shrink();
+            state.portal.signin.shrink();
         }
     });
 }

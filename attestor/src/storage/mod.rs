@@ -26,6 +26,7 @@ mod billing_sqlite;
 pub mod evidence;
 mod evidence_sql;
 pub mod files;
+pub mod portal;
 pub mod postgres;
 pub mod sqlite;
 
@@ -222,7 +223,7 @@ pub type UsageCounts = BTreeMap<String, i64>;
 
 /// The storage API the service and the operator CLIs use.
 #[async_trait]
-pub trait Storage: evidence::EvidenceStore + Send + Sync + 'static {
+pub trait Storage: evidence::EvidenceStore + portal::PortalStorage + Send + Sync + 'static {
     /// `"sqlite"` or `"postgres"`.
     fn backend(&self) -> &'static str;
     /// Round trip to the database (readiness).

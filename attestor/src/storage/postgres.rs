@@ -6,6 +6,8 @@
 //! An optional schema name (used by tests) scopes every table.
 
 use super::*;
+
+mod portal;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;

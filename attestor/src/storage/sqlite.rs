@@ -4,6 +4,8 @@
 //! for write transactions so two writers never deadlock on lock upgrade.
 
 use super::*;
+
+mod portal;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,

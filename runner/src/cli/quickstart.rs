@@ -3,8 +3,10 @@
 //! none is given; the attestor generates its signing key on first use),
 //! builds repo A hermetically from its pinned commit with its vendored
 //! dependencies, verifies the provenance with `cloister-attestor verify`,
-//! prints the verdict and stops both daemons. With `--json` the last stdout
-//! line is `{"verified", "artifact", "provenance", "bundle", "publicKey"}`.
+//! prints the verdict and stops both daemons. Then it issues an API key of
+//! tenant `quickstart` for the trust portal and prints how to open it. With
+//! `--json` the last stdout line is `{"verified", "artifact", "provenance",
+//! "bundle", "publicKey", "portal", "tenantKey"}`.
 
 use super::artifacts::copy_out;
 use super::build::submit_and_follow;
@@ -142,6 +144,9 @@ struct Summary {
     provenance: String,
     bundle: String,
     public_key: String,
+    /// How to open the trust portal on this state.
+    portal: String,
+    tenant_key: String,
 }
 
 fn run(args: &Args) -> anyhow::Result<Summary> {
@@ -276,13 +281,57 @@ fn run(args: &Args) -> anyhow::Result<Summary> {
     })?;
     let verified = json["verified"].as_bool() == Some(true);
     eprintln!("verdict: {}", serde_json::to_string_pretty(&json)?);
+    let tenant_key = portal_key(&attestor_bin, &daemons.attestor_state)?;
     Ok(Summary {
         verified,
         artifact: artifact.path,
         provenance: artifact.provenance,
         bundle: artifact.bundle,
         public_key: public_key.display().to_string(),
+        portal: format!(
+            "cloister-attestor serve --state-dir {}, then open http://{}/portal/",
+            daemons.attestor_state.display(),
+            PORTAL_LISTEN
+        ),
+        tenant_key,
     })
+}
+
+/// Where `cloister-attestor serve` listens by default.
+const PORTAL_LISTEN: &str = "127.0.0.1:8450";
+
+/// A new API key of tenant `quickstart` (created on first use) in the
+/// attestor's state, for signing in to the trust portal.
+fn portal_key(attestor: &Path, state: &Path) -> anyhow::Result<String> {
+    let run = |args: &[&str]| -> anyhow::Result<String> {
+        let out = Command::new(attestor)
+            .args(args)
+            .arg("--state-dir")
+            .arg(state)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "cloister-attestor {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let tenants: serde_json::Value = serde_json::from_str(&run(&["tenants", "list", "--json"])?)?;
+    let exists = tenants
+        .as_array()
+        .is_some_and(|ts| ts.iter().any(|t| t["name"] == "quickstart"));
+    if !exists {
+        run(&["tenants", "create", "quickstart", "--plan", "Starter"])?;
+    }
+    let issued = run(&["api-keys", "issue", "quickstart"])?;
+    issued
+        .lines()
+        .last()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| k.starts_with("clst_"))
+        .context("cloister-attestor api-keys issue printed no key")
 }
 
 pub fn exec(args: Args) -> ExitCode {
@@ -299,6 +348,8 @@ pub fn exec(args: Args) -> ExitCode {
                 println!("provenance: {}", s.provenance);
                 println!("bundle:     {}", s.bundle);
                 println!("public key: {}", s.public_key);
+                println!("portal:     {}", s.portal);
+                println!("tenant key: {}", s.tenant_key);
             }
             if s.verified {
                 ExitCode::SUCCESS

@@ -42,6 +42,16 @@ fn quickstart_builds_repo_a_and_verifies_it() {
             .unwrap()
             .ends_with("repo-a.intoto.jsonl")
     );
+    // A key for the trust portal, of tenant `quickstart` in the attestor's state.
+    assert!(last["tenantKey"].as_str().unwrap().starts_with("clst_"));
+    assert!(last["portal"].as_str().unwrap().ends_with("/portal/"));
+    let keys = Command::new(bin("cloister-attestor"))
+        .args(["api-keys", "list", "quickstart", "--json", "--state-dir"])
+        .arg(state.join("attestor"))
+        .output()
+        .unwrap();
+    let keys: serde_json::Value = serde_json::from_slice(&keys.stdout).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 1);
     // Both daemons were stopped: their sockets are gone.
     assert!(!state.join("runner.sock").exists());
     // The artifact runs.
