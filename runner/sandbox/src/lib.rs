@@ -1,7 +1,10 @@
 //! The sandbox: runs one untrusted command in fresh Linux namespaces with no
 //! network, a synthesized root, resource limits, no capabilities and a seccomp
-//! filter. This is the only crate in the workspace allowed to use `unsafe`
-//! (all of it in `sys`, plus one signal handler installation in `run`).
+//! filter. With `cloister-nss` (one FFI call), this is the only crate in the
+//! workspace that uses `unsafe`: most of it in `sys`; besides, one signal
+//! handler installation in `run`, one fd borrow in `child`, and the raw
+//! `socket`/`syscall` calls of the probes in `probe` (which must reach the
+//! kernel unfiltered by libc wrappers).
 //!
 //! API: [`Profile`] (validated OCI runtime-spec profile), [`SeccompPolicy`],
 //! [`SandboxSpec`] (what to run), [`run`] → [`Outcome`], [`IsolationFacts`]
