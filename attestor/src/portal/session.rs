@@ -172,15 +172,15 @@ impl Principal {
             }),
             SESSION_KIND_AUDITOR => {
                 let k = row.auditor?;
-                (k.revoked_at_ms.is_none() && now_ms < k.expires_at_ms).then(|| {
+                (k.revoked_at_ms.is_none() && now_ms < k.expires_at_ms).then_some(
                     Principal::Auditor {
                         tenant_id: row.tenant_id,
                         auditor: k.auditor,
                         key_id: row.key_id,
                         engagement_id: k.engagement_id,
                         expires_at_ms: k.expires_at_ms,
-                    }
-                })
+                    },
+                )
             }
             // A revoked key, or a kind this build does not know: no session.
             _ => None,
