@@ -178,6 +178,7 @@ fn main() -> anyhow::Result<()> {
                     auditor: format!("auditor {round}"),
                     valid_for_ms: 86_400_000,
                     actor: "operator:bench".into(),
+                    client_tenant: None,
                 },
             )
             .await?;

@@ -22,8 +22,16 @@
 //! | repositories (home) | `GET /v1/attestations?builder=…&limit=50` (as many rows; no API call lists repositories) |
 //! | a repository's releases (20) | `GET /v1/attestations?repo=…&limit=20` |
 //! | a release | `GET /v1/attestations?subject=…&limit=1` |
-//! | usage (a month) | `GET /v1/usage` |
+//! | usage & billing (a month, price card, projection, invoices) | `GET /v1/usage` (the page also rates the open period and lists the invoices, which no single API call does) |
+//! | invoice JSON download | `GET /v1/invoices/NUMBER.json` |
+//! | audit tracker (the tenant's engagements) | `GET /v1/engagements` (the auditor's key) |
+//! | an engagement (notes, log, 100 frozen rows) | `GET /v1/engagements/{id}` (the auditor's key) |
 //! | verify (digest + source) | `POST /v1/verify` with the same fields |
+//!
+//! Billing and audit setup: last month's usage (30 events a day) closed
+//! into an invoice with the billing code (`billing close`), and an audit
+//! engagement opened for the tenant on tag `v1.0.0` (one release per
+//! repository) with one auditor note.
 //!
 //! The API's `/v1/attestations` and both verifies are metered (a durable
 //! usage commit per request); the portal's pages are not, except verify.
@@ -312,6 +320,86 @@ async fn main() -> anyhow::Result<()> {
     for chunk in writes.chunks(1000) {
         app.storage.commit_usage(chunk, 0).await?;
     }
+    // Last month's usage, closed into an invoice as `billing close` does.
+    let last_month = cloister_attestor::billing::period::Period::of_ms(month_start - 1)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (last_start, last_end) = last_month.bounds();
+    let last: Vec<UsageWrite> = (0..(last_end - last_start) / 2_880_000)
+        .map(|n| UsageWrite {
+            tenant_id: tenant.id.clone(),
+            event: "attestation.verify",
+            units: 1,
+            key: UsageKey::Generated(format!("last-{n}")),
+            request_hash: "seed".into(),
+            at_ms: last_start + n * 2_880_000,
+            response: StoredResponse {
+                status: 200,
+                body: Bytes::new(),
+            },
+        })
+        .collect();
+    for chunk in last.chunks(1000) {
+        app.storage.commit_usage(chunk, 0).await?;
+    }
+    let signer = app.keyring.active_signer()?;
+    let report = cloister_attestor::billing::close::Closer {
+        storage: app.storage.as_ref(),
+        card: app.billing.api.card(),
+        config: app.billing.api.config(),
+        signer: signer.as_ref(),
+    }
+    .run(
+        &cloister_attestor::billing::close::CloseOptions {
+            period: last_month,
+            tenant: Some(tenant.id.clone()),
+            dry_run: false,
+            early: false,
+        },
+        now,
+        |_, _| {},
+    )
+    .await?;
+    let invoice = match &report.tenants.first().context("a closed tenant")?.outcome {
+        cloister_attestor::billing::close::Outcome::Issued { number, .. } => number.clone(),
+        other => anyhow::bail!("last month was not invoiced: {other:?}"),
+    };
+
+    // An audit engagement for the tenant: tag v1.0.0, one release per repo.
+    let started = Instant::now();
+    let ctx = cloister_attestor::evidence::Context::load(
+        &app.config,
+        app.storage.clone(),
+        &app.keyring,
+        now,
+        None,
+    )?;
+    let opened = cloister_attestor::evidence::engagement::open(
+        &ctx,
+        &cloister_attestor::evidence::engagement::OpenRequest {
+            tag: "v1.0.0".into(),
+            repo: None,
+            auditor: "Bench Auditor".into(),
+            valid_for_ms: 7 * 86_400_000,
+            actor: "operator:bench".into(),
+            client_tenant: Some(tenant.id.clone()),
+        },
+    )
+    .await?;
+    cloister_attestor::evidence::engagement::add_note(
+        app.storage.as_ref(),
+        &opened.engagement.id,
+        "Bench Auditor",
+        "Re-verified every envelope offline.",
+        now,
+        "auditor:Bench Auditor",
+    )
+    .await?;
+    let engagement_id = opened.engagement.id.clone();
+    println!(
+        "invoice {invoice} issued; engagement {engagement_id} opened ({} attestations frozen) in {:.1} s",
+        opened.engagement.attestations,
+        started.elapsed().as_secs_f64()
+    );
 
     // Sign in through the form.
     let client: Client =
@@ -380,6 +468,7 @@ async fn main() -> anyhow::Result<()> {
 
     let session = vec![("cookie".to_owned(), cookie.clone())];
     let bearer = vec![("authorization".to_owned(), format!("Bearer {}", key.secret))];
+    let auditor = vec![("authorization".to_owned(), format!("Bearer {}", opened.key))];
     let encoded_repo = cloister_attestor::portal::urlencode(&first_repo);
     let boundary = "----bench";
     let multipart = format!(
@@ -424,9 +513,24 @@ async fn main() -> anyhow::Result<()> {
             ),
         ),
         (
-            "usage (this month)",
+            "usage & billing",
             Req::get("/portal/usage".into(), session.clone()),
             Req::get("/v1/usage".into(), bearer.clone()),
+        ),
+        (
+            "invoice JSON",
+            Req::get(format!("/portal/invoices/{invoice}.json"), session.clone()),
+            Req::get(format!("/v1/invoices/{invoice}.json"), bearer.clone()),
+        ),
+        (
+            "audit tracker",
+            Req::get("/portal/audit".into(), session.clone()),
+            Req::get("/v1/engagements".into(), auditor.clone()),
+        ),
+        (
+            "engagement",
+            Req::get(format!("/portal/audit/{engagement_id}"), session.clone()),
+            Req::get(format!("/v1/engagements/{engagement_id}"), auditor.clone()),
         ),
         (
             "verify",

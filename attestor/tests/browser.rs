@@ -12,6 +12,9 @@
 //! - `browser::scenarios`: sign-in, chips, release, download and usage;
 //!   verify and the chart; sign-out; hostile data; forged forms; tenant
 //!   isolation; labels and 320 px.
+//! - `browser::billing_audit`: the usage chart and an invoice (closed in
+//!   the setup with the billing code) downloaded as JSON and PDF; an audit
+//!   engagement followed as its tenant and as its auditor, a note, sign-out.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -20,6 +23,7 @@ mod support;
 mod fixtures;
 
 mod browser {
+    mod billing_audit;
     pub mod harness;
     mod scenarios;
 }

@@ -30,6 +30,10 @@ pub enum Command {
         /// Days the auditor's key works [default: audit.key_validity_days, 7].
         #[arg(long, value_name = "DAYS")]
         valid_days: Option<u32>,
+        /// The tenant (id or name) the audit is for: it follows the
+        /// engagement in the portal's audit tracker.
+        #[arg(long, value_name = "TENANT")]
+        for_tenant: Option<String>,
         /// Print the engagement as JSON (the key still comes last, on its own line).
         #[arg(long)]
         json: bool,
@@ -212,6 +216,7 @@ async fn exec(o: &Opened, cmd: Command) -> anyhow::Result<()> {
             repo,
             auditor,
             valid_days,
+            for_tenant,
             json,
             ..
         } => {
@@ -232,6 +237,7 @@ async fn exec(o: &Opened, cmd: Command) -> anyhow::Result<()> {
                     auditor,
                     valid_for_ms: i64::from(days) * 86_400_000,
                     actor: operator(),
+                    client_tenant: for_tenant,
                 },
             )
             .await?;

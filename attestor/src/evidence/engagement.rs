@@ -78,6 +78,9 @@ pub struct OpenRequest {
     pub valid_for_ms: i64,
     /// Who opens it, for the decisions log (`operator:<user>`).
     pub actor: String,
+    /// The tenant (id or name) the engagement is for: it follows the
+    /// engagement in the portal's audit tracker. `None`: the auditor only.
+    pub client_tenant: Option<String>,
 }
 
 /// A built pack, as recorded.
@@ -174,6 +177,22 @@ pub async fn open(ctx: &Context, req: &OpenRequest) -> Result<Opened, Engagement
     }
     let repo = req.repo.as_deref().map(normalize_source_uri);
     let storage = ctx.storage.as_ref();
+    let client_tenant_id = match &req.client_tenant {
+        None => None,
+        Some(t) => {
+            let found = storage
+                .find_tenant(t)
+                .await?
+                .ok_or_else(|| invalid("tenant", format!("no tenant {t:?}")))?;
+            if !found.plan.billed() {
+                return Err(invalid(
+                    "tenant",
+                    format!("{t:?} is an auditor tenant; an engagement is for a customer tenant"),
+                ));
+            }
+            Some(found.id)
+        }
+    };
     index::catch_up(storage).await?;
     let frozen = storage
         .indexed_by_ref(&format!("refs/tags/{tag}"), repo.as_deref())
@@ -209,6 +228,7 @@ pub async fn open(ctx: &Context, req: &OpenRequest) -> Result<Opened, Engagement
         key_id,
         key_hash: crate::service::auth::hash_key(&key),
         actor: req.actor.clone(),
+        client_tenant_id,
     };
     storage.open_engagement(&new).await?;
     let pack = build_pack(ctx, &id, started, &req.actor).await?;

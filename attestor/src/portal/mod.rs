@@ -3,7 +3,9 @@
 //! auditors) who want to look rather than call.
 //!
 //! Shape: one module per area (`repos`: repositories, releases, downloads;
-//! `verify`; `usage`; `signin`: sign-in and sign-out), each with its page
+//! `verify`; `usage`: usage and billing, with `invoices` for the invoice
+//! downloads; `audit`: the audit tracker; `signin`: sign-in and sign-out,
+//! for tenants and auditors), each with its page
 //! handlers and their askama templates (`attestor/templates/portal/`).
 //! Handlers fetch typed data, turn it into display-ready view structs and
 //! render; templates hold no logic beyond loops and conditionals, and escape
@@ -22,9 +24,18 @@
 //!   `service::api::verify_json` and `service::api::metered`, downloads go
 //!   through `metered` as `portal.download`; the portal never checks
 //!   provenance itself except through the same verdict cache and core call.
-//! - Attestations are the organisation's (every tenant sees them); usage is
-//!   the session's tenant's only, taken from the session, never from the
-//!   request. A tenant-owned object of another tenant answers 404.
+//! - Attestations are the organisation's (every tenant sees them); usage,
+//!   invoices and engagements are the session's tenant's only, taken from
+//!   the session, never from the request. A tenant-owned object of another
+//!   tenant answers 404, exactly like one that does not exist.
+//! - An auditor session sees the repositories, verifies (within its
+//!   engagement's frozen set, unmetered, as the API does for its key) and
+//!   follows its one engagement; it has no usage or billing page and no
+//!   metered downloads.
+//! - Billing figures are the billing code's: the price card, the projection
+//!   (`billing::Billing::projection`, the rating `billing close` runs) and
+//!   the invoice files (`service::billing::invoice_file`, the handler of
+//!   `GET /v1/invoices/{file}`); the portal formats, never computes, money.
 //! - No JavaScript: the CSP allows no script at all; the pages work with
 //!   forms and links alone.
 
@@ -36,9 +47,11 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 pub mod assets;
+pub mod audit;
 pub mod chart;
 pub mod error;
 pub mod headers;
+pub mod invoices;
 pub mod release;
 pub mod repos;
 pub mod session;
@@ -103,6 +116,7 @@ pub enum Area {
     Repositories,
     Verify,
     Usage,
+    Audit,
     /// Pages outside the navigation (sign-in, errors).
     None,
 }
@@ -113,25 +127,35 @@ pub struct NavItem {
     pub area: Area,
     pub href: &'static str,
     pub label: &'static str,
+    /// Shown to tenants only (auditors have no usage or billing).
+    pub tenants_only: bool,
 }
 
-/// The navigation, in order. An area added later (billing, audit) adds its
-/// entry here and its page module above.
+/// The navigation, in order.
 pub const NAV: &[NavItem] = &[
     NavItem {
         area: Area::Repositories,
         href: "/portal/",
         label: "Repositories",
+        tenants_only: false,
     },
     NavItem {
         area: Area::Verify,
         href: "/portal/verify",
         label: "Verify",
+        tenants_only: false,
     },
     NavItem {
         area: Area::Usage,
         href: "/portal/usage",
-        label: "Usage",
+        label: "Usage & billing",
+        tenants_only: true,
+    },
+    NavItem {
+        area: Area::Audit,
+        href: "/portal/audit",
+        label: "Audit",
+        tenants_only: false,
     },
 ];
 
@@ -144,7 +168,7 @@ pub struct Chrome {
     pub area: Area,
     /// The principal's display name; empty when nobody is signed in.
     pub who: String,
-    /// "tenant" (later also "auditor"), shown beside the name.
+    /// "tenant" or "auditor", shown beside the name.
     pub role: &'static str,
     pub csrf: String,
 }
@@ -171,8 +195,11 @@ impl Chrome {
         }
     }
 
-    pub fn nav(&self) -> &'static [NavItem] {
-        NAV
+    /// The navigation entries this principal may use.
+    pub fn nav(&self) -> Vec<&'static NavItem> {
+        NAV.iter()
+            .filter(|i| !i.tenants_only || self.role == "tenant")
+            .collect()
     }
 
     pub fn is_current(&self, item: &NavItem) -> bool {
@@ -202,6 +229,11 @@ pub fn routes(state: AppState) -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(upload_limit)),
         )
         .route("/usage", get(usage::page))
+        .route("/invoices/{file}", get(invoices::json).post(invoices::pdf))
+        .route("/audit", get(audit::list))
+        .route("/audit/{id}", get(audit::page))
+        .route("/audit/{id}/pack", get(audit::pack))
+        .route("/audit/{id}/notes", post(audit::add_note))
         .route("/signin", get(signin::page).post(signin::submit))
         .route("/signout", post(signin::signout))
         .route(assets::STYLESHEET_ROUTE, get(assets::stylesheet))

@@ -254,7 +254,7 @@ async fn download(
 ) -> Result<Response, PortalError> {
     let Form(f) = form.map_err(|_| PortalError::Csrf)?;
     session.check_csrf(&f.csrf)?;
-    let who = session.principal.authed();
+    let who = session.principal.authed()?;
     // The API key's rate limit, as for `GET /v1/attestations`.
     state.limiter.check(&who.key_id)?;
     let row = load(&state, &id).await?;

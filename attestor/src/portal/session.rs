@@ -18,8 +18,9 @@
 
 use super::PortalError;
 use crate::service::AppState;
+use crate::service::audit::AuditorAuthed;
 use crate::service::auth::Authed;
-use crate::storage::portal::{SESSION_KIND_TENANT, SessionRow};
+use crate::storage::portal::{SESSION_KIND_AUDITOR, SESSION_KIND_TENANT, SessionRow};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
@@ -62,8 +63,8 @@ pub fn same_secret(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// Who is signed in. Only tenants today; an auditor (with its expiring,
-/// engagement-scoped key) becomes another variant.
+/// Who is signed in: a tenant (with one of its API keys) or an auditor
+/// (with its engagement's expiring `clsa_` key).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// A tenant, signed in with one of its API keys.
@@ -72,19 +73,34 @@ pub enum Principal {
         tenant_name: String,
         key_id: String,
     },
+    /// An auditor, signed in with the key of one engagement: it sees the
+    /// repositories, verifies (within its engagement's frozen set, never
+    /// metered) and follows that engagement; no usage or billing.
+    Auditor {
+        /// The auditor tenant (plan `Auditor`, never billed).
+        tenant_id: String,
+        /// The auditor's name on the engagement.
+        auditor: String,
+        key_id: String,
+        engagement_id: String,
+        /// When the key (and so the session) stops working.
+        expires_at_ms: i64,
+    },
 }
 
 impl Principal {
-    /// The tenant whose data this principal may see.
+    /// The tenant whose data this principal may see (an auditor's is its
+    /// auditor tenant, which has no usage or invoices).
     pub fn tenant_id(&self) -> &str {
         match self {
-            Principal::Tenant { tenant_id, .. } => tenant_id,
+            Principal::Tenant { tenant_id, .. } | Principal::Auditor { tenant_id, .. } => tenant_id,
         }
     }
 
     pub fn display_name(&self) -> &str {
         match self {
             Principal::Tenant { tenant_name, .. } => tenant_name,
+            Principal::Auditor { auditor, .. } => auditor,
         }
     }
 
@@ -92,30 +108,80 @@ impl Principal {
     pub fn role(&self) -> &'static str {
         match self {
             Principal::Tenant { .. } => "tenant",
+            Principal::Auditor { .. } => "auditor",
         }
     }
 
-    /// The API's caller identity: metering (usage events, idempotency
-    /// records) is keyed by it exactly as for API calls.
-    pub fn authed(&self) -> Authed {
+    pub fn is_auditor(&self) -> bool {
+        matches!(self, Principal::Auditor { .. })
+    }
+
+    /// The key the principal signed in with (its rate-limit bucket).
+    pub fn key_id(&self) -> &str {
+        match self {
+            Principal::Tenant { key_id, .. } | Principal::Auditor { key_id, .. } => key_id,
+        }
+    }
+
+    /// The API's tenant identity: metering (usage events, idempotency
+    /// records) is keyed by it exactly as for API calls. An auditor has
+    /// none: what is metered (downloads of stored provenance, invoices) is
+    /// refused to it.
+    pub fn authed(&self) -> Result<Authed, PortalError> {
         match self {
             Principal::Tenant {
                 tenant_id, key_id, ..
-            } => Authed {
+            } => Ok(Authed {
                 tenant_id: tenant_id.clone(),
                 key_id: key_id.clone(),
-            },
+            }),
+            Principal::Auditor { .. } => Err(PortalError::Forbidden(
+                "auditors download provenance in their engagement's sign-off pack (the Audit page)"
+                    .into(),
+            )),
         }
     }
 
-    /// The principal a stored session stands for, if it still holds.
-    fn from_row(row: SessionRow) -> Option<Self> {
+    /// The API's auditor identity (`POST /v1/verify` looks only in the
+    /// engagement's frozen set for it and meters nothing).
+    pub fn auditor(&self) -> Option<AuditorAuthed> {
+        match self {
+            Principal::Auditor {
+                tenant_id,
+                key_id,
+                engagement_id,
+                ..
+            } => Some(AuditorAuthed {
+                key_id: key_id.clone(),
+                tenant_id: tenant_id.clone(),
+                engagement_id: engagement_id.clone(),
+            }),
+            Principal::Tenant { .. } => None,
+        }
+    }
+
+    /// The principal a stored session stands for at `now_ms`, if it still
+    /// holds: a tenant's key unrevoked; an auditor's key unrevoked and
+    /// unexpired.
+    fn from_row(row: SessionRow, now_ms: i64) -> Option<Self> {
         match row.kind.as_str() {
             SESSION_KIND_TENANT if row.api_key_live => Some(Principal::Tenant {
                 tenant_id: row.tenant_id,
                 tenant_name: row.tenant_name,
                 key_id: row.key_id,
             }),
+            SESSION_KIND_AUDITOR => {
+                let k = row.auditor?;
+                (k.revoked_at_ms.is_none() && now_ms < k.expires_at_ms).then_some(
+                    Principal::Auditor {
+                        tenant_id: row.tenant_id,
+                        auditor: k.auditor,
+                        key_id: row.key_id,
+                        engagement_id: k.engagement_id,
+                        expires_at_ms: k.expires_at_ms,
+                    },
+                )
+            }
             // A revoked key, or a kind this build does not know: no session.
             _ => None,
         }
@@ -212,7 +278,8 @@ impl FromRequestParts<AppState> for Session {
             .find_session(&token_hash, state.clock.now_ms())
             .await?
             .ok_or(PortalError::SignInRequired)?;
-        let principal = Principal::from_row(row).ok_or(PortalError::SignInRequired)?;
+        let principal =
+            Principal::from_row(row, state.clock.now_ms()).ok_or(PortalError::SignInRequired)?;
         if parts.method != Method::GET && parts.method != Method::HEAD {
             check_origin(&parts.headers)?;
         }
@@ -340,21 +407,67 @@ mod tests {
             created_at_ms: 0,
             expires_at_ms: 1,
             api_key_live: true,
+            auditor: None,
         };
-        assert!(Principal::from_row(row.clone()).is_some());
+        assert!(Principal::from_row(row.clone(), 0).is_some());
         assert!(
-            Principal::from_row(SessionRow {
-                api_key_live: false,
-                ..row.clone()
-            })
+            Principal::from_row(
+                SessionRow {
+                    api_key_live: false,
+                    ..row.clone()
+                },
+                0
+            )
             .is_none()
         );
-        assert!(
-            Principal::from_row(SessionRow {
-                kind: "auditor".into(),
-                ..row
-            })
-            .is_none()
-        );
+        // An auditor session without its key, or a kind unknown here.
+        for kind in ["auditor", "operator"] {
+            assert!(
+                Principal::from_row(
+                    SessionRow {
+                        kind: kind.into(),
+                        ..row.clone()
+                    },
+                    0
+                )
+                .is_none()
+            );
+        }
+    }
+
+    #[test]
+    fn auditor_sessions_end_with_their_keys_expiry_or_revocation() {
+        let key = crate::storage::portal::AuditorSessionKey {
+            engagement_id: "eng_1".into(),
+            auditor: "Ada".into(),
+            expires_at_ms: 100,
+            revoked_at_ms: None,
+        };
+        let row = SessionRow {
+            kind: "auditor".into(),
+            tenant_id: "tn_a".into(),
+            tenant_name: "audit-eng_1".into(),
+            key_id: "k".into(),
+            created_at_ms: 0,
+            expires_at_ms: 100,
+            // No tenant API key has this id: irrelevant for auditors.
+            api_key_live: false,
+            auditor: Some(key.clone()),
+        };
+        let p = Principal::from_row(row.clone(), 99).unwrap();
+        assert!(p.is_auditor());
+        assert_eq!(p.display_name(), "Ada");
+        assert_eq!(p.role(), "auditor");
+        assert_eq!(p.auditor().unwrap().engagement_id, "eng_1");
+        assert!(matches!(p.authed(), Err(PortalError::Forbidden(_))));
+        assert!(Principal::from_row(row.clone(), 100).is_none(), "expired");
+        let revoked = SessionRow {
+            auditor: Some(crate::storage::portal::AuditorSessionKey {
+                revoked_at_ms: Some(50),
+                ..key
+            }),
+            ..row
+        };
+        assert!(Principal::from_row(revoked, 60).is_none(), "revoked");
     }
 }

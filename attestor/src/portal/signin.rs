@@ -1,4 +1,5 @@
-//! Sign-in with an API key, and sign-out.
+//! Sign-in with an API key (a tenant's `clst_…`, or an auditor's expiring
+//! `clsa_…`), and sign-out.
 //!
 //! A wrong key of any kind (malformed, unknown, revoked, another tenant's
 //! id with a wrong secret) gets the same page, status and message, after
@@ -7,12 +8,18 @@
 //! `clst_<id>_<secret>`; malformed input shares one bucket) and over all
 //! keys together, so guessing is slow and floods are bounded; a limited
 //! attempt is refused before the key is looked at.
+//!
+//! An auditor key that matches but is revoked or expired gets its own
+//! message (only the holder of the whole secret can learn that), and its
+//! session never outlives the key: it ends at the key's expiry at the
+//! latest, and with its revocation at once.
 
 use super::session::{self, SIGNIN_COOKIE, SIGNIN_FORM_TTL_SECS, Session};
 use super::{Chrome, PortalError};
+use crate::evidence::engagement::AUDITOR_KEY_PREFIX;
 use crate::service::AppState;
-use crate::service::auth::KEY_PREFIX;
-use crate::storage::portal::{NewSession, SESSION_KIND_TENANT};
+use crate::service::auth::{KEY_PREFIX, hash_key};
+use crate::storage::portal::{NewSession, SESSION_KIND_AUDITOR, SESSION_KIND_TENANT};
 use askama::Template;
 use axum::Form;
 use axum::extract::{Query, State};
@@ -26,8 +33,8 @@ use serde::Deserialize;
 use std::num::NonZeroU32;
 
 /// The message for every refused key.
-pub const WRONG_KEY: &str = "That API key was not accepted. Paste the whole key (it starts with \
-clst_); revoked keys cannot sign in.";
+pub const WRONG_KEY: &str = "That API key was not accepted. Paste the whole key (a tenant key \
+starts with clst_, an auditor key with clsa_); revoked keys cannot sign in.";
 
 /// Sign-in attempt limits: per key id and over all attempts.
 #[derive(Debug)]
@@ -71,9 +78,12 @@ impl SignInLimiter {
     }
 }
 
-/// The key id of a submitted key, or `None` when it has not the shape.
+/// The key id of a submitted key (tenant or auditor), or `None` when it
+/// has not the shape.
 pub fn key_id_of(key: &str) -> Option<&str> {
-    let rest = key.strip_prefix(KEY_PREFIX)?;
+    let rest = key
+        .strip_prefix(KEY_PREFIX)
+        .or_else(|| key.strip_prefix(AUDITOR_KEY_PREFIX))?;
     let (id, secret) = rest.split_once('_')?;
     (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty())
         .then_some(id)
@@ -84,7 +94,7 @@ pub fn key_id_of(key: &str) -> Option<&str> {
 struct SignInPage {
     chrome: Chrome,
     csrf: String,
-    error: Option<&'static str>,
+    error: Option<String>,
     notice: Option<&'static str>,
 }
 
@@ -98,7 +108,7 @@ pub struct SignInQuery {
 fn form(
     state: &AppState,
     status: StatusCode,
-    error: Option<&'static str>,
+    error: Option<String>,
     notice: Option<&'static str>,
 ) -> Result<Response, PortalError> {
     let nonce = session::new_token()?;
@@ -159,29 +169,65 @@ pub async fn submit(
         .portal
         .signin
         .check(key_id_of(key).unwrap_or("malformed"))?;
-    let owner = if key.len() <= 128 {
-        state.auth_cache.lookup(state.storage.as_ref(), key).await?
-    } else {
-        None
-    };
-    let Some(owner) = owner else {
-        return form(&state, StatusCode::UNAUTHORIZED, Some(WRONG_KEY), None);
-    };
     let now = state.clock.now_ms();
     let ttl_ms = i64::from(state.config.portal.session_ttl_minutes) * 60_000;
+    let new = if key.len() > 128 {
+        None
+    } else if key.starts_with(AUDITOR_KEY_PREFIX) {
+        match state.storage.auditor_key(&hash_key(key)).await? {
+            None => None,
+            Some(k) => {
+                if let Some(at) = k.revoked_at_ms {
+                    let msg = format!(
+                        "This auditor key was revoked at {}. Ask the operator for a new one.",
+                        super::display_time(at)
+                    );
+                    return form(&state, StatusCode::UNAUTHORIZED, Some(msg), None);
+                }
+                if now >= k.expires_at_ms {
+                    let msg = format!(
+                        "This auditor key expired at {}. Ask the operator for a new one.",
+                        super::display_time(k.expires_at_ms)
+                    );
+                    return form(&state, StatusCode::UNAUTHORIZED, Some(msg), None);
+                }
+                Some((
+                    SESSION_KIND_AUDITOR,
+                    k.tenant_id,
+                    k.id,
+                    (now + ttl_ms).min(k.expires_at_ms),
+                ))
+            }
+        }
+    } else {
+        state
+            .auth_cache
+            .lookup(state.storage.as_ref(), key)
+            .await?
+            .map(|o| (SESSION_KIND_TENANT, o.tenant_id, o.key_id, now + ttl_ms))
+    };
+    let Some((kind, tenant_id, key_id, expires_at_ms)) = new else {
+        return form(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            Some(WRONG_KEY.to_owned()),
+            None,
+        );
+    };
     let token = session::new_token()?;
     state.storage.purge_sessions(now).await?;
     state
         .storage
         .create_session(&NewSession {
             token_hash: session::hash_token(&token),
-            kind: SESSION_KIND_TENANT,
-            tenant_id: owner.tenant_id,
-            key_id: owner.key_id,
+            kind,
+            tenant_id,
+            key_id,
             created_at_ms: now,
-            expires_at_ms: now + ttl_ms,
+            expires_at_ms,
         })
         .await?;
+    let ttl_ms = expires_at_ms - now;
     let mut resp = Redirect::to("/portal/").into_response();
     let h = resp.headers_mut();
     h.append(
@@ -226,6 +272,7 @@ mod tests {
     fn key_ids_are_read_only_from_well_formed_keys() {
         let id = "0123456789abcdef";
         assert_eq!(key_id_of(&format!("clst_{id}_secret")), Some(id));
+        assert_eq!(key_id_of(&format!("clsa_{id}_secret")), Some(id));
         assert_eq!(key_id_of("clst_short_secret"), None);
         assert_eq!(key_id_of(&format!("clst_{id}_")), None);
         assert_eq!(key_id_of(&format!("xxxx_{id}_secret")), None);

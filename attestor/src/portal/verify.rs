@@ -9,7 +9,9 @@
 //! the same event (`attestation.verify`) and request hash, under the same
 //! per-key rate limit. So the verdict, the reason codes and the usage are
 //! exactly the API's; a request the API would refuse (422, unmetered) is
-//! shown as an error on the form.
+//! shown as an error on the form. An auditor's verification is the API's
+//! for its key: stored provenance only from its engagement's frozen set,
+//! nothing metered.
 
 use super::session::Session;
 use super::{Area, Chrome, PortalError};
@@ -235,10 +237,10 @@ pub async fn submit(
         body["sourceTag"] = fields.source_tag.trim().into();
     }
     let raw = serde_json::to_vec(&body).map_err(|e| PortalError::Internal(e.to_string()))?;
-    // The API key's rate limit, as for `POST /v1/verify`.
-    let who = session.principal.authed();
-    state.limiter.check(&who.key_id)?;
-    let out = match verify_json(&state, None, &raw).await {
+    // The key's rate limit, as for `POST /v1/verify`.
+    state.limiter.check(session.principal.key_id())?;
+    let auditor = session.principal.auditor();
+    let out = match verify_json(&state, auditor.as_ref(), &raw).await {
         Ok(out) => out,
         // The API's 4xx for a bad request (not metered there either).
         Err(e) if e.status().is_client_error() => {
@@ -247,16 +249,19 @@ pub async fn submit(
         }
         Err(e) => return Err(e.into()),
     };
-    metered(
-        &state,
-        &who,
-        EVENT_VERIFY,
-        IdempotencyKey(None),
-        request_hash(&[b"POST /v1/verify", &raw]),
-        StatusCode::OK,
-        out.clone(),
-    )
-    .await?;
+    // Auditors are never billed: the API meters nothing for them either.
+    if auditor.is_none() {
+        metered(
+            &state,
+            &session.principal.authed()?,
+            EVENT_VERIFY,
+            IdempotencyKey(None),
+            request_hash(&[b"POST /v1/verify", &raw]),
+            StatusCode::OK,
+            out.clone(),
+        )
+        .await?;
+    }
     page.verdict = Some(
         serde_json::from_slice(&out)
             .map_err(|e| PortalError::Internal(format!("verdict json: {e}")))?,

@@ -366,6 +366,11 @@ pub const ROUTES: &[&str] = &[
     "/portal/signin",
     "/portal/signout",
     "/portal/static/portal.css",
+    "/portal/invoices/{file}",
+    "/portal/audit",
+    "/portal/audit/{id}",
+    "/portal/audit/{id}/pack",
+    "/portal/audit/{id}/notes",
 ];
 
 /// The metric label of a matched route template (see [`ROUTES`]).

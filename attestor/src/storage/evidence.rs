@@ -110,6 +110,10 @@ pub struct Engagement {
     /// The auditor key's id (the `clsa_<id>_…` part).
     pub key_id: String,
     pub key_revoked_at_ms: Option<i64>,
+    /// The tenant the engagement is for (`audit open --for-tenant`): it
+    /// follows the engagement in the portal. `None`: the auditor only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_tenant_id: Option<String>,
 }
 
 /// One attestation of an engagement's frozen set.
@@ -147,6 +151,8 @@ pub struct NewEngagement {
     pub key_hash: String,
     /// Who opened it (the decisions log's first entry).
     pub actor: String,
+    /// The tenant it is for (an existing, billed tenant), if any.
+    pub client_tenant_id: Option<String>,
 }
 
 /// An auditor note.

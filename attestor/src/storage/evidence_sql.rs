@@ -16,7 +16,7 @@ const ENGAGEMENT_COLUMNS: &str = "e.id, e.tag, e.repo, e.auditor, e.tenant_id, e
      e.opened_at_ms, e.expires_at_ms, e.closed_at_ms, e.pack_sha256, \
      (SELECT COUNT(*) FROM engagement_attestations ea WHERE ea.engagement_id = e.id) AS n_attestations, \
      (SELECT COUNT(*) FROM engagement_notes n WHERE n.engagement_id = e.id) AS n_notes, \
-     k.id AS key_id, k.revoked_at_ms AS key_revoked_at_ms";
+     k.id AS key_id, k.revoked_at_ms AS key_revoked_at_ms, e.client_tenant_id";
 
 /// Frozen-set rows per INSERT (three parameters each; well under SQLite's
 /// and PostgreSQL's parameter limits).
@@ -68,6 +68,7 @@ macro_rules! evidence_store {
                 notes: r.try_get("n_notes")?,
                 key_id: r.try_get("key_id")?,
                 key_revoked_at_ms: r.try_get("key_revoked_at_ms")?,
+                client_tenant_id: r.try_get("client_tenant_id")?,
             })
         }
 
@@ -318,7 +319,7 @@ macro_rules! evidence_store {
                 })?;
                 sqlx::query(
                     "INSERT INTO engagements (id, tag, repo, auditor, tenant_id, status, opened_at_ms, \
-                     expires_at_ms) VALUES ($1, $2, $3, $4, $5, 'open', $6, $7)",
+                     expires_at_ms, client_tenant_id) VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8)",
                 )
                 .bind(&e.id)
                 .bind(&e.tag)
@@ -327,6 +328,7 @@ macro_rules! evidence_store {
                 .bind(&t.id)
                 .bind(e.opened_at_ms)
                 .bind(e.expires_at_ms)
+                .bind(e.client_tenant_id.as_deref())
                 .execute(&mut *tx)
                 .await?;
                 // The frozen set, FROZEN_ROWS rows per statement.

@@ -18,13 +18,16 @@ use async_trait::async_trait;
 
 /// Who a session belongs to, as stored: `kind` names the principal type.
 pub const SESSION_KIND_TENANT: &str = "tenant";
+/// An auditor signed in with its engagement's expiring key (`clsa_…`):
+/// `tenant_id` is the auditor tenant, `key_id` the auditor key's id.
+pub const SESSION_KIND_AUDITOR: &str = "auditor";
 
 /// A session to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSession {
     /// Hex SHA-256 of the session token.
     pub token_hash: String,
-    /// [`SESSION_KIND_TENANT`] (auditor sessions later).
+    /// [`SESSION_KIND_TENANT`] or [`SESSION_KIND_AUDITOR`].
     pub kind: &'static str,
     pub tenant_id: String,
     /// The key the principal signed in with.
@@ -45,7 +48,31 @@ pub struct SessionRow {
     /// Whether `key_id` is an API key of this tenant that is not revoked
     /// (meaningful for tenant sessions).
     pub api_key_live: bool,
+    /// For an auditor session: its key as stored now (`None` for tenant
+    /// sessions, or when no auditor key of this tenant has `key_id`).
+    pub auditor: Option<AuditorSessionKey>,
 }
+
+/// An auditor session's key and engagement, read with the session (the
+/// portal refuses the session once the key is revoked or expired).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditorSessionKey {
+    pub engagement_id: String,
+    /// The auditor's name on the engagement.
+    pub auditor: String,
+    pub expires_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// The columns `find_session` reads for an auditor session (both backends
+/// join `auditor_keys` and `engagements` the same way).
+pub const AUDITOR_SESSION_COLUMNS: &str = "ak.engagement_id AS ak_engagement_id, \
+e.auditor AS ak_auditor, ak.expires_at_ms AS ak_expires_at_ms, ak.revoked_at_ms AS ak_revoked_at_ms";
+
+/// The joins behind [`AUDITOR_SESSION_COLUMNS`] (only for `kind = 'auditor'`).
+pub const AUDITOR_SESSION_JOINS: &str = "LEFT JOIN auditor_keys ak ON s.kind = 'auditor' \
+AND ak.id = s.key_id AND ak.tenant_id = s.tenant_id \
+LEFT JOIN engagements e ON e.id = ak.engagement_id";
 
 /// Units of one event on one day of a period.
 #[derive(Debug, Clone, PartialEq, Eq)]

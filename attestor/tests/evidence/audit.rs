@@ -289,6 +289,7 @@ async fn frozen_tag_leaves_later_attestations_out(b: Backend) {
                 auditor: "Bob".into(),
                 valid_for_ms: 1,
                 actor: "operator:test".into(),
+                client_tenant: None,
             }
         )
         .await,

@@ -82,6 +82,7 @@ pub async fn open(ctx: &Context, tag: &str, auditor: &str) -> Opened {
             auditor: auditor.into(),
             valid_for_ms: 7 * 86_400_000,
             actor: "operator:test".into(),
+            client_tenant: None,
         },
     )
     .await

@@ -8,6 +8,8 @@
 
 pub mod fixtures;
 
+mod billing_audit;
+
 use crate::both_backends;
 use crate::support::{Backend, Resp, TestDb, TestServer, build_record, issue_key};
 use bytes::Bytes;

@@ -1,6 +1,9 @@
 //! [`PortalStorage`] on PostgreSQL.
 
-use super::super::portal::{DailyUsage, NewSession, PortalStorage, SessionRow};
+use super::super::portal::{
+    AUDITOR_SESSION_COLUMNS, AUDITOR_SESSION_JOINS, AuditorSessionKey, DailyUsage, NewSession,
+    PortalStorage, SessionRow,
+};
 use super::super::{AttestationRow, StorageError, attach_subjects, attestation_row};
 use super::PgStorage;
 use async_trait::async_trait;
@@ -44,6 +47,19 @@ impl PgStorage {
     }
 }
 
+/// The auditor key of a session row ([`AUDITOR_SESSION_COLUMNS`]).
+fn auditor_key(r: &sqlx::postgres::PgRow) -> Result<Option<AuditorSessionKey>, StorageError> {
+    let Some(engagement_id) = r.try_get::<Option<String>, _>("ak_engagement_id")? else {
+        return Ok(None);
+    };
+    Ok(Some(AuditorSessionKey {
+        engagement_id,
+        auditor: r.try_get("ak_auditor")?,
+        expires_at_ms: r.try_get("ak_expires_at_ms")?,
+        revoked_at_ms: r.try_get("ak_revoked_at_ms")?,
+    }))
+}
+
 #[async_trait]
 impl PortalStorage for PgStorage {
     async fn create_session(&self, s: &NewSession) -> Result<(), StorageError> {
@@ -68,18 +84,20 @@ impl PortalStorage for PgStorage {
         token_hash: &str,
         now_ms: i64,
     ) -> Result<Option<SessionRow>, StorageError> {
-        let row = sqlx::query(
+        let sql = format!(
             "SELECT s.kind, s.tenant_id, t.name AS tenant_name, s.key_id, s.created_at_ms, \
                     s.expires_at_ms, \
                     EXISTS (SELECT 1 FROM api_keys k WHERE k.id = s.key_id \
-                            AND k.tenant_id = s.tenant_id AND k.revoked_at_ms IS NULL) AS live \
-               FROM portal_sessions s JOIN tenants t ON t.id = s.tenant_id \
-              WHERE s.token_hash = $1 AND s.expires_at_ms > $2",
-        )
-        .bind(token_hash)
-        .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await?;
+                            AND k.tenant_id = s.tenant_id AND k.revoked_at_ms IS NULL) AS live, \
+                    {AUDITOR_SESSION_COLUMNS} \
+               FROM portal_sessions s JOIN tenants t ON t.id = s.tenant_id {AUDITOR_SESSION_JOINS} \
+              WHERE s.token_hash = $1 AND s.expires_at_ms > $2"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(token_hash)
+            .bind(now_ms)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| {
             Ok(SessionRow {
                 kind: r.try_get("kind")?,
@@ -89,6 +107,7 @@ impl PortalStorage for PgStorage {
                 created_at_ms: r.try_get("created_at_ms")?,
                 expires_at_ms: r.try_get("expires_at_ms")?,
                 api_key_live: r.try_get::<bool, _>("live")?,
+                auditor: auditor_key(&r)?,
             })
         })
         .transpose()

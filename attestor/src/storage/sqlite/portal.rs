@@ -1,6 +1,9 @@
 //! [`PortalStorage`] on SQLite.
 
-use super::super::portal::{DailyUsage, NewSession, PortalStorage, SessionRow};
+use super::super::portal::{
+    AUDITOR_SESSION_COLUMNS, AUDITOR_SESSION_JOINS, AuditorSessionKey, DailyUsage, NewSession,
+    PortalStorage, SessionRow,
+};
 use super::super::{AttestationRow, StorageError, attach_subjects, attestation_row};
 use super::SqliteStorage;
 use async_trait::async_trait;
@@ -45,6 +48,19 @@ impl SqliteStorage {
     }
 }
 
+/// The auditor key of a session row ([`AUDITOR_SESSION_COLUMNS`]).
+fn auditor_key(r: &sqlx::sqlite::SqliteRow) -> Result<Option<AuditorSessionKey>, StorageError> {
+    let Some(engagement_id) = r.try_get::<Option<String>, _>("ak_engagement_id")? else {
+        return Ok(None);
+    };
+    Ok(Some(AuditorSessionKey {
+        engagement_id,
+        auditor: r.try_get("ak_auditor")?,
+        expires_at_ms: r.try_get("ak_expires_at_ms")?,
+        revoked_at_ms: r.try_get("ak_revoked_at_ms")?,
+    }))
+}
+
 #[async_trait]
 impl PortalStorage for SqliteStorage {
     async fn create_session(&self, s: &NewSession) -> Result<(), StorageError> {
@@ -69,18 +85,20 @@ impl PortalStorage for SqliteStorage {
         token_hash: &str,
         now_ms: i64,
     ) -> Result<Option<SessionRow>, StorageError> {
-        let row = sqlx::query(
+        let sql = format!(
             "SELECT s.kind, s.tenant_id, t.name AS tenant_name, s.key_id, s.created_at_ms, \
                     s.expires_at_ms, \
                     EXISTS (SELECT 1 FROM api_keys k WHERE k.id = s.key_id \
-                            AND k.tenant_id = s.tenant_id AND k.revoked_at_ms IS NULL) AS live \
-               FROM portal_sessions s JOIN tenants t ON t.id = s.tenant_id \
-              WHERE s.token_hash = ? AND s.expires_at_ms > ?",
-        )
-        .bind(token_hash)
-        .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await?;
+                            AND k.tenant_id = s.tenant_id AND k.revoked_at_ms IS NULL) AS live, \
+                    {AUDITOR_SESSION_COLUMNS} \
+               FROM portal_sessions s JOIN tenants t ON t.id = s.tenant_id {AUDITOR_SESSION_JOINS} \
+              WHERE s.token_hash = ? AND s.expires_at_ms > ?"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(token_hash)
+            .bind(now_ms)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| {
             Ok(SessionRow {
                 kind: r.try_get("kind")?,
@@ -90,6 +108,7 @@ impl PortalStorage for SqliteStorage {
                 created_at_ms: r.try_get("created_at_ms")?,
                 expires_at_ms: r.try_get("expires_at_ms")?,
                 api_key_live: r.try_get::<i64, _>("live")? != 0,
+                auditor: auditor_key(&r)?,
             })
         })
         .transpose()
