@@ -47,3 +47,23 @@ impl IsolationFacts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Network;
+
+    #[test]
+    fn facts_say_which_network_a_run_has() {
+        let profile = crate::Profile::load("default").unwrap();
+        let mut spec = SandboxSpec::new(vec!["true".into()], profile);
+        let facts = IsolationFacts::for_spec(&spec);
+        assert_eq!(facts.network, "none");
+        assert!(facts.namespaces.contains(&"net".to_string()));
+        spec.network = Network::Host;
+        let facts = IsolationFacts::for_spec(&spec);
+        assert_eq!(facts.network, "host");
+        assert!(!facts.namespaces.contains(&"net".to_string()));
+        assert!(facts.namespaces.contains(&"user".to_string()));
+    }
+}

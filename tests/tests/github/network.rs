@@ -530,3 +530,48 @@ fn no_profile_run_flag_or_job_spec_can_ask_for_the_host_network() {
         );
     }
 }
+
+#[test]
+fn the_shipped_allow_list_is_what_the_release_workflow_pins() {
+    let root = cloister_tests::workspace_root();
+    let workflow =
+        std::fs::read_to_string(root.join("cookbook/workflows/org.release.hermetic.yml")).unwrap();
+    let mut pinned: Vec<String> = workflow
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("uses: "))
+        .map(|u| u.split_whitespace().next().unwrap().to_string())
+        .collect();
+    pinned.sort();
+    assert_eq!(pinned.len(), 2, "{pinned:?}");
+    for p in &pinned {
+        assert!(
+            p.parse::<cloister_runner::hook::network::NetworkAction>()
+                .is_ok(),
+            "{p}"
+        );
+    }
+    let line = |text: &str| -> Vec<String> {
+        let value = text
+            .lines()
+            .find_map(|l| {
+                l.trim_start_matches("# ")
+                    .strip_prefix("CLOISTER_NETWORK_ACTIONS=\"")
+            })
+            .expect("a CLOISTER_NETWORK_ACTIONS line")
+            .trim_end_matches('"');
+        let mut v: Vec<String> = value.split(' ').map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    let runbook = std::fs::read_to_string(root.join("cookbook/runbook-github-runner.md")).unwrap();
+    assert_eq!(line(&runbook), pinned, "the runbook's allow-list");
+    let entry = std::fs::read_to_string(
+        root.join("cookbook/workflows/runner-hooks/cloister-container-hook.sh"),
+    )
+    .unwrap();
+    assert_eq!(line(&entry), pinned, "the entry script's example");
+    assert!(
+        entry.lines().any(|l| l == "CLOISTER_NETWORK_ACTIONS="),
+        "the shipped setting is empty: no step gets a network until the operator lists one"
+    );
+}
