@@ -468,7 +468,8 @@ fn no_profile_run_flag_or_job_spec_can_ask_for_the_host_network() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let patches: [(&str, fn(&mut Value), &str); 2] = [
+    type Patch = fn(&mut Value);
+    let patches: [(&str, Patch, &str); 2] = [
         (
             "without",
             |p| {
