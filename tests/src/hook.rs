@@ -102,6 +102,33 @@ impl RunnerHost {
         }
     }
 
+    /// Reinstalls the entry script with its `CLOISTER_NETWORK_ACTIONS`
+    /// setting (the network allow-list) set to `actions`, space separated
+    /// as an operator writes it.
+    pub fn set_network_actions(&self, actions: &[&str]) {
+        let runner = std::fs::read_to_string(&self.entry)
+            .expect("the installed entry script")
+            .lines()
+            .find_map(|l| l.strip_prefix("CLOISTER_RUNNER=").map(str::to_string))
+            .expect("its CLOISTER_RUNNER line");
+        let key = self.dir.path().join("attestor-public.pem");
+        let key = std::fs::canonicalize(key).expect("the test's public key");
+        install_entry_script(
+            &self.entry,
+            &[
+                ("CLOISTER_RUNNER", runner),
+                ("CLOISTER_STORE", self.store.display().to_string()),
+                ("CLOISTER_HOOK_STATE", self.state.display().to_string()),
+                ("CLOISTER_DAEMON_SOCKET", String::new()),
+                ("CLOISTER_TRUSTED_KEY", key.display().to_string()),
+                (
+                    "CLOISTER_NETWORK_ACTIONS",
+                    format!("\"{}\"", actions.join(" ")),
+                ),
+            ],
+        );
+    }
+
     /// A fixture of `tests/fixtures/github-hooks/` with the host's paths
     /// and `state` filled in (`{{STATE}}` is JSON).
     pub fn request(

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Cloister's container hooks for a GitHub Actions self-hosted runner
 # labelled `isolated`: every step of every job runs in a Cloister sandbox
-# (the job container's image from the runner's image store, no network).
+# (the job container's image from the runner's image store, no network but
+# for the steps of the allow-listed actions below).
 #
 # Install (see cookbook/runbook-github-runner.md):
 #   install -m 0755 cloister-container-hook.sh /usr/local/lib/cloister/github/
@@ -32,6 +33,14 @@ CLOISTER_CGROUP_PARENT=
 # key (it verifies the provenance with it). Empty: not bound.
 CLOISTER_DAEMON_SOCKET=/run/cloister-runner/api.sock
 CLOISTER_TRUSTED_KEY=/etc/cloister/attestor-public.pem
+# The network allow-list: the script steps of these actions (each
+# OWNER/REPO@<40-hex commit SHA>, space separated) share the host's network;
+# every other step has none. Empty: no step gets a network. A tag, a branch
+# or a short SHA is refused, and every job then fails to start. For
+# org.release.hermetic.yml, the two actions it pins (keep them in step with
+# the workflow; cookbook/runbook-github-runner.md, "The network"):
+# CLOISTER_NETWORK_ACTIONS="actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f"
+CLOISTER_NETWORK_ACTIONS=
 
 set -- hook --store "$CLOISTER_STORE" --state-dir "$CLOISTER_HOOK_STATE" --profile "$CLOISTER_PROFILE"
 if [ -n "$CLOISTER_CGROUP_PARENT" ]; then
@@ -43,4 +52,8 @@ fi
 if [ -n "$CLOISTER_TRUSTED_KEY" ]; then
     set -- "$@" --trusted-key "$CLOISTER_TRUSTED_KEY"
 fi
+set -f # the allow-list is split on spaces, never globbed
+for action in $CLOISTER_NETWORK_ACTIONS; do
+    set -- "$@" --network-action "$action"
+done
 exec -c "$CLOISTER_RUNNER" "$@"

@@ -103,6 +103,10 @@ pub(crate) struct Plan {
     /// The size-capped tmpfs mounts (inside the sandbox) whose filling up
     /// stops the run (see `wait_for_command`).
     pub capped_tmpfs: Vec<PathBuf>,
+    /// The host's network namespace is shared (`spec::Network::Host`): no
+    /// loopback to bring up, and the command is kept from the host's
+    /// abstract unix sockets by a Landlock scope.
+    pub host_network: bool,
 }
 
 /// A setup step that failed.
@@ -369,7 +373,9 @@ fn init_setup(plan: &Plan) -> Result<Vec<OwnedFd>, Failure> {
     stamp(plan, "init: id maps written");
     build_root(plan)?;
     nix::unistd::sethostname(&plan.hostname).map_err(fail(Stage::Uts, "set the hostname"))?;
-    sys::loopback_up().map_err(fail(Stage::Network, "bring loopback up"))?;
+    if !plan.host_network {
+        sys::loopback_up().map_err(fail(Stage::Network, "bring loopback up"))?;
+    }
     stamp(plan, "init: hostname, loopback");
     enter_root()?;
     nix::unistd::chdir(&plan.workdir).map_err(fail(Stage::Workdir, plan.workdir.display()))?;
@@ -1197,6 +1203,15 @@ fn prepare_exec(plan: &Plan) -> Result<(), Failure> {
     nix::sys::prctl::set_no_new_privs().map_err(fail(Stage::Exec, "set no_new_privs"))?;
     // (the bounding set was emptied by the init before the fork)
     clear_capability_sets()?;
+    if plan.host_network {
+        // A fresh network namespace hides the host's abstract unix sockets
+        // (they are per namespace, with no permission check); sharing the
+        // host's must not open them. No scope, no run.
+        sys::landlock_scope_abstract_unix().map_err(fail(
+            Stage::Network,
+            "keep the command from the host's abstract unix sockets (a Landlock scope, Linux 6.12 or later, needed to share the host network)",
+        ))?;
+    }
     stamp(plan, "command: rlimits, no_new_privs, capabilities dropped");
     verify_no_capabilities(plan.cap_last)?;
     stamp(plan, "command: capabilities verified");

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IsolationFacts {
-    /// Always `"none"`: the sandbox has only its own loopback interface.
+    /// `"none"`: the sandbox has only its own loopback interface (every
+    /// build); `"host"` for a run sharing the host's (`spec::Network::Host`,
+    /// set only by the GitHub container hook, never for a build).
     pub network: String,
     /// Namespaces created fresh for the run, sorted.
     pub namespaces: Vec<String>,
@@ -29,13 +31,39 @@ impl IsolationFacts {
     /// The facts for `spec` when run by the current user.
     pub fn for_spec(spec: &SandboxSpec) -> IsolationFacts {
         IsolationFacts {
-            network: "none".into(),
-            namespaces: spec.profile.namespaces().to_vec(),
+            network: spec.network.as_str().into(),
+            namespaces: spec
+                .profile
+                .namespaces()
+                .iter()
+                .filter(|ns| spec.network == crate::spec::Network::None || *ns != "net")
+                .cloned()
+                .collect(),
             no_new_privs: true,
             capabilities: Vec::new(),
             seccomp_policy: spec.profile.seccomp().digest().to_string(),
             profile: spec.profile.digest().to_string(),
             rootless: !nix::unistd::geteuid().is_root(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Network;
+
+    #[test]
+    fn facts_say_which_network_a_run_has() {
+        let profile = crate::Profile::load("default").unwrap();
+        let mut spec = SandboxSpec::new(vec!["true".into()], profile);
+        let facts = IsolationFacts::for_spec(&spec);
+        assert_eq!(facts.network, "none");
+        assert!(facts.namespaces.contains(&"net".to_string()));
+        spec.network = Network::Host;
+        let facts = IsolationFacts::for_spec(&spec);
+        assert_eq!(facts.network, "host");
+        assert!(!facts.namespaces.contains(&"net".to_string()));
+        assert!(facts.namespaces.contains(&"user".to_string()));
     }
 }

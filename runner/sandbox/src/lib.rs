@@ -34,4 +34,6 @@ pub use profile::{Profile, ProfileError};
 pub use report::{LimitsReport, ReportError, RunFailure, RunReport, RunResult};
 pub use run::{Outcome, SandboxError, run};
 pub use seccomp::{PolicyError, SeccompPolicy};
-pub use spec::{Bind, LimitKind, Limits, MilliCpus, SandboxSpec, SizeError, Stdio, parse_size};
+pub use spec::{
+    Bind, LimitKind, Limits, MilliCpus, Network, SandboxSpec, SizeError, Stdio, parse_size,
+};

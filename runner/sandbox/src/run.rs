@@ -361,6 +361,7 @@ fn plan(spec: &SandboxSpec, uid: u32, gid: u32) -> Result<Plan, SandboxError> {
         cap_last,
         trace: crate::trace::enabled(),
         capped_tmpfs,
+        host_network: spec.network == crate::spec::Network::Host,
     })
 }
 
@@ -641,12 +642,16 @@ fn clone_init(
         report_r,
         report_w,
     } = channels;
-    let flags = libc::CLONE_NEWUSER
+    let mut flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS;
+    if plan.host_network {
+        // `Network::Host`: the one namespace shared (see `spec::Network`).
+        flags &= !libc::CLONE_NEWNET;
+    }
     crate::trace::mark("runner: ready to clone");
     let pid = match sys::clone_fork(flags) {
         Ok(Forked::Child) => {

@@ -171,6 +171,33 @@ pub enum Stdio {
     Fd(OwnedFd),
 }
 
+/// The network a run gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Network {
+    /// A fresh network namespace with only its own loopback interface: every
+    /// build, and the only value a profile or `cloister-runner run` can give.
+    #[default]
+    None,
+    /// The host's network namespace, shared. Every other namespace is still
+    /// fresh and every other confinement applies; connecting to an abstract
+    /// unix socket outside the sandbox (which a fresh network namespace would
+    /// have hidden) is refused by a Landlock scope, and a kernel without one
+    /// (before Linux 6.12) fails the run. Set only by code that builds the
+    /// spec itself for a reviewed case: the GitHub container hook, for a step
+    /// of an operator allow-listed action (`cloister-runner hook`).
+    Host,
+}
+
+impl Network {
+    /// `"none"` or `"host"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::None => "none",
+            Network::Host => "host",
+        }
+    }
+}
+
 /// One sandboxed run.
 #[derive(Debug)]
 pub struct SandboxSpec {
@@ -196,6 +223,8 @@ pub struct SandboxSpec {
     /// the cgroup hierarchy (like `/proc/self/cgroup` shows). Default: the
     /// runner's own cgroup.
     pub cgroup_parent: Option<String>,
+    /// The run's network (default [`Network::None`]).
+    pub network: Network,
 }
 
 impl SandboxSpec {
@@ -215,6 +244,7 @@ impl SandboxSpec {
             stdout: Stdio::Inherit,
             stderr: Stdio::Inherit,
             cgroup_parent: None,
+            network: Network::None,
         }
     }
 

@@ -88,6 +88,67 @@ pub(crate) fn dup2(old: RawFd, new: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Restricts the calling thread (and what it execs) with a Landlock domain
+/// that handles no access right but scopes abstract unix sockets: it can no
+/// longer connect or send to one created outside the domain. Needs
+/// `no_new_privs` set and Landlock ABI 6 (Linux 6.12).
+pub(crate) fn landlock_scope_abstract_unix() -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    /// `struct landlock_ruleset_attr` (ABI 6 and later).
+    #[repr(C)]
+    struct RulesetAttr {
+        handled_access_fs: u64,
+        handled_access_net: u64,
+        scoped: u64,
+    }
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_long = 1;
+    const LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1;
+    // SAFETY: with a null attribute, size 0 and the VERSION flag the kernel
+    // only returns the ABI version (or -1).
+    let abi = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<RulesetAttr>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if abi < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if abi < 6 {
+        return Err(io::Error::other(format!(
+            "Landlock ABI {abi} has no abstract unix socket scope (needs 6)"
+        )));
+    }
+    let attr = RulesetAttr {
+        handled_access_fs: 0,
+        handled_access_net: 0,
+        scoped: LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET,
+    };
+    // SAFETY: `attr` is a valid ruleset attribute of the size passed; the
+    // kernel reads it and returns a new fd or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            &attr as *const RulesetAttr,
+            std::mem::size_of::<RulesetAttr>(),
+            0u32,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the fd was just created and is owned by nothing else.
+    let ruleset = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // SAFETY: landlock_restrict_self takes the ruleset fd and flags (0).
+    let ret = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Brings the loopback interface of the current network namespace up.
 pub(crate) fn loopback_up() -> io::Result<()> {
     // SAFETY: socket() takes integers and returns a new fd or -1.

@@ -36,6 +36,11 @@ pub struct Args {
     /// /cloister/attestor-public.pem.
     #[arg(long, value_name = "PEM")]
     trusted_key: Option<PathBuf>,
+    /// Give the script steps of this action the host's network (repeatable;
+    /// OWNER/REPO@<40-hex commit SHA>, nothing else is accepted). Every other
+    /// step has none.
+    #[arg(long = "network-action", value_name = "OWNER/REPO@SHA")]
+    network_actions: Vec<String>,
 }
 
 pub fn exec(args: Args) -> ExitCode {
@@ -48,6 +53,15 @@ pub fn exec(args: Args) -> ExitCode {
         eprintln!("cloister-runner hook: reading the request on stdin: {e}");
         return ExitCode::from(1);
     }
+    // A bad allow-list entry refuses every request, prepare_job first:
+    // the operator sees it on the first job, never a silently shorter list.
+    let network_actions = match hook::network::parse_allow_list(&args.network_actions) {
+        Ok(list) => list,
+        Err(e) => {
+            eprintln!("cloister-runner hook: configuration: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let opts = HookOptions {
         store: args.store.store,
         state_dir: args.state_dir,
@@ -55,6 +69,7 @@ pub fn exec(args: Args) -> ExitCode {
         cgroup_parent: args.cgroup_parent,
         daemon_socket: args.daemon_socket,
         trusted_key: args.trusted_key,
+        network_actions,
     };
     match hook::handle(&input, &opts) {
         Ok(done) => {

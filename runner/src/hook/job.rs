@@ -89,6 +89,9 @@ pub struct JobRecord {
     pub externals: Option<PathBuf>,
     pub mounts: Vec<PlannedMount>,
     pub working_directory: PathBuf,
+    /// The canonical host directory of the runner's action cache (what
+    /// `/__w/_actions` shows): bound read-only into every step.
+    pub actions: PathBuf,
     /// The job container's `env`.
     pub env: BTreeMap<String, String>,
     pub is_alpine: bool,
@@ -172,6 +175,70 @@ pub fn plan_mounts(
         });
     }
     Ok(plan)
+}
+
+/// The runner's action cache for a job: the source of its `/__w/_actions`
+/// mount, else `_actions` in the work directory (made if missing, so that
+/// it can be bound read-only and no step can create it). Canonical, a
+/// directory, inside `work_root`.
+pub fn actions_dir(mounts: &[PlannedMount], work_root: &Path) -> Result<PathBuf, JobError> {
+    if let Some(m) = mounts
+        .iter()
+        .find(|m| m.target == Path::new(super::network::ACTIONS_TARGET))
+    {
+        return Ok(m.source.clone());
+    }
+    let dir = work_root.join("_actions");
+    match std::fs::DirBuilder::new().mode(0o755).create(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io("creating", &dir)(e)),
+    }
+    let canonical = std::fs::canonicalize(&dir).map_err(io("action cache", &dir))?;
+    if canonical != dir || !canonical.is_dir() {
+        return Err(JobError::Refused(format!(
+            "the runner's action cache {} is not a directory of its work directory (it resolves to {})",
+            dir.display(),
+            canonical.display()
+        )));
+    }
+    Ok(canonical)
+}
+
+/// `mounts` with the action cache `actions` read-only wherever a step
+/// would see it: the `/__w/_actions` mount (and any mount inside the cache)
+/// made read-only, and a read-only bind of the cache over its place in
+/// every writable mount that contains it (`/__w` itself), so no step can
+/// change an action's code for a later step.
+pub fn protect_actions(mounts: &[PlannedMount], actions: &Path) -> Vec<PlannedMount> {
+    let mut out: Vec<PlannedMount> = mounts
+        .iter()
+        .map(|m| PlannedMount {
+            read_only: m.read_only || m.source.starts_with(actions),
+            ..m.clone()
+        })
+        .collect();
+    for m in mounts {
+        if m.read_only || m.source == actions || !actions.starts_with(&m.source) {
+            continue;
+        }
+        let rel = actions
+            .strip_prefix(&m.source)
+            .expect("the cache lies inside the mount");
+        let target = m.target.join(rel);
+        if let Some(existing) = out.iter_mut().find(|p| p.target == target) {
+            // Only the cache itself may be mounted there, read-only.
+            existing.source = actions.to_path_buf();
+            existing.read_only = true;
+        } else {
+            out.push(PlannedMount {
+                source: actions.to_path_buf(),
+                target,
+                read_only: true,
+            });
+        }
+    }
+    out
 }
 
 /// Checks that every recorded mount source is still the directory
@@ -489,6 +556,7 @@ mod tests {
             externals: None,
             mounts: vec![],
             working_directory: "/__w/r/r".into(),
+            actions: "/w/_actions".into(),
             env: BTreeMap::new(),
             is_alpine: false,
         };

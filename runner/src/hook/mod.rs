@@ -11,9 +11,12 @@
 //!   response carries `state` (our job id), `context.container` and
 //!   `isAlpine`.
 //! - `run_script_step`: the step's entry point runs in a fresh sandbox on
-//!   the image's root filesystem with the recorded mounts, the step's
-//!   environment and `prependPath`, no network, the profile's limits; its
-//!   output is the hook's output and its status the hook's exit status.
+//!   the image's root filesystem with the recorded mounts (the runner's
+//!   action cache read-only), the step's environment and `prependPath`, no
+//!   network, the profile's limits; its output is the hook's output and its
+//!   status the hook's exit status. A step of an action on the operator's
+//!   allow-list (`network`) shares the host's network instead, with every
+//!   other isolation kept and a narrowed environment; the log says which.
 //! - `run_container_step`: an image step the same way (image from the store;
 //!   a Dockerfile is refused: isolated runners build no images).
 //! - `cleanup_job`: removes the job's record; the sandboxes left nothing.
@@ -23,10 +26,11 @@
 //! The process must stay single-threaded: `cloister_sandbox::run` requires it.
 
 pub mod job;
+pub mod network;
 pub mod request;
 
 use cloister_inputs::{Digest, EntryKind, Store};
-use cloister_sandbox::{Bind, Profile, SandboxSpec};
+use cloister_sandbox::{Bind, Network, Profile, SandboxSpec};
 use job::{JobError, JobRecord, PlannedMount, Records};
 use request::{Args, Command, ContainerArgs, Request, RequestError, ScriptStepArgs};
 use std::collections::BTreeMap;
@@ -102,6 +106,9 @@ pub struct HookOptions {
     pub daemon_socket: Option<PathBuf>,
     /// The attestor's public key (PEM), bound read-only at [`STEP_PUBLIC_KEY`].
     pub trusted_key: Option<PathBuf>,
+    /// The actions whose script steps share the host's network (each
+    /// pinned by commit; empty: no step gets a network).
+    pub network_actions: Vec<network::NetworkAction>,
 }
 
 /// Where a step finds the runner daemon's socket (also `CLOISTER_RUNNER_SOCKET`).
@@ -284,6 +291,7 @@ fn prepare_job(
         &state_dir,
     )
     .map_err(job_err(command))?;
+    let actions = job::actions_dir(&plan.mounts, &work_root).map_err(job_err(command))?;
     let pin = image_rootfs(command, &opts.store, &digest)?;
     let is_alpine = job::is_alpine(pin.path());
     drop(pin);
@@ -315,8 +323,9 @@ fn prepare_job(
         image: digest.to_string(),
         work_root,
         externals,
-        mounts: plan.mounts,
+        mounts: job::protect_actions(&plan.mounts, &actions),
         working_directory,
+        actions,
         env: container.environment_variables.unwrap_or_default(),
         is_alpine,
     };
@@ -339,8 +348,17 @@ fn prepare_job(
             source: e,
         });
     }
+    let network = if opts.network_actions.is_empty() {
+        "no network".to_string()
+    } else {
+        let list: Vec<String> = opts.network_actions.iter().map(|a| a.to_string()).collect();
+        format!(
+            "no network but for the steps of {} (the hook's network allow-list)",
+            list.join(", ")
+        )
+    };
     let mut note = format!(
-        "cloister: job container {digest} prepared (job {id}; every step runs sandboxed, no network)"
+        "cloister: job container {digest} prepared (job {id}; every step runs sandboxed, {network}; the action cache is read-only)"
     );
     if !plan.dropped.is_empty() {
         note.push_str(&format!(
@@ -409,6 +427,7 @@ fn run_sandboxed(
     argv: Vec<String>,
     workdir: PathBuf,
     env: Vec<(String, String)>,
+    network: Network,
 ) -> Result<Done, HookError> {
     let digest = image_digest(image).map_err(|m| refused(command, m))?;
     let pin = image_rootfs(command, &opts.store, &digest)?;
@@ -431,12 +450,14 @@ fn run_sandboxed(
         }
     }
     let mut env = env;
+    // A step with the host's network has no use for the daemon's socket
+    // (it submits nothing), so it does not get it.
+    let daemon_socket = match network {
+        Network::None => &opts.daemon_socket,
+        Network::Host => &None,
+    };
     for (host, inside, var) in [
-        (
-            &opts.daemon_socket,
-            STEP_DAEMON_SOCKET,
-            "CLOISTER_RUNNER_SOCKET",
-        ),
+        (daemon_socket, STEP_DAEMON_SOCKET, "CLOISTER_RUNNER_SOCKET"),
         (&opts.trusted_key, STEP_PUBLIC_KEY, "CLOISTER_PUBLIC_KEY"),
     ] {
         if let Some(host) = host {
@@ -452,6 +473,7 @@ fn run_sandboxed(
     spec.workdir = Some(workdir);
     spec.env = env;
     spec.cgroup_parent = opts.cgroup_parent.clone();
+    spec.network = network;
     let outcome = cloister_sandbox::run(&spec).map_err(|source| HookError::Sandbox {
         command: command.as_str(),
         source,
@@ -477,9 +499,16 @@ fn entry_argv(
     args: &Option<Vec<String>>,
 ) -> Result<Vec<String>, HookError> {
     let entry = request::required(command, "entryPoint", entry_point)?;
-    let mut argv = vec![entry.to_string()];
-    // The runner splits its argument string on spaces; empty pieces are gaps.
-    argv.extend(args.iter().flatten().filter(|a| !a.is_empty()).cloned());
+    let mut argv = vec![network::unquote_arg(entry)];
+    // The runner splits its argument string on spaces; empty pieces are
+    // gaps, and a piece it wrapped in double quotes for a shell (a node
+    // action's script path) is taken off them: no shell runs here.
+    argv.extend(
+        args.iter()
+            .flatten()
+            .filter(|a| !a.is_empty())
+            .map(|a| network::unquote_arg(a)),
+    );
     if argv.iter().any(|a| a.contains('\0')) {
         return Err(refused(
             command,
@@ -502,6 +531,7 @@ fn run_script_step(
     // say) with a link leading out of the work directory; the next step
     // must not get that bound in.
     job::verify_mounts(&record.mounts).map_err(job_err(command))?;
+    verify_actions(command, record)?;
     let has_home = record
         .mounts
         .iter()
@@ -512,6 +542,33 @@ fn run_script_step(
         args.prepend_path.as_ref(),
         has_home,
     );
+    let decision = network::decide(
+        &opts.network_actions,
+        &argv[0],
+        &argv[1..],
+        &record.actions,
+        record.externals.as_deref(),
+    );
+    let (env, net) = match decision {
+        network::Decision::Host { action, script } => {
+            let (env, dropped) = network::network_env(env);
+            let mut line = format!(
+                "cloister: this step gets the host network: its script {script} is action {action}, on the hook's network allow-list (every other isolation kept; PATH and HOME reset"
+            );
+            if !dropped.is_empty() {
+                line.push_str(&format!("; variables not passed: {}", dropped.join(", ")));
+            }
+            line.push(')');
+            eprintln!("{line}");
+            (env, Network::Host)
+        }
+        network::Decision::None { why } => {
+            if let Some(why) = why {
+                eprintln!("cloister: this step gets no network: {why}");
+            }
+            (env, Network::None)
+        }
+    };
     run_sandboxed(
         command,
         opts,
@@ -521,7 +578,19 @@ fn run_script_step(
         argv,
         workdir,
         env,
+        net,
     )
+}
+
+/// The action cache is still the directory `prepare_job` resolved (it is
+/// read-only in every step; this catches a change made around the hook).
+fn verify_actions(command: Command, record: &JobRecord) -> Result<(), HookError> {
+    job::verify_mounts(&[PlannedMount {
+        source: record.actions.clone(),
+        target: PathBuf::from(network::ACTIONS_TARGET),
+        read_only: true,
+    }])
+    .map_err(job_err(command))
 }
 
 fn run_container_step(
@@ -570,10 +639,9 @@ fn run_container_step(
         &state_dir,
     )
     .map_err(job_err(command))?;
-    let has_home = plan
-        .mounts
-        .iter()
-        .any(|m| m.target == Path::new("/github/home"));
+    verify_actions(command, record)?;
+    let mounts = job::protect_actions(&plan.mounts, &record.actions);
+    let has_home = mounts.iter().any(|m| m.target == Path::new("/github/home"));
     let env = step_env(
         &BTreeMap::new(),
         args.environment_variables.as_ref(),
@@ -585,10 +653,11 @@ fn run_container_step(
         opts,
         &record.work_root,
         image,
-        &plan.mounts,
+        &mounts,
         argv,
         workdir,
         env,
+        Network::None,
     )
 }
 
