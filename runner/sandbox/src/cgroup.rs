@@ -229,9 +229,11 @@ fn check_parent_writable(dir: &Path) -> Result<(), CgroupError> {
 /// Removes run cgroups (`cloister-<pid>-<n>`) left below `parent` by a
 /// runner that was killed before it could clean up: the pid is gone and the
 /// directory empty (rmdir refuses a cgroup that still has processes).
-pub fn remove_stale(parent: &Path) {
+/// Returns the directories removed.
+pub fn remove_stale(parent: &Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
     let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
+        return removed;
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -246,10 +248,66 @@ pub fn remove_stale(parent: &Path) {
             Ok(()) => true,
             Err(e) => e.raw_os_error() != Some(libc::ESRCH),
         };
-        if !alive {
-            let _ = std::fs::remove_dir(e.path());
+        if !alive && std::fs::remove_dir(e.path()).is_ok() {
+            removed.push(e.path());
         }
     }
+    removed
+}
+
+/// The directories run cgroups are made in below `parent` (resolved as
+/// [`Cgroup::create`] resolves it): one per v1 hierarchy of a controller a
+/// limit uses (memory, pids, cpu), or the v2 one.
+pub fn run_parents(layout: &Layout, parent: Option<&str>, proc_self_cgroup: &str) -> Vec<PathBuf> {
+    let resolve = |own: Option<String>| match (parent, own) {
+        (Some(p), _) if p.starts_with('/') => Some(p.to_string()),
+        (_, Some(own)) => Some(parent_path(parent, &own)),
+        (_, None) => None,
+    };
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    match layout {
+        Layout::V2 { mount } => {
+            if let Some(p) = resolve(own_cgroup(proc_self_cgroup, "")) {
+                dirs.push(dir_for(mount, Path::new("/"), &p));
+            }
+        }
+        Layout::V1(hierarchies) => {
+            for ctrl in ["memory", "pids", "cpu"] {
+                let Some(h) = hierarchies
+                    .iter()
+                    .find(|h| h.controllers.iter().any(|c| c == ctrl))
+                else {
+                    continue;
+                };
+                if let Some(p) = resolve(own_cgroup(proc_self_cgroup, ctrl)) {
+                    let dir = dir_for(&h.mount, &h.mount_root, &p);
+                    if !dirs.contains(&dir) {
+                        dirs.push(dir);
+                    }
+                }
+            }
+        }
+    }
+    dirs
+}
+
+/// [`remove_stale`] in every directory of [`run_parents`] for this
+/// process (its `/proc/self/cgroup` and the mounted layout). The runner
+/// daemon calls it at start: the runs of a daemon killed with SIGKILL die
+/// with it (parent-death signal) before they can remove their cgroups.
+/// Returns the directories removed; nothing when there is no cgroup
+/// hierarchy.
+pub fn remove_stale_runs(parent: Option<&str>) -> Vec<PathBuf> {
+    let Ok(layout) = Layout::detect() else {
+        return Vec::new();
+    };
+    let Ok(own) = std::fs::read_to_string("/proc/self/cgroup") else {
+        return Vec::new();
+    };
+    run_parents(&layout, parent, &own)
+        .iter()
+        .flat_map(|dir| remove_stale(dir))
+        .collect()
 }
 
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {

@@ -104,6 +104,13 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     if failed > 0 || requeued > 0 {
         tracing::info!(failed, requeued, "recovered jobs from the previous run");
     }
+    // The cgroups of runs killed with a previous daemon (SIGKILL gave them
+    // no chance to remove their own): only empty ones of dead runs go.
+    let stale = cloister_sandbox::cgroup::remove_stale_runs(None);
+    if !stale.is_empty() {
+        let dirs: Vec<String> = stale.iter().map(|d| d.display().to_string()).collect();
+        tracing::info!(cgroups = %dirs.join(","), "removed the cgroups of runs killed with the previous daemon");
+    }
 
     // TCP is bound (and its address published) before the Unix socket
     // appears: clients and supervisors that wait for the socket then find
