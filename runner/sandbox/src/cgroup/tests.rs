@@ -295,10 +295,14 @@ fn stale_runs_are_swept_in_every_hierarchy_a_run_uses() {
     let busy = parents[0].join("cloister-2147483646-4");
     std::fs::create_dir_all(busy.join("child")).unwrap();
     let mut removed = Vec::new();
+    let mut busy_left = Vec::new();
     for p in &parents {
-        removed.extend(remove_stale(p));
+        let sweep = remove_stale(p);
+        removed.extend(sweep.removed);
+        busy_left.extend(sweep.busy);
     }
     removed.sort();
+    assert_eq!(busy_left, vec![busy.clone()], "reported as left");
     let mut want: Vec<PathBuf> = parents.iter().map(|p| p.join(dead)).collect();
     want.sort();
     assert_eq!(removed, want);
@@ -307,4 +311,27 @@ fn stale_runs_are_swept_in_every_hierarchy_a_run_uses() {
         assert!(p.join(&live).exists(), "a live owner's cgroup stays");
     }
     assert!(busy.exists(), "a non-empty cgroup stays");
+}
+
+/// A zombie runner (killed, not yet reaped) owns nothing any more.
+#[test]
+fn a_zombie_owner_counts_as_dead() {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id() as i32;
+    // Exited but not waited for: a zombie until `wait`.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+    {
+        assert!(std::time::Instant::now() < deadline, "never a zombie");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!owner_alive(pid));
+    assert!(owner_alive(std::process::id() as i32));
+    let root = tempfile::tempdir().unwrap();
+    let stale = root.path().join(format!("cloister-{pid}-0"));
+    std::fs::create_dir(&stale).unwrap();
+    assert_eq!(remove_stale(root.path()).removed, vec![stale]);
+    child.wait().unwrap();
 }
