@@ -904,13 +904,13 @@ pub fn envelope_verdicts<'a>(
 ) -> impl Iterator<Item = Verdict> + use<'a> {
     let digest = match check_request(req) {
         Ok(d) => d,
-        Err(r) => return Verdicts::One(Some(Verdict::fail(vec![r]))),
+        Err(r) => return Verdicts::One(Some(Box::new(Verdict::fail(vec![r])))),
     };
     if trusted.is_empty() {
-        return Verdicts::One(Some(Verdict::fail1(
+        return Verdicts::One(Some(Box::new(Verdict::fail1(
             ReasonCode::NoTrustedKeys,
             "no trusted public key was given",
-        )));
+        ))));
     }
     match candidates(provenance) {
         Ok(cands) => Verdicts::Each {
@@ -920,13 +920,13 @@ pub fn envelope_verdicts<'a>(
             req,
             opts,
         },
-        Err(r) => Verdicts::One(Some(Verdict::fail(vec![r]))),
+        Err(r) => Verdicts::One(Some(Box::new(Verdict::fail(vec![r])))),
     }
 }
 
 /// The iterator of [`envelope_verdicts`].
 enum Verdicts<'a> {
-    One(Option<Verdict>),
+    One(Option<Box<Verdict>>),
     Each {
         cands: std::vec::IntoIter<Candidate>,
         trusted: &'a [PublicKey],
@@ -941,7 +941,7 @@ impl Iterator for Verdicts<'_> {
 
     fn next(&mut self) -> Option<Verdict> {
         match self {
-            Verdicts::One(v) => v.take(),
+            Verdicts::One(v) => v.take().map(|v| *v),
             Verdicts::Each {
                 cands,
                 trusted,
