@@ -63,8 +63,12 @@ fn readme_run_table_lists_every_run_flag() {
             } else {
                 l
             };
-            let flag = l.strip_prefix("--")?.split([' ', '=']).next()?;
-            (flag != "help").then(|| format!("--{flag}"))
+            let rest = l.strip_prefix("--")?;
+            let end = rest
+                .find(|c: char| !c.is_ascii_alphanumeric() && c != '-')
+                .unwrap_or(rest.len());
+            let flag = &rest[..end];
+            (!flag.is_empty() && flag != "help").then(|| format!("--{flag}"))
         })
         .collect();
     assert!(flags.contains(&"--snapshot".to_string()), "{help}");
