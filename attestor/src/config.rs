@@ -94,8 +94,28 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Request bodies larger than this are refused with 413.
+    /// Request bodies larger than this are refused with 413: a number of
+    /// bytes or a size (`"64K"`, `"1MiB"`; `cloister_size`, the runner's
+    /// size syntax).
+    #[serde(deserialize_with = "size_key")]
     pub max_body_bytes: usize,
+}
+
+/// A size config key (`cloister_size::deserialize`) that must fit a `usize`.
+fn size_key<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = cloister_size::deserialize(d)?;
+    usize::try_from(n).map_err(|_| serde::de::Error::custom(format!("{n} bytes is too large")))
+}
+
+/// The same for an environment variable.
+fn size_env(name: &str, value: &str) -> Result<usize, ConfigError> {
+    cloister_size::parse_size(value)
+        .map_err(|e| e.to_string())
+        .and_then(|n| usize::try_from(n).map_err(|_| format!("{n} bytes is too large")))
+        .map_err(|message| ConfigError::Env {
+            name: name.to_owned(),
+            message,
+        })
 }
 
 /// Per-API-key token bucket.
@@ -385,7 +405,7 @@ impl Config {
             }
         }
         if let Some((n, v)) = var("MAX_BODY_BYTES") {
-            self.limits.max_body_bytes = parsed(&n, v)?;
+            self.limits.max_body_bytes = size_env(&n, &v)?;
         }
         if let Some((n, v)) = var("RATE_LIMIT_PER_SECOND") {
             self.rate_limit.per_second = parsed(&n, v)?;
@@ -574,6 +594,57 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.limits.max_body_bytes, 4096);
+    }
+
+    /// `limits.max_body_bytes` takes the runner's size syntax in the file
+    /// and the environment; a bad size names the key or variable, and the
+    /// range check still applies to the bytes it means.
+    #[test]
+    fn body_limit_takes_the_one_size_syntax() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        let load = |text: &str, env: &[(&str, &str)]| {
+            std::fs::write(&file, text).unwrap();
+            let flags = Overrides {
+                config: Some(file.clone()),
+                ..Default::default()
+            };
+            Config::load_with(&flags, env_of(env)).map(|c| c.limits.max_body_bytes)
+        };
+        assert_eq!(
+            load("[limits]\nmax_body_bytes = 4096\n", &[]).unwrap(),
+            4096
+        );
+        assert_eq!(
+            load("[limits]\nmax_body_bytes = \"64K\"\n", &[]).unwrap(),
+            64 << 10
+        );
+        assert_eq!(
+            load("[limits]\nmax_body_bytes = \"2MiB\"\n", &[]).unwrap(),
+            2 << 20
+        );
+        assert_eq!(
+            load("", &[("CLOISTER_ATTESTOR_MAX_BODY_BYTES", "3M")]).unwrap(),
+            3 << 20
+        );
+        assert_eq!(
+            load("", &[("CLOISTER_ATTESTOR_MAX_BODY_BYTES", "512KiB")]).unwrap(),
+            512 << 10
+        );
+        let err = load("[limits]\nmax_body_bytes = \"1 parsec\"\n", &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("max_body_bytes") && err.to_string().contains("not a size"),
+            "{err}"
+        );
+        let err = load("", &[("CLOISTER_ATTESTOR_MAX_BODY_BYTES", "lots")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("CLOISTER_ATTESTOR_MAX_BODY_BYTES: \"lots\" is not a size"),
+            "{err}"
+        );
+        // 1 GiB is a size, but over the limit's ceiling.
+        let err = load("[limits]\nmax_body_bytes = \"1G\"\n", &[]).unwrap_err();
+        assert!(err.to_string().contains("between 1 and"), "{err}");
     }
 
     #[test]

@@ -753,3 +753,83 @@ fn help_is_available_everywhere() {
         assert!(stdout(&o).contains("Usage:"), "{args:?}");
     }
 }
+
+/// A `.intoto.jsonl` with several envelopes goes through the core's one
+/// rule (`verify_any`, as `POST /v1/verify` over stored attestations):
+/// when none verifies, each envelope's reasons are printed, prefixed; a
+/// good envelope after a bad one verifies.
+#[test]
+fn verify_tries_each_envelope_and_reports_every_failure() {
+    let t = Setup::new();
+    run(&["keygen", "--out", s(&t.p("k"))]);
+    let key = t.p("k/private.pem");
+    // Three statements: another repository, another tag, and the good one.
+    let variants = [
+        (
+            "repo",
+            STATEMENT.replace(
+                "git+https://github.com/example/repo-a",
+                "git+https://github.com/example/repo-b",
+            ),
+        ),
+        (
+            "tag",
+            STATEMENT.replace("refs/tags/v1.2.3", "refs/tags/v1.0.0"),
+        ),
+        ("good", STATEMENT.to_string()),
+    ];
+    let mut lines = std::collections::HashMap::new();
+    for (name, text) in &variants {
+        assert_ne!(name == &"good", text != STATEMENT, "{name} is changed");
+        fs::write(t.p(&format!("{name}.json")), text).unwrap();
+        let o = run(&[
+            "sign",
+            "--key",
+            s(&key),
+            "--statement",
+            s(&t.p(&format!("{name}.json"))),
+            "--out",
+            s(&t.p(name)),
+        ]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let line = fs::read_to_string(t.p(&format!("{name}.intoto.jsonl"))).unwrap();
+        lines.insert(*name, line.trim().to_string());
+    }
+    let jsonl = |name: &str, of: &[&str]| {
+        let p = t.p(name);
+        let text: Vec<&str> = of.iter().map(|n| lines[n].as_str()).collect();
+        fs::write(&p, text.join("\n") + "\n").unwrap();
+        p
+    };
+    let public = t.p("k/public.pem");
+    let verify = |prov: &Path, json: bool| {
+        let mut args = verify_args(s(prov), s(&public));
+        args.extend(["--source-tag", "v1.2.3"]);
+        if json {
+            args.push("--json");
+        }
+        run(&args)
+    };
+
+    let two_bad = jsonl("two-bad.intoto.jsonl", &["repo", "tag"]);
+    let o = verify(&two_bad, false);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "FAILED: envelope 1: source https://github.com/example/repo-b does not match expected https://github.com/example/repo-a (source_uri_mismatch)\n\
+         FAILED: envelope 2: source ref \"refs/tags/v1.0.0\" is not tag \"v1.2.3\" (source_tag_mismatch)\n"
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout(&verify(&two_bad, true))).unwrap();
+    assert_eq!(v["verified"], false);
+    assert_eq!(v["reasons"].as_array().unwrap().len(), 2, "{v}");
+
+    let bad_then_good = jsonl("bad-then-good.intoto.jsonl", &["repo", "tag", "good"]);
+    let o = verify(&bad_then_good, false);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).starts_with("PASSED: "), "{}", stdout(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&verify(&bad_then_good, true))).unwrap();
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["reasons"], serde_json::json!([]));
+    assert_eq!(v["subject"]["name"], "repo-a");
+}

@@ -94,20 +94,9 @@ struct FileLimits {
 }
 
 /// A size key: a number of bytes, or a string in the one size syntax of
-/// every flag (`"4GiB"`, `"512M"`: `cloister_sandbox::parse_size`).
+/// every flag (`"4GiB"`, `"512M"`: `cloister_size`).
 fn size_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Size {
-        Bytes(u64),
-        Text(String),
-    }
-    match Size::deserialize(d)? {
-        Size::Bytes(n) => Ok(Some(n)),
-        Size::Text(s) => cloister_sandbox::parse_size(&s)
-            .map(Some)
-            .map_err(serde::de::Error::custom),
-    }
+    cloister_size::deserialize(d).map(Some)
 }
 
 /// Resource limits of one job (defaults from the config, overridable per job

@@ -14,6 +14,10 @@ pub struct Snap {
     /// The read-only materialized tree (bind-mounted read-only into the sandbox).
     pub tree: PathBuf,
     pub pin: Pin,
+    /// The store's snapshot was reused: its warm-path record proved the
+    /// directory unchanged since it was last snapshotted, so no file was
+    /// read again.
+    pub reused: bool,
 }
 
 /// Snapshots `dir` into the store at `store_root`; `warm_cache` as in
@@ -39,6 +43,7 @@ pub fn snapshot(
         files: snap.files,
         tree: pin.path().to_path_buf(),
         pin,
+        reused: snap.cached,
     })
 }
 

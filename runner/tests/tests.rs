@@ -11,8 +11,11 @@
 //! - `daemon::source`: a dirty tree or another commit fails the job before any build
 //! - `daemon::policy`: `[policy] require_signed` refuses jobs under unsigned sandbox policies
 //! - `cli::front`: the front binary hands every subcommand but `run` to the full one
+//! - `docs`: the cookbook index, the README's `run` table and its verify example
 
 mod harness;
+
+mod docs;
 
 mod cli {
     mod front;

@@ -871,7 +871,8 @@ fn verify_candidate(
 /// Verifies provenance (`.intoto.jsonl`, a DSSE envelope, or a Sigstore
 /// bundle, auto-detected) against trusted keys and the consumer's
 /// expectations. With several envelopes (jsonl), the first that verifies
-/// wins; if none does, the reasons of each are reported, prefixed.
+/// wins; if none does, the reasons of each are reported, prefixed
+/// ([`verify_any`]).
 pub fn verify(provenance: &[u8], trusted: &[PublicKey], req: &VerifyRequest) -> Verdict {
     verify_with(provenance, trusted, req, &VerifyOptions::default())
 }
@@ -883,39 +884,182 @@ pub fn verify_with(
     req: &VerifyRequest,
     opts: &VerifyOptions,
 ) -> Verdict {
+    verify_any(envelope_verdicts(provenance, trusted, req, opts))
+        .expect("envelope_verdicts yields at least one verdict")
+}
+
+/// The verdict of each envelope of `provenance`, in order, computed as the
+/// iterator is advanced (so [`verify_any`] stops checking signatures at the
+/// first envelope that verifies). Input that is not provenance at all (a
+/// bad request, no trusted key, malformed or oversize input) yields that
+/// one failure. Never empty.
+///
+/// A caller that adds its own check per envelope (a policy manifest, see
+/// `policy::apply`) maps the verdicts before [`verify_any`] picks one.
+pub fn envelope_verdicts<'a>(
+    provenance: &[u8],
+    trusted: &'a [PublicKey],
+    req: &'a VerifyRequest,
+    opts: &'a VerifyOptions,
+) -> impl Iterator<Item = Verdict> + use<'a> {
     let digest = match check_request(req) {
         Ok(d) => d,
-        Err(r) => return Verdict::fail(vec![r]),
+        Err(r) => return Verdicts::One(Some(Box::new(Verdict::fail(vec![r])))),
     };
     if trusted.is_empty() {
-        return Verdict::fail1(ReasonCode::NoTrustedKeys, "no trusted public key was given");
+        return Verdicts::One(Some(Box::new(Verdict::fail1(
+            ReasonCode::NoTrustedKeys,
+            "no trusted public key was given",
+        ))));
     }
-    let cands = match candidates(provenance) {
-        Ok(c) => c,
-        Err(r) => return Verdict::fail(vec![r]),
-    };
-    if cands.len() == 1 {
-        let c = cands.into_iter().next().expect("one candidate");
-        return verify_candidate(c, trusted, &digest, req, opts);
+    match candidates(provenance) {
+        Ok(cands) => Verdicts::Each {
+            cands: cands.into_iter(),
+            trusted,
+            digest,
+            req,
+            opts,
+        },
+        Err(r) => Verdicts::One(Some(Box::new(Verdict::fail(vec![r])))),
     }
-    let mut reasons = Vec::new();
-    for (i, c) in cands.into_iter().enumerate() {
-        let v = verify_candidate(c, trusted, &digest, req, opts);
-        if v.verified {
-            return v;
+}
+
+/// The iterator of [`envelope_verdicts`].
+enum Verdicts<'a> {
+    One(Option<Box<Verdict>>),
+    Each {
+        cands: std::vec::IntoIter<Candidate>,
+        trusted: &'a [PublicKey],
+        digest: Sha256Digest,
+        req: &'a VerifyRequest,
+        opts: &'a VerifyOptions,
+    },
+}
+
+impl Iterator for Verdicts<'_> {
+    type Item = Verdict;
+
+    fn next(&mut self) -> Option<Verdict> {
+        match self {
+            Verdicts::One(v) => v.take().map(|v| *v),
+            Verdicts::Each {
+                cands,
+                trusted,
+                digest,
+                req,
+                opts,
+            } => cands
+                .next()
+                .map(|c| verify_candidate(c, trusted, digest, req, opts)),
         }
-        reasons.extend(
-            v.reasons
-                .into_iter()
-                .map(|r| Reason::new(r.code, format!("envelope {}: {}", i + 1, r.message))),
-        );
     }
-    Verdict::fail(reasons)
+}
+
+/// The one "try each envelope" rule, for every source of envelopes (the
+/// lines of a `.intoto.jsonl` file, the attestations the service stores for
+/// a digest): the first verdict that verifies wins (later ones are not
+/// computed); when none does, the failure lists every envelope's reasons,
+/// each prefixed `envelope N: ` (a lone envelope's reasons unprefixed).
+/// `None` when there was no envelope at all.
+///
+/// Generic over how a verdict is held (`Verdict`, or the service's shared
+/// `Arc<Verdict>`) so a winning verdict is returned as it came.
+pub fn verify_any<V>(verdicts: impl IntoIterator<Item = V>) -> Option<V>
+where
+    V: std::borrow::Borrow<Verdict> + From<Verdict>,
+{
+    let mut failed: Vec<V> = Vec::new();
+    for v in verdicts {
+        if v.borrow().verified {
+            return Some(v);
+        }
+        failed.push(v);
+    }
+    if failed.len() <= 1 {
+        return failed.pop();
+    }
+    let reasons = failed
+        .iter()
+        .enumerate()
+        .flat_map(|(i, v)| {
+            v.borrow()
+                .reasons
+                .iter()
+                .map(move |r| Reason::new(r.code, format!("envelope {}: {}", i + 1, r.message)))
+        })
+        .collect();
+    Some(V::from(Verdict::fail(reasons)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one "try each envelope" rule: the first verified verdict wins
+    /// as it came (later ones are not computed), otherwise every
+    /// envelope's reasons, prefixed; a lone failure is returned unchanged.
+    #[test]
+    fn verify_any_takes_the_first_verified_else_every_reason() {
+        let bad = |code, m: &str| Verdict::fail1(code, m);
+        let good = || Verdict {
+            verified: true,
+            slsa_level: Some(3),
+            builder_id: Some("b".into()),
+            ..Verdict::fail(Vec::new())
+        };
+        assert_eq!(verify_any(Vec::<Verdict>::new()), None);
+        let one = verify_any([bad(ReasonCode::UntrustedKey, "no key")]).unwrap();
+        assert_eq!(
+            one.reasons,
+            vec![Reason::new(ReasonCode::UntrustedKey, "no key")]
+        );
+
+        let mut computed = 0;
+        let won = verify_any(
+            [
+                bad(ReasonCode::SourceUriMismatch, "a"),
+                good(),
+                bad(ReasonCode::UntrustedKey, "c"),
+            ]
+            .into_iter()
+            .inspect(|_| computed += 1),
+        )
+        .unwrap();
+        assert!(won.verified);
+        assert_eq!(won.builder_id.as_deref(), Some("b"));
+        assert_eq!(computed, 2, "nothing after the winner is computed");
+
+        let all = verify_any([
+            bad(ReasonCode::SourceUriMismatch, "a"),
+            Verdict::fail(vec![
+                Reason::new(ReasonCode::SourceTagMismatch, "b1"),
+                Reason::new(ReasonCode::BuilderIdMismatch, "b2"),
+            ]),
+        ])
+        .unwrap();
+        assert!(!all.verified);
+        let listed: Vec<(ReasonCode, &str)> = all
+            .reasons
+            .iter()
+            .map(|r| (r.code, r.message.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                (ReasonCode::SourceUriMismatch, "envelope 1: a"),
+                (ReasonCode::SourceTagMismatch, "envelope 2: b1"),
+                (ReasonCode::BuilderIdMismatch, "envelope 2: b2"),
+            ]
+        );
+        // Shared verdicts (the service's `Arc<Verdict>`) come back as they were.
+        let shared = std::sync::Arc::new(good());
+        let back = verify_any([
+            std::sync::Arc::new(bad(ReasonCode::UntrustedKey, "x")),
+            shared.clone(),
+        ])
+        .unwrap();
+        assert!(std::sync::Arc::ptr_eq(&back, &shared));
+    }
 
     #[test]
     fn codes_are_snake_case_and_match_serde() {

@@ -11,9 +11,12 @@ use std::process::ExitCode;
 use cloister_attestor_core::digest::Sha256Hasher;
 use cloister_attestor_core::json;
 use cloister_attestor_core::keys::PublicKey;
-use cloister_attestor_core::verify::{ReasonCode, Verdict, VerifyRequest, check_request, verify};
+use cloister_attestor_core::verify::{
+    ReasonCode, Verdict, VerifyOptions, VerifyRequest, check_request, envelope_verdicts, verify_any,
+};
 
 use crate::keyring::{self, Keyring};
+use crate::service::api::VerifyResponse;
 
 /// Verify provenance for an artifact.
 #[derive(Debug, clap::Args)]
@@ -117,12 +120,17 @@ fn trusted_keys(args: &Args) -> Result<Vec<PublicKey>, String> {
 
 fn print_verdict(args: &Args, v: &Verdict) {
     if args.json {
-        let mut out = serde_json::to_value(v).expect("verdict serializes");
-        if args.print_provenance
-            && let Some(st) = &v.statement
-        {
-            out["statement"] = st.clone();
-        }
+        // The HTTP verdict body; printed through a `Value`, whose keys are
+        // sorted, as this output always was.
+        let body = VerifyResponse {
+            statement: if args.print_provenance {
+                v.statement.as_ref()
+            } else {
+                None
+            },
+            ..VerifyResponse::of(v)
+        };
+        let out = serde_json::to_value(&body).expect("verdict serializes");
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
         return;
     }
@@ -201,10 +209,16 @@ pub fn exec(args: Args) -> ExitCode {
         },
         None => None,
     };
-    let mut verdict = verify(&provenance, &trusted, &req);
-    if let Some(m) = &manifest {
-        cloister_attestor_core::policy::apply(&mut verdict, &m.manifest);
-    }
+    // Each envelope is held to the policy manifest before the first that
+    // verifies is picked (as the service does).
+    let opts = VerifyOptions::default();
+    let verdicts = envelope_verdicts(&provenance, &trusted, &req, &opts).map(|mut v| {
+        if let Some(m) = &manifest {
+            cloister_attestor_core::policy::apply(&mut v, &m.manifest);
+        }
+        v
+    });
+    let verdict = verify_any(verdicts).expect("envelope_verdicts yields at least one verdict");
     print_verdict(&args, &verdict);
     match verdict.verified {
         true => ExitCode::SUCCESS,

@@ -29,7 +29,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use cloister_attestor_core::statement::ResourceDescriptor;
 use cloister_attestor_core::verify::{
-    Reason, Verdict, VerifyRequest, check_request, normalize_source_uri,
+    Reason, Verdict, VerifyRequest, check_request, normalize_source_uri, verify_any,
 };
 use http_body_util::BodyExt as _;
 use serde::{Deserialize, Serialize};
@@ -271,12 +271,17 @@ pub struct ReasonBody<'a> {
 
 // Serialized straight from the core's verdict (borrowed, nothing converted
 // to intermediate JSON).
-/// The verdict; `verified: false` is still a 200.
+/// The verdict; `verified: false` is still a 200. The one verdict body:
+/// `POST /v1/verify` answers it and `cloister-attestor verify --json`
+/// prints it (with `statement` under `--print-provenance`).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyResponse<'a> {
     pub verified: bool,
-    /// Empty when verified.
+    /// Empty when verified. When several envelopes were tried (the lines
+    /// of a `.intoto.jsonl`, the stored attestations of a digest) and none
+    /// verified: every envelope's reasons, each message prefixed
+    /// `envelope N: `.
     pub reasons: Vec<ReasonBody<'a>>,
     /// `runDetails.builder.id` of the verified provenance.
     pub builder_id: Option<&'a str>,
@@ -289,6 +294,26 @@ pub struct VerifyResponse<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub provenance: Option<&'a serde_json::Value>,
+    /// The verified statement in the CLI's output (`verify --json
+    /// --print-provenance`); never in an HTTP response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub statement: Option<&'a serde_json::Value>,
+}
+
+impl<'a> VerifyResponse<'a> {
+    /// The body of a core verdict, without the statement.
+    pub fn of(v: &'a Verdict) -> Self {
+        Self {
+            verified: v.verified,
+            reasons: v.reasons.iter().map(reason_body).collect(),
+            builder_id: v.builder_id.as_deref(),
+            slsa_level: v.slsa_level,
+            subject: v.subject.as_ref(),
+            provenance: None,
+            statement: None,
+        }
+    }
 }
 
 /// Service-only reason: nothing in the store has the artifact as a subject.
@@ -397,22 +422,15 @@ pub async fn verify_json(
                         .await?
                 }
             };
-            let mut first_failure = None;
-            let mut verified = None;
-            for envelope in envelopes {
-                let v = gate.apply(state.verdicts.verify(
-                    envelope.as_bytes(),
-                    &trusted,
-                    &req,
-                    include,
-                ));
-                if v.verified {
-                    verified = Some(v);
-                    break;
-                }
-                first_failure.get_or_insert(v);
-            }
-            verified.or(first_failure)
+            // The core's rule for several envelopes: the first that
+            // verifies (policy gate included) wins, else every one's reasons.
+            verify_any(envelopes.iter().map(|envelope| {
+                gate.apply(
+                    state
+                        .verdicts
+                        .verify(envelope.as_bytes(), &trusted, &req, include),
+                )
+            }))
         }
     };
     let not_found;
@@ -426,16 +444,12 @@ pub async fn verify_json(
                 count_outcome(state, outcome, r.code.as_str());
             }
             VerifyResponse {
-                verified: v.verified,
-                reasons: v.reasons.iter().map(reason_body).collect(),
-                builder_id: v.builder_id.as_deref(),
-                slsa_level: v.slsa_level,
-                subject: v.subject.as_ref(),
                 provenance: if include && v.verified {
                     v.statement.as_ref()
                 } else {
                     None
                 },
+                ..VerifyResponse::of(v)
             }
         }
         None => {
@@ -454,6 +468,7 @@ pub async fn verify_json(
                 slsa_level: None,
                 subject: None,
                 provenance: None,
+                statement: None,
             }
         }
     };

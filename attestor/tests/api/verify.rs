@@ -19,6 +19,7 @@ both_backends!(
     signing_socket_validates_records_and_is_not_on_tcp,
     keys_endpoint_lists_the_signing_key,
     key_rotation_and_expiry_reach_verification_and_the_verdict_cache,
+    every_stored_envelope_is_tried_and_every_failure_reported,
 );
 
 fn request(provenance: Option<&serde_json::Value>) -> serde_json::Value {
@@ -439,4 +440,60 @@ async fn key_rotation_and_expiry_reach_verification_and_the_verdict_cache(b: Bac
     let keys = s.get("/v1/keys", Some(&key)).await.json();
     assert_eq!(keys["keys"].as_array().unwrap().len(), 1);
     assert_eq!(keys["keys"][0]["keyid"], new["keyid"]);
+}
+
+/// Without provenance in the body the stored attestations of the digest
+/// are tried newest first with the core's one rule (`verify_any`): when
+/// none verifies, every envelope's reasons are listed (prefixed `envelope
+/// N: `); a good one after bad ones verifies. Each request is counted once,
+/// a replay not again.
+async fn every_stored_envelope_is_tried_and_every_failure_reported(b: Backend) {
+    let s = TestServer::start(b, |_| {}).await;
+    let (_, key) = s.tenant("acme").await;
+    let mut other_tag = build_record();
+    other_tag["source"]["ref"] = json!("refs/tags/v1.0.0");
+    let mut other_repo = build_record();
+    other_repo["source"]["uri"] = json!("https://github.com/example/repo-b");
+    s.sign(&other_tag).await;
+    s.sign(&other_repo).await;
+
+    let v = s.verify(&key, Some("two-bad"), &request(None)).await;
+    assert_eq!(v.status, 200);
+    let v = v.json();
+    assert_eq!(v["verified"], false, "{v}");
+    assert!(v["slsaLevel"].is_null() && v["builderId"].is_null(), "{v}");
+    let reasons: Vec<(&str, &str)> = v["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["code"].as_str().unwrap(), r["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (
+                "source_uri_mismatch",
+                "envelope 1: source https://github.com/example/repo-b does not match expected https://github.com/example/repo-a"
+            ),
+            (
+                "source_tag_mismatch",
+                "envelope 2: source ref \"refs/tags/v1.0.0\" is not tag \"v1.2.3\""
+            ),
+        ]
+    );
+    assert_eq!(s.count(&key, "attestation.verify").await, 1);
+    let again = s.verify(&key, Some("two-bad"), &request(None)).await;
+    assert_eq!(again.json(), v, "a replay answers the stored verdict");
+    assert_eq!(s.count(&key, "attestation.verify").await, 1);
+
+    // A good attestation, then another bad one (newest): tried bad first,
+    // then the good one verifies.
+    s.sign(&build_record()).await;
+    s.sign(&other_repo).await;
+    let v = s.verify(&key, None, &request(None)).await.json();
+    assert_eq!(v["verified"], true, "{v}");
+    assert_eq!(v["reasons"], json!([]));
+    assert_eq!(v["slsaLevel"], 3);
+    assert_eq!(v["subject"]["name"], "repo-a");
+    assert_eq!(s.count(&key, "attestation.verify").await, 2);
 }

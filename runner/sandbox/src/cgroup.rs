@@ -226,12 +226,41 @@ fn check_parent_writable(dir: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// Whether the runner that named a run cgroup still runs: it exists and is
+/// not a zombie (a run killed with its daemon may wait a long time for a
+/// reaper, and its cgroup is of no use to it any more).
+fn owner_alive(pid: i32) -> bool {
+    match crate::sys::kill(pid, 0) {
+        Ok(()) => {}
+        Err(e) => return e.raw_os_error() != Some(libc::ESRCH),
+    }
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        // Gone meanwhile.
+        return false;
+    };
+    // `pid (comm) STATE …`: the state follows the last ')'.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, Some("Z" | "X"))
+}
+
+/// What [`remove_stale`] did: the run cgroups of dead runners it removed,
+/// and those it had to leave because processes are still in them (the
+/// killed run's processes may take a moment to exit).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Sweep {
+    pub removed: Vec<PathBuf>,
+    pub busy: Vec<PathBuf>,
+}
+
 /// Removes run cgroups (`cloister-<pid>-<n>`) left below `parent` by a
 /// runner that was killed before it could clean up: the pid is gone and the
 /// directory empty (rmdir refuses a cgroup that still has processes).
-pub fn remove_stale(parent: &Path) {
+pub fn remove_stale(parent: &Path) -> Sweep {
+    let mut sweep = Sweep::default();
     let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
+        return sweep;
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -242,14 +271,73 @@ pub fn remove_stale(parent: &Path) {
         else {
             continue;
         };
-        let alive = match crate::sys::kill(pid, 0) {
-            Ok(()) => true,
-            Err(e) => e.raw_os_error() != Some(libc::ESRCH),
-        };
-        if !alive {
-            let _ = std::fs::remove_dir(e.path());
+        if owner_alive(pid) {
+            continue;
+        }
+        match std::fs::remove_dir(e.path()) {
+            Ok(()) => sweep.removed.push(e.path()),
+            Err(e2) if e2.kind() == io::ErrorKind::NotFound => {}
+            Err(_) => sweep.busy.push(e.path()),
         }
     }
+    sweep
+}
+
+/// The directories run cgroups are made in below `parent` (resolved as
+/// [`Cgroup::create`] resolves it): one per v1 hierarchy of a controller a
+/// limit uses (memory, pids, cpu), or the v2 one.
+pub fn run_parents(layout: &Layout, parent: Option<&str>, proc_self_cgroup: &str) -> Vec<PathBuf> {
+    let resolve = |own: Option<String>| match (parent, own) {
+        (Some(p), _) if p.starts_with('/') => Some(p.to_string()),
+        (_, Some(own)) => Some(parent_path(parent, &own)),
+        (_, None) => None,
+    };
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    match layout {
+        Layout::V2 { mount } => {
+            if let Some(p) = resolve(own_cgroup(proc_self_cgroup, "")) {
+                dirs.push(dir_for(mount, Path::new("/"), &p));
+            }
+        }
+        Layout::V1(hierarchies) => {
+            for ctrl in ["memory", "pids", "cpu"] {
+                let Some(h) = hierarchies
+                    .iter()
+                    .find(|h| h.controllers.iter().any(|c| c == ctrl))
+                else {
+                    continue;
+                };
+                if let Some(p) = resolve(own_cgroup(proc_self_cgroup, ctrl)) {
+                    let dir = dir_for(&h.mount, &h.mount_root, &p);
+                    if !dirs.contains(&dir) {
+                        dirs.push(dir);
+                    }
+                }
+            }
+        }
+    }
+    dirs
+}
+
+/// [`remove_stale`] in every directory of [`run_parents`] for this
+/// process (its `/proc/self/cgroup` and the mounted layout). The runner
+/// daemon calls it at start: the runs of a daemon killed with SIGKILL die
+/// with it (parent-death signal) before they can remove their cgroups.
+/// Nothing when there is no cgroup hierarchy.
+pub fn remove_stale_runs(parent: Option<&str>) -> Sweep {
+    let mut sweep = Sweep::default();
+    let Ok(layout) = Layout::detect() else {
+        return sweep;
+    };
+    let Ok(own) = std::fs::read_to_string("/proc/self/cgroup") else {
+        return sweep;
+    };
+    for dir in run_parents(&layout, parent, &own) {
+        let s = remove_stale(&dir);
+        sweep.removed.extend(s.removed);
+        sweep.busy.extend(s.busy);
+    }
+    sweep
 }
 
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {

@@ -34,6 +34,6 @@ pub use profile::{Profile, ProfileError};
 pub use report::{LimitsReport, ReportError, RunFailure, RunReport, RunResult};
 pub use run::{Outcome, SandboxError, run};
 pub use seccomp::{PolicyError, SeccompPolicy};
-pub use spec::{
-    Bind, LimitKind, Limits, MilliCpus, Network, SandboxSpec, SizeError, Stdio, parse_size,
-};
+// The one size syntax lives in `cloister-size` (the attestor reads it too).
+pub use cloister_size::{SizeError, parse_size};
+pub use spec::{Bind, LimitKind, Limits, MilliCpus, Network, SandboxSpec, Stdio};

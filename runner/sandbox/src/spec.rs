@@ -76,38 +76,6 @@ impl FromStr for MilliCpus {
     }
 }
 
-/// Why a size was refused (see [`parse_size`]).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SizeError {
-    #[error("{0:?} is not a size (a number of bytes, or with K, M, G, T or KiB, MiB, GiB, TiB)")]
-    Malformed(String),
-    #[error("{0:?} is too large")]
-    TooLarge(String),
-}
-
-/// Parses a size: `4096`, `64K`, `512M`, `10G`, `1T`, or with `KiB`, `MiB`,
-/// `GiB`, `TiB` (every unit a power of 1024; `KB`, `MB`... and a trailing
-/// `B` are read the same, case does not matter). The one size syntax of
-/// every flag, profile annotation and config key that takes a size.
-pub fn parse_size(s: &str) -> Result<u64, SizeError> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| SizeError::Malformed(s.to_string()))?;
-    let shift = match unit.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KB" | "KIB" => 10,
-        "M" | "MB" | "MIB" => 20,
-        "G" | "GB" | "GIB" => 30,
-        "T" | "TB" | "TIB" => 40,
-        _ => return Err(SizeError::Malformed(s.to_string())),
-    };
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| SizeError::TooLarge(s.to_string()))
-}
-
 /// Which limit stopped a run.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
@@ -293,41 +261,6 @@ mod tests {
             ":/x".parse::<Bind>(),
             Err(BindParseError::Empty(_))
         ));
-    }
-
-    #[test]
-    fn sizes_parse_with_decimal_and_binary_unit_names_all_powers_of_1024() {
-        for (text, bytes) in [
-            ("4096", 4096),
-            ("0", 0),
-            ("64K", 64 << 10),
-            ("64k", 64 << 10),
-            ("512M", 512 << 20),
-            ("1GiB", 1 << 30),
-            ("1gib", 1 << 30),
-            ("3MiB", 3 << 20),
-            ("2T", 2 << 40),
-            ("1TiB", 1 << 40),
-            ("10 G", 10 << 30),
-            ("16KB", 16 << 10),
-            ("7B", 7),
-        ] {
-            assert_eq!(parse_size(text), Ok(bytes), "{text}");
-        }
-        for bad in ["", "ten", "-1", "1.5G", "1X", "G", "1 GiBs", "0x10"] {
-            assert!(
-                matches!(parse_size(bad), Err(SizeError::Malformed(_))),
-                "{bad}"
-            );
-        }
-        assert!(matches!(
-            parse_size("99999999T"),
-            Err(SizeError::TooLarge(_))
-        ));
-        assert_eq!(
-            parse_size("1X").unwrap_err().to_string(),
-            "\"1X\" is not a size (a number of bytes, or with K, M, G, T or KiB, MiB, GiB, TiB)"
-        );
     }
 
     #[test]

@@ -65,6 +65,38 @@ fn notify(state: sd_notify::NotifyState<'_>) {
     }
 }
 
+/// How long the start-up sweep waits for a dead run's processes to leave
+/// its cgroup.
+const CGROUP_SWEEP_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Removes the run cgroups a previous daemon's runs left (only those of
+/// dead runs, only once empty): the killed runs' processes may still be
+/// exiting at start, so a busy one is tried again for a while, then left
+/// alone with a warning.
+fn sweep_stale_cgroups() {
+    let deadline = std::time::Instant::now() + CGROUP_SWEEP_FOR;
+    loop {
+        let sweep = cloister_sandbox::cgroup::remove_stale_runs(None);
+        if !sweep.removed.is_empty() {
+            let dirs: Vec<String> = sweep
+                .removed
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            tracing::info!(cgroups = %dirs.join(","), "removed the cgroups of runs killed with the previous daemon");
+        }
+        if sweep.busy.is_empty() {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            let dirs: Vec<String> = sweep.busy.iter().map(|d| d.display().to_string()).collect();
+            tracing::warn!(cgroups = %dirs.join(","), "cgroups of dead runs still hold processes; left alone");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Runs the daemon until SIGTERM/SIGINT, then drains.
 pub async fn serve(config: Config) -> Result<(), DaemonError> {
     let config = Arc::new(config);
@@ -104,6 +136,9 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     if failed > 0 || requeued > 0 {
         tracing::info!(failed, requeued, "recovered jobs from the previous run");
     }
+    // The cgroups of runs killed with a previous daemon (SIGKILL gave them
+    // no chance to remove their own), in the background.
+    tokio::task::spawn_blocking(sweep_stale_cgroups);
 
     // TCP is bound (and its address published) before the Unix socket
     // appears: clients and supervisors that wait for the socket then find

@@ -237,6 +237,16 @@ impl Scheduler {
     /// (failed, requeued).
     pub async fn recover(&self) -> Result<(u64, usize), StoreError> {
         let (failed, queued) = self.store.recover().await?;
+        // The job log says so too (it ended without a last line otherwise).
+        for (id, reason) in &failed {
+            let log = crate::job::log::log_path(&self.config.state_dir, id);
+            if let Err(e) =
+                crate::job::log::append_daemon_line(&log, &format!("job failed: {reason}")).await
+            {
+                tracing::warn!(job = %id, error = %e, "cannot note the interruption in the job log");
+            }
+        }
+        let failed = failed.len() as u64;
         let n = queued.len();
         let now = Instant::now();
         for id in queued {

@@ -341,10 +341,15 @@ impl Executor {
             }
             tokio::fs::symlink(&mount_point, &link).await?;
             log.say(format!(
-                "vendor {} → {} ({} files)",
+                "vendor {} → {} ({} files, {})",
                 v.path.display(),
                 snap.digest,
-                snap.files
+                snap.files,
+                if snap.reused {
+                    "reused from the store: unchanged since its last snapshot"
+                } else {
+                    "snapshotted into the store"
+                }
             ));
             mounts.push((snap.tree.clone(), mount_point));
             snapshots.push(SnapshotFact {

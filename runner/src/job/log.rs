@@ -145,6 +145,19 @@ fn human(bytes: u64) -> String {
     }
 }
 
+/// Appends one daemon line to a job's log that no [`JobLog`] writes any
+/// more (a job found interrupted at start; its log was never finished).
+pub async fn append_daemon_line(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await?;
+    file.write_all(&format_line(Stream::Daemon, text.as_bytes()))
+        .await?;
+    file.sync_all().await
+}
+
 /// Path of a job's log under the state dir.
 pub fn log_path(state_dir: &Path, job_id: &str) -> PathBuf {
     state_dir.join("logs").join(format!("{job_id}.log"))

@@ -279,17 +279,16 @@ impl JobStore {
     }
 
     /// After a restart: jobs that were in flight are marked failed (their
-    /// sandbox died with the old daemon); queued jobs are returned in
-    /// submission order to be run again.
-    pub async fn recover(&self) -> Result<(u64, Vec<String>), StoreError> {
-        let failed = sqlx::query(
+    /// sandbox died with the old daemon) and returned as (id, reason);
+    /// queued jobs are returned in submission order to be run again.
+    pub async fn recover(&self) -> Result<(Vec<(String, String)>, Vec<String>), StoreError> {
+        let failed: Vec<(String, String)> = sqlx::query_as(
             "UPDATE jobs SET state = 'failed', reason = 'interrupted: the daemon stopped while the job was ' || state, \
-             finished_at = ? WHERE state IN ('preparing', 'running', 'attesting')",
+             finished_at = ? WHERE state IN ('preparing', 'running', 'attesting') RETURNING id, reason",
         )
         .bind(now_rfc3339())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        .fetch_all(&self.pool)
+        .await?;
         let queued: Vec<String> =
             sqlx::query_scalar("SELECT id FROM jobs WHERE state = 'queued' ORDER BY seq")
                 .fetch_all(&self.pool)
@@ -378,7 +377,9 @@ mod tests {
         }
         let store = JobStore::open(&db).await.unwrap();
         let (failed, queued) = store.recover().await.unwrap();
-        assert_eq!(failed, 1);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, "a");
+        assert!(failed[0].1.starts_with("interrupted: "), "{failed:?}");
         assert_eq!(queued, vec!["c".to_string(), "d".to_string()]);
         let a = store.get("a").await.unwrap().unwrap();
         assert_eq!(a.state, JobState::Failed);

@@ -330,7 +330,8 @@ async fn vendor_paths_cannot_reach_host_directories() {
 }
 
 /// An absolute vendor path under a configured vendor root is snapshotted
-/// and mounted read-only where `dest` says.
+/// and mounted read-only where `dest` says; the job log says whether the
+/// snapshot was taken or reused from the store.
 #[tokio::test]
 async fn vendor_path_under_a_configured_root_is_mounted_read_only() {
     let roots = tempfile::tempdir().unwrap();
@@ -352,10 +353,17 @@ async fn vendor_path_under_a_configured_root_is_mounted_read_only() {
     );
     let mut s = spec(&repo, &commit, &["sh", "build.sh"], &["out"]);
     s["vendor"] = serde_json::json!([{"path": store, "dest": ".store"}]);
-    let job = run_job(&ep, &s).await;
-    let log = job_log(&ep, job["id"].as_str().unwrap()).await;
-    assert_eq!(job["exitCode"], 0, "{job}\n{log}");
-    assert!(log.contains("→ sha256:"), "{log}");
+    // Twice: the job log says the snapshot was taken, then reused from the
+    // store (the directory is unchanged since).
+    for said in [
+        "(1 files, snapshotted into the store)",
+        "(1 files, reused from the store: unchanged since its last snapshot)",
+    ] {
+        let job = run_job(&ep, &s).await;
+        let log = job_log(&ep, job["id"].as_str().unwrap()).await;
+        assert_eq!(job["exitCode"], 0, "{job}\n{log}");
+        assert!(log.contains("→ sha256:") && log.contains(said), "{log}");
+    }
 }
 
 /// A build printing far past its log cap (64 MiB of output, a 1 MiB cap):
@@ -394,5 +402,119 @@ async fn output_past_the_log_cap_is_discarded_and_the_build_goes_on() {
     assert!(
         last.contains("of build output discarded after the 1 MiB cap"),
         "{last}"
+    );
+}
+
+/// The run cgroups (`cloister-<pid>-<n>`) a process is in, as directories
+/// of the mounted hierarchies (v1: one per controller; v2: one).
+fn run_cgroup_dirs(pid: i32) -> Vec<std::path::PathBuf> {
+    use cloister_sandbox::cgroup::Layout;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let mut dirs = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+        let last = path.rsplit('/').next().unwrap_or_default();
+        if !last.starts_with("cloister-") {
+            continue;
+        }
+        match Layout::detect().unwrap() {
+            Layout::V2 { mount } if ctrls.is_empty() => {
+                dirs.push(mount.join(path.trim_start_matches('/')))
+            }
+            Layout::V1(hs) => {
+                for h in hs.iter().filter(|h| {
+                    ctrls
+                        .split(',')
+                        .any(|c| h.controllers.iter().any(|x| x == c))
+                }) {
+                    let rel = std::path::Path::new(path)
+                        .strip_prefix(&h.mount_root)
+                        .unwrap_or(std::path::Path::new(path));
+                    let dir = h.mount.join(rel.strip_prefix("/").unwrap_or(rel));
+                    if !dirs.contains(&dir) {
+                        dirs.push(dir);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    dirs
+}
+
+/// A daemon killed with SIGKILL mid-build takes the build down with it
+/// (parent-death signal), but the run's cgroups stay behind, empty; the
+/// restarted daemon removes them at start (only those of dead runs, and
+/// only empty ones: a live owner's stays), and the job's log ends saying
+/// the daemon stopped. (Run alone, only the restarted daemon's sweep can
+/// remove them; beside other tests, a run starting elsewhere sweeps its
+/// parent too, which is also right.)
+#[tokio::test]
+async fn sigkill_mid_build_then_restart_removes_the_runs_cgroups_and_logs_it() {
+    let mut d = Daemon::start("concurrency = 1", "");
+    let ep = d.endpoint();
+    let m = marker(8);
+    let id = submit(&ep, &sleeper(&d, &m)).await;
+    wait_log(&ep, &id, "stdout | started").await;
+    let sleeper_pid = processes_with(&m)[0];
+    let cgroups = run_cgroup_dirs(sleeper_pid);
+    // The default limits (memory, pids, cpu) each need a cgroup.
+    assert!(!cgroups.is_empty(), "the build runs in no run cgroup");
+    // Beside them, a run cgroup of a live owner (this test) must survive.
+    let live = cgroups[0]
+        .parent()
+        .unwrap()
+        .join(format!("cloister-{}-999", std::process::id()));
+    std::fs::create_dir(&live).unwrap();
+
+    d.kill();
+    wait_gone(&m);
+    for dir in &cgroups {
+        assert!(
+            dir.is_dir(),
+            "{} went with the killed daemon",
+            dir.display()
+        );
+    }
+    d.spawn(&[]);
+    // The sweep runs at start, in the background, until the killed run's
+    // last processes are gone.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cgroups.iter().any(|dir| dir.exists()) {
+        if Instant::now() >= deadline {
+            let mut who = String::new();
+            for dir in &cgroups {
+                let tasks = std::fs::read_to_string(dir.join("tasks")).unwrap_or_default();
+                for t in tasks.lines() {
+                    let st =
+                        std::fs::read_to_string(format!("/proc/{t}/status")).unwrap_or_default();
+                    let pick: Vec<&str> = st
+                        .lines()
+                        .filter(|l| {
+                            l.starts_with("Name") || l.starts_with("State") || l.starts_with("PPid")
+                        })
+                        .collect();
+                    who += &format!("{} {t}: {pick:?}\n", dir.display());
+                }
+            }
+            panic!(
+                "left after the restart: {cgroups:?}\n{who}\n{}",
+                d.daemon_log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(live.is_dir(), "a live owner's cgroup was removed");
+    std::fs::remove_dir(&live).unwrap();
+    let ep = d.endpoint();
+    let job = wait_job(&ep, &id).await;
+    assert_eq!(job["state"], "failed");
+    let log = job_log(&ep, &id).await;
+    assert!(
+        log.trim_end().ends_with(
+            "daemon | job failed: interrupted: the daemon stopped while the job was running"
+        ),
+        "{log}"
     );
 }

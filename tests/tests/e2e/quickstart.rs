@@ -61,3 +61,55 @@ fn quickstart_builds_repo_a_and_verifies_it() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&run.stdout), "2 a\n1 b\n");
 }
+
+/// The README's daemon example, as written: its `cloister-runner build` and
+/// `cloister-attestor verify` lines, read from README.md, run in a checkout
+/// of repo A that has no `origin` remote (where a build without `--uri`
+/// records `file://…` and the verification fails), with `pub.pem` the
+/// attestor's exported public key.
+#[test]
+fn readme_build_then_verify_example_works_as_written() {
+    let stack = super::harness::Stack::start(1);
+    let repo = super::harness::fixture_repo(stack.dir.path(), "repo-a");
+    assert_eq!(super::harness::git(&repo, &["remote"]), "", "no remote");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let from = readme.find("## Runner daemon and builds").unwrap();
+    let block = &readme[from..];
+    let block = block[..block.find("\n```\n").unwrap()].replace("\\\n", " ");
+    let line = |prefix: &str| -> Vec<String> {
+        block
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    let build = line("cloister-runner build ");
+    let out = Command::new(&stack.runner_bin)
+        .args(&build[1..])
+        .current_dir(&repo)
+        .env("CLOISTER_RUNNER_SOCKET", &stack.api_socket)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{build:?}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::copy(&stack.public_key, repo.join("pub.pem")).unwrap();
+    let verify = line("cloister-attestor verify ");
+    let out = Command::new(&stack.attestor_bin)
+        .args(&verify[1..])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.starts_with("PASSED: "),
+        "{verify:?}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

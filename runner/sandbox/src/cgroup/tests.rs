@@ -234,3 +234,104 @@ fn stale_run_cgroups_of_dead_runners_are_removed() {
     assert!(live.exists());
     assert!(other.exists());
 }
+
+/// The daemon's start-up sweep looks where runs make their cgroups: below
+/// the process's own cgroup in each v1 hierarchy of memory, pids and cpu
+/// (each with its own path, a mount root stripped), or in the v2 one; it
+/// removes only run cgroups of dead owners that are empty.
+#[test]
+fn stale_runs_are_swept_in_every_hierarchy_a_run_uses() {
+    let root = tempfile::tempdir().unwrap();
+    let h = |name: &str, ctrls: &[&str], mount_root: &str| {
+        let mount = root.path().join(name);
+        std::fs::create_dir_all(&mount).unwrap();
+        V1Hierarchy {
+            controllers: ctrls.iter().map(|c| c.to_string()).collect(),
+            mount,
+            mount_root: mount_root.into(),
+        }
+    };
+    let layout = Layout::V1(vec![
+        h("memory", &["memory"], "/"),
+        h("pids", &["pids"], "/"),
+        h("cpu", &["cpu", "cpuacct"], "/system.slice"),
+        h("blkio", &["blkio"], "/"),
+    ]);
+    let own = "9:blkio:/\n8:memory:/job/7\n5:pids:/\n3:cpu,cpuacct:/system.slice/runner\n0::/\n";
+    let parents = run_parents(&layout, None, own);
+    assert_eq!(
+        parents,
+        vec![
+            root.path().join("memory/job/7"),
+            root.path().join("pids"),
+            root.path().join("cpu/runner"),
+        ]
+    );
+    // Relative and absolute parents resolve as `Cgroup::create` does.
+    assert_eq!(
+        run_parents(&layout, Some("builds"), own)[0],
+        root.path().join("memory/job/7/builds")
+    );
+    assert_eq!(
+        run_parents(&layout, Some("/x"), own)[1],
+        root.path().join("pids/x")
+    );
+    let v2 = Layout::V2 {
+        mount: root.path().join("unified"),
+    };
+    assert_eq!(
+        run_parents(&v2, None, "0::/user.slice/runner.service\n"),
+        vec![root.path().join("unified/user.slice/runner.service")]
+    );
+
+    let dead = "cloister-2147483646-3";
+    let live = format!("cloister-{}-0", std::process::id());
+    for p in &parents {
+        std::fs::create_dir_all(p.join(dead)).unwrap();
+        std::fs::create_dir_all(p.join(&live)).unwrap();
+    }
+    // A dead owner's cgroup that is not empty (here: a child directory,
+    // which rmdir refuses as it refuses a cgroup with processes) stays.
+    let busy = parents[0].join("cloister-2147483646-4");
+    std::fs::create_dir_all(busy.join("child")).unwrap();
+    let mut removed = Vec::new();
+    let mut busy_left = Vec::new();
+    for p in &parents {
+        let sweep = remove_stale(p);
+        removed.extend(sweep.removed);
+        busy_left.extend(sweep.busy);
+    }
+    removed.sort();
+    assert_eq!(busy_left, vec![busy.clone()], "reported as left");
+    let mut want: Vec<PathBuf> = parents.iter().map(|p| p.join(dead)).collect();
+    want.sort();
+    assert_eq!(removed, want);
+    for p in &parents {
+        assert!(!p.join(dead).exists());
+        assert!(p.join(&live).exists(), "a live owner's cgroup stays");
+    }
+    assert!(busy.exists(), "a non-empty cgroup stays");
+}
+
+/// A zombie runner (killed, not yet reaped) owns nothing any more.
+#[test]
+fn a_zombie_owner_counts_as_dead() {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id() as i32;
+    // Exited but not waited for: a zombie until `wait`.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false)
+    {
+        assert!(std::time::Instant::now() < deadline, "never a zombie");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!owner_alive(pid));
+    assert!(owner_alive(std::process::id() as i32));
+    let root = tempfile::tempdir().unwrap();
+    let stale = root.path().join(format!("cloister-{pid}-0"));
+    std::fs::create_dir(&stale).unwrap();
+    assert_eq!(remove_stale(root.path()).removed, vec![stale]);
+    child.wait().unwrap();
+}
