@@ -22,8 +22,8 @@ use cloister_attestor::keyring::Keyring;
 use cloister_attestor::storage::{self, AttestationRow, SubjectRow};
 use cloister_attestor_core::dsse::{self, Envelope};
 use cloister_attestor_core::keys::{Algorithm, PublicKey};
-use cloister_attestor_core::verify::verify_envelope;
 use cloister_attestor_core::record::{BuildRecord, to_statement};
+use cloister_attestor_core::verify::verify_envelope;
 use cloister_attestor_core::{policy, sign_statement};
 use std::path::Path;
 use std::process::Command;
@@ -54,7 +54,10 @@ fn loadavg() -> String {
 
 /// Checks every envelope line of the pack's `.intoto.jsonl` files on two
 /// threads, as the pack's own re-verification does; returns the count.
-fn verify_all(files: &std::collections::BTreeMap<String, Vec<u8>>, trusted: &[PublicKey]) -> anyhow::Result<usize> {
+fn verify_all(
+    files: &std::collections::BTreeMap<String, Vec<u8>>,
+    trusted: &[PublicKey],
+) -> anyhow::Result<usize> {
     let lines: Vec<&[u8]> = files
         .iter()
         .filter(|(name, _)| name.ends_with(".intoto.jsonl"))

@@ -76,7 +76,8 @@ pub struct PortalConfig {
     /// Sign-in attempts allowed per minute over all keys together.
     pub signin_attempts_total_per_minute: u32,
     /// Largest file the Verify page hashes (uploaded, hashed as it streams,
-    /// never stored).
+    /// never stored). Bytes or a size (`512M`, `1GiB`).
+    #[serde(deserialize_with = "cloister_size::deserialize")]
     pub max_upload_bytes: u64,
 }
 
@@ -341,6 +342,16 @@ mod tests {
             ..PortalConfig::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn upload_limit_takes_the_one_size_syntax() {
+        let parse = |text: &str| toml::from_str::<PortalConfig>(text).map(|c| c.max_upload_bytes);
+        assert_eq!(parse("max_upload_bytes = 4096").unwrap(), 4096);
+        assert_eq!(parse("max_upload_bytes = \"64M\"").unwrap(), 64 << 20);
+        assert_eq!(parse("max_upload_bytes = \"1GiB\"").unwrap(), 1 << 30);
+        let err = parse("max_upload_bytes = \"huge\"").unwrap_err();
+        assert!(err.to_string().contains("not a size"), "{err}");
     }
 
     #[test]
