@@ -14,6 +14,8 @@ pub struct Snap {
     /// The read-only materialized tree (bind-mounted read-only into the sandbox).
     pub tree: PathBuf,
     pub pin: Pin,
+    /// The store's warm path reused a stored snapshot without reading a file.
+    pub cached: bool,
 }
 
 /// Snapshots `dir` into the store at `store_root`; `warm_cache` as in
@@ -39,6 +41,7 @@ pub fn snapshot(
         files: snap.files,
         tree: pin.path().to_path_buf(),
         pin,
+        cached: snap.cached,
     })
 }
 
