@@ -295,6 +295,13 @@ pub struct EvidenceMetrics {
     pub policies_in_use: Gauge,
     /// How many of those the manifest signs.
     pub policies_signed: Gauge,
+    /// Audit engagements not signed off (issue 20's business dashboard).
+    pub engagements_open: Gauge,
+    /// Open engagements past their auditor key's expiry.
+    pub engagements_expired: Gauge,
+    /// Engagements holding more notes than `MAX_NOTES` (the API refuses a
+    /// third: nonzero means the limit was bypassed).
+    pub engagements_over_note_limit: Gauge,
 }
 
 impl EvidenceMetrics {
@@ -325,12 +332,33 @@ impl EvidenceMetrics {
             "Policies in use that the signed policy manifest lists",
             policies_signed.clone(),
         );
+        let engagements_open = Gauge::default();
+        registry.register(
+            "cloister_audit_engagements_open",
+            "Audit engagements not signed off",
+            engagements_open.clone(),
+        );
+        let engagements_expired = Gauge::default();
+        registry.register(
+            "cloister_audit_engagements_expired",
+            "Open audit engagements past their auditor key's expiry",
+            engagements_expired.clone(),
+        );
+        let engagements_over_note_limit = Gauge::default();
+        registry.register(
+            "cloister_audit_engagements_over_note_limit",
+            "Audit engagements with more notes than the limit of 2",
+            engagements_over_note_limit.clone(),
+        );
         Self {
             registry,
             pack_seconds,
             policy_coverage,
             policies_in_use,
             policies_signed,
+            engagements_open,
+            engagements_expired,
+            engagements_over_note_limit,
         }
     }
 }
