@@ -177,6 +177,18 @@ impl Metrics {
                 storage: storage_backend,
             }),
         );
+        // The fixed series exist from the start at 0 (issue 20): ratios and
+        // rates in the alert rules have a baseline before the first event.
+        for outcome in ["delivered", "retry", "dead", "gone"] {
+            let _ = webhook_attempts.get_or_create(&OutcomeLabels { outcome });
+        }
+        for status in ["draft", "finalized", "void"] {
+            billing_invoices.get_or_create(&StatusLabels { status }).set(0);
+        }
+        for status in ["pending", "delivered", "dead"] {
+            webhook_outbox.get_or_create(&StatusLabels { status }).set(0);
+        }
+        webhook_delivery_ratio.set(1.0);
         let evidence = EvidenceMetrics::new();
         Self {
             registry,

@@ -60,7 +60,7 @@ pub async fn checks(s: &Scheduler) -> Vec<Check> {
     ]
 }
 
-async fn attestor(socket: &std::path::Path) -> Result<String, String> {
+pub(crate) async fn attestor(socket: &std::path::Path) -> Result<String, String> {
     let ep = Endpoint::Unix(socket.to_path_buf());
     match tokio::time::timeout(
         Duration::from_secs(2),

@@ -233,6 +233,9 @@ impl Scheduler {
     /// as Prometheus text.
     pub async fn metrics_text(&self) -> Result<String, StoreError> {
         let m = &self.metrics;
+        // Whether the attestor answers now (not only at the last job).
+        let up = super::readiness::attestor(&self.config.attestor_socket).await;
+        m.attestor_up.set(i64::from(up.is_ok()));
         for st in self.queue_stats() {
             let priority = metrics::priority_label(st.priority);
             m.queue_depth
