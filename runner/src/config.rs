@@ -596,7 +596,9 @@ workspace_bytes = 4294967296
             .unwrap_err()
             .to_string();
         assert!(err.contains("attestor_retry_secs must be at most"), "{err}");
-        let err = load_str("attestor_retry_secs = -1\n").unwrap_err().to_string();
+        let err = load_str("attestor_retry_secs = -1\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("expected u64"), "{err}");
     }
 

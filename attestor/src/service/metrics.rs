@@ -183,10 +183,14 @@ impl Metrics {
             let _ = webhook_attempts.get_or_create(&OutcomeLabels { outcome });
         }
         for status in ["draft", "finalized", "void"] {
-            billing_invoices.get_or_create(&StatusLabels { status }).set(0);
+            billing_invoices
+                .get_or_create(&StatusLabels { status })
+                .set(0);
         }
         for status in ["pending", "delivered", "dead"] {
-            webhook_outbox.get_or_create(&StatusLabels { status }).set(0);
+            webhook_outbox
+                .get_or_create(&StatusLabels { status })
+                .set(0);
         }
         webhook_delivery_ratio.set(1.0);
         let evidence = EvidenceMetrics::new();
@@ -374,6 +378,9 @@ impl EvidenceMetrics {
         }
     }
 }
+
+/// The content type of [`Metrics::encode`]'s output (OpenMetrics text).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Every route template the routers serve (a test keeps it complete).
 pub const ROUTES: &[&str] = &[

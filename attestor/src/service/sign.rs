@@ -54,8 +54,8 @@ async fn sign(
         .map_err(|e| AppError::unprocessable("invalid_record", e.to_string()))?;
     // The record's identity: its canonical re-serialization (field order
     // and spacing of what the runner sent do not matter).
-    let canonical = serde_json::to_vec(&record)
-        .map_err(|e| AppError::Internal(format!("record: {e}")))?;
+    let canonical =
+        serde_json::to_vec(&record).map_err(|e| AppError::Internal(format!("record: {e}")))?;
     let request = SignRequest {
         builder_id: record.builder_id.clone(),
         invocation_id: record.invocation_id.clone(),

@@ -70,7 +70,11 @@ async fn concurrent_duplicates_sign_once(b: Backend) {
         ids.push(r.json()["attestationId"].as_str().unwrap().to_string());
     }
     ids.dedup();
-    assert_eq!(ids.len(), 1, "every duplicate got the one attestation: {ids:?}");
+    assert_eq!(
+        ids.len(),
+        1,
+        "every duplicate got the one attestation: {ids:?}"
+    );
     assert_eq!(stored_for(&s, ARTIFACT).await, 1);
 }
 

@@ -163,9 +163,11 @@ async fn readyz(State(AppState(s)): State<AppState>) -> Response {
 async fn metrics(State(AppState(s)): State<AppState>) -> Result<Response, AppError> {
     let text = s.metrics_text().await.map_err(AppError::internal)?;
     Ok((
+        // OpenMetrics text (prometheus-client's `info` metrics and `# EOF`
+        // are not the classic text format).
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         text,
     )

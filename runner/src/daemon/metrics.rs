@@ -100,7 +100,8 @@ pub const REASONS: &[&str] = &[
 /// `unavailable` (the attestor answered 5xx: retried); `refused` (4xx: the
 /// record was not accepted; not retried); `invalid` (an answer that is not a
 /// signed result).
-pub const ATTEST_OUTCOMES: &[&str] = &["signed", "unreachable", "unavailable", "refused", "invalid"];
+pub const ATTEST_OUTCOMES: &[&str] =
+    &["signed", "unreachable", "unavailable", "refused", "invalid"];
 
 /// The phases whose durations are observed.
 pub const PHASES: &[&str] = &["prepare", "snapshot", "run", "attest"];
@@ -243,7 +244,9 @@ impl RunnerMetrics {
         // ratios have a baseline and dashboards show no gaps.
         for p in Priority::ALL {
             let priority = priority_label(p);
-            queue_depth.get_or_create(&PriorityLabels { priority }).set(0);
+            queue_depth
+                .get_or_create(&PriorityLabels { priority })
+                .set(0);
             queue_oldest_wait
                 .get_or_create(&PriorityLabels { priority })
                 .set(0.0);
@@ -347,8 +350,10 @@ impl RunnerMetrics {
         self.attestation_requests
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
-        self.attestor_up
-            .set(i64::from(matches!(outcome, "signed" | "refused" | "invalid")));
+        self.attestor_up.set(i64::from(matches!(
+            outcome,
+            "signed" | "refused" | "invalid"
+        )));
     }
 
     /// The store's filesystem: (free bytes, size in bytes).
@@ -484,7 +489,18 @@ mod tests {
             assert!(!text.contains(needle), "{needle} leaked into:\n{text}");
         }
         let allowed: std::collections::BTreeMap<&str, Vec<&str>> = [
-            ("state", vec!["succeeded", "failed", "cancelled", "queued", "preparing", "running", "attesting"]),
+            (
+                "state",
+                vec![
+                    "succeeded",
+                    "failed",
+                    "cancelled",
+                    "queued",
+                    "preparing",
+                    "running",
+                    "attesting",
+                ],
+            ),
             ("reason", REASONS.to_vec()),
             ("priority", vec!["low", "normal", "release"]),
             ("phase", PHASES.to_vec()),
@@ -519,21 +535,36 @@ mod tests {
         use JobState::*;
         let f = |phase, reason| failure_reason(Failed, Some(phase), reason);
         assert_eq!(failure_reason(Succeeded, None, ""), "none");
-        assert_eq!(failure_reason(Cancelled, Some(Running), "cancelled by a client"), "cancelled");
+        assert_eq!(
+            failure_reason(Cancelled, Some(Running), "cancelled by a client"),
+            "cancelled"
+        );
         assert_eq!(f(Running, "the build hit its timeout limit"), "timeout");
         assert_eq!(f(Running, "the build hit its memory limit"), "limit_memory");
-        assert_eq!(f(Running, "the build command exited with status 1"), "build_failed");
-        assert_eq!(f(Running, "the build command was killed by signal 9"), "build_failed");
+        assert_eq!(
+            f(Running, "the build command exited with status 1"),
+            "build_failed"
+        );
+        assert_eq!(
+            f(Running, "the build command was killed by signal 9"),
+            "build_failed"
+        );
         assert_eq!(f(Running, "the sandbox could not be set up: x"), "sandbox");
         assert_eq!(f(Running, "output glob \"x\" matched no file"), "outputs");
         assert_eq!(f(Preparing, "vendor x: gone"), "prepare");
         assert_eq!(
-            f(Running, "killed: the daemon shut down and the 30s grace period ran out"),
+            f(
+                Running,
+                "killed: the daemon shut down and the 30s grace period ran out"
+            ),
             "shutdown"
         );
         let unreachable = format!("{} for 10s: x", crate::job::record::UNREACHABLE_PREFIX);
         assert_eq!(f(Attesting, &unreachable), "attestor_unreachable");
         assert_eq!(f(Attesting, "attestation refused: 422"), "attestation");
-        assert_eq!(failure_reason(Failed, None, "cannot create the job log"), "internal");
+        assert_eq!(
+            failure_reason(Failed, None, "cannot create the job log"),
+            "internal"
+        );
     }
 }

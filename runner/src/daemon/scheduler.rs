@@ -252,7 +252,10 @@ impl Scheduler {
             JobState::Running,
             JobState::Attesting,
         ] {
-            let n = active.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+            let n = active
+                .iter()
+                .find(|(s, _)| *s == state)
+                .map_or(0, |(_, n)| *n);
             m.jobs_active
                 .get_or_create(&metrics::StateLabels {
                     state: state.as_str(),
@@ -469,12 +472,11 @@ impl Scheduler {
                 job.reason.as_deref().unwrap_or("before attesting")
             )));
         };
-        let record: BuildRecord = serde_json::from_slice(&body).map_err(|e| {
-            StoreError::Corrupt {
+        let record: BuildRecord =
+            serde_json::from_slice(&body).map_err(|e| StoreError::Corrupt {
                 id: id.into(),
                 message: format!("kept build record: {e}"),
-            }
-        })?;
+            })?;
         let out_dir = self.executor.artifacts_dir(id);
         let subjects: Vec<(String, String)> = record
             .subjects
@@ -505,7 +507,8 @@ impl Scheduler {
         .await
         .map_err(|e| SchedulerError::NotAttestable(format!("output check task: {e}")))?
         .map_err(SchedulerError::NotAttestable)?;
-        let signed = match crate::job::record::sign_bytes(&self.config.attestor_socket, body).await {
+        let signed = match crate::job::record::sign_bytes(&self.config.attestor_socket, body).await
+        {
             Ok(signed) => {
                 self.metrics.attestation("signed");
                 signed

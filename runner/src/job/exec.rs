@@ -422,8 +422,10 @@ impl Executor {
         if !spec.vendor.is_empty() {
             self.metrics.phase("snapshot", snapshot_time);
         }
-        self.metrics
-            .phase("prepare", prepare_start.elapsed().saturating_sub(snapshot_time));
+        self.metrics.phase(
+            "prepare",
+            prepare_start.elapsed().saturating_sub(snapshot_time),
+        );
         let result_path = work.join("sandbox-result.json");
         let argv = sandbox_argv(
             spec,

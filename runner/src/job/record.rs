@@ -295,7 +295,10 @@ mod tests {
     #[test]
     fn backoff_doubles_up_to_the_cap() {
         let pauses: Vec<u128> = (1..=9).map(|n| backoff(n).as_millis()).collect();
-        assert_eq!(pauses, [250, 500, 1000, 2000, 4000, 8000, 15000, 15000, 15000]);
+        assert_eq!(
+            pauses,
+            [250, 500, 1000, 2000, 4000, 8000, 15000, 15000, 15000]
+        );
         assert_eq!(backoff(1000), RETRY_CAP);
     }
 

@@ -319,12 +319,11 @@ impl JobStore {
 
     /// The build record of a failed job that can still be attested.
     pub async fn pending_attestation(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let row: Option<(Option<Vec<u8>>,)> = sqlx::query_as(
-            "SELECT attest_record FROM jobs WHERE id = ? AND state = 'failed'",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(Option<Vec<u8>>,)> =
+            sqlx::query_as("SELECT attest_record FROM jobs WHERE id = ? AND state = 'failed'")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.and_then(|(r,)| r))
     }
 
@@ -474,7 +473,13 @@ mod tests {
         assert!(!store.attested_later("kept", &result).await.unwrap());
         for id in ["kept", "plain"] {
             store
-                .finish(id, JobState::Failed, Some("attestor unreachable"), Some(0), None)
+                .finish(
+                    id,
+                    JobState::Failed,
+                    Some("attestor unreachable"),
+                    Some(0),
+                    None,
+                )
                 .await
                 .unwrap();
         }

@@ -23,7 +23,11 @@ pub(super) fn submit(stack: &Stack, name: &str, script: &str, extra: &[&str]) ->
     args.extend_from_slice(extra);
     args.extend(["--", "sh", "build.sh"]);
     let out = stack.runner(&args);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     job["id"].as_str().unwrap().to_string()
 }
@@ -41,7 +45,10 @@ pub(super) fn wait_state(stack: &Stack, id: &str, want: &[&str]) -> serde_json::
         if want.iter().any(|w| j["state"] == *w) {
             return j;
         }
-        assert!(Instant::now() < deadline, "job {id} never reached {want:?}: {j}");
+        assert!(
+            Instant::now() < deadline,
+            "job {id} never reached {want:?}: {j}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -58,10 +65,21 @@ fn finished(m: &[Sample], state: &str, reason: &str) -> f64 {
 fn runner_metrics_follow_succeeded_failed_cancelled_and_timed_out_jobs() {
     let stack = Stack::start(2);
     let before = parse_exposition(&runner_metrics(&stack));
-    for (state, reason) in [("succeeded", "none"), ("failed", "build_failed"), ("cancelled", "cancelled")] {
-        assert_eq!(finished(&before, state, reason), 0.0, "{state}: starts at 0");
+    for (state, reason) in [
+        ("succeeded", "none"),
+        ("failed", "build_failed"),
+        ("cancelled", "cancelled"),
+    ] {
+        assert_eq!(
+            finished(&before, state, reason),
+            0.0,
+            "{state}: starts at 0"
+        );
     }
-    assert_eq!(value(&before, "cloister_runner_jobs", &[("state", "running")]), 0.0);
+    assert_eq!(
+        value(&before, "cloister_runner_jobs", &[("state", "running")]),
+        0.0
+    );
 
     let ok = submit(&stack, "ok", "echo fine > out.txt\n", &[]);
     let bad = submit(&stack, "bad", "echo broken >&2; exit 3\n", &[]);
@@ -72,13 +90,25 @@ fn runner_metrics_follow_succeeded_failed_cancelled_and_timed_out_jobs() {
     let during = parse_exposition(&runner_metrics(&stack));
     assert!(value(&during, "cloister_runner_jobs", &[("state", "running")]) >= 1.0);
     let out = stack.runner(&["cancel", &slow]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    for (id, state) in [(&ok, "succeeded"), (&bad, "failed"), (&slow, "cancelled"), (&late, "failed")] {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (id, state) in [
+        (&ok, "succeeded"),
+        (&bad, "failed"),
+        (&slow, "cancelled"),
+        (&late, "failed"),
+    ] {
         let j = wait_state(&stack, id, &["succeeded", "failed", "cancelled"]);
         assert_eq!(j["state"], state, "{j}\n{}", stack.log(id));
     }
     assert!(
-        job(&stack, &late)["reason"].as_str().unwrap().contains("timeout"),
+        job(&stack, &late)["reason"]
+            .as_str()
+            .unwrap()
+            .contains("timeout"),
         "{}",
         job(&stack, &late)
     );
@@ -88,27 +118,81 @@ fn runner_metrics_follow_succeeded_failed_cancelled_and_timed_out_jobs() {
     assert_eq!(finished(&m, "failed", "build_failed"), 1.0);
     assert_eq!(finished(&m, "cancelled", "cancelled"), 1.0);
     assert_eq!(finished(&m, "failed", "timeout"), 1.0);
-    assert_eq!(value(&m, "cloister_runner_limit_hits_total", &[("kind", "timeout")]), 1.0);
-    assert_eq!(value(&m, "cloister_runner_limit_hits_total", &[("kind", "memory")]), 0.0);
+    assert_eq!(
+        value(
+            &m,
+            "cloister_runner_limit_hits_total",
+            &[("kind", "timeout")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "cloister_runner_limit_hits_total",
+            &[("kind", "memory")]
+        ),
+        0.0
+    );
     // One signing request, signed; the attestor is up.
-    assert_eq!(value(&m, "cloister_runner_attestation_requests_total", &[("outcome", "signed")]), 1.0);
-    assert_eq!(value(&m, "cloister_runner_attestation_requests_total", &[("outcome", "unreachable")]), 0.0);
+    assert_eq!(
+        value(
+            &m,
+            "cloister_runner_attestation_requests_total",
+            &[("outcome", "signed")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "cloister_runner_attestation_requests_total",
+            &[("outcome", "unreachable")]
+        ),
+        0.0
+    );
     assert_eq!(value(&m, "cloister_runner_attestor_up", &[]), 1.0);
     // Phases: four jobs prepared and ran (the cancelled one was stopped
     // while running: its run phase never ended), one attested.
-    let count = |phase| value(&m, "cloister_runner_job_phase_seconds_count", &[("phase", phase)]);
+    let count = |phase| {
+        value(
+            &m,
+            "cloister_runner_job_phase_seconds_count",
+            &[("phase", phase)],
+        )
+    };
     assert_eq!(count("prepare"), 4.0);
     assert_eq!(count("run"), 3.0);
     assert_eq!(count("attest"), 1.0);
-    assert_eq!(value(&m, "cloister_runner_sandbox_startup_seconds_count", &[]), 3.0);
+    assert_eq!(
+        value(&m, "cloister_runner_sandbox_startup_seconds_count", &[]),
+        3.0
+    );
     // Four jobs left the queue; none waits or runs now.
-    assert_eq!(value(&m, "cloister_runner_queue_wait_seconds_count", &[("priority", "normal")]), 4.0);
+    assert_eq!(
+        value(
+            &m,
+            "cloister_runner_queue_wait_seconds_count",
+            &[("priority", "normal")]
+        ),
+        4.0
+    );
     for state in ["queued", "preparing", "running", "attesting"] {
-        assert_eq!(value(&m, "cloister_runner_jobs", &[("state", state)]), 0.0, "{state}");
+        assert_eq!(
+            value(&m, "cloister_runner_jobs", &[("state", state)]),
+            0.0,
+            "{state}"
+        );
     }
-    assert_eq!(value(&m, "cloister_runner_queue_depth", &[("priority", "normal")]), 0.0);
+    assert_eq!(
+        value(&m, "cloister_runner_queue_depth", &[("priority", "normal")]),
+        0.0
+    );
     assert!(value(&m, "cloister_runner_store_filesystem_free_bytes", &[]) > 0.0);
-    assert!(value(&m, "cloister_runner_store_bytes", &[]) > 0.0, "the rust toolchain snapshot");
+    assert!(
+        value(&m, "cloister_runner_store_bytes", &[]) > 0.0,
+        "the rust toolchain snapshot"
+    );
     // Bounded labels: no repository name, URI or job id.
     let text = runner_metrics(&stack);
     for needle in ["tenant-secret", ok.as_str(), bad.as_str(), "github.com"] {
@@ -127,5 +211,11 @@ fn runner_metrics_follow_succeeded_failed_cancelled_and_timed_out_jobs() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["attestor", "store_disk", "cgroups", "draining"]);
-    assert!(ready["checks"][2]["detail"].as_str().unwrap().contains("cgroup v"), "{ready}");
+    assert!(
+        ready["checks"][2]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cgroup v"),
+        "{ready}"
+    );
 }

@@ -24,14 +24,24 @@ fn start_attestor(s: &mut Stack) {
 
 fn readyz(s: &Stack) -> (u16, serde_json::Value) {
     let out = Command::new("curl")
-        .args(["-sS", "--max-time", "30", "-w", "\n%{http_code}", "--unix-socket"])
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-w",
+            "\n%{http_code}",
+            "--unix-socket",
+        ])
         .arg(&s.api_socket)
         .arg("http://runner/readyz")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').expect("status line");
-    (code.trim().parse().unwrap(), serde_json::from_str(body).unwrap())
+    (
+        code.trim().parse().unwrap(),
+        serde_json::from_str(body).unwrap(),
+    )
 }
 
 fn metric(s: &Stack, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -46,20 +56,36 @@ fn eight_jobs_in_flight_survive_an_attestor_sigkill_and_restart() {
         let script = format!("sleep 1\necho token-{i} > out.txt\n");
         ids.push(submit(&s, &format!("job{i}"), &script, &[]));
     }
-    wait_state(&s, &ids[0], &["running", "attesting", "succeeded", "failed"]);
+    wait_state(
+        &s,
+        &ids[0],
+        &["running", "attesting", "succeeded", "failed"],
+    );
     kill_attestor(&mut s);
     let killed = Instant::now();
     // Finished builds find the signing socket gone: they stay attesting and
     // retry (the runner's metrics and readiness say the attestor is away).
     let deadline = Instant::now() + Duration::from_secs(600);
-    while metric(&s, "cloister_runner_attestation_requests_total", &[("outcome", "unreachable")]) < 1.0 {
-        assert!(Instant::now() < deadline, "no job tried to sign while the attestor was down");
+    while metric(
+        &s,
+        "cloister_runner_attestation_requests_total",
+        &[("outcome", "unreachable")],
+    ) < 1.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no job tried to sign while the attestor was down"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(metric(&s, "cloister_runner_jobs", &[("state", "attesting")]) >= 1.0);
     assert_eq!(metric(&s, "cloister_runner_attestor_up", &[]), 0.0);
     let (code, ready) = readyz(&s);
-    assert_eq!((code, &ready["status"]), (503, &serde_json::json!("not_ready")), "{ready}");
+    assert_eq!(
+        (code, &ready["status"]),
+        (503, &serde_json::json!("not_ready")),
+        "{ready}"
+    );
     assert_eq!(ready["checks"][0]["ok"], false, "{ready}");
     std::thread::sleep(Duration::from_secs(3).saturating_sub(killed.elapsed()));
     start_attestor(&mut s);
@@ -70,7 +96,10 @@ fn eight_jobs_in_flight_survive_an_attestor_sigkill_and_restart() {
         assert_eq!(j["state"], "succeeded", "job {i}: {j}\n{}", s.log(id));
         let a = &j["result"]["artifacts"][0];
         let path = a["path"].as_str().unwrap();
-        assert_eq!(std::fs::read_to_string(path).unwrap(), format!("token-{i}\n"));
+        assert_eq!(
+            std::fs::read_to_string(path).unwrap(),
+            format!("token-{i}\n")
+        );
         let v = s.verify(
             a["provenance"].as_str().unwrap(),
             path,
@@ -78,12 +107,30 @@ fn eight_jobs_in_flight_survive_an_attestor_sigkill_and_restart() {
             &[],
         );
         assert_eq!(v["verified"], true, "job {i}: {v}");
-        assert!(attestations.insert(j["result"]["attestationId"].to_string()), "one attestation per job");
+        assert!(
+            attestations.insert(j["result"]["attestationId"].to_string()),
+            "one attestation per job"
+        );
     }
     let m = parse_exposition(&runner_metrics(&s));
-    assert_eq!(value(&m, "cloister_runner_attestation_requests_total", &[("outcome", "signed")]), 8.0);
     assert_eq!(
-        value(&m, "cloister_runner_jobs_finished_total", &[("state", "succeeded"), ("reason", "none"), ("priority", "normal")]),
+        value(
+            &m,
+            "cloister_runner_attestation_requests_total",
+            &[("outcome", "signed")]
+        ),
+        8.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "cloister_runner_jobs_finished_total",
+            &[
+                ("state", "succeeded"),
+                ("reason", "none"),
+                ("priority", "normal")
+            ]
+        ),
         8.0
     );
     assert_eq!(value(&m, "cloister_runner_attestor_up", &[]), 1.0);
@@ -96,7 +143,11 @@ fn past_the_retry_window_the_job_fails_keeping_its_outputs_and_attest_signs_it_l
     // A short retry window (top-level keys go before the first table).
     s.stop_runner();
     let config = std::fs::read_to_string(&s.runner_config).unwrap();
-    std::fs::write(&s.runner_config, format!("attestor_retry_secs = 2\n{config}")).unwrap();
+    std::fs::write(
+        &s.runner_config,
+        format!("attestor_retry_secs = 2\n{config}"),
+    )
+    .unwrap();
     s.start_runner();
     kill_attestor(&mut s);
     let kept = submit(&s, "kept", "echo precious > out.txt\n", &[]);
@@ -105,15 +156,36 @@ fn past_the_retry_window_the_job_fails_keeping_its_outputs_and_attest_signs_it_l
         let j = wait_state(&s, id, &["succeeded", "failed", "cancelled"]);
         assert_eq!(j["state"], "failed", "{j}");
         let reason = j["reason"].as_str().unwrap();
-        assert!(reason.starts_with("attestor unreachable for 2s"), "{reason}");
-        assert!(reason.contains(&format!("cloister-runner attest {id}")), "{reason}");
-        assert!(j["result"].is_null(), "no artifacts are served for it yet: {j}");
+        assert!(
+            reason.starts_with("attestor unreachable for 2s"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains(&format!("cloister-runner attest {id}")),
+            "{reason}"
+        );
+        assert!(
+            j["result"].is_null(),
+            "no artifacts are served for it yet: {j}"
+        );
     }
     let artifacts = s.dir.path().join("runner/artifacts");
     let kept_file = artifacts.join(&kept).join("out.txt");
-    assert_eq!(std::fs::read_to_string(&kept_file).unwrap(), "precious\n", "the output is kept");
     assert_eq!(
-        metric(&s, "cloister_runner_jobs_finished_total", &[("state", "failed"), ("reason", "attestor_unreachable"), ("priority", "normal")]),
+        std::fs::read_to_string(&kept_file).unwrap(),
+        "precious\n",
+        "the output is kept"
+    );
+    assert_eq!(
+        metric(
+            &s,
+            "cloister_runner_jobs_finished_total",
+            &[
+                ("state", "failed"),
+                ("reason", "attestor_unreachable"),
+                ("priority", "normal")
+            ]
+        ),
         2.0
     );
     let (code, ready) = readyz(&s);
@@ -132,12 +204,19 @@ fn past_the_retry_window_the_job_fails_keeping_its_outputs_and_attest_signs_it_l
     let out = s.runner(&["attest", &tampered]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no longer matches its recorded digest"), "{err}");
+    assert!(
+        err.contains("no longer matches its recorded digest"),
+        "{err}"
+    );
     assert_eq!(job(&s, &tampered)["state"], "failed");
 
     // Back: `attest` signs the kept record; the job is succeeded and verifies.
     let out = s.runner(&["attest", "--json", &kept]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["state"], "succeeded", "{j}");
     assert!(j["reason"].is_null(), "{j}");
@@ -153,11 +232,21 @@ fn past_the_retry_window_the_job_fails_keeping_its_outputs_and_attest_signs_it_l
     // Served like any succeeded job's files now.
     let dest = s.dir.path().join("downloaded");
     let out = s.runner(&["artifacts", &kept, "--out-dir", dest.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(std::fs::read_to_string(dest.join("out.txt")).unwrap(), "precious\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("out.txt")).unwrap(),
+        "precious\n"
+    );
     // Once only; and never for a job that did not fail waiting for the attestor.
     let out = s.runner(&["attest", &kept]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is succeeded"), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is succeeded"),
+        "{out:?}"
+    );
     let plain = submit(&s, "plain", "exit 3\n", &[]);
     wait_state(&s, &plain, &["failed"]);
     let out = s.runner(&["attest", &plain]);
