@@ -41,8 +41,8 @@ pub fn runner_metrics(stack: &Stack) -> String {
 pub fn attestor_url(stack: &Stack) -> String {
     let log = std::fs::read_to_string(stack.dir.path().join("attestor.log")).unwrap();
     log.lines()
-        .filter_map(|l| l.strip_prefix("listening on "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("listening on "))
         .expect("the attestor's listening line")
         .trim()
         .to_string()
