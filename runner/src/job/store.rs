@@ -1,7 +1,10 @@
 //! Durable job records in SQLite (WAL, versioned migrations under
 //! `runner/migrations/`). State changes are conditional updates so that a
 //! cancel racing a start, or a restart racing a finish, cannot move a job
-//! backwards out of a terminal state.
+//! backwards out of a terminal state. One exception, explicit: a job that
+//! failed waiting for the attestor keeps its build record
+//! (`attest_record`) and becomes succeeded once that record is signed
+//! later ([`JobStore::attested_later`], `cloister-runner attest`).
 
 use super::spec::JobSpec;
 use serde::{Deserialize, Serialize};
