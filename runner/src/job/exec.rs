@@ -211,12 +211,19 @@ impl Executor {
             },
             Err(Attest::Failed(Fail(reason))) => {
                 let (state, reason) = stop.ending(reason);
+                // Stopped by a drain (not a client's cancel) while signing:
+                // the outputs are hashed, so they stay for `attest`.
+                let keep = stop.token.is_cancelled() && state == JobState::Failed;
                 Ending {
                     state,
-                    reason: Some(reason),
+                    reason: Some(if keep {
+                        format!("{reason}; {}", kept_note(id))
+                    } else {
+                        reason
+                    }),
                     exit_code,
                     result: None,
-                    outputs_kept: false,
+                    outputs_kept: keep,
                 }
             }
             Err(Attest::Unreachable(reason)) => Ending {
@@ -576,11 +583,12 @@ impl Executor {
         .map_err(|f| {
             if f.retryable {
                 Attest::Unreachable(format!(
-                    "{} for {}s ({} attempts): {}; the outputs are kept: `cloister-runner attest {id}` requests the attestation again",
+                    "{} for {}s ({} attempts): {}; {}",
                     record::UNREACHABLE_PREFIX,
                     window.as_secs(),
                     f.attempts,
-                    f.error
+                    f.error,
+                    kept_note(id)
                 ))
             } else {
                 fail(&f.error)
@@ -592,6 +600,11 @@ impl Executor {
         let _ = self.store.clear_attest_record(id).await;
         Ok((artifacts, signed))
     }
+}
+
+/// What a failed job's reason says when its outputs are kept.
+fn kept_note(id: &str) -> String {
+    format!("the outputs are kept: `cloister-runner attest {id}` requests the attestation again")
 }
 
 /// Why attesting did not succeed.

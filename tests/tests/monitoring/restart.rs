@@ -257,3 +257,50 @@ fn past_the_retry_window_the_job_fails_keeping_its_outputs_and_attest_signs_it_l
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A runner restart while a job waits for the attestor: the drain stops it
+/// after the grace period, failed, but its hashed outputs and record stay,
+/// and `attest` gets it signed once both daemons are back.
+#[test]
+fn a_job_waiting_for_the_attestor_keeps_its_outputs_through_a_runner_restart() {
+    let mut s = Stack::start(1);
+    s.stop_runner();
+    let config = std::fs::read_to_string(&s.runner_config)
+        .unwrap()
+        .replace("shutdown_grace_secs = 120", "shutdown_grace_secs = 1");
+    std::fs::write(&s.runner_config, config).unwrap();
+    s.start_runner();
+    kill_attestor(&mut s);
+    let id = submit(&s, "drained", "echo drained > out.txt\n", &[]);
+    wait_state(&s, &id, &["attesting"]);
+    s.stop_runner();
+    s.start_runner();
+    let j = job(&s, &id);
+    assert_eq!(j["state"], "failed", "{j}");
+    let reason = j["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("killed: the daemon shut down"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(&format!("cloister-runner attest {id}")),
+        "{reason}"
+    );
+    start_attestor(&mut s);
+    let out = s.runner(&["attest", "--json", &id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["state"], "succeeded", "{j}");
+    let a = &j["result"]["artifacts"][0];
+    let v = s.verify(
+        a["provenance"].as_str().unwrap(),
+        a["path"].as_str().unwrap(),
+        "git+https://github.com/tenant-secret/drained",
+        &[],
+    );
+    assert_eq!(v["verified"], true, "{v}");
+}
