@@ -454,10 +454,13 @@ async fn key_rotation_and_expiry_reach_verification_and_the_verdict_cache(b: Bac
 async fn every_stored_envelope_is_tried_and_every_failure_reported(b: Backend) {
     let s = TestServer::start(b, |_| {}).await;
     let (_, key) = s.tenant("acme").await;
+    // Each build its own job: signing is idempotent per invocation.
     let mut other_tag = build_record();
     other_tag["source"]["ref"] = json!("refs/tags/v1.0.0");
+    other_tag["invocationId"] = json!("job-other-tag");
     let mut other_repo = build_record();
     other_repo["source"]["uri"] = json!("https://github.com/example/repo-b");
+    other_repo["invocationId"] = json!("job-other-repo");
     s.sign(&other_tag).await;
     s.sign(&other_repo).await;
 
@@ -493,6 +496,7 @@ async fn every_stored_envelope_is_tried_and_every_failure_reported(b: Backend) {
     // A good attestation, then another bad one (newest): tried bad first,
     // then the good one verifies.
     s.sign(&build_record()).await;
+    other_repo["invocationId"] = json!("job-other-repo-again");
     s.sign(&other_repo).await;
     let v = s.verify(&key, None, &request(None)).await.json();
     assert_eq!(v["verified"], true, "{v}");

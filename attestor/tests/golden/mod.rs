@@ -74,10 +74,13 @@ async fn verdict_bodies_of_http_and_cli_match_golden() {
     let (_, key) = s.tenant("acme").await;
     // Stored newest first: the other tag is signed first, so it is
     // envelope 2 on both sides.
+    // Each build its own job: signing is idempotent per invocation.
     let mut other_tag = build_record();
     other_tag["source"]["ref"] = "refs/tags/v1.0.0".into();
+    other_tag["invocationId"] = "job-other-tag".into();
     let mut other_repo = build_record();
     other_repo["source"]["uri"] = "https://github.com/example/repo-b".into();
+    other_repo["invocationId"] = "job-other-repo".into();
     let b = s.sign(&other_tag).await;
     let a = s.sign(&other_repo).await;
 
