@@ -46,6 +46,12 @@ struct FileConfig {
     /// Job priority aging (issue 19).
     priority_aging_secs: Option<u64>,
     attestor_socket: Option<PathBuf>,
+    /// Attestor restarts (issue 20): how long a job keeps retrying to get
+    /// its provenance signed.
+    attestor_retry_secs: Option<u64>,
+    /// Readiness (issue 20): least free space on the store's filesystem.
+    #[serde(default, deserialize_with = "size_value")]
+    store_min_free_bytes: Option<u64>,
     #[serde(default)]
     api: FileApi,
     #[serde(default)]
@@ -161,6 +167,14 @@ pub struct Config {
     /// (`priority_aging_secs`, default 300), so no job starves.
     pub priority_aging: Duration,
     pub attestor_socket: PathBuf,
+    /// How long a job whose outputs are hashed keeps asking the attestor to
+    /// sign (`attestor_retry_secs`, default 600): capped exponential
+    /// backoff while the signing socket is unreachable or answers 5xx;
+    /// then the job fails with its outputs kept for `cloister-runner attest`.
+    pub attestor_retry: Duration,
+    /// `/readyz` fails below this much free space on the store's filesystem
+    /// (`store_min_free_bytes`, default 1 GiB).
+    pub store_min_free: u64,
     pub api: ApiConfig,
     pub limits: Limits,
     /// Operator-approved toolchains a job may ask for by name: snapshotted
@@ -304,6 +318,8 @@ impl Config {
             shutdown_grace: Duration::from_secs(file.shutdown_grace_secs.unwrap_or(30)),
             priority_aging: Duration::from_secs(file.priority_aging_secs.unwrap_or(300)),
             attestor_socket,
+            attestor_retry: Duration::from_secs(file.attestor_retry_secs.unwrap_or(600)),
+            store_min_free: file.store_min_free_bytes.unwrap_or(1 << 30),
             api: ApiConfig {
                 socket,
                 socket_group: file.api.socket_group,
@@ -356,6 +372,12 @@ impl Config {
             return bad(format!(
                 "priority_aging_secs must be between 1 and 86400, got {}",
                 self.priority_aging.as_secs()
+            ));
+        }
+        if self.attestor_retry.as_secs() > 7 * 86_400 {
+            return bad(format!(
+                "attestor_retry_secs must be at most 604800 (a week), got {}",
+                self.attestor_retry.as_secs()
             ));
         }
         if self.builder_id.trim().is_empty() || self.builder_id.contains(char::is_whitespace) {
@@ -551,6 +573,25 @@ workspace_bytes = 4294967296
                 .to_string();
             assert!(err.contains("limits out of range"), "{bad}: {err}");
         }
+    }
+
+    /// Issue 20: the attestor retry window and the readiness disk floor.
+    #[test]
+    fn attestor_retry_and_store_floor_have_defaults_and_bounds() {
+        let c = load_str("").unwrap();
+        assert_eq!(c.attestor_retry, Duration::from_secs(600));
+        assert_eq!(c.store_min_free, 1 << 30);
+        let c = load_str("attestor_retry_secs = 5\nstore_min_free_bytes = \"10G\"\n").unwrap();
+        assert_eq!(c.attestor_retry, Duration::from_secs(5));
+        assert_eq!(c.store_min_free, 10 << 30);
+        let err = load_str("attestor_retry_secs = 9999999\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("attestor_retry_secs must be at most"), "{err}");
+        let err = load_str("attestor_retry_secs = -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected u64"), "{err}");
     }
 
     #[test]

@@ -177,6 +177,21 @@ pub async fn refresh(state: &AppState) -> Result<policies::Coverage, crate::stor
     m.policy_coverage.set(coverage.ratio());
     m.policies_in_use.set(coverage.in_use as i64);
     m.policies_signed.set(coverage.signed as i64);
+    // Engagements (issue 20): open, open past expiry, over the note limit.
+    let now = state.clock.now_ms();
+    let engagements = storage.engagements().await?;
+    let open = engagements
+        .iter()
+        .filter(|e| e.status == crate::storage::evidence::EngagementStatus::Open);
+    m.engagements_open.set(open.clone().count() as i64);
+    m.engagements_expired
+        .set(open.filter(|e| e.expires_at_ms <= now).count() as i64);
+    m.engagements_over_note_limit.set(
+        engagements
+            .iter()
+            .filter(|e| e.notes > crate::storage::evidence::MAX_NOTES)
+            .count() as i64,
+    );
     let timings = storage.pack_timings().await?;
     let mut seen = state.evidence.packs_seen.lock().expect("packs lock");
     for (sha, ms) in timings {

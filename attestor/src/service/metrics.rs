@@ -177,6 +177,22 @@ impl Metrics {
                 storage: storage_backend,
             }),
         );
+        // The fixed series exist from the start at 0 (issue 20): ratios and
+        // rates in the alert rules have a baseline before the first event.
+        for outcome in ["delivered", "retry", "dead", "gone"] {
+            let _ = webhook_attempts.get_or_create(&OutcomeLabels { outcome });
+        }
+        for status in ["draft", "finalized", "void"] {
+            billing_invoices
+                .get_or_create(&StatusLabels { status })
+                .set(0);
+        }
+        for status in ["pending", "delivered", "dead"] {
+            webhook_outbox
+                .get_or_create(&StatusLabels { status })
+                .set(0);
+        }
+        webhook_delivery_ratio.set(1.0);
         let evidence = EvidenceMetrics::new();
         Self {
             registry,
@@ -295,6 +311,13 @@ pub struct EvidenceMetrics {
     pub policies_in_use: Gauge,
     /// How many of those the manifest signs.
     pub policies_signed: Gauge,
+    /// Audit engagements not signed off (issue 20's business dashboard).
+    pub engagements_open: Gauge,
+    /// Open engagements past their auditor key's expiry.
+    pub engagements_expired: Gauge,
+    /// Engagements holding more notes than `MAX_NOTES` (the API refuses a
+    /// third: nonzero means the limit was bypassed).
+    pub engagements_over_note_limit: Gauge,
 }
 
 impl EvidenceMetrics {
@@ -325,15 +348,39 @@ impl EvidenceMetrics {
             "Policies in use that the signed policy manifest lists",
             policies_signed.clone(),
         );
+        let engagements_open = Gauge::default();
+        registry.register(
+            "cloister_audit_engagements_open",
+            "Audit engagements not signed off",
+            engagements_open.clone(),
+        );
+        let engagements_expired = Gauge::default();
+        registry.register(
+            "cloister_audit_engagements_expired",
+            "Open audit engagements past their auditor key's expiry",
+            engagements_expired.clone(),
+        );
+        let engagements_over_note_limit = Gauge::default();
+        registry.register(
+            "cloister_audit_engagements_over_note_limit",
+            "Audit engagements with more notes than the limit of 2",
+            engagements_over_note_limit.clone(),
+        );
         Self {
             registry,
             pack_seconds,
             policy_coverage,
             policies_in_use,
             policies_signed,
+            engagements_open,
+            engagements_expired,
+            engagements_over_note_limit,
         }
     }
 }
+
+/// The content type of [`Metrics::encode`]'s output (OpenMetrics text).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Every route template the routers serve (a test keeps it complete).
 pub const ROUTES: &[&str] = &[

@@ -43,10 +43,12 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, AppEr
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses((status = 200, description = "OpenMetrics text format", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        // prometheus-client writes OpenMetrics text (`info` metrics, `# EOF`),
+        // which Prometheus' classic text parser refuses: say what it is.
+        [(CONTENT_TYPE, crate::service::metrics::CONTENT_TYPE)],
         state.metrics.encode(),
     )
         .into_response()

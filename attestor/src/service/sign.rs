@@ -5,12 +5,20 @@
 //! signs it with the keyring's active key, stores envelope and bundle with
 //! their subjects, and returns them.
 //!
+//! Idempotent per job: a record is identified by its builder id and
+//! invocation id (the runner's job id). A repeated request with the same
+//! record (the runner retrying after a lost reply, or `cloister-runner
+//! attest` after an outage) gets the stored envelope and bundle back,
+//! signed once; a different record under an invocation already signed is
+//! refused (409 `invocation_conflict`). The request row and the attestation
+//! are stored in one transaction, so concurrent duplicates also sign once.
+//!
 //! Invariant: this router is never served on the TCP listener, and nothing
 //! here accepts a statement or a subject list other than through the record.
 
 use super::extract::{LimitedBody, parse_json};
 use super::{AppError, AppState};
-use crate::storage::{AttestationRow, SubjectRow};
+use crate::storage::{AttestationRow, SignRequest, StorageError, SubjectRow};
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -19,6 +27,7 @@ use cloister_attestor_core::record::{BuildRecord, to_statement};
 use cloister_attestor_core::verify::normalize_source_uri;
 use serde::Serialize;
 use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/v1/sign", post(sign))
@@ -43,6 +52,18 @@ async fn sign(
     let record: BuildRecord = parse_json(&raw)?;
     let statement = to_statement(&record)
         .map_err(|e| AppError::unprocessable("invalid_record", e.to_string()))?;
+    // The record's identity: its canonical re-serialization (field order
+    // and spacing of what the runner sent do not matter).
+    let canonical =
+        serde_json::to_vec(&record).map_err(|e| AppError::Internal(format!("record: {e}")))?;
+    let request = SignRequest {
+        builder_id: record.builder_id.clone(),
+        invocation_id: record.invocation_id.clone(),
+        record_sha256: hex::encode(Sha256::digest(&canonical)),
+    };
+    if let Some(done) = already_signed(&state, &request).await? {
+        return Ok(done);
+    }
     let signer = state
         .keyring
         .active_signer()
@@ -69,7 +90,20 @@ async fn sign(
         envelope,
         bundle,
     };
-    state.storage.insert_attestation(&row).await?;
+    match state.storage.insert_signed(&row, &request).await {
+        Ok(()) => {}
+        // A concurrent request for the same invocation stored first: its
+        // attestation is the answer (this signature is dropped unstored).
+        Err(StorageError::Conflict(_)) => {
+            return match already_signed(&state, &request).await? {
+                Some(done) => Ok(done),
+                None => Err(AppError::Internal(
+                    "a conflicting signing request vanished".into(),
+                )),
+            };
+        }
+        Err(e) => return Err(e.into()),
+    }
     tracing::info!(
         attestation = %row.id,
         keyid = %row.keyid,
@@ -77,6 +111,10 @@ async fn sign(
         subjects = row.subjects.len(),
         "signed and stored provenance"
     );
+    response(row)
+}
+
+fn response(row: AttestationRow) -> Result<Json<SignResponse>, AppError> {
     let raw = |s: String| RawValue::from_string(s).map_err(|e| AppError::Internal(e.to_string()));
     Ok(Json(SignResponse {
         envelope: raw(row.envelope)?,
@@ -84,4 +122,34 @@ async fn sign(
         keyid: row.keyid,
         attestation_id: row.id,
     }))
+}
+
+/// The stored answer to a request already signed: the same attestation for
+/// the same record, a refusal for another record under that invocation.
+async fn already_signed(
+    state: &AppState,
+    request: &SignRequest,
+) -> Result<Option<Json<SignResponse>>, AppError> {
+    let Some((hash, row)) = state
+        .storage
+        .find_signed(&request.builder_id, &request.invocation_id)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if hash != request.record_sha256 {
+        return Err(AppError::Conflict {
+            code: "invocation_conflict",
+            message: format!(
+                "invocation {} of builder {} was signed for another build record",
+                request.invocation_id, request.builder_id
+            ),
+        });
+    }
+    tracing::info!(
+        attestation = %row.id,
+        invocation = %request.invocation_id,
+        "signing request repeated; answered with the stored attestation"
+    );
+    response(row).map(Some)
 }

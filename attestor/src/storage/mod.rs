@@ -145,6 +145,16 @@ pub struct AttestationRow {
     pub bundle: String,
 }
 
+/// A signing request's identity: the runner's job (`invocation_id`) on
+/// one builder, and the SHA-256 of the build record (canonical JSON as the
+/// service re-serializes it) that was signed for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignRequest {
+    pub builder_id: String,
+    pub invocation_id: String,
+    pub record_sha256: String,
+}
+
 /// How to look attestations up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttestationFilter {
@@ -253,6 +263,22 @@ pub trait Storage: evidence::EvidenceStore + portal::PortalStorage + Send + Sync
     async fn authenticate(&self, key_hash: &str) -> Result<Option<KeyOwner>, StorageError>;
 
     async fn insert_attestation(&self, row: &AttestationRow) -> Result<(), StorageError>;
+    /// Stores a signed attestation together with the signing request it
+    /// answers (one per builder and invocation, see [`SignRequest`]), in
+    /// one transaction. `Conflict` when that invocation was signed already
+    /// (a concurrent duplicate): nothing of `row` is stored then.
+    async fn insert_signed(
+        &self,
+        row: &AttestationRow,
+        request: &SignRequest,
+    ) -> Result<(), StorageError>;
+    /// The attestation signed for a builder's invocation, with the SHA-256
+    /// of the record it was signed for.
+    async fn find_signed(
+        &self,
+        builder_id: &str,
+        invocation_id: &str,
+    ) -> Result<Option<(String, AttestationRow)>, StorageError>;
     async fn find_attestations(
         &self,
         filter: &AttestationFilter,

@@ -232,6 +232,85 @@ impl Storage for PgStorage {
         Ok(())
     }
 
+    async fn insert_signed(
+        &self,
+        a: &AttestationRow,
+        request: &SignRequest,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO attestations (id, created_at_ms, keyid, builder_id, source_uri, envelope, bundle) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&a.id)
+        .bind(a.created_at_ms)
+        .bind(&a.keyid)
+        .bind(&a.builder_id)
+        .bind(&a.source_uri)
+        .bind(&a.envelope)
+        .bind(&a.bundle)
+        .execute(&mut *tx)
+        .await?;
+        for s in &a.subjects {
+            sqlx::query("INSERT INTO attestation_subjects (attestation_id, name, digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(&a.id)
+                .bind(&s.name)
+                .bind(&s.digest)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let r = sqlx::query("INSERT INTO sign_requests (builder_id, invocation_id, record_sha256, attestation_id) VALUES ($1, $2, $3, $4)")
+            .bind(&request.builder_id)
+            .bind(&request.invocation_id)
+            .bind(&request.record_sha256)
+            .bind(&a.id)
+            .execute(&mut *tx)
+            .await;
+        match r {
+            Ok(_) => {}
+            // Dropping the transaction rolls the attestation back too.
+            Err(e) if super::is_unique_violation(&e) => {
+                return Err(StorageError::Conflict(format!(
+                    "signing request {} of {}",
+                    request.invocation_id, request.builder_id
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn find_signed(
+        &self,
+        builder_id: &str,
+        invocation_id: &str,
+    ) -> Result<Option<(String, AttestationRow)>, StorageError> {
+        let Some(row) = sqlx::query(
+            "SELECT r.record_sha256, a.id, a.created_at_ms, a.keyid, a.builder_id, a.source_uri, a.envelope, a.bundle \
+             FROM sign_requests r JOIN attestations a ON a.id = r.attestation_id \
+             WHERE r.builder_id = $1 AND r.invocation_id = $2",
+        )
+        .bind(builder_id)
+        .bind(invocation_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let hash: String = row.try_get("record_sha256")?;
+        let mut a = attestation_row(&row)?;
+        let subjects: Vec<(String, String)> = sqlx::query_as("SELECT name, digest FROM attestation_subjects WHERE attestation_id = $1 ORDER BY name, digest")
+            .bind(&a.id)
+            .fetch_all(&self.pool)
+            .await?;
+        a.subjects = subjects
+            .into_iter()
+            .map(|(name, digest)| SubjectRow { name, digest })
+            .collect();
+        Ok(Some((hash, a)))
+    }
+
     async fn find_envelopes(&self, digest: &str, limit: u32) -> Result<Vec<String>, StorageError> {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT a.envelope FROM attestations a WHERE a.id IN \

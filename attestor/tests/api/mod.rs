@@ -6,6 +6,7 @@ use cloister_attestor::service::clock::ManualClock;
 use cloister_attestor::storage::{AttestationRow, SubjectRow};
 use std::sync::Arc;
 
+mod sign;
 mod verify;
 
 both_backends!(

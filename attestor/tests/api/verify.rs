@@ -422,7 +422,11 @@ async fn key_rotation_and_expiry_reach_verification_and_the_verdict_cache(b: Bac
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let new = s.sign(&build_record()).await;
+    // Another job (the signing socket answers a job it signed before with
+    // that same attestation).
+    let mut next = build_record();
+    next["invocationId"] = "job-after-rotation".into();
+    let new = s.sign(&next).await;
     assert_ne!(new["keyid"], old["keyid"], "the new active key signs");
     let new_body = request(Some(&new["envelope"]));
     for body in [&old_body, &new_body] {

@@ -8,6 +8,7 @@ use cloister_attestor::evidence::engagement::{self, OpenRequest, Opened};
 use std::path::Path;
 
 mod audit;
+mod gauges;
 mod packs;
 mod policy;
 

@@ -21,6 +21,9 @@ pub fn record(repo_uri: &str, git_ref: &str, subject: &str, digest: &str) -> ser
     r["source"]["uri"] = repo_uri.into();
     r["source"]["ref"] = git_ref.into();
     r["subjects"] = serde_json::json!([{ "name": subject, "digest": digest }]);
+    // A job of its own: the signing socket answers a job id it signed
+    // before with that attestation (issue 20).
+    r["invocationId"] = format!("job-{}", uuid::Uuid::now_v7()).into();
     r
 }
 

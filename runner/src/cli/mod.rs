@@ -7,6 +7,7 @@ use std::ffi::OsStr;
 use std::process::ExitCode;
 
 mod artifacts;
+mod attest;
 mod build;
 mod cancel;
 mod common;
@@ -60,6 +61,8 @@ enum Command {
     Cancel(cancel::Args),
     /// Download a succeeded job's artifacts and provenance (digest-checked).
     Artifacts(artifacts::Args),
+    /// Request again the attestation of a job that failed waiting for the attestor.
+    Attest(attest::Args),
     /// Start both daemons on embedded defaults, build repo A, verify its provenance.
     Quickstart(quickstart::Args),
     /// GitHub Actions runner container hooks: every job step in a sandbox.
@@ -165,6 +168,7 @@ pub fn main() -> ExitCode {
         Command::Logs(args) => logs::exec(args),
         Command::Cancel(args) => cancel::exec(args),
         Command::Artifacts(args) => artifacts::exec(args),
+        Command::Attest(args) => attest::exec(args),
         Command::Quickstart(args) => quickstart::exec(args),
         Command::Hook(args) => hook::exec(args),
         Command::Doctor(args) => doctor::exec(args),

@@ -2,11 +2,14 @@
 //! TCP behind a bearer token:
 //!
 //! - `GET  /healthz`
+//! - `GET  /readyz` → 200 or 503 with each check (`daemon::readiness`)
+//! - `GET  /metrics` → Prometheus text (`daemon::metrics`)
 //! - `POST /v1/jobs` (a job spec) → 201 the job record
 //! - `GET  /v1/jobs?limit=N` → newest first
 //! - `GET  /v1/jobs/{id}`
 //! - `GET  /v1/jobs/{id}/logs?follow=true` → the log as text, streamed until the job ends
 //! - `POST /v1/jobs/{id}/cancel`
+//! - `POST /v1/jobs/{id}/attest` → a job that failed waiting for the attestor, attested now
 //! - `GET  /v1/jobs/{id}/artifacts/{name}` → an artifact or its `.intoto.jsonl` / `.sigstore.json`
 //!
 //! Errors are JSON `{code, message}` with a stable `code`; 5xx bodies say
@@ -79,6 +82,14 @@ impl From<SchedulerError> for AppError {
             SchedulerError::Finished { .. } => {
                 AppError::new(StatusCode::CONFLICT, "finished", e.to_string())
             }
+            SchedulerError::NotAttestable(_) => {
+                AppError::new(StatusCode::CONFLICT, "not_attestable", e.to_string())
+            }
+            SchedulerError::Attestor(_) => AppError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "attestor_unavailable",
+                e.to_string(),
+            ),
             SchedulerError::Store(e) => AppError::internal(e),
         }
     }
@@ -88,10 +99,13 @@ impl From<SchedulerError> for AppError {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/jobs", post(submit).get(list))
         .route("/v1/jobs/{id}", get(show))
         .route("/v1/jobs/{id}/logs", get(logs))
         .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route("/v1/jobs/{id}/attest", post(attest))
         .route("/v1/jobs/{id}/artifacts/{name}", get(artifact))
         .with_state(state)
 }
@@ -129,6 +143,42 @@ pub fn router_with_token(state: AppState, token: String) -> Router {
 
 async fn healthz(State(AppState(s)): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": if s.is_draining() { "draining" } else { "ok" } }))
+}
+
+async fn readyz(State(AppState(s)): State<AppState>) -> Response {
+    let checks = super::readiness::checks(&s).await;
+    let ready = checks.iter().all(|c| c.ok);
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": checks,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(AppState(s)): State<AppState>) -> Result<Response, AppError> {
+    let text = s.metrics_text().await.map_err(AppError::internal)?;
+    Ok((
+        // OpenMetrics text (prometheus-client's `info` metrics and `# EOF`
+        // are not the classic text format).
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+async fn attest(
+    State(AppState(s)): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    Ok(Json(s.attest_again(&id).await?).into_response())
 }
 
 async fn submit(State(AppState(s)): State<AppState>, body: Bytes) -> Result<Response, AppError> {

@@ -7,6 +7,8 @@
 //! (`cloister-runner run`), see `job::exec`.
 
 pub mod api;
+pub mod metrics;
+pub mod readiness;
 pub mod scheduler;
 
 use crate::config::{Config, resolve_group};

@@ -13,6 +13,7 @@
 //! low job waiting two aging periods ranks with a fresh release build (and
 //! wins, being older): no job starves while others keep arriving.
 
+use super::metrics::{self, RunnerMetrics};
 use crate::config::Config;
 use crate::job::exec::{Executor, Stopper};
 use crate::job::spec::{JobSpec, Priority};
@@ -38,6 +39,12 @@ pub enum SchedulerError {
     Finished { id: String, state: JobState },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// `attest`: the job has no attestation to request again.
+    #[error("{0}")]
+    NotAttestable(String),
+    /// `attest`: the attestor did not sign.
+    #[error("{0}")]
+    Attestor(String),
 }
 
 /// One waiting job.
@@ -177,6 +184,9 @@ pub struct Scheduler {
     tracker: TaskTracker,
     /// Bumped whenever any job changes state (for log followers).
     changes: watch::Sender<u64>,
+    metrics: Arc<RunnerMetrics>,
+    /// One `attest` (re-attestation) at a time.
+    reattesting: tokio::sync::Mutex<()>,
 }
 
 impl Scheduler {
@@ -187,11 +197,13 @@ impl Scheduler {
         toolchains: Arc<Toolchains>,
     ) -> Arc<Scheduler> {
         let aging = config.priority_aging;
+        let metrics = Arc::new(RunnerMetrics::new());
         let executor = Arc::new(Executor {
             config: config.clone(),
             runner_exe,
             store: store.clone(),
             toolchains,
+            metrics: metrics.clone(),
         });
         Arc::new(Scheduler {
             store,
@@ -207,7 +219,72 @@ impl Scheduler {
             running: Mutex::new(HashMap::new()),
             tracker: TaskTracker::new(),
             changes: watch::channel(0).0,
+            metrics,
+            reattesting: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The daemon's metrics.
+    pub fn metrics(&self) -> &Arc<RunnerMetrics> {
+        &self.metrics
+    }
+
+    /// The metrics with the gauges read now (queue, jobs in flight, store),
+    /// as Prometheus text.
+    pub async fn metrics_text(&self) -> Result<String, StoreError> {
+        let m = &self.metrics;
+        // Whether the attestor answers now (not only at the last job).
+        let up = super::readiness::attestor(&self.config.attestor_socket).await;
+        m.attestor_up.set(i64::from(up.is_ok()));
+        for st in self.queue_stats() {
+            let priority = metrics::priority_label(st.priority);
+            m.queue_depth
+                .get_or_create(&metrics::PriorityLabels { priority })
+                .set(st.queued as i64);
+            m.queue_oldest_wait
+                .get_or_create(&metrics::PriorityLabels { priority })
+                .set(st.oldest_wait.map_or(0.0, |d| d.as_secs_f64()));
+        }
+        let active = self.store.count_active().await?;
+        for state in [
+            JobState::Queued,
+            JobState::Preparing,
+            JobState::Running,
+            JobState::Attesting,
+        ] {
+            let n = active
+                .iter()
+                .find(|(s, _)| *s == state)
+                .map_or(0, |(_, n)| *n);
+            m.jobs_active
+                .get_or_create(&metrics::StateLabels {
+                    state: state.as_str(),
+                })
+                .set(n);
+        }
+        let root = self.config.store.clone();
+        let (space, bytes) = tokio::task::spawn_blocking(move || {
+            let space = metrics::filesystem_space(&root);
+            // Looked at, never created: an absent store holds nothing.
+            let bytes = if root.join("snapshots").is_dir() {
+                cloister_inputs::Store::open(&root)
+                    .and_then(|s| s.list())
+                    .map(|l| l.iter().map(|e| e.bytes).sum::<u64>())
+                    .ok()
+            } else {
+                Some(0)
+            };
+            (space, bytes)
+        })
+        .await
+        .unwrap_or((Err("store task".into()), None));
+        if let Ok((free, size)) = space {
+            m.set_store_filesystem(free, size);
+        }
+        if let Some(bytes) = bytes {
+            m.store_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        Ok(m.encode())
     }
 
     /// The configured toolchains and their current snapshots.
@@ -343,7 +420,8 @@ impl Scheduler {
                 if self.queue.lock().expect("queue lock").remove(id) {
                     self.queued.fetch_sub(1, Ordering::SeqCst);
                 }
-                self.store
+                if self
+                    .store
                     .finish(
                         id,
                         JobState::Cancelled,
@@ -351,7 +429,11 @@ impl Scheduler {
                         None,
                         None,
                     )
-                    .await?;
+                    .await?
+                {
+                    self.metrics
+                        .job_finished(JobState::Cancelled, "cancelled", job.spec.priority);
+                }
                 self.changed();
             }
         }
@@ -368,6 +450,98 @@ impl Scheduler {
             }
             let _ = tokio::time::timeout(std::time::Duration::from_millis(100), rx.changed()).await;
         }
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| SchedulerError::NotFound(id.into()))
+    }
+
+    /// `cloister-runner attest JOB`: asks the attestor again to sign a job
+    /// that failed because it stayed unreachable (or was interrupted while
+    /// attesting by a daemon restart). The kept build record is sent as it
+    /// was (the attestor answers a record it already signed with that same
+    /// signature), after each kept output is checked against its recorded
+    /// digest; then the provenance is written and the job becomes
+    /// succeeded. One attempt: an attestor still down is an error, and the
+    /// job stays as it was.
+    pub async fn attest_again(&self, id: &str) -> Result<JobRecord, SchedulerError> {
+        use cloister_attestor_core::record::BuildRecord;
+        let _one = self.reattesting.lock().await;
+        let Some(job) = self.store.get(id).await? else {
+            return Err(SchedulerError::NotFound(id.into()));
+        };
+        if job.state != JobState::Failed {
+            return Err(SchedulerError::NotAttestable(format!(
+                "job {id} is {}: only a job that failed waiting for the attestor can be attested again",
+                job.state
+            )));
+        }
+        let Some(body) = self.store.pending_attestation(id).await? else {
+            return Err(SchedulerError::NotAttestable(format!(
+                "job {id} has no attestation pending (its outputs were not kept: it failed {})",
+                job.reason.as_deref().unwrap_or("before attesting")
+            )));
+        };
+        let record: BuildRecord =
+            serde_json::from_slice(&body).map_err(|e| StoreError::Corrupt {
+                id: id.into(),
+                message: format!("kept build record: {e}"),
+            })?;
+        let out_dir = self.executor.artifacts_dir(id);
+        let subjects: Vec<(String, String)> = record
+            .subjects
+            .iter()
+            .map(|s| (s.name.clone(), s.digest.to_string()))
+            .collect();
+        let collected = tokio::task::spawn_blocking(move || {
+            let mut collected = Vec::new();
+            for (name, digest) in subjects {
+                let path = out_dir.join(&name);
+                let actual = crate::job::outputs::sha256_file(&path)
+                    .map_err(|e| format!("kept output {}: {e}", path.display()))?;
+                if actual != digest {
+                    return Err(format!(
+                        "kept output {} no longer matches its recorded digest {digest}",
+                        path.display()
+                    ));
+                }
+                collected.push(crate::job::outputs::Collected {
+                    relative: name.clone(),
+                    name,
+                    digest,
+                    path,
+                });
+            }
+            Ok(collected)
+        })
+        .await
+        .map_err(|e| SchedulerError::NotAttestable(format!("output check task: {e}")))?
+        .map_err(SchedulerError::NotAttestable)?;
+        let signed = match crate::job::record::sign_bytes(&self.config.attestor_socket, body).await
+        {
+            Ok(signed) => {
+                self.metrics.attestation("signed");
+                signed
+            }
+            Err(e) => {
+                self.metrics.attestation(crate::job::record::outcome(&e));
+                return Err(SchedulerError::Attestor(e.to_string()));
+            }
+        };
+        let artifacts = crate::job::exec::write_provenance(&collected, &signed)
+            .await
+            .map_err(|e| SchedulerError::Attestor(format!("writing provenance: {e}")))?;
+        let result = crate::job::store::JobResult {
+            artifacts,
+            log_digest: Some(record.log_digest.to_string()),
+            attestation_id: signed.attestation_id,
+            keyid: Some(signed.keyid),
+            sandbox: None,
+            log_dropped_bytes: None,
+        };
+        self.store.attested_later(id, &result).await?;
+        tracing::info!(job = %id, "job attested later; now succeeded");
+        self.changed();
         self.store
             .get(id)
             .await?
@@ -412,6 +586,7 @@ impl Scheduler {
                 u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
                 Ordering::Relaxed,
             );
+            self.metrics.job_started(priority, waited);
             let record = match self.store.get(&id).await {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,
@@ -443,6 +618,14 @@ impl Scheduler {
             self.tracker.spawn(async move {
                 tracing::info!(job = %id, %priority, waited_ms = waited.as_millis() as u64, "job started");
                 let ending = this.executor.run(&id, &record.spec, &stopper).await;
+                // The state it ended from (preparing, running, attesting)
+                // says in which phase it failed.
+                let phase = this.store.get(&id).await.ok().flatten().map(|j| j.state);
+                this.metrics.job_finished(
+                    ending.state,
+                    metrics::failure_reason(ending.state, phase, ending.reason.as_deref().unwrap_or("")),
+                    priority,
+                );
                 let r = this
                     .store
                     .finish(&id, ending.state, ending.reason.as_deref(), ending.exit_code, ending.result.as_ref())

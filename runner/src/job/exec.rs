@@ -13,6 +13,7 @@ use super::source;
 use super::spec::JobSpec;
 use super::store::{Artifact, JobResult, JobState, JobStore, now_rfc3339};
 use crate::config::{Config, Limits};
+use crate::daemon::metrics::RunnerMetrics;
 use crate::toolchains::{SANDBOX_TOOLCHAINS, Toolchain, Toolchains};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -73,6 +74,10 @@ pub struct Ending {
     pub reason: Option<String>,
     pub exit_code: Option<i64>,
     pub result: Option<JobResult>,
+    /// A failure that keeps the outputs (hashed, in the artifacts
+    /// directory) and the build record for a later `cloister-runner
+    /// attest`: the attestor stayed unreachable for the retry window.
+    pub outputs_kept: bool,
 }
 
 /// Everything the executor needs from the daemon.
@@ -84,6 +89,8 @@ pub struct Executor {
     pub store: JobStore,
     /// The configured toolchains' current snapshots.
     pub toolchains: Arc<Toolchains>,
+    /// The daemon's metrics (phase durations, limit hits, attestations).
+    pub metrics: Arc<RunnerMetrics>,
 }
 
 /// A step's failure: the job's reason.
@@ -109,8 +116,9 @@ impl Executor {
     /// did not succeed leaves no artifacts behind, whichever step failed.
     pub async fn run(&self, id: &str, spec: &JobSpec, stop: &Stopper) -> Ending {
         let ending = self.run_to_end(id, spec, stop).await;
-        if ending.state != JobState::Succeeded {
+        if ending.state != JobState::Succeeded && !ending.outputs_kept {
             let _ = tokio::fs::remove_dir_all(self.artifacts_dir(id)).await;
+            let _ = self.store.clear_attest_record(id).await;
         }
         ending
     }
@@ -147,6 +155,7 @@ impl Executor {
                     reason: Some(reason),
                     exit_code,
                     result: None,
+                    outputs_kept: false,
                 };
             }
         };
@@ -176,10 +185,12 @@ impl Executor {
             }
             Err(e) => return failed(e.to_string(), exit_code),
         }
+        let attest_start = std::time::Instant::now();
         let attested = tokio::select! {
-            r = self.attest(&observed) => r,
-            _ = stop.token.cancelled() => Err(Fail(String::new())),
+            r = self.attest(id, &observed) => r,
+            _ = stop.token.cancelled() => Err(Attest::Failed(Fail(String::new()))),
         };
+        self.metrics.phase("attest", attest_start.elapsed());
         match attested {
             Ok((artifacts, signed)) => Ending {
                 state: JobState::Succeeded,
@@ -196,16 +207,32 @@ impl Executor {
                     ),
                     log_dropped_bytes: (log_dropped_bytes > 0).then_some(log_dropped_bytes),
                 }),
+                outputs_kept: false,
             },
-            Err(Fail(reason)) => {
+            Err(Attest::Failed(Fail(reason))) => {
                 let (state, reason) = stop.ending(reason);
+                // Stopped by a drain (not a client's cancel) while signing:
+                // the outputs are hashed, so they stay for `attest`.
+                let keep = stop.token.is_cancelled() && state == JobState::Failed;
                 Ending {
                     state,
-                    reason: Some(reason),
+                    reason: Some(if keep {
+                        format!("{reason}; {}", kept_note(id))
+                    } else {
+                        reason
+                    }),
                     exit_code,
                     result: None,
+                    outputs_kept: keep,
                 }
             }
+            Err(Attest::Unreachable(reason)) => Ending {
+                state: JobState::Failed,
+                reason: Some(reason),
+                exit_code,
+                result: None,
+                outputs_kept: true,
+            },
         }
     }
 
@@ -219,6 +246,8 @@ impl Executor {
         exit_code: &mut Option<i64>,
     ) -> Result<Observed, Fail> {
         let cfg = &self.config;
+        let prepare_start = std::time::Instant::now();
+        let mut snapshot_time = std::time::Duration::ZERO;
         log.say(format!(
             "job {id}: source {} at {}",
             spec.source.path.display(),
@@ -304,12 +333,15 @@ impl Executor {
             }
             let store_root = cfg.store.clone();
             let warm = v.path.is_absolute();
+            let snap_start = std::time::Instant::now();
             let snap = tokio::task::spawn_blocking(move || {
                 crate::inputs_glue::snapshot(&store_root, &real, warm, root_id)
             })
             .await
             .map_err(|e| Fail(format!("snapshot task: {e}")))?
             .map_err(|e| Fail(format!("vendor {}: {e}", v.path.display())))?;
+            snapshot_time += snap_start.elapsed();
+            self.metrics.snapshot(snap.reused);
             // The snapshot is mounted read-only at /cloister/vendor/N and the
             // workspace's `dest` becomes a symlink to it (replacing what the
             // checkout had there): no mount is nested inside the writable
@@ -399,6 +431,13 @@ impl Executor {
             true => {}
             false => return Err(Fail("the job left the preparing state".into())),
         }
+        if !spec.vendor.is_empty() {
+            self.metrics.phase("snapshot", snapshot_time);
+        }
+        self.metrics.phase(
+            "prepare",
+            prepare_start.elapsed().saturating_sub(snapshot_time),
+        );
         let result_path = work.join("sandbox-result.json");
         let argv = sandbox_argv(
             spec,
@@ -427,6 +466,7 @@ impl Executor {
                 cmd.env(var, v);
             }
         }
+        let run_start = std::time::Instant::now();
         let mut child = cmd
             .spawn()
             .map_err(|e| Fail(format!("cannot start the sandbox: {e}")))?;
@@ -441,6 +481,8 @@ impl Executor {
         // If this future is dropped (cancel), kill_on_drop kills the sandbox
         // process, which takes its whole tree with it (die-with-parent).
         let status = child.wait().await?;
+        let run_time = run_start.elapsed();
+        self.metrics.phase("run", run_time);
         let _ = out.await;
         let _ = err.await;
         let sandbox = super::read_sandbox_result(&result_path)
@@ -462,10 +504,16 @@ impl Executor {
             }
             Some(cloister_sandbox::RunResult::Ran(report)) => report,
         };
+        self.metrics.sandbox_startup.observe(
+            run_time
+                .saturating_sub(std::time::Duration::from_millis(sandbox.wall_ms))
+                .as_secs_f64(),
+        );
         let code = sandbox.exit_code.map(i64::from);
         let signal = sandbox.signal.map(i64::from);
         *exit_code = code.or(signal.map(|s| 128 + s));
         if let Some(limit) = sandbox.limit_hit {
+            self.metrics.limit_hit(limit);
             return Err(Fail(format!("the build hit its {limit} limit")));
         }
         match (code, signal) {
@@ -512,27 +560,89 @@ impl Executor {
         })
     }
 
-    async fn attest(&self, observed: &Observed) -> Result<(Vec<Artifact>, record::Signed), Fail> {
-        let signed = record::sign(&self.config.attestor_socket, observed).await?;
-        let mut artifacts = Vec::new();
-        let line = format!("{}\n", serde_json::to_string(&signed.envelope)?);
-        let bundle = serde_json::to_vec_pretty(&signed.bundle)?;
-        for c in &observed.subjects {
-            let [jsonl_suffix, bundle_suffix] = super::outputs::PROVENANCE_SUFFIXES;
-            let provenance = PathBuf::from(format!("{}{jsonl_suffix}", c.path.display()));
-            let bundle_path = PathBuf::from(format!("{}{bundle_suffix}", c.path.display()));
-            tokio::fs::write(&provenance, &line).await?;
-            tokio::fs::write(&bundle_path, &bundle).await?;
-            artifacts.push(Artifact {
-                name: c.name.clone(),
-                path: c.path.display().to_string(),
-                digest: c.digest.clone(),
-                provenance: provenance.display().to_string(),
-                bundle: bundle_path.display().to_string(),
-            });
-        }
+    /// Gets the observed facts signed: the record is kept in the job
+    /// database first (a daemon restart or a long outage leaves it for
+    /// `cloister-runner attest`), then sent with retries for the configured
+    /// window (the attestor answers a repeated record with the same signed
+    /// result), then the provenance is written beside the artifacts.
+    async fn attest(
+        &self,
+        id: &str,
+        observed: &Observed,
+    ) -> Result<(Vec<Artifact>, record::Signed), Attest> {
+        let fail = |e: &dyn std::fmt::Display| Attest::Failed(Fail(e.to_string()));
+        let body = record::record_bytes(observed).map_err(|e| fail(&e))?;
+        self.store
+            .set_attest_record(id, &body)
+            .await
+            .map_err(|e| fail(&e))?;
+        let socket = &self.config.attestor_socket;
+        let window = self.config.attestor_retry;
+        let signed = record::sign_retrying(socket, &body, window, |outcome, next| {
+            self.metrics.attestation(outcome);
+            if let Some((e, pause)) = next {
+                tracing::warn!(job = %id, error = %e, retry_in_ms = pause.as_millis() as u64, "attestor not answering; the job stays attesting");
+            }
+        })
+        .await
+        .map_err(|f| {
+            if f.retryable {
+                Attest::Unreachable(format!(
+                    "{} for {}s ({} attempts): {}; {}",
+                    record::UNREACHABLE_PREFIX,
+                    window.as_secs(),
+                    f.attempts,
+                    f.error,
+                    kept_note(id)
+                ))
+            } else {
+                fail(&f.error)
+            }
+        })?;
+        let artifacts = write_provenance(&observed.subjects, &signed)
+            .await
+            .map_err(|e| fail(&e))?;
+        let _ = self.store.clear_attest_record(id).await;
         Ok((artifacts, signed))
     }
+}
+
+/// What a failed job's reason says when its outputs are kept.
+fn kept_note(id: &str) -> String {
+    format!("the outputs are kept: `cloister-runner attest {id}` requests the attestation again")
+}
+
+/// Why attesting did not succeed.
+enum Attest {
+    Failed(Fail),
+    /// The attestor stayed unreachable for the retry window (the reason).
+    Unreachable(String),
+}
+
+/// Writes `<artifact>.intoto.jsonl` and `<artifact>.sigstore.json` beside
+/// each collected output and returns the artifacts as the job records them.
+pub(crate) async fn write_provenance(
+    subjects: &[super::outputs::Collected],
+    signed: &record::Signed,
+) -> std::io::Result<Vec<Artifact>> {
+    let mut artifacts = Vec::new();
+    let line = format!("{}\n", serde_json::to_string(&signed.envelope)?);
+    let bundle = serde_json::to_vec_pretty(&signed.bundle)?;
+    for c in subjects {
+        let [jsonl_suffix, bundle_suffix] = super::outputs::PROVENANCE_SUFFIXES;
+        let provenance = PathBuf::from(format!("{}{jsonl_suffix}", c.path.display()));
+        let bundle_path = PathBuf::from(format!("{}{bundle_suffix}", c.path.display()));
+        tokio::fs::write(&provenance, &line).await?;
+        tokio::fs::write(&bundle_path, &bundle).await?;
+        artifacts.push(Artifact {
+            name: c.name.clone(),
+            path: c.path.display().to_string(),
+            digest: c.digest.clone(),
+            provenance: provenance.display().to_string(),
+            bundle: bundle_path.display().to_string(),
+        });
+    }
+    Ok(artifacts)
 }
 
 fn failed(reason: String, exit_code: Option<i64>) -> Ending {
@@ -541,6 +651,7 @@ fn failed(reason: String, exit_code: Option<i64>) -> Ending {
         reason: Some(reason),
         exit_code,
         result: None,
+        outputs_kept: false,
     }
 }
 

@@ -174,6 +174,25 @@ pub fn collect(
     Ok(out)
 }
 
+/// `sha256:<hex>` of a kept output, opened without following a symlink
+/// (`cloister-runner attest` checks the copies before signing them).
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ use cloister_attestor_core::record::{
     SubjectFact,
 };
 use std::path::Path;
+use std::time::Duration;
 
 /// A vendored snapshot the job used.
 #[derive(Debug, Clone)]
@@ -166,8 +167,20 @@ pub fn build_record(o: &Observed) -> Result<BuildRecord, AttestError> {
 
 /// Sends the record to the attestor and returns the signed envelope and bundle.
 pub async fn sign(socket: &Path, o: &Observed) -> Result<Signed, AttestError> {
+    let body = record_bytes(o)?;
+    sign_bytes(socket, body).await
+}
+
+/// The record as sent to the attestor: JSON, validated first. These exact
+/// bytes are what a retry (and `cloister-runner attest`) sends again, so
+/// the attestor sees one request per job however often it is asked.
+pub fn record_bytes(o: &Observed) -> Result<Vec<u8>, AttestError> {
     let record = build_record(o)?;
-    let body = serde_json::to_vec(&record).map_err(|e| AttestError::Record(e.to_string()))?;
+    serde_json::to_vec(&record).map_err(|e| AttestError::Record(e.to_string()))
+}
+
+/// One signing request with a record already serialized.
+pub async fn sign_bytes(socket: &Path, body: Vec<u8>) -> Result<Signed, AttestError> {
     Endpoint::Unix(socket.to_path_buf())
         .json(hyper::Method::POST, "/v1/sign", Some(body))
         .await
@@ -175,4 +188,174 @@ pub async fn sign(socket: &Path, o: &Observed) -> Result<Signed, AttestError> {
             socket: socket.display().to_string(),
             source,
         })
+}
+
+/// How a failed job's reason starts when the attestor stayed unreachable
+/// for the whole retry window (metrics read it: `attestor_unreachable`).
+pub const UNREACHABLE_PREFIX: &str = "attestor unreachable";
+
+/// The first retry's delay; each next one doubles, up to [`RETRY_CAP`].
+pub const RETRY_FIRST: Duration = Duration::from_millis(250);
+/// The longest pause between two signing attempts.
+pub const RETRY_CAP: Duration = Duration::from_secs(15);
+
+/// The metric outcome of a signing attempt's error
+/// (`crate::daemon::metrics::ATTEST_OUTCOMES`): `unreachable` (no
+/// connection, or the connection broke before the answer: the reply may be
+/// lost, which is why a retry must be idempotent), `unavailable` (5xx),
+/// `refused` (4xx), `invalid` (an answer that is not a signed result, or a
+/// record that cannot be built).
+pub fn outcome(e: &AttestError) -> &'static str {
+    match e {
+        AttestError::Client { source, .. } => match source {
+            ClientError::Connect { .. } | ClientError::Http { .. } => "unreachable",
+            ClientError::Status { status, .. } if status.is_server_error() => "unavailable",
+            ClientError::Status { .. } => "refused",
+            ClientError::Json { .. } => "invalid",
+        },
+        AttestError::Record(_) => "invalid",
+    }
+}
+
+/// Whether an attempt that ended with `outcome` is worth repeating: the
+/// attestor was not there or not able to answer (a restart, an upgrade, its
+/// storage briefly down). A refusal or a malformed answer would repeat.
+pub fn retryable(outcome: &str) -> bool {
+    matches!(outcome, "unreachable" | "unavailable")
+}
+
+/// A signing that did not succeed.
+#[derive(Debug)]
+pub struct SignFailure {
+    /// The last attempt's error.
+    pub error: AttestError,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Whether the attestor was unreachable (or unavailable) to the end:
+    /// the request may be made again later with the same record.
+    pub retryable: bool,
+}
+
+impl std::fmt::Display for SignFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.error)
+    }
+}
+
+/// The pause before retry number `n` (1 = the first retry): 250 ms
+/// doubling, capped at [`RETRY_CAP`].
+pub fn backoff(n: u32) -> Duration {
+    RETRY_FIRST
+        .checked_mul(1u32 << n.saturating_sub(1).min(16))
+        .unwrap_or(RETRY_CAP)
+        .min(RETRY_CAP)
+}
+
+/// Sends `body` until the attestor signs it, retrying a retryable failure
+/// with capped exponential backoff ([`backoff`]) while the next attempt
+/// still starts within `window` of the first. `attempted` hears of every
+/// attempt's outcome (one of the metric outcomes, `signed` included) and,
+/// after a failure that will be retried, the pause before the next.
+pub async fn sign_retrying(
+    socket: &Path,
+    body: &[u8],
+    window: Duration,
+    mut attempted: impl FnMut(&'static str, Option<(&AttestError, Duration)>),
+) -> Result<Signed, SignFailure> {
+    let start = tokio::time::Instant::now();
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let error = match sign_bytes(socket, body.to_vec()).await {
+            Ok(signed) => {
+                attempted("signed", None);
+                return Ok(signed);
+            }
+            Err(e) => e,
+        };
+        let what = outcome(&error);
+        let pause = backoff(attempts);
+        if !retryable(what) || start.elapsed() + pause > window {
+            attempted(what, None);
+            return Err(SignFailure {
+                error,
+                attempts,
+                retryable: retryable(what),
+            });
+        }
+        attempted(what, Some((&error, pause)));
+        tokio::time::sleep(pause).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let pauses: Vec<u128> = (1..=9).map(|n| backoff(n).as_millis()).collect();
+        assert_eq!(
+            pauses,
+            [250, 500, 1000, 2000, 4000, 8000, 15000, 15000, 15000]
+        );
+        assert_eq!(backoff(1000), RETRY_CAP);
+    }
+
+    /// Nothing listens: every attempt is `unreachable`, retried with
+    /// doubling pauses until the next would start past the window, then a
+    /// retryable failure naming the socket.
+    #[tokio::test]
+    async fn an_unreachable_attestor_is_retried_for_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("sign.sock");
+        let mut seen = Vec::new();
+        let err = sign_retrying(&socket, b"{}", Duration::from_secs(1), |o, next| {
+            seen.push((o, next.map(|(_, d)| d)));
+        })
+        .await
+        .unwrap_err();
+        assert!(err.retryable);
+        assert_eq!(err.attempts as usize, seen.len());
+        assert!(seen.len() >= 2, "{seen:?}");
+        assert!(seen.iter().all(|(o, _)| *o == "unreachable"), "{seen:?}");
+        let (last, pauses) = seen.split_last().unwrap();
+        assert_eq!(last.1, None, "no pause after the last attempt");
+        for (i, (_, pause)) in pauses.iter().enumerate() {
+            assert_eq!(*pause, Some(backoff(i as u32 + 1)));
+        }
+        let paused: Duration = pauses.iter().filter_map(|(_, p)| *p).sum();
+        assert!(paused <= Duration::from_secs(1), "{seen:?}");
+        assert!(err.to_string().contains("attestor signing socket"), "{err}");
+        // a window of zero: one attempt
+        let err = sign_retrying(&socket, b"{}", Duration::ZERO, |_, _| {})
+            .await
+            .unwrap_err();
+        assert_eq!((err.attempts, err.retryable), (1, true));
+    }
+
+    #[test]
+    fn refusals_are_final_and_outages_retried() {
+        let status = |code: u16| AttestError::Client {
+            socket: "s".into(),
+            source: ClientError::Status {
+                endpoint: "e".into(),
+                status: hyper::StatusCode::from_u16(code).unwrap(),
+                body: String::new(),
+            },
+        };
+        assert_eq!(outcome(&status(503)), "unavailable");
+        assert!(retryable(outcome(&status(503))));
+        assert_eq!(outcome(&status(422)), "refused");
+        assert!(!retryable(outcome(&status(409))));
+        assert!(!retryable(outcome(&AttestError::Record("x".into()))));
+        let refused = AttestError::Client {
+            socket: "s".into(),
+            source: ClientError::Connect {
+                endpoint: "e".into(),
+                source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+            },
+        };
+        assert_eq!(outcome(&refused), "unreachable");
+    }
 }

@@ -1,7 +1,10 @@
 //! Durable job records in SQLite (WAL, versioned migrations under
 //! `runner/migrations/`). State changes are conditional updates so that a
 //! cancel racing a start, or a restart racing a finish, cannot move a job
-//! backwards out of a terminal state.
+//! backwards out of a terminal state. One exception, explicit: a job that
+//! failed waiting for the attestor keeps its build record
+//! (`attest_record`) and becomes succeeded once that record is signed
+//! later ([`JobStore::attested_later`], `cloister-runner attest`).
 
 use super::spec::JobSpec;
 use serde::{Deserialize, Serialize};
@@ -296,6 +299,73 @@ impl JobStore {
         Ok((failed, queued))
     }
 
+    /// Keeps the build record a job in `attesting` sends (the exact bytes),
+    /// until it is signed or the job ends without its outputs.
+    pub async fn set_attest_record(&self, id: &str, record: &[u8]) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET attest_record = ? WHERE id = ?")
+            .bind(record)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets a job's kept build record (signed, or its outputs removed).
+    pub async fn clear_attest_record(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE jobs SET attest_record = NULL WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The build record of a failed job that can still be attested.
+    pub async fn pending_attestation(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let row: Option<(Option<Vec<u8>>,)> =
+            sqlx::query_as("SELECT attest_record FROM jobs WHERE id = ? AND state = 'failed'")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|(r,)| r))
+    }
+
+    /// A failed job whose kept record was signed later (`attest`): it
+    /// becomes succeeded with `result`, its failure reason cleared. The one
+    /// move out of a terminal state, and only from `failed` with a kept
+    /// record; returns whether it moved.
+    pub async fn attested_later(&self, id: &str, result: &JobResult) -> Result<bool, StoreError> {
+        let result = serde_json::to_string(result).expect("a job result serializes");
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'succeeded', reason = NULL, result = ?, attest_record = NULL, \
+             finished_at = ? WHERE id = ? AND state = 'failed' AND attest_record IS NOT NULL",
+        )
+        .bind(result)
+        .bind(now_rfc3339())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Jobs not ended, per state.
+    pub async fn count_active(&self) -> Result<Vec<(JobState, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM jobs WHERE state IN ('queued', 'preparing', 'running', 'attesting') GROUP BY state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(s, n)| {
+                s.parse()
+                    .map(|s| (s, n))
+                    .map_err(|message| StoreError::Corrupt {
+                        id: "(count)".into(),
+                        message,
+                    })
+            })
+            .collect()
+    }
+
     /// Closes the pool (checkpointing the WAL).
     pub async fn close(&self) {
         self.pool.close().await;
@@ -389,6 +459,45 @@ mod tests {
             JobState::Succeeded
         );
         assert_eq!(store.list(10).await.unwrap().len(), 4);
+    }
+
+    /// Issue 20: a failed job with a kept record can become succeeded once
+    /// (through `attested_later`); without a record, or twice, it cannot.
+    #[tokio::test]
+    async fn only_a_failed_job_with_a_kept_record_is_attested_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = JobStore::open(&dir.path().join("jobs.db")).await.unwrap();
+        for id in ["kept", "plain"] {
+            store.insert(id, &spec()).await.unwrap();
+        }
+        store.set_attest_record("kept", b"{\"r\":1}").await.unwrap();
+        let result = JobResult::default();
+        // not failed yet: nothing pending, no move
+        assert_eq!(store.pending_attestation("kept").await.unwrap(), None);
+        assert!(!store.attested_later("kept", &result).await.unwrap());
+        for id in ["kept", "plain"] {
+            store
+                .finish(
+                    id,
+                    JobState::Failed,
+                    Some("attestor unreachable"),
+                    Some(0),
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.pending_attestation("kept").await.unwrap().as_deref(),
+            Some(&b"{\"r\":1}"[..])
+        );
+        assert_eq!(store.pending_attestation("plain").await.unwrap(), None);
+        assert!(!store.attested_later("plain", &result).await.unwrap());
+        assert!(store.attested_later("kept", &result).await.unwrap());
+        let job = store.get("kept").await.unwrap().unwrap();
+        assert_eq!((job.state, job.reason), (JobState::Succeeded, None));
+        assert!(!store.attested_later("kept", &result).await.unwrap());
+        assert_eq!(store.pending_attestation("kept").await.unwrap(), None);
     }
 
     #[tokio::test]

@@ -90,6 +90,13 @@ impl std::ops::Deref for Stack {
     }
 }
 
+/// Mutable access to the daemons (e.g. to kill and restart the attestor).
+impl std::ops::DerefMut for Stack {
+    fn deref_mut(&mut self) -> &mut stack::Stack {
+        &mut self.inner
+    }
+}
+
 impl Stack {
     /// Starts the attestor, then the runner (with `concurrency` and the
     /// host's Rust toolchain as toolchain `rust`, see [`rust_toolchain`]).
