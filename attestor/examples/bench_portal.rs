@@ -298,7 +298,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let now = SystemClock.now_ms();
     let (month_start, _) =
-        cloister_attestor::service::api::month_bounds(now, None).context("month bounds")?;
+        cloister_attestor::service::dates::month_bounds(now, None).context("month bounds")?;
     let writes: Vec<UsageWrite> = (0..((now - month_start) / 86_400_000 + 1) * 30)
         .map(|n| UsageWrite {
             tenant_id: tenant.id.clone(),

@@ -18,7 +18,7 @@
 //! Overhead = job − bare build (medians), printed with the ratio and the
 //! per-step medians read from the job logs' timestamps.
 
-use cloister_runner::cli;
+use cloister_runner::binaries;
 use cloister_runner::stack::{self, Stack, StackOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,10 +55,14 @@ fn main() {
     let exe = std::env::current_exe().unwrap();
     // target/<triple>/release/examples/bench-job
     let bin_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let runner_bin = bin_dir.join(cli::FRONT_BINARY);
+    let runner_bin = bin_dir.join(binaries::FRONT_BINARY);
     let attestor_bin = bin_dir.join("cloister-attestor");
     // The front hands `serve` to the full binary beside it.
-    for b in [&runner_bin, &bin_dir.join(cli::FULL_BINARY), &attestor_bin] {
+    for b in [
+        &runner_bin,
+        &bin_dir.join(binaries::FULL_BINARY),
+        &attestor_bin,
+    ] {
         assert!(
             b.is_file(),
             "{} missing: cargo build --release -p cloister-runner -p cloister-attestor",

@@ -122,6 +122,9 @@ pub struct Limits {
     pub workspace_bytes: u64,
 }
 
+/// The default cap of a job log (bytes; `limits.log_bytes`).
+pub const DEFAULT_LOG_LIMIT: u64 = 64 << 20;
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -129,7 +132,7 @@ impl Default for Limits {
             memory_bytes: 4 << 30,
             pids: 4096,
             cpus: 2,
-            log_bytes: crate::job::log::DEFAULT_LOG_LIMIT,
+            log_bytes: DEFAULT_LOG_LIMIT,
             tmp_bytes: 1 << 30,
             workspace_bytes: 16 << 30,
         }

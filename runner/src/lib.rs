@@ -3,6 +3,7 @@
 //! crates.
 #![forbid(unsafe_code)]
 
+pub mod binaries;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -4,8 +4,9 @@
 //! "portal.download": M}}`.
 
 use crate::config::{Config, StateArgs};
-use crate::service::api::{EVENTS, month_bounds};
+use crate::service::api::usage::EVENTS;
 use crate::service::clock::{Clock as _, SystemClock};
+use crate::service::dates::month_bounds;
 use crate::storage;
 use anyhow::Context as _;
 use std::collections::BTreeMap;

@@ -16,7 +16,7 @@ use cloister_attestor_core::verify::{
 };
 
 use crate::keyring::{self, Keyring};
-use crate::service::api::VerifyResponse;
+use crate::service::api::verify::VerifyResponse;
 
 /// Verify provenance for an artifact.
 #[derive(Debug, clap::Args)]

@@ -13,8 +13,8 @@
 use super::session::Session;
 use super::{PortalError, session::Principal};
 use crate::service::AppState;
-use crate::service::api::IdempotencyKey;
 use crate::service::auth::Authed;
+use crate::service::extract::IdempotencyKey;
 use axum::Form;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};

@@ -21,8 +21,8 @@
 //!   request (POST) also requires the session's CSRF token and a same-origin
 //!   `Origin` when the browser sends one.
 //! - Verification and metering are the API's: the Verify page calls
-//!   `service::api::verify_json` and `service::api::metered`, downloads go
-//!   through `metered` as `portal.download`; the portal never checks
+//!   `service::api::verify::verify_json` and `service::metered::metered`,
+//!   downloads go through `metered` as `portal.download`; the portal never checks
 //!   provenance itself except through the same verdict cache and core call.
 //! - Attestations are the organisation's (every tenant sees them); usage,
 //!   invoices and engagements are the session's tenant's only, taken from

@@ -18,7 +18,7 @@
 
 use super::PortalError;
 use crate::service::AppState;
-use crate::service::audit::AuditorAuthed;
+use crate::service::auth::AuditorAuthed;
 use crate::service::auth::Authed;
 use crate::storage::portal::{SESSION_KIND_AUDITOR, SESSION_KIND_TENANT, SessionRow};
 use axum::extract::FromRequestParts;

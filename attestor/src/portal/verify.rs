@@ -16,7 +16,9 @@
 use super::session::Session;
 use super::{Area, Chrome, PortalError};
 use crate::service::AppState;
-use crate::service::api::{IdempotencyKey, metered, request_hash, verify_json};
+use crate::service::api::verify::verify_json;
+use crate::service::extract::IdempotencyKey;
+use crate::service::metered::{metered, request_hash};
 use crate::storage::EVENT_VERIFY;
 use askama::Template;
 use axum::extract::multipart::MultipartError;

@@ -4,7 +4,8 @@
 //! [`super::auth::Authed`], hence by every endpoint that takes it (usage,
 //! keys, attestations, and whatever is added later). Only the endpoints an
 //! auditor may use take [`AuditorAuthed`] (the engagement's own endpoints
-//! below) or [`Principal`] (`POST /v1/verify`). An auditor key is checked on
+//! below) or `auth::Principal` (`POST /v1/verify`); both extractors are in
+//! `auth`. An auditor key is checked on
 //! every request (no cache): unknown → 401 `unauthorized`, revoked → 401
 //! `auditor_key_revoked`, past its expiry on the service clock → 401
 //! `auditor_key_expired`, another engagement → 403 `engagement_out_of_scope`.
@@ -23,15 +24,14 @@
 //! the gate. A background task keeps the evidence index, the coverage
 //! gauges and `cloister_pack_seconds` current.
 
-use super::auth::{Authed, bearer_token, hash_key};
+use super::auth::AuditorAuthed;
 use super::{AppError, AppState, TrustedSet};
-use crate::evidence::engagement::{self, AUDITOR_KEY_PREFIX, EngagementError, EngagementView};
+use crate::evidence::engagement::{self, EngagementError, EngagementView};
 use crate::evidence::{index, policies};
 use crate::storage::evidence::{Engagement, Note};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
-use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -51,117 +51,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/engagements/{id}/attestations", get(attestations))
         .route("/v1/engagements/{id}/notes", post(add_note))
         .route("/v1/engagements/{id}/pack", get(pack))
-}
-
-/// Whether the request presents an auditor key.
-pub fn is_auditor_key(parts: &Parts) -> bool {
-    bearer_token(parts).is_some_and(|t| t.starts_with(AUDITOR_KEY_PREFIX))
-}
-
-/// The refusal of an auditor key where only tenant keys are accepted.
-pub fn auditor_not_allowed() -> AppError {
-    AppError::Forbidden {
-        code: "auditor_key_not_allowed",
-        message: "auditor keys may only call their engagement's endpoints and POST /v1/verify"
-            .into(),
-    }
-}
-
-/// An auditor with a valid (known, unrevoked, unexpired) key.
-#[derive(Debug, Clone)]
-pub struct AuditorAuthed {
-    pub key_id: String,
-    pub tenant_id: String,
-    pub engagement_id: String,
-}
-
-impl AuditorAuthed {
-    /// Refuses a path naming another engagement.
-    pub fn check_scope(&self, id: &str) -> Result<(), AppError> {
-        if id == self.engagement_id {
-            Ok(())
-        } else {
-            Err(AppError::Forbidden {
-                code: "engagement_out_of_scope",
-                message: format!(
-                    "this auditor key is scoped to engagement {}",
-                    self.engagement_id
-                ),
-            })
-        }
-    }
-}
-
-impl FromRequestParts<AppState> for AuditorAuthed {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = bearer_token(parts)
-            .filter(|t| t.starts_with(AUDITOR_KEY_PREFIX))
-            .ok_or_else(|| {
-                if bearer_token(parts).is_some() {
-                    AppError::Forbidden {
-                        code: "auditor_key_required",
-                        message: "this endpoint is for an engagement's auditor key (clsa_…)".into(),
-                    }
-                } else {
-                    AppError::Unauthorized
-                }
-            })?;
-        let key = state
-            .storage
-            .auditor_key(&hash_key(token))
-            .await?
-            .ok_or(AppError::Unauthorized)?;
-        if let Some(at) = key.revoked_at_ms {
-            return Err(AppError::Unauthenticated {
-                code: "auditor_key_revoked",
-                message: format!(
-                    "this auditor key was revoked at {}",
-                    super::api::rfc3339(at)
-                ),
-            });
-        }
-        if state.clock.now_ms() >= key.expires_at_ms {
-            return Err(AppError::Unauthenticated {
-                code: "auditor_key_expired",
-                message: format!(
-                    "this auditor key expired at {}; ask the operator for a new one",
-                    super::api::rfc3339(key.expires_at_ms)
-                ),
-            });
-        }
-        state.limiter.check(&key.id)?;
-        Ok(AuditorAuthed {
-            key_id: key.id,
-            tenant_id: key.tenant_id,
-            engagement_id: key.engagement_id,
-        })
-    }
-}
-
-/// Who may call `POST /v1/verify`: a tenant (metered) or an auditor (not
-/// metered; store lookups limited to the engagement's frozen set).
-#[derive(Debug, Clone)]
-pub enum Principal {
-    Tenant(Authed),
-    Auditor(AuditorAuthed),
-}
-
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = AppError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        if is_auditor_key(parts) {
-            AuditorAuthed::from_request_parts(parts, state)
-                .await
-                .map(Principal::Auditor)
-        } else {
-            Authed::from_request_parts(parts, state)
-                .await
-                .map(Principal::Tenant)
-        }
-    }
 }
 
 // ---------------------------------------------------------------- policy gate
@@ -432,7 +321,7 @@ pub async fn show(
                 sha256: p.sha256,
                 size_bytes: p.size_bytes,
                 time_to_pack_ms: p.time_to_pack_ms,
-                created_at: super::api::rfc3339(p.created_at_ms),
+                created_at: super::dates::rfc3339(p.created_at_ms),
                 envelope: RawValue::from_string(p.envelope)
                     .map_err(|e| AppError::Internal(format!("stored envelope: {e}")))?,
             })
@@ -459,7 +348,7 @@ pub struct PageQuery {
 #[serde(rename_all = "camelCase")]
 pub struct FrozenResponse {
     /// Oldest first.
-    pub attestations: Vec<super::api::AttestationBody>,
+    pub attestations: Vec<super::api::attestations::AttestationBody>,
     pub next_cursor: Option<String>,
 }
 
@@ -502,8 +391,8 @@ pub async fn attestations(
         let raw = |s: String| {
             RawValue::from_string(s).map_err(|e| AppError::Internal(format!("stored json: {e}")))
         };
-        out.push(super::api::AttestationBody {
-            created_at: super::api::rfc3339(r.created_at_ms),
+        out.push(super::api::attestations::AttestationBody {
+            created_at: super::dates::rfc3339(r.created_at_ms),
             envelope: raw(r.envelope)?,
             bundle: raw(r.bundle)?,
             id: r.id,
@@ -542,10 +431,10 @@ pub async fn add_note(
     State(state): State<AppState>,
     who: AuditorAuthed,
     Path(id): Path<String>,
-    super::api::LimitedBody(raw): super::api::LimitedBody,
+    super::extract::LimitedBody(raw): super::extract::LimitedBody,
 ) -> Result<(StatusCode, Json<Note>), AppError> {
     who.check_scope(&id)?;
-    let body: NoteBody = super::api::parse_json(&raw)?;
+    let body: NoteBody = super::extract::parse_json(&raw)?;
     let e = state
         .storage
         .engagement(&id)

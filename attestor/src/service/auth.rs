@@ -7,11 +7,14 @@
 //! whole service at a few hundred requests per second.
 //!
 //! [`Authed`] checks `Authorization: Bearer KEY`, then the key's rate limit.
+//! An auditor key (`clsa_…`, see `audit`) is refused there and accepted by
+//! [`AuditorAuthed`] and [`Principal`] only.
 //! Checked keys are remembered for `auth.cache_ttl_ms` so the hot path does
 //! not touch the database; the key itself is never logged or kept, only its
 //! hash.
 
 use super::{AppError, AppState};
+use crate::evidence::engagement::AUDITOR_KEY_PREFIX;
 use crate::storage::{KeyOwner, Storage, StorageError};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
@@ -134,9 +137,9 @@ impl FromRequestParts<AppState> for Authed {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         // Deny by default: an auditor key is refused here, so every endpoint
         // that takes `Authed` refuses auditors; the few an auditor may call
-        // take `service::audit::AuditorAuthed` or `Principal` instead.
-        if super::audit::is_auditor_key(parts) {
-            return Err(super::audit::auditor_not_allowed());
+        // take `AuditorAuthed` or `Principal` instead.
+        if is_auditor_key(parts) {
+            return Err(auditor_not_allowed());
         }
         let key = bearer(parts).ok_or(AppError::Unauthorized)?;
         let owner = state
@@ -154,6 +157,117 @@ impl FromRequestParts<AppState> for Authed {
             tenant_id: owner.tenant_id,
             key_id: owner.key_id,
         })
+    }
+}
+
+/// Whether the request presents an auditor key.
+pub fn is_auditor_key(parts: &Parts) -> bool {
+    bearer_token(parts).is_some_and(|t| t.starts_with(AUDITOR_KEY_PREFIX))
+}
+
+/// The refusal of an auditor key where only tenant keys are accepted.
+pub fn auditor_not_allowed() -> AppError {
+    AppError::Forbidden {
+        code: "auditor_key_not_allowed",
+        message: "auditor keys may only call their engagement's endpoints and POST /v1/verify"
+            .into(),
+    }
+}
+
+/// An auditor with a valid (known, unrevoked, unexpired) key.
+#[derive(Debug, Clone)]
+pub struct AuditorAuthed {
+    pub key_id: String,
+    pub tenant_id: String,
+    pub engagement_id: String,
+}
+
+impl AuditorAuthed {
+    /// Refuses a path naming another engagement.
+    pub fn check_scope(&self, id: &str) -> Result<(), AppError> {
+        if id == self.engagement_id {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden {
+                code: "engagement_out_of_scope",
+                message: format!(
+                    "this auditor key is scoped to engagement {}",
+                    self.engagement_id
+                ),
+            })
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AuditorAuthed {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let token = bearer_token(parts)
+            .filter(|t| t.starts_with(AUDITOR_KEY_PREFIX))
+            .ok_or_else(|| {
+                if bearer_token(parts).is_some() {
+                    AppError::Forbidden {
+                        code: "auditor_key_required",
+                        message: "this endpoint is for an engagement's auditor key (clsa_…)".into(),
+                    }
+                } else {
+                    AppError::Unauthorized
+                }
+            })?;
+        let key = state
+            .storage
+            .auditor_key(&hash_key(token))
+            .await?
+            .ok_or(AppError::Unauthorized)?;
+        if let Some(at) = key.revoked_at_ms {
+            return Err(AppError::Unauthenticated {
+                code: "auditor_key_revoked",
+                message: format!(
+                    "this auditor key was revoked at {}",
+                    super::dates::rfc3339(at)
+                ),
+            });
+        }
+        if state.clock.now_ms() >= key.expires_at_ms {
+            return Err(AppError::Unauthenticated {
+                code: "auditor_key_expired",
+                message: format!(
+                    "this auditor key expired at {}; ask the operator for a new one",
+                    super::dates::rfc3339(key.expires_at_ms)
+                ),
+            });
+        }
+        state.limiter.check(&key.id)?;
+        Ok(AuditorAuthed {
+            key_id: key.id,
+            tenant_id: key.tenant_id,
+            engagement_id: key.engagement_id,
+        })
+    }
+}
+
+/// Who may call `POST /v1/verify`: a tenant (metered) or an auditor (not
+/// metered; store lookups limited to the engagement's frozen set).
+#[derive(Debug, Clone)]
+pub enum Principal {
+    Tenant(Authed),
+    Auditor(AuditorAuthed),
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        if is_auditor_key(parts) {
+            AuditorAuthed::from_request_parts(parts, state)
+                .await
+                .map(Principal::Auditor)
+        } else {
+            Authed::from_request_parts(parts, state)
+                .await
+                .map(Principal::Tenant)
+        }
     }
 }
 

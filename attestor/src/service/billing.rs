@@ -6,15 +6,17 @@
 //! /v1/webhooks/replay` (re-send the caller's dead-lettered messages).
 //! Another tenant's invoice is a 404, exactly like one that does not exist.
 //!
-//! Also here: [`admit`], the entitlement check every metered route makes
-//! before its usage commit; the construction of the billing service; the
-//! delivery worker's and the billing gauges' tasks inside `serve`.
+//! Also here: the construction of the billing service; the delivery
+//! worker's and the billing gauges' tasks inside `serve`. The entitlement
+//! check every metered route makes before its usage commit is
+//! `metered::admit`.
 
-use super::api::{IdempotencyKey, LimitedBody, json_bytes, parse_json, request_hash};
 use super::auth::Authed;
+use super::extract::{IdempotencyKey, LimitedBody, parse_json};
+use super::metered::{REPLAYED, admit, json_bytes, request_hash};
 use super::{AppError, AppState};
 use crate::billing::card::Feature;
-use crate::billing::entitlements::{CapReservation, Entitlements};
+use crate::billing::entitlements::Entitlements;
 use crate::billing::webhooks::worker::{Settings, Worker};
 use crate::billing::{Billing, BillingError, BillingService, InvoiceSummary};
 use crate::config::Config;
@@ -59,28 +61,6 @@ pub fn service(
         api: Billing::new(storage, card, config.billing.clone()),
         wake: Arc::new(tokio::sync::Notify::new()),
     }
-}
-
-/// What a metered route checks before its usage commit: `portal.download`
-/// needs the plan's `portal_downloads` feature, and a unit is reserved
-/// against the plan's monthly hard cap (429 `usage_cap_reached`, not
-/// metered). Settle the reservation with the commit's outcome.
-pub async fn admit(
-    state: &AppState,
-    tenant_id: &str,
-    event: &'static str,
-) -> Result<CapReservation, AppError> {
-    let e = &state.billing.entitlements;
-    if event == EVENT_DOWNLOAD {
-        e.require(tenant_id, Feature::PortalDownloads)
-            .await
-            .inspect_err(|_| state.metrics.billing_refusal("feature_not_in_plan"))?;
-    }
-    e.reserve(tenant_id, event).await.inspect_err(|err| {
-        if matches!(err, AppError::CapReached { .. }) {
-            state.metrics.billing_refusal("usage_cap_reached");
-        }
-    })
 }
 
 fn billing_error(e: BillingError) -> AppError {
@@ -243,7 +223,7 @@ async fn pdf_download(
     }
     if replayed {
         resp.headers_mut()
-            .insert(super::api::REPLAYED, HeaderValue::from_static("true"));
+            .insert(REPLAYED, HeaderValue::from_static("true"));
     }
     Ok(resp)
 }

@@ -7,11 +7,15 @@
 //! [`AppError`]. Config is loaded once before [`App`] exists; nothing reads
 //! files or the environment per request.
 //!
-//! Modules: `api` (consumer endpoints and their wire types), `audit`
-//! (auditor keys, engagement endpoints, the policy gate), `ops` (health,
-//! readiness, metrics), `sign` (the signing socket), `auth`, `ratelimit`,
-//! `metering` (exactly-once usage with group commit), `metrics`, `openapi`,
-//! `server` (listeners, TLS, graceful shutdown, logging), `clock`, `error`.
+//! Modules: `api` (consumer endpoints and their wire types, one module a
+//! resource), `audit` (auditor keys, engagement endpoints, the policy gate),
+//! `billing` (invoices, webhook replay), `ops` (health, readiness, metrics),
+//! `openapi` (the document and its route), `sign` (the signing socket),
+//! `extract` (the shared extractors and JSON body parsing), `metered` (a
+//! metered route's admission, usage commit and replay), `metering`
+//! (exactly-once usage with group commit), `auth`, `ratelimit`, `metrics`,
+//! `server` (listeners, TLS, graceful shutdown, logging), `dates`, `clock`,
+//! `error`.
 
 use crate::config::Config;
 use crate::keyring::{Keyring, KeyringError};
@@ -31,7 +35,10 @@ pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod clock;
+pub mod dates;
 pub mod error;
+pub mod extract;
+pub mod metered;
 pub mod metering;
 pub mod metrics;
 pub mod openapi;
@@ -148,6 +155,7 @@ pub fn consumer_router(state: AppState) -> Router {
         .merge(audit::routes())
         .merge(billing::routes())
         .merge(ops::routes())
+        .merge(openapi::routes())
         .merge(crate::portal::routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

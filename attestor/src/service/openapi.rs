@@ -4,7 +4,11 @@
 //! `attestor/tests/golden/openapi.json`, is held by a golden test: a change
 //! to the API shows up as a diff to review.
 
-use super::{api, audit, billing, error, ops};
+use super::{AppState, api, audit, billing, error, ops};
+use axum::Router;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -20,10 +24,10 @@ Every /v1 route except /v1/openapi.json needs `Authorization: Bearer KEY`. Error
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     paths(
-        api::verify,
-        api::keys,
-        api::attestations,
-        api::usage,
+        api::verify::verify,
+        api::keys::keys,
+        api::attestations::attestations,
+        api::usage::usage,
         audit::list,
         audit::show,
         audit::attestations,
@@ -35,7 +39,7 @@ Every /v1 route except /v1/openapi.json needs `Authorization: Bearer KEY`. Error
         ops::healthz,
         ops::readyz,
         ops::metrics,
-        ops::openapi,
+        openapi,
     ),
     components(schemas(error::ErrorBody)),
     modifiers(&BearerAuth),
@@ -60,6 +64,17 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/openapi.json", get(openapi))
+}
+
+/// This API's OpenAPI document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
+pub async fn openapi() -> Response {
+    ([(CONTENT_TYPE, "application/json")], document_json()).into_response()
 }
 
 /// The document as pretty JSON (built once).

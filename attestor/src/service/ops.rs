@@ -1,7 +1,7 @@
 //! Operations endpoints: `/healthz` (the process answers), `/readyz` (the
-//! storage answers a round trip), `/metrics` (Prometheus text) and the
-//! OpenAPI document at `/v1/openapi.json`. None needs an API key and none
-//! reveals tenant data.
+//! storage answers a round trip) and `/metrics` (Prometheus text); the
+//! OpenAPI document at `/v1/openapi.json` is served by `openapi`, which
+//! lists these. None needs an API key and none reveals tenant data.
 
 use super::{AppError, AppState};
 use axum::extract::State;
@@ -22,7 +22,6 @@ pub fn routes() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/v1/openapi.json", get(openapi))
 }
 
 /// Liveness.
@@ -51,17 +50,6 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         // which Prometheus' classic text parser refuses: say what it is.
         [(CONTENT_TYPE, crate::service::metrics::CONTENT_TYPE)],
         state.metrics.encode(),
-    )
-        .into_response()
-}
-
-/// This API's OpenAPI document.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations",
-    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
-pub async fn openapi() -> Response {
-    (
-        [(CONTENT_TYPE, "application/json")],
-        super::openapi::document_json(),
     )
         .into_response()
 }

@@ -9,7 +9,9 @@
 //! cached rootfs once complete.
 
 use crate::Digest;
-use crate::extract::{ExtractError, ExtractMode, ExtractOptions, Unpacker};
+use crate::extract::{ExtractMode, ExtractOptions, Unpacker};
+pub use crate::image_types::ImageError;
+use crate::image_types::ImageMeta;
 use crate::progress::Progress;
 use crate::snapshot::now_secs;
 use crate::store::{EntryKind, Store, StoreError, read_json};
@@ -17,7 +19,7 @@ use oci_spec::image::{
     Descriptor, DigestAlgorithm, ImageConfiguration, ImageIndex, ImageManifest, MediaType,
     OciLayout,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -27,44 +29,6 @@ use std::path::{Path, PathBuf};
 pub const REF_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 /// Largest JSON blob (index, manifest, config) read into memory.
 const MAX_JSON_BLOB: u64 = 4 << 20;
-
-/// Errors of image import.
-#[derive(Debug, thiserror::Error)]
-pub enum ImageError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error("{path}: not an OCI image layout ({why})")]
-    NotLayout { path: PathBuf, why: String },
-    #[error("{what}: invalid JSON: {why}")]
-    BadJson { what: String, why: String },
-    #[error("blob {digest}: {why}")]
-    BadBlob { digest: String, why: String },
-    #[error("no manifest named {0:?} in index.json (available: {1})")]
-    NoSuchRef(String, String),
-    #[error("index.json lists {0} manifests; name one with LAYOUT:REF (available: {1})")]
-    Ambiguous(usize, String),
-    #[error("no manifest for linux/{0} in the image index")]
-    NoPlatform(String),
-    #[error("unsupported media type {0}")]
-    UnsupportedMediaType(String),
-    #[error(
-        "layer {index} ({digest}): uncompressed content is {actual}, the config's diff_id is {expected}"
-    )]
-    DiffId {
-        index: usize,
-        digest: String,
-        expected: String,
-        actual: Digest,
-    },
-    #[error("config lists {diff_ids} diff_ids for {layers} layers")]
-    LayerCount { diff_ids: usize, layers: usize },
-    #[error("layer {index} ({digest}): {source}")]
-    Layer {
-        index: usize,
-        digest: String,
-        source: ExtractError,
-    },
-}
 
 /// An imported image.
 #[derive(Debug, Clone, Serialize)]
@@ -77,18 +41,6 @@ pub struct Image {
     pub layers: usize,
     pub bytes: u64,
     pub refs: Vec<String>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ImageMeta {
-    pub manifest_digest: Digest,
-    pub config_digest: String,
-    pub layers: Vec<String>,
-    pub files: u64,
-    pub bytes: u64,
-    pub created: u64,
-    pub strip_setid: bool,
 }
 
 /// One cached image as `image list` shows it.

@@ -11,6 +11,7 @@ pub mod digest;
 pub mod extract;
 mod gz;
 pub mod image;
+mod image_types;
 pub mod progress;
 pub mod snapshot;
 mod statcache;

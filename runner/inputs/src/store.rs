@@ -56,7 +56,7 @@ pub enum StoreError {
     #[error("store entry {digest} is corrupt: {why}")]
     Corrupt { digest: Digest, why: String },
     #[error(transparent)]
-    Image(#[from] crate::image::ImageError),
+    Image(#[from] crate::image_types::ImageError),
     #[error("{path} is no longer the directory that was checked (it was replaced meanwhile)")]
     Replaced { path: PathBuf },
     #[error(
@@ -709,7 +709,7 @@ impl Store {
                     EntryKind::Snapshot => read_json::<SnapshotMeta>(&meta_path)
                         .map(|m| m.bytes)
                         .unwrap_or(0),
-                    EntryKind::Image => read_json::<crate::image::ImageMeta>(&meta_path)
+                    EntryKind::Image => read_json::<crate::image_types::ImageMeta>(&meta_path)
                         .map(|m| m.bytes)
                         .unwrap_or(0),
                 };

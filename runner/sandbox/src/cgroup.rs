@@ -10,8 +10,8 @@
 //! caller names one (a delegated cgroup for rootless use). Nothing here
 //! falls back silently: a limit that cannot be written is an error.
 
+use crate::limit::MilliCpus;
 use crate::mountinfo::{self, MountInfo};
-use crate::spec::MilliCpus;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

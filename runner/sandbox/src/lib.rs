@@ -16,6 +16,8 @@ mod child;
 mod derive;
 mod disk;
 pub mod facts;
+mod limit;
+mod lookup;
 mod message;
 pub mod mountinfo;
 mod precomputed;
@@ -36,4 +38,5 @@ pub use run::{Outcome, SandboxError, run};
 pub use seccomp::{PolicyError, SeccompPolicy};
 // The one size syntax lives in `cloister-size` (the attestor reads it too).
 pub use cloister_size::{SizeError, parse_size};
-pub use spec::{Bind, LimitKind, Limits, MilliCpus, Network, SandboxSpec, Stdio};
+pub use limit::{LimitKind, MilliCpus};
+pub use spec::{Bind, Limits, Network, SandboxSpec, Stdio};

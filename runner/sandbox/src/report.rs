@@ -5,8 +5,9 @@
 //! silent `None`), and unknown fields are refused.
 
 use crate::facts::IsolationFacts;
+use crate::limit::LimitKind;
 use crate::run::Outcome;
-use crate::spec::{LimitKind, Limits};
+use crate::spec::Limits;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// An `Option` field that must be present (`null` for none): serde treats a

@@ -20,8 +20,8 @@
 
 use crate::bpf::{self, RET_ACTION_FULL, RET_ALLOW, RET_DATA, RET_ERRNO};
 use crate::derive::{self, PolicyTextError};
+use crate::lookup::{LookupError, find_named};
 use crate::precomputed;
-use crate::profile::{LookupError, find_named};
 use seccompiler::{BpfProgram, TargetArch};
 use std::path::PathBuf;
 

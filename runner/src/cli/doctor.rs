@@ -178,7 +178,7 @@ fn finish(mut checks: Vec<Check>, args: &Args, config: &Config) -> Vec<Check> {
 fn sandbox(args: &Args) -> Result<String, String> {
     let exe = std::env::current_exe()
         .map_err(|e| format!("locate this executable: {e}"))?
-        .with_file_name(super::FRONT_BINARY);
+        .with_file_name(crate::binaries::FRONT_BINARY);
     let mut cmd = std::process::Command::new(&exe);
     cmd.args(["run", "--json", "--profile", &args.profile]);
     if let Some(parent) = &args.cgroup_parent {

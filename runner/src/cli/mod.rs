@@ -1,6 +1,7 @@
 //! The `cloister-runner` command line: one module per subcommand, each with
 //! its clap `Args` and an `exec` returning the process exit code.
 
+use crate::binaries::FULL_BINARY;
 use clap::{Parser, Subcommand};
 use std::ffi::OsStr;
 use std::process::ExitCode;
@@ -97,14 +98,6 @@ pub fn start(main: fn() -> ExitCode) -> ExitCode {
     }
     main()
 }
-
-/// The file name of the front binary, which starts sandboxes (the daemon
-/// starts its sandboxes through it; see [`front_main`]).
-pub const FRONT_BINARY: &str = "cloister-runner";
-
-/// The file name of the binary that holds every subcommand, installed
-/// beside [`FRONT_BINARY`].
-pub const FULL_BINARY: &str = "cloister-runner-full";
 
 /// `main` of `cloister-runner`, the front binary: `run` is handled here,
 /// every other subcommand (and `--help`, `--version`) by executing

@@ -81,11 +81,11 @@ fn find_attestor(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 /// sandboxes with: beside this binary, or built with cargo when run through
 /// `cargo run` (which builds only the binary it runs).
 fn find_front() -> anyhow::Result<PathBuf> {
-    let beside = std::env::current_exe()?.with_file_name(super::FRONT_BINARY);
+    let beside = std::env::current_exe()?.with_file_name(crate::binaries::FRONT_BINARY);
     if beside.is_file() {
         return Ok(beside);
     }
-    build_beside(super::FRONT_BINARY, "cloister-runner")
+    build_beside(crate::binaries::FRONT_BINARY, "cloister-runner")
 }
 
 /// Under `cargo run`, builds binary `bin` of `package` beside this one

@@ -123,7 +123,7 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     // binary's own `run`); it must be there.
     let exe = std::env::current_exe()
         .map_err(io("locating", Path::new("/proc/self/exe")))?
-        .with_file_name(crate::cli::FRONT_BINARY);
+        .with_file_name(crate::binaries::FRONT_BINARY);
     std::fs::metadata(&exe).map_err(io("locating the sandbox front binary", &exe))?;
     // Toolchains become store snapshots before the API opens: jobs only
     // ever see those immutable trees, never the live host directories.

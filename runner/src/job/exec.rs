@@ -15,6 +15,8 @@ use super::store::{Artifact, JobResult, JobState, JobStore, now_rfc3339};
 use crate::config::{Config, Limits};
 use crate::daemon::metrics::RunnerMetrics;
 use crate::toolchains::{SANDBOX_TOOLCHAINS, Toolchain, Toolchains};
+use cloister_inputs::Pin;
+use cloister_sandbox::RunReport;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -245,15 +247,74 @@ impl Executor {
         log: &LogSink,
         exit_code: &mut Option<i64>,
     ) -> Result<Observed, Fail> {
-        let cfg = &self.config;
         let prepare_start = std::time::Instant::now();
-        let mut snapshot_time = std::time::Duration::ZERO;
+        let workspace = self.checkout(id, spec, work, log).await?;
+        let mut inputs = self.vendor(spec, &workspace, log).await?;
+        let rootfs = self.image_rootfs(spec, &mut inputs.pins).await?;
+        let toolchains = self.job_toolchains(spec, log)?;
+        let limits = effective_limits(self.config.limits, spec);
+        self.start_running(id, spec, prepare_start, inputs.snapshot_time)
+            .await?;
+        let toolchain_facts: Vec<ToolchainFact> = toolchains
+            .iter()
+            .map(|t| ToolchainFact {
+                name: t.name.clone(),
+                path: t.path_str().to_string(),
+                digest: t.digest.to_string(),
+            })
+            .collect();
+        let (sandbox, status) = self
+            .run_sandbox(
+                spec,
+                work,
+                &workspace,
+                Mounted {
+                    mounts: &inputs.mounts,
+                    rootfs: rootfs.as_deref(),
+                    pins: inputs.pins,
+                    toolchains,
+                },
+                limits,
+                log,
+            )
+            .await?;
+        self.check_exit(&sandbox, status, exit_code)?;
+        log.say("build command exited 0; collecting outputs");
+        let collected = self
+            .collect_outputs(id, spec, &workspace, &sandbox, log)
+            .await?;
+        let cfg = &self.config;
+        Ok(Observed {
+            job_id: id.to_string(),
+            spec: spec.clone(),
+            builder_id: cfg.builder_id.clone(),
+            label: cfg.label.clone(),
+            host_id: cfg.host_id.clone(),
+            snapshots: inputs.snapshots,
+            toolchains: toolchain_facts,
+            subjects: collected,
+            started_on: String::new(),
+            finished_on: String::new(),
+            log_digest: String::new(),
+            sandbox_result: sandbox,
+        })
+    }
+
+    /// Checks the profile against the signed policies (when configured) and
+    /// checks the source out into a fresh `work` directory: the workspace.
+    async fn checkout(
+        &self,
+        id: &str,
+        spec: &JobSpec,
+        work: &Path,
+        log: &LogSink,
+    ) -> Result<PathBuf, Fail> {
         log.say(format!(
             "job {id}: source {} at {}",
             spec.source.path.display(),
             spec.source.commit
         ));
-        if let Some(gate) = &cfg.policy {
+        if let Some(gate) = &self.config.policy {
             let (profile, seccomp) = gate
                 .check_profile(&spec.profile)
                 .map_err(|e| Fail(e.to_string()))?;
@@ -268,18 +329,24 @@ impl Executor {
         // Git runs in a sandbox: the checkout's config is the client's.
         let workspace = source::fetch_sandboxed(&self.runner_exe, &spec.source, work).await?;
         log.say("source checked out into a fresh workspace (git ran in a sandbox)");
+        Ok(workspace)
+    }
 
-        // Vendored dependencies: snapshotted from the pinned tree (or the host
-        // path) into the content-addressed store, mounted read-only.
-        let mut snapshots = Vec::new();
-        let mut mounts = Vec::new();
-        let mut pins = Vec::new();
+    /// Vendored dependencies: snapshotted from the pinned tree (or the host
+    /// path) into the content-addressed store, mounted read-only.
+    async fn vendor(
+        &self,
+        spec: &JobSpec,
+        workspace: &Path,
+        log: &LogSink,
+    ) -> Result<Vendored, Fail> {
+        let mut vendored = Vendored::default();
         // What vendor paths must stay inside, resolved once per job: the
         // workspace, and the operator's roots when a host path is named.
-        let canonical_workspace = tokio::fs::canonicalize(&workspace).await?;
+        let canonical_workspace = tokio::fs::canonicalize(workspace).await?;
         let mut canonical_roots = Vec::new();
         if spec.vendor.iter().any(|v| v.path.is_absolute()) {
-            for root in &cfg.vendor_roots {
+            for root in &self.config.vendor_roots {
                 canonical_roots.push(tokio::fs::canonicalize(root).await?);
             }
         }
@@ -331,7 +398,7 @@ impl Executor {
                     )
                 }));
             }
-            let store_root = cfg.store.clone();
+            let store_root = self.config.store.clone();
             let warm = v.path.is_absolute();
             let snap_start = std::time::Instant::now();
             let snap = tokio::task::spawn_blocking(move || {
@@ -340,38 +407,14 @@ impl Executor {
             .await
             .map_err(|e| Fail(format!("snapshot task: {e}")))?
             .map_err(|e| Fail(format!("vendor {}: {e}", v.path.display())))?;
-            snapshot_time += snap_start.elapsed();
+            vendored.snapshot_time += snap_start.elapsed();
             self.metrics.snapshot(snap.reused);
             // The snapshot is mounted read-only at /cloister/vendor/N and the
             // workspace's `dest` becomes a symlink to it (replacing what the
             // checkout had there): no mount is nested inside the writable
             // workspace bind.
-            let mount_point = format!("{SANDBOX_VENDOR}/{}", mounts.len());
-            let link = workspace.join(v.dest());
-            // The checkout is the client's: a symlinked parent of `dest` must
-            // not make the daemon delete or create anything outside it.
-            let mut prefix = workspace.clone();
-            let parents: Vec<_> = v.dest().components().collect();
-            for c in &parents[..parents.len().saturating_sub(1)] {
-                prefix.push(c);
-                if let Ok(m) = tokio::fs::symlink_metadata(&prefix).await {
-                    if m.file_type().is_symlink() {
-                        return Err(Fail(format!(
-                            "vendor dest {} passes through a symlink in the checkout",
-                            v.dest().display()
-                        )));
-                    }
-                }
-            }
-            match tokio::fs::symlink_metadata(&link).await {
-                Ok(m) if m.is_dir() => tokio::fs::remove_dir_all(&link).await?,
-                Ok(_) => tokio::fs::remove_file(&link).await?,
-                Err(_) => {}
-            }
-            if let Some(parent) = link.parent() {
-                tokio::fs::create_dir_all(parent).await?;
-            }
-            tokio::fs::symlink(&mount_point, &link).await?;
+            let mount_point = format!("{SANDBOX_VENDOR}/{}", vendored.mounts.len());
+            link_vendor_dest(workspace, v.dest(), &mount_point).await?;
             log.say(format!(
                 "vendor {} → {} ({} files, {})",
                 v.path.display(),
@@ -383,29 +426,39 @@ impl Executor {
                     "snapshotted into the store"
                 }
             ));
-            mounts.push((snap.tree.clone(), mount_point));
-            snapshots.push(SnapshotFact {
+            vendored.mounts.push((snap.tree.clone(), mount_point));
+            vendored.snapshots.push(SnapshotFact {
                 path: v.path.display().to_string(),
                 digest: snap.digest,
             });
-            pins.push(snap.pin);
+            vendored.pins.push(snap.pin);
         }
-        let rootfs = match &spec.image {
-            Some(image) => {
-                let (store_root, image) = (cfg.store.clone(), image.clone());
-                let (rootfs, pin) = tokio::task::spawn_blocking(move || {
-                    crate::inputs_glue::image(&store_root, &image)
-                })
+        Ok(vendored)
+    }
+
+    /// The job's builder image, unpacked in the store and pinned for the
+    /// job (`pins`), as the sandbox's root filesystem.
+    async fn image_rootfs(
+        &self,
+        spec: &JobSpec,
+        pins: &mut Vec<Pin>,
+    ) -> Result<Option<PathBuf>, Fail> {
+        let Some(image) = &spec.image else {
+            return Ok(None);
+        };
+        let (store_root, image) = (self.config.store.clone(), image.clone());
+        let (rootfs, pin) =
+            tokio::task::spawn_blocking(move || crate::inputs_glue::image(&store_root, &image))
                 .await
                 .map_err(|e| Fail(format!("image task: {e}")))?
                 .map_err(Fail)?;
-                pins.push(pin);
-                Some(rootfs)
-            }
-            None => None,
-        };
-        // Toolchains: the daemon's current snapshot of each (held for the
-        // whole job, so a SIGHUP re-snapshot cannot pull it from under it).
+        pins.push(pin);
+        Ok(Some(rootfs))
+    }
+
+    /// Toolchains: the daemon's current snapshot of each (held for the
+    /// whole job, so a SIGHUP re-snapshot cannot pull it from under it).
+    fn job_toolchains(&self, spec: &JobSpec, log: &LogSink) -> Result<Vec<Arc<Toolchain>>, Fail> {
         let mut toolchains: Vec<Arc<Toolchain>> = Vec::new();
         for name in &spec.toolchains {
             let Some(t) = self.toolchains.get(name) else {
@@ -421,8 +474,18 @@ impl Executor {
             ));
             toolchains.push(t);
         }
-        let limits = effective_limits(cfg.limits, spec);
+        Ok(toolchains)
+    }
 
+    /// Moves the job from preparing to running and records the preparation
+    /// phases (snapshots apart from the rest).
+    async fn start_running(
+        &self,
+        id: &str,
+        spec: &JobSpec,
+        prepare_start: std::time::Instant,
+        snapshot_time: std::time::Duration,
+    ) -> Result<(), Fail> {
         match self
             .store
             .transition(id, &[JobState::Preparing], JobState::Running)
@@ -438,24 +501,37 @@ impl Executor {
             "prepare",
             prepare_start.elapsed().saturating_sub(snapshot_time),
         );
+        Ok(())
+    }
+
+    /// Runs the build through `cloister-runner run`, its output streamed
+    /// into the log, and reads back its report. The inputs' pins and the
+    /// toolchains are released once the sandbox is gone.
+    async fn run_sandbox(
+        &self,
+        spec: &JobSpec,
+        work: &Path,
+        workspace: &Path,
+        mounted: Mounted<'_>,
+        limits: Limits,
+        log: &LogSink,
+    ) -> Result<(RunReport, std::process::ExitStatus), Fail> {
+        let Mounted {
+            mounts,
+            rootfs,
+            pins,
+            toolchains,
+        } = mounted;
         let result_path = work.join("sandbox-result.json");
         let argv = sandbox_argv(
             spec,
-            &workspace,
-            &mounts,
-            rootfs.as_deref(),
+            workspace,
+            mounts,
+            rootfs,
             &toolchains,
             limits,
             &result_path,
         );
-        let toolchain_facts: Vec<ToolchainFact> = toolchains
-            .iter()
-            .map(|t| ToolchainFact {
-                name: t.name.clone(),
-                path: t.path_str().to_string(),
-                digest: t.digest.to_string(),
-            })
-            .collect();
         log.say(format!("running: {}", shell_words(&spec.command)));
         let mut cmd = super::sandbox_command(&self.runner_exe);
         cmd.args(&argv)
@@ -509,6 +585,17 @@ impl Executor {
                 .saturating_sub(std::time::Duration::from_millis(sandbox.wall_ms))
                 .as_secs_f64(),
         );
+        Ok((sandbox, status))
+    }
+
+    /// The build's exit: its code (or 128 + signal) into `exit_code`, and a
+    /// failure unless it exited 0 within its limits.
+    fn check_exit(
+        &self,
+        sandbox: &RunReport,
+        status: std::process::ExitStatus,
+        exit_code: &mut Option<i64>,
+    ) -> Result<(), Fail> {
         let code = sandbox.exit_code.map(i64::from);
         let signal = sandbox.signal.map(i64::from);
         *exit_code = code.or(signal.map(|s| 128 + s));
@@ -517,23 +604,31 @@ impl Executor {
             return Err(Fail(format!("the build hit its {limit} limit")));
         }
         match (code, signal) {
-            (Some(0), _) => {}
-            (Some(c), _) => return Err(Fail(format!("the build command exited with status {c}"))),
-            (None, Some(s)) => {
-                return Err(Fail(format!("the build command was killed by signal {s}")));
-            }
-            (None, None) => {
-                return Err(Fail(format!(
-                    "the sandbox reported no exit status (status {status})"
-                )));
-            }
+            (Some(0), _) => Ok(()),
+            (Some(c), _) => Err(Fail(format!("the build command exited with status {c}"))),
+            (None, Some(s)) => Err(Fail(format!("the build command was killed by signal {s}"))),
+            (None, None) => Err(Fail(format!(
+                "the sandbox reported no exit status (status {status})"
+            ))),
         }
-        log.say("build command exited 0; collecting outputs");
-        if let Some(gate) = &cfg.policy {
+    }
+
+    /// Checks the run's isolation facts against the signed policies (when
+    /// configured), then hashes the declared outputs into the job's
+    /// artifacts directory.
+    async fn collect_outputs(
+        &self,
+        id: &str,
+        spec: &JobSpec,
+        workspace: &Path,
+        sandbox: &RunReport,
+        log: &LogSink,
+    ) -> Result<Vec<outputs::Collected>, Fail> {
+        if let Some(gate) = &self.config.policy {
             gate.check_facts(&sandbox.isolation)
                 .map_err(|e| Fail(e.to_string()))?;
         }
-        let ws = workspace.clone();
+        let ws = workspace.to_path_buf();
         let globs = spec.outputs.clone();
         let out_dir = self.artifacts_dir(id);
         let _ = tokio::fs::remove_dir_all(&out_dir).await;
@@ -544,20 +639,7 @@ impl Executor {
         for c in &collected {
             log.say(format!("output {} {}", c.relative, c.digest));
         }
-        Ok(Observed {
-            job_id: id.to_string(),
-            spec: spec.clone(),
-            builder_id: cfg.builder_id.clone(),
-            label: cfg.label.clone(),
-            host_id: cfg.host_id.clone(),
-            snapshots,
-            toolchains: toolchain_facts,
-            subjects: collected,
-            started_on: String::new(),
-            finished_on: String::new(),
-            log_digest: String::new(),
-            sandbox_result: sandbox,
-        })
+        Ok(collected)
     }
 
     /// Gets the observed facts signed: the record is kept in the job
@@ -617,6 +699,57 @@ enum Attest {
     Failed(Fail),
     /// The attestor stayed unreachable for the retry window (the reason).
     Unreachable(String),
+}
+
+/// What `vendor` prepared: the facts for the record, the read-only mounts
+/// (store tree, mount point), the store pins held for the job and the time
+/// spent snapshotting.
+#[derive(Default)]
+struct Vendored {
+    snapshots: Vec<SnapshotFact>,
+    mounts: Vec<(PathBuf, String)>,
+    pins: Vec<Pin>,
+    snapshot_time: std::time::Duration,
+}
+
+/// The prepared inputs a sandbox run gets: the vendor mounts and the image
+/// root (borrowed), the pins and toolchains it holds until the run is over.
+struct Mounted<'a> {
+    mounts: &'a [(PathBuf, String)],
+    rootfs: Option<&'a Path>,
+    pins: Vec<Pin>,
+    toolchains: Vec<Arc<Toolchain>>,
+}
+
+/// Makes the workspace's vendor `dest` a symlink to `mount_point`,
+/// replacing what the checkout had there.
+async fn link_vendor_dest(workspace: &Path, dest: &Path, mount_point: &str) -> Result<(), Fail> {
+    let link = workspace.join(dest);
+    // The checkout is the client's: a symlinked parent of `dest` must
+    // not make the daemon delete or create anything outside it.
+    let mut prefix = workspace.to_path_buf();
+    let parents: Vec<_> = dest.components().collect();
+    for c in &parents[..parents.len().saturating_sub(1)] {
+        prefix.push(c);
+        if let Ok(m) = tokio::fs::symlink_metadata(&prefix).await {
+            if m.file_type().is_symlink() {
+                return Err(Fail(format!(
+                    "vendor dest {} passes through a symlink in the checkout",
+                    dest.display()
+                )));
+            }
+        }
+    }
+    match tokio::fs::symlink_metadata(&link).await {
+        Ok(m) if m.is_dir() => tokio::fs::remove_dir_all(&link).await?,
+        Ok(_) => tokio::fs::remove_file(&link).await?,
+        Err(_) => {}
+    }
+    if let Some(parent) = link.parent() {
+        tokio::fs::create_dir_all(parent).await?;
+    }
+    tokio::fs::symlink(mount_point, &link).await?;
+    Ok(())
 }
 
 /// Writes `<artifact>.intoto.jsonl` and `<artifact>.sigstore.json` beside

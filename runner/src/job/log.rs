@@ -101,9 +101,6 @@ impl LogSink {
     }
 }
 
-/// The default cap of a job log (bytes).
-pub const DEFAULT_LOG_LIMIT: u64 = 64 << 20;
-
 /// What a closed log holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Closed {
@@ -272,7 +269,7 @@ mod tests {
     async fn a_pipe_waits_while_its_lines_are_not_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.log");
-        let log = JobLog::create(path.clone(), DEFAULT_LOG_LIMIT)
+        let log = JobLog::create(path.clone(), crate::config::DEFAULT_LOG_LIMIT)
             .await
             .unwrap();
         let sink = log.sink();
@@ -317,7 +314,7 @@ mod tests {
     async fn lines_are_stamped_and_split() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.log");
-        let log = JobLog::create(path.clone(), DEFAULT_LOG_LIMIT)
+        let log = JobLog::create(path.clone(), crate::config::DEFAULT_LOG_LIMIT)
             .await
             .unwrap();
         log.sink().say("start");
