@@ -179,6 +179,13 @@ impl BillingStore for PgStorage {
             .await?
             .map(|r| close_from(&r))
             .transpose()?;
+            // Read committed: a concurrent closer of this tenant and period
+            // can commit between the two reads above; its row is then the
+            // latest close, and this close is the existing one, not a refusal.
+            if let Some(l) = last.as_ref().filter(|l| l.period == spec.period) {
+                out.push(CloseOpened::Existing(l.clone()));
+                continue;
+            }
             let mut row = match plan_close(spec, last.as_ref(), watermark, at_ms) {
                 Ok(row) => row,
                 Err(reason) => {

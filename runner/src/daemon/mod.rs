@@ -142,6 +142,13 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     // no chance to remove their own), in the background.
     tokio::task::spawn_blocking(sweep_stale_cgroups);
 
+    // The handlers are in place before any listener exists: a SIGTERM
+    // sent as soon as the socket answers drains and removes the socket,
+    // instead of killing the process (the default action) and leaving it.
+    let mut term = signal(SignalKind::terminate()).map_err(io("signal", Path::new("SIGTERM")))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(io("signal", Path::new("SIGINT")))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(io("signal", Path::new("SIGHUP")))?;
+
     // TCP is bound (and its address published) before the Unix socket
     // appears: clients and supervisors that wait for the socket then find
     // every listener up.
@@ -189,9 +196,6 @@ pub async fn serve(config: Config) -> Result<(), DaemonError> {
     }
     let dispatcher = tokio::spawn(sched.clone().dispatch());
 
-    let mut term = signal(SignalKind::terminate()).map_err(io("signal", Path::new("SIGTERM")))?;
-    let mut int = signal(SignalKind::interrupt()).map_err(io("signal", Path::new("SIGINT")))?;
-    let mut hup = signal(SignalKind::hangup()).map_err(io("signal", Path::new("SIGHUP")))?;
     tracing::info!(socket = %config.api.socket.display(), concurrency = config.concurrency, "runner daemon ready");
     notify(sd_notify::NotifyState::Ready);
     loop {

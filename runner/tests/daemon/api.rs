@@ -208,3 +208,47 @@ fn a_file_at_the_socket_path_is_refused_and_kept() {
     assert!(err.contains("is not a socket"), "{err}");
     assert_eq!(std::fs::read(&d.socket).unwrap(), b"not a socket");
 }
+
+/// A SIGTERM sent the moment the socket appears drains the daemon and
+/// removes the socket: the signal handlers are in place before any listener
+/// exists (they were installed after, and a stop that came early killed the
+/// process with the socket left behind).
+#[test]
+fn sigterm_as_soon_as_the_socket_appears_removes_it() {
+    use std::time::{Duration, Instant};
+    let mut d = Daemon::start("", "");
+    d.stop();
+    assert!(!d.socket.exists(), "a drained daemon removes its socket");
+    let other = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(crate::harness::RUNNER)
+        .args(["serve", "--config"])
+        .arg(&d.config)
+        .arg("--state-dir")
+        .arg(other.path().join("state"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !d.socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never bound its socket"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the daemon exited early"
+        );
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "SIGTERM drains and exits 0: {:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!d.socket.exists(), "the socket was left behind");
+}
