@@ -3,7 +3,7 @@
 //!
 //! - `GET  /healthz`
 //! - `GET  /readyz` → 200 or 503 with each check (`daemon::readiness`)
-//! - `GET  /metrics` → Prometheus text (`daemon::metrics`)
+//! - `GET  /metrics` → Prometheus text (`job::metrics`)
 //! - `POST /v1/jobs` (a job spec) → 201 the job record
 //! - `GET  /v1/jobs?limit=N` → newest first
 //! - `GET  /v1/jobs/{id}`

@@ -7,7 +7,6 @@
 //! (`cloister-runner run`), see `job::exec`.
 
 pub mod api;
-pub mod metrics;
 pub mod readiness;
 pub mod scheduler;
 

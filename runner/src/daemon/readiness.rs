@@ -12,10 +12,8 @@
 //! - `draining`: the daemon is not shutting down.
 
 use super::scheduler::Scheduler;
-use crate::client::Endpoint;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 /// One check's result.
 #[derive(Debug, Clone, Serialize)]
@@ -35,7 +33,7 @@ fn check(name: &'static str, r: Result<String, String>) -> Check {
 
 /// Runs every check.
 pub async fn checks(s: &Scheduler) -> Vec<Check> {
-    let attestor = attestor(&s.config.attestor_socket).await;
+    let attestor = crate::job::record::attestor_health(&s.config.attestor_socket).await;
     s.metrics().attestor_up.set(i64::from(attestor.is_ok()));
     let store = s.config.store.clone();
     let min_free = s.config.store_min_free;
@@ -60,25 +58,8 @@ pub async fn checks(s: &Scheduler) -> Vec<Check> {
     ]
 }
 
-pub(crate) async fn attestor(socket: &std::path::Path) -> Result<String, String> {
-    let ep = Endpoint::Unix(socket.to_path_buf());
-    match tokio::time::timeout(
-        Duration::from_secs(2),
-        ep.call(hyper::Method::GET, "/healthz", None),
-    )
-    .await
-    {
-        Ok(Ok(_)) => Ok(format!("signing socket {} answers", socket.display())),
-        Ok(Err(e)) => Err(format!("attestor signing socket {}: {e}", socket.display())),
-        Err(_) => Err(format!(
-            "attestor signing socket {}: no answer within 2 s",
-            socket.display()
-        )),
-    }
-}
-
 fn store_disk(store: &std::path::Path, min_free: u64) -> Result<String, String> {
-    let (free, _) = super::metrics::filesystem_space(store)?;
+    let (free, _) = crate::job::metrics::filesystem_space(store)?;
     let gib = |b: u64| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64);
     if free < min_free {
         return Err(format!(

@@ -13,9 +13,9 @@
 //! low job waiting two aging periods ranks with a fresh release build (and
 //! wins, being older): no job starves while others keep arriving.
 
-use super::metrics::{self, RunnerMetrics};
 use crate::config::Config;
 use crate::job::exec::{Executor, Stopper};
+use crate::job::metrics::{self, RunnerMetrics};
 use crate::job::spec::{JobSpec, Priority};
 use crate::job::store::{JobRecord, JobState, JobStore, StoreError};
 use crate::toolchains::Toolchains;
@@ -234,7 +234,7 @@ impl Scheduler {
     pub async fn metrics_text(&self) -> Result<String, StoreError> {
         let m = &self.metrics;
         // Whether the attestor answers now (not only at the last job).
-        let up = super::readiness::attestor(&self.config.attestor_socket).await;
+        let up = crate::job::record::attestor_health(&self.config.attestor_socket).await;
         m.attestor_up.set(i64::from(up.is_ok()));
         for st in self.queue_stats() {
             let priority = metrics::priority_label(st.priority);

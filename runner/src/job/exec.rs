@@ -13,7 +13,7 @@ use super::source;
 use super::spec::JobSpec;
 use super::store::{Artifact, JobResult, JobState, JobStore, now_rfc3339};
 use crate::config::{Config, Limits};
-use crate::daemon::metrics::RunnerMetrics;
+use crate::job::metrics::RunnerMetrics;
 use crate::toolchains::{SANDBOX_TOOLCHAINS, Toolchain, Toolchains};
 use cloister_inputs::Pin;
 use cloister_sandbox::RunReport;

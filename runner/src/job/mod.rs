@@ -3,6 +3,7 @@
 
 pub mod exec;
 pub mod log;
+pub mod metrics;
 pub mod outputs;
 pub mod record;
 pub mod source;

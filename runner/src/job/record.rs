@@ -165,6 +165,25 @@ pub fn build_record(o: &Observed) -> Result<BuildRecord, AttestError> {
     Ok(record)
 }
 
+/// Whether the attestor's signing socket answers `GET /healthz` within 2 s
+/// (readiness and the `attestor_up` metric).
+pub async fn attestor_health(socket: &Path) -> Result<String, String> {
+    let ep = Endpoint::Unix(socket.to_path_buf());
+    match tokio::time::timeout(
+        Duration::from_secs(2),
+        ep.call(hyper::Method::GET, "/healthz", None),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(format!("signing socket {} answers", socket.display())),
+        Ok(Err(e)) => Err(format!("attestor signing socket {}: {e}", socket.display())),
+        Err(_) => Err(format!(
+            "attestor signing socket {}: no answer within 2 s",
+            socket.display()
+        )),
+    }
+}
+
 /// Sends the record to the attestor and returns the signed envelope and bundle.
 pub async fn sign(socket: &Path, o: &Observed) -> Result<Signed, AttestError> {
     let body = record_bytes(o)?;
@@ -200,7 +219,7 @@ pub const RETRY_FIRST: Duration = Duration::from_millis(250);
 pub const RETRY_CAP: Duration = Duration::from_secs(15);
 
 /// The metric outcome of a signing attempt's error
-/// (`crate::daemon::metrics::ATTEST_OUTCOMES`): `unreachable` (no
+/// (`crate::job::metrics::ATTEST_OUTCOMES`): `unreachable` (no
 /// connection, or the connection broke before the answer: the reply may be
 /// lost, which is why a retry must be idempotent), `unavailable` (5xx),
 /// `refused` (4xx), `invalid` (an answer that is not a signed result, or a
