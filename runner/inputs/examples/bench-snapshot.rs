@@ -167,6 +167,14 @@ fn main() {
             let d = cloister_inputs::snapshot_digest(&dir, &opts).expect("digest");
             assert!(digest.is_none_or(|x| x == d), "digest moved");
         }));
+        // Each cold store holds a copy of the tree: with many rounds on a
+        // shared disk they would not all fit. Removing them is slow on some
+        // filesystems (synchronous discard), so it happens between rounds,
+        // followed by a sync, outside every measurement.
+        for s in stores.drain(..) {
+            let _ = remove_store(&s);
+        }
+        let _ = Command::new("sync").status();
     }
     let digest = digest.expect("ran");
     let anchor_size = std::fs::metadata(&anchor_out).map(|m| m.len()).unwrap_or(0);
@@ -336,11 +344,7 @@ fn main() {
     let rerun = cloister_inputs::snapshot_digest(&dir, &opts).expect("digest");
     println!("digest identical across runs: {}", rerun == digest);
     let all_hold = gnu_hex == digest.hex() && again == digest && rerun == digest;
-    // The cold stores go last: deleting thousands of files is slow on some
-    // filesystems (synchronous discard) and would disturb the measurements.
-    for s in stores.iter().chain([&scratch.path().join("store-warm")]) {
-        let _ = remove_store(s);
-    }
+    let _ = remove_store(&scratch.path().join("store-warm"));
     if !all_hold {
         eprintln!("FAILED: a digest check above does not hold");
         std::process::exit(1);
