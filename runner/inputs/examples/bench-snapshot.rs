@@ -12,7 +12,8 @@
 //! level), so load that comes and goes on a shared machine hits all of them
 //! alike. For each it prints the best and median wall time of N rounds, the
 //! median CPU time (user + system, all threads; for the anchor, of tar and
-//! gzip) and the ratio of the anchor's median wall time to its own:
+//! gzip), the ratio of the anchor's median wall time to its own, and the
+//! ratio of CPU times (what the work costs, whatever else the machine runs):
 //! - cold: digest + `.tar.gz` of the tree without a store, and the default
 //!   command `cloister-runner snapshot DIR --out FILE.tar.gz` (digest,
 //!   `.tar.gz`, and the store's read-only materialized copy, synced and
@@ -20,6 +21,15 @@
 //!   6 (gzip's default, for a like-for-like size);
 //! - warm: re-snapshot of the unchanged tree into the same store (stat cache
 //!   hit), with and without writing the `.tar.gz`.
+//!
+//! and, in the same rounds, the floors that bound the cold figures: the
+//! digest alone (walk, read, SHA-256; no `.tar.gz`, no store), and deflate
+//! alone at each level — libdeflate over the canonical tar already in
+//! memory, in the same 1 MiB pieces, on as many threads as ours uses — with
+//! each cold figure's share of that floor (floor time / our time; 1.00 would
+//! mean reading, hashing and writing the store cost nothing on top of the
+//! compression). A level whose `.tar.gz` is no larger than the anchor's is
+//! marked "equal size": that is the like-for-like comparison.
 //!
 //! It also checks the digest equals the documented GNU tar command line's and
 //! a copy of the tree with other mtimes, owners and mode noise.
@@ -109,6 +119,12 @@ fn main() {
     let mut sizes = vec![0u64; levels.len()];
     let mut digest = None;
     let mut stores = Vec::new();
+    let tar = canonical_tar(&dir, &opts, scratch.path());
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut deflate_floor: Vec<Samples> = levels.iter().map(|_| Samples::default()).collect();
+    let mut digest_only = Samples::default();
     for round in 0..runs {
         anchor.push(measure_children(|| {
             let st = Command::new("sh")
@@ -143,7 +159,22 @@ fn main() {
                 assert!(!s.cached);
                 assert_eq!(Some(s.digest), digest);
             }));
+            deflate_floor[li].push(measure_self(|| {
+                std::hint::black_box(deflate_chunks(&tar, level, threads));
+            }));
         }
+        digest_only.push(measure_self(|| {
+            let d = cloister_inputs::snapshot_digest(&dir, &opts).expect("digest");
+            assert!(digest.is_none_or(|x| x == d), "digest moved");
+        }));
+        // Each cold store holds a copy of the tree: with many rounds on a
+        // shared disk they would not all fit. Removing them is slow on some
+        // filesystems (synchronous discard), so it happens between rounds,
+        // followed by a sync, outside every measurement.
+        for s in stores.drain(..) {
+            let _ = remove_store(&s);
+        }
+        let _ = Command::new("sync").status();
     }
     let digest = digest.expect("ran");
     let anchor_size = std::fs::metadata(&anchor_out).map(|m| m.len()).unwrap_or(0);
@@ -198,8 +229,8 @@ fn main() {
 
     println!();
     println!(
-        "{:<58} {:>8} {:>8} {:>8} {:>7}",
-        "", "best", "median", "cpu", "ratio"
+        "{:<58} {:>8} {:>8} {:>8} {:>7} {:>8}",
+        "", "best", "median", "cpu", "ratio", "cpu ratio"
     );
     let anchor = anchor.stats();
     row(
@@ -222,6 +253,18 @@ fn main() {
         );
     }
     row(
+        "floor: digest only (walk, read, sha256)",
+        &digest_only.stats(),
+        &anchor,
+    );
+    for (li, level) in levels.iter().enumerate() {
+        row(
+            &format!("floor: deflate alone, level {level}, {threads} threads"),
+            &deflate_floor[li].stats(),
+            &anchor,
+        );
+    }
+    row(
         "warm: re-snapshot, unchanged tree (digest)",
         &warm_digest_only.stats(),
         &anchor,
@@ -236,12 +279,33 @@ fn main() {
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     for (li, level) in levels.iter().enumerate() {
         println!(
-            "size: ours level {level} {:.1} MiB (ours/anchor {:.3})",
+            "size: ours level {level} {:.1} MiB (ours/anchor {:.3}){}",
             mib(sizes[li]),
-            sizes[li] as f64 / anchor_size.max(1) as f64
+            sizes[li] as f64 / anchor_size.max(1) as f64,
+            if sizes[li] <= anchor_size {
+                ", equal size"
+            } else {
+                ""
+            }
         );
     }
     println!("size: anchor (gzip -6) {:.1} MiB", mib(anchor_size));
+    println!();
+    for (li, level) in levels.iter().enumerate() {
+        let floor = deflate_floor[li].stats().median.as_secs_f64();
+        let store = cold_store[li].stats().median.as_secs_f64();
+        let plain = cold[li].stats().median.as_secs_f64();
+        println!(
+            "level {level}: deflate floor {floor:.3}s; cold (no store) at {:.2} of it, cold into the store at {:.2}{}",
+            floor / plain,
+            floor / store,
+            if sizes[li] <= anchor_size {
+                " (equal size)"
+            } else {
+                ""
+            }
+        );
+    }
 
     // digest checks: documented GNU tar command line, and a noisy copy
     let gnu = Command::new("sh")
@@ -280,15 +344,56 @@ fn main() {
     let rerun = cloister_inputs::snapshot_digest(&dir, &opts).expect("digest");
     println!("digest identical across runs: {}", rerun == digest);
     let all_hold = gnu_hex == digest.hex() && again == digest && rerun == digest;
-    // The cold stores go last: deleting thousands of files is slow on some
-    // filesystems (synchronous discard) and would disturb the measurements.
-    for s in stores.iter().chain([&scratch.path().join("store-warm")]) {
-        let _ = remove_store(s);
-    }
+    let _ = remove_store(&scratch.path().join("store-warm"));
     if !all_hold {
         eprintln!("FAILED: a digest check above does not hold");
         std::process::exit(1);
     }
+}
+
+/// The canonical tar stream of `dir` in memory (decompressed from our own
+/// `.tar.gz`, whose digest the rounds check).
+fn canonical_tar(dir: &Path, opts: &SnapshotOptions, scratch: &Path) -> Vec<u8> {
+    let gz = scratch.join("floor.tar.gz");
+    let p = cloister_inputs::snapshot_to_file(dir, opts, &gz, 1, &NoProgress).expect("snapshot");
+    let mut tar = Vec::with_capacity(p.tar_bytes as usize);
+    std::io::Read::read_to_end(
+        &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(&gz).expect("open")),
+        &mut tar,
+    )
+    .expect("gunzip");
+    assert_eq!(tar.len() as u64, p.tar_bytes);
+    let _ = std::fs::remove_file(&gz);
+    tar
+}
+
+/// Deflate alone: `data` in 1 MiB pieces, each a gzip member at `level`,
+/// spread over `threads` threads; returns the compressed size.
+fn deflate_chunks(data: &[u8], level: i32, threads: usize) -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let pieces: Vec<&[u8]> = data.chunks(1 << 20).collect();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut c = libdeflater::Compressor::new(
+                        libdeflater::CompressionLvl::new(level).expect("level"),
+                    );
+                    let mut out = vec![0u8; c.gzip_compress_bound(1 << 20)];
+                    let mut total = 0;
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(p) = pieces.get(i) else {
+                            return total;
+                        };
+                        total += c.gzip_compress(p, &mut out).expect("deflate");
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("worker")).sum()
+    })
 }
 
 fn remove_store(p: &Path) -> std::io::Result<()> {
@@ -383,12 +488,13 @@ fn loadavg() -> String {
 
 fn row(name: &str, s: &Stats, anchor: &Stats) {
     println!(
-        "{:<58} {:>7.3}s {:>7.3}s {:>7.3}s {:>6.1}x",
+        "{:<58} {:>7.3}s {:>7.3}s {:>7.3}s {:>6.1}x {:>8.2}x",
         name,
         s.best.as_secs_f64(),
         s.median.as_secs_f64(),
         s.cpu.as_secs_f64(),
-        anchor.median.as_secs_f64() / s.median.as_secs_f64()
+        anchor.median.as_secs_f64() / s.median.as_secs_f64(),
+        anchor.cpu.as_secs_f64() / s.cpu.as_secs_f64().max(0.01)
     );
 }
 

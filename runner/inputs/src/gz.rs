@@ -9,13 +9,71 @@ use libdeflater::{CompressionLvl, Compressor};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Write};
+use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::{Scope, ScopedJoinHandle};
 
 /// A numbered chunk of the tar stream.
-type Chunk = (u64, Arc<Vec<u8>>);
+type Chunk = (u64, Arc<ChunkBuf>);
+
+/// Buffers kept for reuse at most (more than the pipeline's queues hold).
+const POOL_MAX: usize = 32;
+
+/// Chunk buffers handed back once every consumer (hasher, compressors,
+/// materializer) has dropped them: a fresh megabyte per chunk would be
+/// page-faulted and zeroed by the kernel each time (a few percent of a cold
+/// snapshot's CPU).
+#[derive(Clone, Default)]
+pub(crate) struct BufPool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl BufPool {
+    /// An empty buffer of at least `cap` bytes' capacity.
+    pub(crate) fn get(&self, cap: usize) -> Vec<u8> {
+        let reused = self.0.lock().expect("buffer pool lock").pop();
+        match reused {
+            Some(mut v) => {
+                v.reserve(cap);
+                v
+            }
+            None => Vec::with_capacity(cap),
+        }
+    }
+
+    /// Shares `data` as a chunk that returns to this pool when dropped.
+    pub(crate) fn share(&self, data: Vec<u8>) -> Arc<ChunkBuf> {
+        Arc::new(ChunkBuf {
+            data,
+            pool: self.clone(),
+        })
+    }
+}
+
+/// A chunk of the tar stream (read-only once shared).
+pub(crate) struct ChunkBuf {
+    data: Vec<u8>,
+    pool: BufPool,
+}
+
+impl Deref for ChunkBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for ChunkBuf {
+    fn drop(&mut self) {
+        let mut data = std::mem::take(&mut self.data);
+        data.clear();
+        if let Ok(mut free) = self.pool.0.lock()
+            && free.len() < POOL_MAX
+        {
+            free.push(data);
+        }
+    }
+}
 
 /// Default compression level (libdeflate's scale, 1–12).
 pub const DEFAULT_LEVEL: i32 = 2;
@@ -124,17 +182,25 @@ fn compress_worker(
     lvl: CompressionLvl,
 ) -> io::Result<()> {
     let mut c = Compressor::new(lvl);
+    // One output buffer per worker, reused: the member is copied out at its
+    // compressed size (a fraction of the chunk) rather than allocating and
+    // zeroing the worst-case bound for every chunk.
+    let mut buf = Vec::new();
     loop {
         let next = rx.lock().expect("gzip queue lock").recv();
         let Ok((seq, chunk)) = next else {
             return Ok(());
         };
-        let mut buf = vec![0u8; c.gzip_compress_bound(chunk.len())];
+        let bound = c.gzip_compress_bound(chunk.len());
+        if buf.len() < bound {
+            buf.resize(bound, 0);
+        }
         let n = c
             .gzip_compress(&chunk, &mut buf)
             .map_err(|e| io::Error::other(format!("libdeflate: {e:?}")))?;
-        buf.truncate(n);
-        if done.send((seq, buf)).is_err() {
+        // release the input to the pool before sending
+        drop(chunk);
+        if done.send((seq, buf[..n].to_vec())).is_err() {
             // the writer stopped (an output error it will report)
             return Ok(());
         }

@@ -12,7 +12,7 @@
 
 use crate::Digest;
 pub use crate::gz::GzOut;
-use crate::gz::{self, GzPipeline};
+use crate::gz::{self, BufPool, ChunkBuf, GzPipeline};
 use crate::progress::Progress;
 use crate::tarfmt::{self, Type};
 use crate::walk::{self, Entry, Kind, StatKey, WalkError};
@@ -133,7 +133,7 @@ pub fn produce(
     };
     progress.begin("snapshot", files, bytes);
     let res = std::thread::scope(|s| -> Result<Produced, SnapshotError> {
-        let (hash_tx, hash_rx) = sync_channel::<Arc<Vec<u8>>>(4);
+        let (hash_tx, hash_rx) = sync_channel::<Arc<ChunkBuf>>(4);
         let hasher = gz::spawn_named(s, "snap-sha256", move || {
             let mut h = Sha256::new();
             for c in hash_rx {
@@ -188,8 +188,10 @@ pub fn produce(
             }
             _ => (None, None),
         };
+        let pool = BufPool::default();
         let mut out = Stream {
-            chunk: Vec::with_capacity(CHUNK_CAP),
+            chunk: pool.get(CHUNK_CAP),
+            pool,
             ops: Vec::new(),
             hash_tx,
             gz_tx: gz.as_ref().map(|g| g.sender.clone()),
@@ -266,15 +268,16 @@ enum Op {
 
 /// A chunk of the tar stream and what to materialize from it.
 struct Batch {
-    chunk: Arc<Vec<u8>>,
+    chunk: Arc<ChunkBuf>,
     ops: Vec<Op>,
 }
 
 struct Stream {
     chunk: Vec<u8>,
+    pool: BufPool,
     ops: Vec<Op>,
-    hash_tx: SyncSender<Arc<Vec<u8>>>,
-    gz_tx: Option<SyncSender<(u64, Arc<Vec<u8>>)>>,
+    hash_tx: SyncSender<Arc<ChunkBuf>>,
+    gz_tx: Option<SyncSender<(u64, Arc<ChunkBuf>)>>,
     mat_tx: Option<SyncSender<Batch>>,
     seq: u64,
     total: u64,
@@ -295,10 +298,8 @@ impl Stream {
         if self.chunk.is_empty() && self.ops.is_empty() {
             return Ok(());
         }
-        let chunk = Arc::new(std::mem::replace(
-            &mut self.chunk,
-            Vec::with_capacity(CHUNK_CAP),
-        ));
+        let next = self.pool.get(CHUNK_CAP);
+        let chunk = self.pool.share(std::mem::replace(&mut self.chunk, next));
         if let Some(tx) = &self.mat_tx {
             let ops = std::mem::take(&mut self.ops);
             tx.send(Batch {
