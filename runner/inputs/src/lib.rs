@@ -24,6 +24,8 @@ pub use gz::DEFAULT_LEVEL;
 pub use image::{Image, ImageError, ImageInfo, ImportOptions, import_layout};
 pub use progress::{NoProgress, Progress};
 pub use snapshot::{Produced, SnapshotError, SnapshotOptions, snapshot_digest};
+/// How long a file must stay unchanged before a snapshot's stat cache trusts it.
+pub use statcache::RACY_WINDOW;
 pub use store::{
     EntryKind, GcPolicy, GcReport, Pin, Snapshot, SnapshotRequest, Store, StoreEntry, StoreError,
 };

@@ -338,6 +338,10 @@ async fn vendor_path_under_a_configured_root_is_mounted_read_only() {
     let store = roots.path().join("pnpm-store");
     std::fs::create_dir_all(&store).unwrap();
     std::fs::write(store.join("pkg.tgz"), "tarball").unwrap();
+    // The stat cache trusts only entries unchanged for longer than its racy
+    // window before a snapshot starts; on a fast machine the first job can
+    // start within it, and then nothing is recorded to reuse.
+    std::thread::sleep(3 * cloister_inputs::RACY_WINDOW);
     let d = Daemon::start(
         &format!("vendor_roots = [{:?}]", roots.path().display().to_string()),
         "",
