@@ -62,6 +62,10 @@ pub fn init_logging(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // The handlers are in place before anything listens: a SIGTERM sent as
+    // soon as the address is printed drains, instead of killing the process
+    // (the default action) mid-start.
+    let signals = Signals::install()?;
     let running = match server::start(config, Arc::new(SystemClock)).await {
         Ok(r) => r,
         Err(e @ server::ServeError::PassphraseRequired(_)) => {
@@ -93,7 +97,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let token = running.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("shutting down: draining requests and usage commits");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         token.cancel();
@@ -103,12 +107,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, both of which drain the server.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())
+                .map_err(|e| anyhow::anyhow!("cannot install the SIGTERM handler: {e}"))?,
+            int: signal(SignalKind::interrupt())
+                .map_err(|e| anyhow::anyhow!("cannot install the SIGINT handler: {e}"))?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }
