@@ -166,6 +166,41 @@ impl Daemon {
         })
     }
 
+    /// Waits until a line starting with `prefix` appears in the log after
+    /// byte `offset`.
+    pub fn wait_log_line(
+        &mut self,
+        offset: u64,
+        prefix: &str,
+        timeout: Duration,
+    ) -> Result<(), StackError> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let text = std::fs::read(&self.log).map_err(io_err("reading", &self.log))?;
+            let fresh = text
+                .get(usize::try_from(offset).unwrap_or(usize::MAX)..)
+                .unwrap_or(&[]);
+            if String::from_utf8_lossy(fresh)
+                .lines()
+                .any(|l| l.starts_with(prefix))
+            {
+                return Ok(());
+            }
+            self.check_alive()?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(StackError::Command {
+            command: self.name.clone(),
+            message: format!(
+                "no `{}` line in {} within {}s; last log lines:\n{}",
+                prefix.trim_end(),
+                self.log.display(),
+                timeout.as_secs(),
+                self.tail()
+            ),
+        })
+    }
+
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: Signal) -> Result<(), StackError> {
         let pid = self.pid().ok_or_else(|| StackError::Command {
@@ -292,8 +327,13 @@ pub fn start_runner(
 }
 
 /// Starts `cloister-attestor serve --state-dir STATE` (signing key made on
-/// first use) and waits for its signing socket, `STATE/sign.sock`.
+/// first use) and waits for its signing socket, `STATE/sign.sock`, and for
+/// the `listening on URL` line it prints once both listeners are up (callers
+/// read the address from the log).
 pub fn start_attestor(bin: &Path, state: &Path, log: &Path) -> Result<Daemon, StackError> {
+    // The log is appended to across restarts: only a line after this offset
+    // announces this process.
+    let offset = std::fs::metadata(log).map_or(0, |m| m.len());
     let mut cmd = Command::new(bin);
     cmd.args(["serve", "--state-dir"])
         .arg(state)
@@ -308,6 +348,7 @@ pub fn start_attestor(bin: &Path, state: &Path, log: &Path) -> Result<Daemon, St
     }
     let mut d = Daemon::spawn("cloister-attestor serve", cmd, log)?;
     d.wait_socket(&state.join("sign.sock"), START_TIMEOUT)?;
+    d.wait_log_line(offset, "listening on ", START_TIMEOUT)?;
     Ok(d)
 }
 
