@@ -352,6 +352,55 @@ pub fn start_attestor(bin: &Path, state: &Path, log: &Path) -> Result<Daemon, St
     Ok(d)
 }
 
+/// A new API key of tenant `name` (created with `plan` on first use) in the
+/// attestor state `state`, through `attestor`'s operator CLI.
+pub fn tenant_key(
+    attestor: &Path,
+    state: &Path,
+    name: &str,
+    plan: &str,
+) -> Result<String, StackError> {
+    let run = |args: &[&str]| -> Result<String, StackError> {
+        let command = format!("cloister-attestor {}", args.join(" "));
+        let out = Command::new(attestor)
+            .args(args)
+            .arg("--state-dir")
+            .arg(state)
+            .output()
+            .map_err(|e| StackError::Command {
+                command: command.clone(),
+                message: e.to_string(),
+            })?;
+        if !out.status.success() {
+            return Err(StackError::Command {
+                command,
+                message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let tenants: serde_json::Value = serde_json::from_str(&run(&["tenants", "list", "--json"])?)
+        .map_err(|e| StackError::Command {
+            command: "cloister-attestor tenants list --json".into(),
+            message: e.to_string(),
+        })?;
+    let exists = tenants
+        .as_array()
+        .is_some_and(|ts| ts.iter().any(|t| t["name"] == name));
+    if !exists {
+        run(&["tenants", "create", name, "--plan", plan])?;
+    }
+    run(&["api-keys", "issue", name])?
+        .lines()
+        .last()
+        .map(|k| k.trim().to_owned())
+        .filter(|k| k.starts_with("clst_"))
+        .ok_or_else(|| StackError::Command {
+            command: format!("cloister-attestor api-keys issue {name}"),
+            message: "printed no key".into(),
+        })
+}
+
 /// What a [`Stack`] runs.
 #[derive(Debug, Clone)]
 pub struct StackOptions {
@@ -384,6 +433,27 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// The attestor's consumer URL: the latest `listening on` line of its
+    /// log (it may have been restarted; `start_attestor` waits for the line).
+    pub fn attestor_url(&self) -> Result<String, StackError> {
+        let log = self.dir.join("attestor.log");
+        let text = std::fs::read_to_string(&log).map_err(io_err("reading", &log))?;
+        text.lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("listening on "))
+            .map(|url| url.trim().to_owned())
+            .ok_or_else(|| StackError::Command {
+                command: "cloister-attestor serve".into(),
+                message: format!("no `listening on` line in {}", log.display()),
+            })
+    }
+
+    /// A new API key of tenant `name` (created with `plan` on first use),
+    /// through the attestor's operator CLI on this stack's state.
+    pub fn tenant_key(&self, name: &str, plan: &str) -> Result<String, StackError> {
+        tenant_key(&self.attestor_bin, &self.attestor_state, name, plan)
+    }
+
     /// Starts the attestor, writes the runner's config and starts the runner.
     pub fn start(dir: &Path, opts: &StackOptions) -> Result<Stack, StackError> {
         std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;

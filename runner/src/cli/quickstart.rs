@@ -281,7 +281,8 @@ fn run(args: &Args) -> anyhow::Result<Summary> {
     })?;
     let verified = json["verified"].as_bool() == Some(true);
     eprintln!("verdict: {}", serde_json::to_string_pretty(&json)?);
-    let tenant_key = portal_key(&attestor_bin, &daemons.attestor_state)?;
+    // For signing in to the trust portal.
+    let tenant_key = daemons.tenant_key("quickstart", "Starter")?;
     Ok(Summary {
         verified,
         artifact: artifact.path,
@@ -299,40 +300,6 @@ fn run(args: &Args) -> anyhow::Result<Summary> {
 
 /// Where `cloister-attestor serve` listens by default.
 const PORTAL_LISTEN: &str = "127.0.0.1:8450";
-
-/// A new API key of tenant `quickstart` (created on first use) in the
-/// attestor's state, for signing in to the trust portal.
-fn portal_key(attestor: &Path, state: &Path) -> anyhow::Result<String> {
-    let run = |args: &[&str]| -> anyhow::Result<String> {
-        let out = Command::new(attestor)
-            .args(args)
-            .arg("--state-dir")
-            .arg(state)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "cloister-attestor {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    let tenants: serde_json::Value = serde_json::from_str(&run(&["tenants", "list", "--json"])?)?;
-    let exists = tenants
-        .as_array()
-        .is_some_and(|ts| ts.iter().any(|t| t["name"] == "quickstart"));
-    if !exists {
-        run(&["tenants", "create", "quickstart", "--plan", "Starter"])?;
-    }
-    let issued = run(&["api-keys", "issue", "quickstart"])?;
-    issued
-        .lines()
-        .last()
-        .map(|k| k.trim().to_owned())
-        .filter(|k| k.starts_with("clst_"))
-        .context("cloister-attestor api-keys issue printed no key")
-}
 
 pub fn exec(args: Args) -> ExitCode {
     match run(&args) {

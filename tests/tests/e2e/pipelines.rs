@@ -188,41 +188,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// The attestor's consumer URL, from the line it prints when listening.
-fn attestor_url(stack: &Stack) -> String {
-    let log = std::fs::read_to_string(stack.dir.path().join("attestor.log")).unwrap();
-    log.lines()
-        .find_map(|l| l.strip_prefix("listening on "))
-        .expect("the attestor's listening line")
-        .trim()
-        .to_string()
-}
-
-/// A tenant's verification key, issued with the operator CLI.
-fn api_key(stack: &Stack) -> String {
-    let cli = |args: &[&str]| {
-        let out = Command::new(&stack.attestor_bin)
-            .args(args)
-            .arg("--state-dir")
-            .arg(&stack.attestor_state)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    cli(&["tenants", "create", "consumer", "--plan", "Pro"]);
-    cli(&["api-keys", "issue", "consumer"])
-        .lines()
-        .last()
-        .expect("the key line")
-        .trim()
-        .to_string()
-}
-
 /// A directory with `cloister-runner` and `cloister-attestor` for PATH.
 fn tools_dir(parent: &Path) -> PathBuf {
     let dir = parent.join("tools");
@@ -412,8 +377,8 @@ fn pipeline(stack: &Stack, name: &str, key: &str, url: &str) {
 #[test]
 fn repos_a_b_c_release_pipelines_build_and_both_verifications_pass() {
     let stack = Stack::start(2);
-    let key = api_key(&stack);
-    let url = attestor_url(&stack);
+    let key = stack.tenant_key("consumer", "Pro").unwrap();
+    let url = stack.attestor_url().unwrap();
     for name in ["repo-a", "repo-b", "repo-c"] {
         pipeline(&stack, name, &key, &url);
     }

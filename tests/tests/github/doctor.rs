@@ -91,13 +91,7 @@ fn doctor_passes_on_a_ready_host_and_names_each_failure() {
     .unwrap_or_else(|e| panic!("{e}"));
     std::fs::create_dir_all(&host.state).unwrap();
     std::fs::set_permissions(&host.state, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let attestor_url = std::fs::read_to_string(root.join("stack/attestor.log"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("listening on "))
-        .expect("the attestor's address")
-        .trim()
-        .to_string();
+    let attestor_url = stack.attestor_url().unwrap_or_else(|e| panic!("{e}"));
 
     // The Actions runner's directory with the three hooks in its .env.
     let runner_dir = root.join("actions-runner");

@@ -36,43 +36,6 @@ pub fn runner_metrics(stack: &Stack) -> String {
     curl(&["--unix-socket", &socket, "http://runner/metrics"])
 }
 
-/// The attestor's consumer URL (the last `listening on` line: it may have
-/// been restarted).
-pub fn attestor_url(stack: &Stack) -> String {
-    let log = std::fs::read_to_string(stack.dir.path().join("attestor.log")).unwrap();
-    log.lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("listening on "))
-        .expect("the attestor's listening line")
-        .trim()
-        .to_string()
-}
-
-/// A verification API key for a new tenant (operator CLI).
-fn api_key(stack: &Stack) -> String {
-    let cli = |args: &[&str]| {
-        let out = Command::new(&stack.attestor_bin)
-            .args(args)
-            .arg("--state-dir")
-            .arg(&stack.attestor_state)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    cli(&["tenants", "create", "monitoring", "--plan", "Pro"]);
-    cli(&["api-keys", "issue", "monitoring"])
-        .lines()
-        .last()
-        .expect("the key line")
-        .trim()
-        .to_string()
-}
-
 fn exported(samples: &[Sample]) -> BTreeSet<String> {
     samples.iter().map(|s| s.name.clone()).collect()
 }
@@ -195,8 +158,8 @@ fn both_daemons_export_every_series_the_rules_and_dashboards_read() {
     let (artifact, _) =
         stack.build_verified(&repo, uri, &["--output", "out.txt"], &["sh", "build.sh"]);
     // a real verification over HTTP, metered
-    let url = attestor_url(&stack);
-    let key = api_key(&stack);
+    let url = stack.attestor_url().unwrap();
+    let key = stack.tenant_key("monitoring", "Pro").unwrap();
     let provenance =
         std::fs::read_to_string(format!("{}.intoto.jsonl", artifact.display())).unwrap();
     let envelope: serde_json::Value = serde_json::from_str(provenance.trim()).unwrap();
