@@ -29,13 +29,21 @@
 //! - `hit`: verdict cache on, the same provenance in every request (many
 //!   consumers checking one release; labelled as such, never the headline).
 //!
-//! A third server runs in the scenarios with a different provenance per
-//! request: the verification floor, a handler that parses the body and runs
-//! the shared verification (`verify_with`, the same call the service makes)
-//! and answers, with no API key, rate limit, idempotency, metering or storage.
-//! It is what any server that checks each request's signature costs here, so
-//! it bounds what the service can reach on this machine: the rest of the
-//! service's cost per request is what auth and durable metering add.
+//! The floors, each a bare axum handler on the same runtime, driven the
+//! same way, with no API key, rate limit or verdict cache:
+//! - `floor` (scenarios with a different provenance per request): parse the
+//!   body and run the shared verification (`verify_with`, the same call the
+//!   service makes), then answer. What any server that checks each
+//!   request's signature costs here;
+//! - `floor+m` (the same scenarios): `floor`, then the durable usage commit
+//!   (the event, its idempotency record and the response to replay, through
+//!   a service's group-committing meter on SQLite with `synchronous=FULL`),
+//!   then answer. What verification plus exactly-once metering cost: the
+//!   bound for the service, whose remaining cost is auth, the idempotency
+//!   header, the verdict's JSON and the HTTP middleware;
+//! - `meter` (the cache-hit scenario): the durable usage commit alone. A
+//!   cache hit does no cryptography, so this bounds what the hit path can
+//!   reach.
 //!
 //! Fairness: in each round ours and the anchor run back to back with the
 //! same generator and requests, the order alternating from round to round;
@@ -54,11 +62,15 @@ use axum::routing::post;
 use bytes::Bytes;
 use cloister_attestor::config::Config;
 use cloister_attestor::service::api::verify::VerifyBody;
+use cloister_attestor::service::clock::Clock as _;
 use cloister_attestor::service::clock::SystemClock;
 use cloister_attestor::service::extract::parse_json;
 use cloister_attestor::service::metered::request_hash;
+use cloister_attestor::service::metering::Meter;
 use cloister_attestor::service::server::{self, Running};
-use cloister_attestor::storage::{ApiKeyInfo, Plan, Tenant};
+use cloister_attestor::storage::{
+    ApiKeyInfo, EVENT_VERIFY, Plan, StoredResponse, Tenant, UsageKey, UsageOutcome, UsageWrite,
+};
 use cloister_attestor_core::record::{BuildRecord, to_statement};
 use cloister_attestor_core::verify::{VerifyOptions, VerifyRequest, verify_with};
 use cpu_time::ThreadTime;
@@ -391,11 +403,65 @@ async fn scenario(
         key,
     };
     let ours_url = format!("http://{}/v1/verify", running.addr);
-    let floor_url = if distinct {
-        Some(floor_server(signer.public_key().clone()).await?)
+    // The floors (see the module doc): with a different provenance per
+    // request, verification alone and verification plus the durable usage
+    // commit; with the same provenance (cache hits), the usage commit alone.
+    // The commits go through a second service's meter (its own SQLite file,
+    // the same configuration), so ours' usage count stays its own.
+    let floor_dir = tempfile::tempdir()?;
+    let floor_service = server::start(
+        Config {
+            state_dir: floor_dir.path().join("state"),
+            listen: "127.0.0.1:0".parse()?,
+            ..Config::default()
+        },
+        Arc::new(SystemClock),
+    )
+    .await?;
+    let _ = tenant_key(&floor_service).await?;
+    // A meter of its own on the service's storage, configured the same way
+    // (the service's own meter would keep the service from shutting down
+    // while the floor's router holds it).
+    let fa = &floor_service.app;
+    let (meter, _meter_task) = Meter::start(
+        fa.storage.clone(),
+        fa.metrics.clone(),
+        fa.clock.clone(),
+        fa.idempotency_window_ms(),
+        fa.config.metering.max_batch,
+    );
+    let trusted = signer.public_key().clone();
+    let floor_specs: Vec<(&str, FloorWork)> = if distinct {
+        vec![
+            (
+                "floor",
+                FloorWork {
+                    verify: Some(trusted.clone()),
+                    meter: None,
+                },
+            ),
+            (
+                "floor+m",
+                FloorWork {
+                    verify: Some(trusted),
+                    meter: Some(meter),
+                },
+            ),
+        ]
     } else {
-        None
+        vec![(
+            "meter",
+            FloorWork {
+                verify: None,
+                meter: Some(meter),
+            },
+        )]
     };
+    let mut floors: Vec<(&str, String, Vec<Run>, tokio::task::JoinHandle<()>)> = Vec::new();
+    for (name, work) in floor_specs {
+        let (url, server) = floor_server(work).await?;
+        floors.push((name, url, Vec::new(), server));
+    }
 
     // Warm up both; `sent` keeps the distinct bodies cycling in order
     // across runs, so the cache-on/distinct scenario never sees a repeat
@@ -406,12 +472,11 @@ async fn scenario(
     sent += load.run(&ours_url, sent, 2).await?.sent;
     let before = usage(&running).await?;
     let cache_before = running.app.verdicts.stats();
-    if let Some(url) = &floor_url {
+    for (_, url, _, _) in &floors {
         let _ = load.run(url, 0, 2).await?;
     }
     let mut ours = Vec::new();
     let mut anchor = Vec::new();
-    let mut floor = Vec::new();
     for round in 0..o.rounds {
         if round % 2 == 0 {
             anchor.push(load.run(anchor_url, 0, o.seconds).await?);
@@ -424,14 +489,21 @@ async fn scenario(
             ours.push(r);
             anchor.push(load.run(anchor_url, 0, o.seconds).await?);
         }
-        if let Some(url) = &floor_url {
-            floor.push(load.run(url, 0, o.seconds).await?);
+        for (_, url, runs, _) in &mut floors {
+            runs.push(load.run(url, 0, o.seconds).await?);
         }
     }
     anyhow::ensure!(
-        floor.iter().all(|r| r.errors == 0),
-        "the verification floor failed to verify some requests"
+        floors
+            .iter()
+            .all(|(_, _, runs, _)| runs.iter().all(|r| r.errors == 0)),
+        "a floor server failed some requests (a verification that did not verify, or a usage commit that failed)"
     );
+    for (_, _, _, server) in &floors {
+        server.abort();
+    }
+    floor_service.shutdown();
+    floor_service.wait().await?;
     let committed = usage(&running).await? - before;
     let (hits0, misses0) = cache_before;
     let (hits1, misses1) = running.app.verdicts.stats();
@@ -472,10 +544,11 @@ async fn scenario(
         "", "round", "req/s", "p50 ms", "p99 ms", "errors", "server us", "gen us", "load"
     );
     for (i, (a, b)) in anchor.iter().zip(&ours).enumerate() {
-        for (who, r) in [("anchor", a), ("ours", b)]
-            .into_iter()
-            .chain(floor.get(i).map(|f| ("floor", f)))
-        {
+        for (who, r) in [("anchor", a), ("ours", b)].into_iter().chain(
+            floors
+                .iter()
+                .filter_map(|(n, _, runs, _)| Some((*n, runs.get(i)?))),
+        ) {
             println!(
                 "  {:<6} {:>5} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>10.1} {:>8.1} {:>6.2}",
                 who,
@@ -510,23 +583,24 @@ async fn scenario(
         "  commit durations, cumulative counts: {}",
         commit_tail.join(" ")
     );
-    let floor_line = if floor.is_empty() {
-        String::new()
-    } else {
-        let floor_ratios: Vec<f64> = floor
-            .iter()
-            .zip(&ours)
-            .map(|(f, b)| b.rps / f.rps)
-            .collect();
-        format!(
-            "\n    verification floor (verify_with only: no auth, metering or storage) {:>7.0} req/s \
-             (p99 {:.2} ms, server {:.0} us CPU/req); ours / floor {:.2}",
-            m(&floor, |r| r.rps),
-            m(&floor, |r| r.p99_ms),
-            m(&floor, |r| r.server_us),
+    let mut floor_lines = String::new();
+    for (name, _, runs, _) in &floors {
+        let floor_ratios: Vec<f64> = runs.iter().zip(&ours).map(|(f, b)| b.rps / f.rps).collect();
+        let what = match *name {
+            "floor" => "verification floor (verify_with only: no auth, metering or storage)",
+            "floor+m" => {
+                "verification + durable metering floor (verify_with, then the usage commit)"
+            }
+            _ => "durable metering floor (the usage commit only: no auth or verification)",
+        };
+        floor_lines.push_str(&format!(
+            "\n    {what} {:>7.0} req/s (p99 {:.2} ms, server {:.0} us CPU/req); ours / {name} {:.2}",
+            m(runs, |r| r.rps),
+            m(runs, |r| r.p99_ms),
+            m(runs, |r| r.server_us),
             median(floor_ratios),
-        )
-    };
+        ));
+    }
     Ok(format!(
         "  {label}\n    ours {:>7.0} req/s (p50 {:.2} ms, p99 {:.2} ms, server {:.0} us CPU/req)   \
          anchor {:>7.0} req/s (p99 {:.2} ms, server {:.0} us CPU/req)   ratio {:.2}   load {:.2}",
@@ -539,45 +613,83 @@ async fn scenario(
         m(&anchor, |r| r.server_us),
         median(ratios),
         m(&ours, |r| r.load),
-    ) + &floor_line)
+    ) + &floor_lines)
 }
 
-/// The verification floor (see the module doc): parse the body, run the
-/// shared verification against `trusted`, answer the verdict. Returns its URL.
-async fn floor_server(trusted: cloister_attestor_core::PublicKey) -> anyhow::Result<String> {
-    let trusted = Arc::new(vec![trusted]);
+/// What a floor server does with each request besides reading its body.
+struct FloorWork {
+    /// Parse the body and run the shared verification against this key.
+    verify: Option<cloister_attestor_core::PublicKey>,
+    /// Commit the request's usage event (with its idempotency record and
+    /// the response to replay) durably before answering, through a
+    /// service's meter: what exactly-once metering costs by itself.
+    meter: Option<Meter>,
+}
+
+/// A floor (see the module doc): the work in `work` and nothing else: no
+/// API key, rate limit or verdict cache. Returns its URL and its task.
+async fn floor_server(work: FloorWork) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    const ANSWER: &str = "{\"verified\":true,\"reasons\":[]}";
+    let work = Arc::new(work);
     let no_statement = VerifyOptions {
         include_statement: false,
     };
     let app = Router::new().route(
         "/v1/verify",
-        post(move |body: Bytes| {
-            let trusted = trusted.clone();
+        post(move |headers: axum::http::HeaderMap, body: Bytes| {
+            let work = work.clone();
             async move {
-                let Ok(b) = parse_json::<VerifyBody<'_>>(&body) else {
-                    return (axum::http::StatusCode::BAD_REQUEST, "{}");
-                };
-                let (req, provenance, _) = b.split();
-                let provenance = provenance.map_or("", |p| p.get());
-                let v = verify_with(provenance.as_bytes(), &trusted, &req, &no_statement);
-                // Every request carries valid provenance: a failure here
-                // would mean the floor measured a cheaper path, so it shows
-                // as an error in the table (and fails the run).
-                if v.verified {
-                    (
-                        axum::http::StatusCode::OK,
-                        "{\"verified\":true,\"reasons\":[]}",
-                    )
-                } else {
-                    (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "{}")
+                use axum::http::StatusCode;
+                if let Some(trusted) = &work.verify {
+                    let Ok(b) = parse_json::<VerifyBody<'_>>(&body) else {
+                        return (StatusCode::BAD_REQUEST, "{}");
+                    };
+                    let (req, provenance, _) = b.split();
+                    let provenance = provenance.map_or("", |p| p.get());
+                    let v = verify_with(
+                        provenance.as_bytes(),
+                        std::slice::from_ref(trusted),
+                        &req,
+                        &no_statement,
+                    );
+                    // Every request carries valid provenance: a failure here
+                    // would mean the floor measured a cheaper path, so it
+                    // shows as an error in the table (and fails the run).
+                    if !v.verified {
+                        return (StatusCode::INTERNAL_SERVER_ERROR, "{}");
+                    }
                 }
+                if let Some(meter) = &work.meter {
+                    let key = match headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+                        Some(k) => UsageKey::Client(k.to_owned()),
+                        None => UsageKey::Generated(uuid::Uuid::now_v7().to_string()),
+                    };
+                    let write = UsageWrite {
+                        tenant_id: "tn_bench".into(),
+                        event: EVENT_VERIFY,
+                        units: 1,
+                        key,
+                        request_hash: request_hash(&[b"POST /v1/verify", &body]),
+                        at_ms: SystemClock.now_ms(),
+                        response: StoredResponse {
+                            status: 200,
+                            body: Bytes::from_static(ANSWER.as_bytes()),
+                        },
+                    };
+                    if !matches!(meter.commit(write).await, Ok(UsageOutcome::Recorded)) {
+                        return (StatusCode::INTERNAL_SERVER_ERROR, "{}");
+                    }
+                }
+                (StatusCode::OK, ANSWER)
             }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/v1/verify", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok(url)
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, server))
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

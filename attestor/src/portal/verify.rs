@@ -16,9 +16,9 @@
 use super::session::Session;
 use super::{Area, Chrome, PortalError};
 use crate::service::AppState;
-use crate::service::api::verify::verify_json;
+use crate::service::api::verify::{SentBody, verify_json};
 use crate::service::extract::IdempotencyKey;
-use crate::service::metered::{metered, request_hash};
+use crate::service::metered::metered;
 use crate::storage::EVENT_VERIFY;
 use askama::Template;
 use axum::extract::multipart::MultipartError;
@@ -242,7 +242,8 @@ pub async fn submit(
     // The key's rate limit, as for `POST /v1/verify`.
     state.limiter.check(session.principal.key_id())?;
     let auditor = session.principal.auditor();
-    let out = match verify_json(&state, auditor.as_ref(), &raw).await {
+    let sent = SentBody::new(&raw);
+    let out = match verify_json(&state, auditor.as_ref(), &sent).await {
         Ok(out) => out,
         // The API's 4xx for a bad request (not metered there either).
         Err(e) if e.status().is_client_error() => {
@@ -258,7 +259,7 @@ pub async fn submit(
             &session.principal.authed()?,
             EVENT_VERIFY,
             IdempotencyKey(None),
-            request_hash(&[b"POST /v1/verify", &raw]),
+            sent.request_hash(),
             StatusCode::OK,
             out.clone(),
         )

@@ -8,7 +8,11 @@
 //!   received, every request field (presence and value, length-prefixed),
 //!   the trusted key set's fingerprint (its sorted keyids) and whether the
 //!   statement is wanted. Nothing is re-derived, re-serialized or checked
-//!   here.
+//!   here. When all of those but the keys come from one request body
+//!   (`POST /v1/verify` with the provenance in it), the key is the SHA-256
+//!   of that body's digest (the request hash metering stores anyway) and
+//!   the keys' fingerprint ([`VerdictCache::verify_sent`]): the same bytes
+//!   parse to the same inputs, and the body is hashed once per request.
 //! - A change of the trusted set (rotation, import, expiry of a rotated key)
 //!   empties the memo: no verdict outlives the keys it was computed with.
 //! - Bounded: two generations of at most `capacity / 2` entries each; when
@@ -70,6 +74,46 @@ impl VerdictCache {
         req: &VerifyRequest,
         include_statement: bool,
     ) -> Arc<Verdict> {
+        self.remembered(
+            || cache_key(provenance, trusted, req, include_statement),
+            provenance,
+            trusted,
+            req,
+            include_statement,
+        )
+    }
+
+    /// [`Self::verify`] for a provenance, request and option that all come
+    /// from one request body whose SHA-256 (`sent`, the request hash the
+    /// metering computes anyway) names them: the key is that digest and the
+    /// trusted set's fingerprint, so the body is not hashed a second time.
+    /// The caller guarantees that the same body always yields the same
+    /// `provenance`, `req` and `include_statement` (they are parsed from it).
+    pub fn verify_sent(
+        &self,
+        sent: &[u8; 32],
+        provenance: &[u8],
+        trusted: &TrustedSet,
+        req: &VerifyRequest,
+        include_statement: bool,
+    ) -> Arc<Verdict> {
+        self.remembered(
+            || sent_key(sent, trusted),
+            provenance,
+            trusted,
+            req,
+            include_statement,
+        )
+    }
+
+    fn remembered(
+        &self,
+        key: impl FnOnce() -> Key,
+        provenance: &[u8],
+        trusted: &TrustedSet,
+        req: &VerifyRequest,
+        include_statement: bool,
+    ) -> Arc<Verdict> {
         let compute = || {
             let mut v = verify_with(
                 provenance,
@@ -84,7 +128,7 @@ impl VerdictCache {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return compute();
         }
-        let key = cache_key(provenance, trusted, req, include_statement);
+        let key = key();
         {
             let mut inner = self.inner.lock().expect("verdict cache lock");
             if inner.generation != trusted.generation {
@@ -159,6 +203,13 @@ fn cache_key(
     super::framed_sha256(parts)
 }
 
+/// The key of a verdict named by its request body's digest. Three framed
+/// parts, where a [`cache_key`] has nine or ten: the framing (each part
+/// length-prefixed) decodes uniquely, so the two kinds of key never meet.
+fn sent_key(sent: &[u8; 32], trusted: &TrustedSet) -> Key {
+    super::framed_sha256([&b"sent body"[..], sent, &trusted.fingerprint])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +248,24 @@ mod tests {
         let kp = KeyPair::generate(Algorithm::Ed25519).unwrap();
         let one = set(1, vec![kp.public_key().clone()]);
         assert_ne!(a, cache_key(b"{}", &one, &req("00"), false));
+    }
+
+    #[test]
+    fn a_sent_body_key_names_the_body_and_the_key_set() {
+        let none = set(1, vec![]);
+        let kp = KeyPair::generate(Algorithm::Ed25519).unwrap();
+        let one = set(1, vec![kp.public_key().clone()]);
+        let a = sent_key(&[7; 32], &none);
+        assert_eq!(a, sent_key(&[7; 32], &none));
+        assert_ne!(a, sent_key(&[8; 32], &none));
+        assert_ne!(a, sent_key(&[7; 32], &one));
+        // Remembered like any other verdict, and dropped with the key set.
+        let c = VerdictCache::new(8);
+        let v1 = c.verify_sent(&[7; 32], b"{}", &none, &req("00"), false);
+        let v2 = c.verify_sent(&[7; 32], b"{}", &none, &req("00"), false);
+        assert!(Arc::ptr_eq(&v1, &v2));
+        let v3 = c.verify_sent(&[7; 32], b"{}", &set(2, vec![]), &req("00"), false);
+        assert!(!Arc::ptr_eq(&v1, &v3));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 
 use crate::service::auth::{AuditorAuthed, Principal};
 use crate::service::extract::{IdempotencyKey, LimitedBody, parse_json};
-use crate::service::metered::{json_bytes, metered, request_hash};
+use crate::service::framed_sha256;
+use crate::service::metered::{json_bytes, metered};
 use crate::service::{AppError, AppState};
 use crate::storage::EVENT_VERIFY;
 use axum::extract::State;
@@ -155,14 +156,37 @@ pub async fn verify(
         Principal::Auditor(a) => Some(a),
         Principal::Tenant(_) => None,
     };
-    let out = verify_json(&state, auditor, &raw).await?;
+    let sent = SentBody::new(&raw);
+    let out = verify_json(&state, auditor, &sent).await?;
     match who {
         // Auditors are never billed: nothing is metered for them.
         Principal::Auditor(_) => Ok(json_bytes(StatusCode::OK, out, false)),
         Principal::Tenant(who) => {
-            let hash = request_hash(&[b"POST /v1/verify", &raw]);
+            let hash = sent.request_hash();
             metered(&state, &who, EVENT_VERIFY, key, hash, StatusCode::OK, out).await
         }
+    }
+}
+
+/// A `POST /v1/verify` body and its digest, hashed once: the digest is the
+/// request hash the metering stores (`request_hash` of the route and the
+/// body) and names the body's verdict in the verdict cache.
+pub struct SentBody<'a> {
+    raw: &'a [u8],
+    digest: [u8; 32],
+}
+
+impl<'a> SentBody<'a> {
+    pub fn new(raw: &'a [u8]) -> Self {
+        Self {
+            raw,
+            digest: framed_sha256([&b"POST /v1/verify"[..], raw]),
+        }
+    }
+
+    /// The same string as `request_hash(&[b"POST /v1/verify", raw])`.
+    pub fn request_hash(&self) -> String {
+        hex::encode(self.digest)
     }
 }
 
@@ -173,11 +197,11 @@ pub async fn verify(
 pub async fn verify_json(
     state: &AppState,
     auditor: Option<&AuditorAuthed>,
-    raw: &[u8],
+    sent: &SentBody<'_>,
 ) -> Result<Bytes, AppError> {
     // One pass over the body: the fields, and the provenance as a borrowed
     // slice of exactly the bytes sent (the core parses it strictly, once).
-    let body = parse_json::<VerifyBody<'_>>(raw)?;
+    let body = parse_json::<VerifyBody<'_>>(sent.raw)?;
     let sent_manifest = body.policy_manifest;
     let (req, provenance, include) = body.split();
     if let Err(reason) = check_request(&req) {
@@ -199,13 +223,15 @@ pub async fn verify_json(
     let gate = state.evidence.gate(sent_manifest, &trusted)?;
     // The statement as JSON is built only when the caller asked for it.
     let verdict: Option<Arc<Verdict>> = match provenance {
-        Some(p) => Some(
-            gate.apply(
-                state
-                    .verdicts
-                    .verify(p.get().as_bytes(), &trusted, &req, include),
-            ),
-        ),
+        // Everything the verdict depends on but the keys came in this
+        // body: its digest names the verdict.
+        Some(p) => Some(gate.apply(state.verdicts.verify_sent(
+            &sent.digest,
+            p.get().as_bytes(),
+            &trusted,
+            &req,
+            include,
+        ))),
         None => {
             // An auditor looks only in its engagement's frozen set.
             let envelopes = match auditor {
@@ -286,4 +312,21 @@ fn count_outcome(state: &AppState, outcome: &'static str, reason: &'static str) 
         .verify_outcomes
         .get_or_create(&crate::service::metrics::VerifyLabels { outcome, reason })
         .inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored request hash of a verify call is what it was before the
+    /// digest was shared with the verdict cache (idempotency records written
+    /// earlier still compare equal).
+    #[test]
+    fn sent_body_hash_is_the_request_hash() {
+        let raw = br#"{"artifactDigest":"sha256:00","sourceUri":"x"}"#;
+        assert_eq!(
+            SentBody::new(raw).request_hash(),
+            crate::service::metered::request_hash(&[b"POST /v1/verify", raw])
+        );
+    }
 }
