@@ -15,7 +15,7 @@
 //!
 //! `cargo run --release -p cloister-attestor --example bench-pack [-- --attestations N --rounds R]`
 
-use cloister_attestor::config::Config;
+use cloister_attestor::config::{Config, PolicyConfig};
 use cloister_attestor::evidence::engagement::{self, OpenRequest};
 use cloister_attestor::evidence::{Context, archive, index, policies};
 use cloister_attestor::keyring::Keyring;
@@ -116,7 +116,7 @@ fn main() -> anyhow::Result<()> {
     };
     let config = Config {
         state_dir: state.clone(),
-        policy: policies::PolicyConfig {
+        policy: PolicyConfig {
             manifest: Some(manifest_path),
             profiles_dir: Some(profiles.clone()),
             coverage_window_days: 30,

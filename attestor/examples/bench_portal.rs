@@ -44,9 +44,9 @@
 
 use anyhow::Context as _;
 use bytes::Bytes;
+use cloister_attestor::clock::{Clock as _, SystemClock};
 use cloister_attestor::config::Config;
-use cloister_attestor::service::clock::{Clock as _, SystemClock};
-use cloister_attestor::service::server;
+use cloister_attestor::server;
 use cloister_attestor::storage::{ApiKeyInfo, Plan, StoredResponse, Tenant, UsageKey, UsageWrite};
 use cloister_attestor_core::attest::sign_statement;
 use cloister_attestor_core::record::{BuildRecord, to_statement};
@@ -284,7 +284,7 @@ async fn main() -> anyhow::Result<()> {
         created_at_ms: 1,
     };
     app.storage.create_tenant(&tenant).await?;
-    let key = cloister_attestor::service::auth::generate_key()?;
+    let key = cloister_attestor::api_key::generate_key()?;
     app.storage
         .insert_api_key(
             &ApiKeyInfo {
@@ -293,12 +293,12 @@ async fn main() -> anyhow::Result<()> {
                 created_at_ms: 1,
                 revoked_at_ms: None,
             },
-            &cloister_attestor::service::auth::hash_key(&key.secret),
+            &cloister_attestor::api_key::hash_key(&key.secret),
         )
         .await?;
     let now = SystemClock.now_ms();
     let (month_start, _) =
-        cloister_attestor::service::dates::month_bounds(now, None).context("month bounds")?;
+        cloister_attestor::clock::dates::month_bounds(now, None).context("month bounds")?;
     let writes: Vec<UsageWrite> = (0..((now - month_start) / 86_400_000 + 1) * 30)
         .map(|n| UsageWrite {
             tenant_id: tenant.id.clone(),

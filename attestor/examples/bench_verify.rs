@@ -60,14 +60,14 @@ use anyhow::{Context as _, bail};
 use axum::Router;
 use axum::routing::post;
 use bytes::Bytes;
+use cloister_attestor::clock::Clock as _;
+use cloister_attestor::clock::SystemClock;
 use cloister_attestor::config::Config;
+use cloister_attestor::server::{self, Running};
 use cloister_attestor::service::api::verify::VerifyBody;
-use cloister_attestor::service::clock::Clock as _;
-use cloister_attestor::service::clock::SystemClock;
 use cloister_attestor::service::extract::parse_json;
 use cloister_attestor::service::metered::request_hash;
 use cloister_attestor::service::metering::Meter;
-use cloister_attestor::service::server::{self, Running};
 use cloister_attestor::storage::{
     ApiKeyInfo, EVENT_VERIFY, Plan, StoredResponse, Tenant, UsageKey, UsageOutcome, UsageWrite,
 };
@@ -710,7 +710,7 @@ async fn tenant_key(running: &Running) -> anyhow::Result<String> {
         created_at_ms: 0,
     };
     storage.create_tenant(&tenant).await?;
-    let key = cloister_attestor::service::auth::generate_key()?;
+    let key = cloister_attestor::api_key::generate_key()?;
     storage
         .insert_api_key(
             &ApiKeyInfo {
@@ -719,7 +719,7 @@ async fn tenant_key(running: &Running) -> anyhow::Result<String> {
                 created_at_ms: 0,
                 revoked_at_ms: None,
             },
-            &cloister_attestor::service::auth::hash_key(&key.secret),
+            &cloister_attestor::api_key::hash_key(&key.secret),
         )
         .await?;
     Ok(key.secret)

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod policy;
 pub mod record;
 pub mod statement;
+pub mod verdict;
 pub mod verify;
 
 pub use attest::{Signed, sign_statement};

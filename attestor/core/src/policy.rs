@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 use crate::dsse::{DsseError, Envelope};
 use crate::json::{self, JsonError};
 use crate::keys::{PublicKey, Signer};
-use crate::verify::{Reason, ReasonCode, Verdict, verify_envelope};
+pub use crate::verdict::{PolicyClaims, claims, claims_of};
+use crate::verdict::{Reason, ReasonCode, Verdict};
+use crate::verify::verify_envelope;
 
 /// The DSSE payload type of a policy manifest.
 pub const PAYLOAD_TYPE: &str = "application/vnd.cloister.policy-manifest+json";
@@ -201,49 +203,6 @@ pub fn verify(bytes: &[u8], trusted: &[PublicKey]) -> Result<VerifiedManifest, P
         keyid,
         envelope,
     })
-}
-
-/// The policy digests a statement's isolation claims name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PolicyClaims {
-    /// `sha256:<hex>` of the sandbox profile.
-    pub profile: Option<String>,
-    /// `sha256:<hex>` of the seccomp policy.
-    pub seccomp: Option<String>,
-    /// `externalParameters.profile`: the profile's name as the job chose it.
-    pub profile_name: Option<String>,
-}
-
-/// Reads the policy claims from statement bytes (already verified and
-/// parsed strictly by the caller; this only looks fields up).
-pub fn claims(statement: &[u8]) -> PolicyClaims {
-    let v: serde_json::Value = serde_json::from_slice(statement).unwrap_or_default();
-    let bd = v.pointer("/predicate/buildDefinition");
-    let get = |path: &str| {
-        bd.and_then(|b| b.pointer(path))
-            .and_then(|x| x.as_str())
-            .map(str::to_owned)
-    };
-    PolicyClaims {
-        profile: get("/internalParameters/isolation/profile"),
-        seccomp: get("/internalParameters/isolation/seccompPolicy"),
-        profile_name: get("/externalParameters/profile"),
-    }
-}
-
-/// The policy claims of a parsed statement.
-pub fn claims_of(st: &crate::statement::Statement) -> PolicyClaims {
-    let bd = &st.predicate.build_definition;
-    let iso = bd
-        .internal_parameters
-        .as_ref()
-        .and_then(|p| p.get("isolation"));
-    let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
-    PolicyClaims {
-        profile: text(iso.and_then(|i| i.get("profile"))),
-        seccomp: text(iso.and_then(|i| i.get("seccompPolicy"))),
-        profile_name: text(bd.external_parameters.get("profile")),
-    }
 }
 
 /// Whether the policies `claims` names are both in `manifest`; the reason

@@ -7,7 +7,7 @@
 //! start; a card that misses a plan or prices an event that is not metered
 //! is refused.
 
-use crate::config::RateLimit;
+use crate::http::ratelimit::RateLimit;
 use crate::storage::{EVENT_DOWNLOAD, EVENT_VERIFY, Plan};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

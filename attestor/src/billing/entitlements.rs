@@ -14,9 +14,9 @@
 
 use super::card::{Feature, PlanCard, PriceCard};
 use super::period::{Period, rfc3339};
-use crate::service::AppError;
-use crate::service::clock::Clock;
-use crate::service::ratelimit::KeyLimiter;
+use crate::clock::Clock;
+use crate::http::AppError;
+use crate::http::ratelimit::KeyLimiter;
 use crate::storage::{Plan, Storage};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};

@@ -123,7 +123,7 @@ pub fn rfc3339(ms: i64) -> String {
 
 /// Parses RFC 3339 or a date (`YYYY-MM-DD`, midnight UTC) into Unix ms.
 pub fn parse_time_ms(s: &str) -> Option<i64> {
-    crate::service::dates::parse_time_ms(s)
+    crate::clock::dates::parse_time_ms(s)
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! `cloister-attestor api-keys issue|revoke|list`. An issued key is printed
 //! once, as the last line of stdout; only its SHA-256 is stored.
 
+use crate::api_key::{generate_key, hash_key};
+use crate::clock::{Clock as _, SystemClock};
 use crate::config::{Config, StateArgs};
-use crate::service::auth::{generate_key, hash_key};
-use crate::service::clock::{Clock as _, SystemClock};
 use crate::storage::{self, ApiKeyInfo};
 use anyhow::Context as _;
 

@@ -4,9 +4,9 @@
 //! `evidence::import`).
 
 use super::policy::trusted_keys;
+use crate::clock::{Clock as _, SystemClock};
 use crate::config::{Config, StateArgs};
 use crate::evidence::import;
-use crate::service::clock::{Clock as _, SystemClock};
 use crate::storage;
 use std::path::PathBuf;
 

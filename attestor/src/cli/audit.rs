@@ -2,12 +2,12 @@
 //! engagements (see `evidence::engagement`). `open` prints the auditor's
 //! key once, as the last line of stdout.
 
+use crate::clock::dates::rfc3339;
+use crate::clock::{Clock as _, SystemClock};
 use crate::config::{Config, StateArgs};
 use crate::evidence::engagement::{self, EngagementView, OpenRequest};
 use crate::evidence::{Context, source_date_epoch};
 use crate::keyring::{self, Keyring};
-use crate::service::clock::{Clock as _, SystemClock};
-use crate::service::dates::rfc3339;
 use crate::storage::{self, Storage};
 use anyhow::Context as _;
 use std::path::PathBuf;

@@ -6,8 +6,9 @@
 //! `signing socket PATH`) so scripts and tests can find a port chosen with
 //! `--listen 127.0.0.1:0`; logs go to stderr.
 
+use crate::clock::SystemClock;
 use crate::config::{Config, LogFormat, Overrides, StateArgs};
-use crate::service::{clock::SystemClock, server};
+use crate::server;
 use anyhow::Context as _;
 use std::io::Write as _;
 use std::net::SocketAddr;

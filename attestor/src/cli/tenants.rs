@@ -1,7 +1,7 @@
 //! `cloister-attestor tenants create|list`: the operator's tenant registry.
 
+use crate::clock::{Clock as _, SystemClock};
 use crate::config::{Config, StateArgs};
-use crate::service::clock::{Clock as _, SystemClock};
 use crate::storage::{self, Plan, Tenant};
 
 #[derive(Debug, clap::Subcommand)]

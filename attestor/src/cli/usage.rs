@@ -3,10 +3,10 @@
 //! for operators. JSON: `{"tenant": T, "events": {"attestation.verify": N,
 //! "portal.download": M}}`.
 
+use crate::clock::dates::month_bounds;
+use crate::clock::{Clock as _, SystemClock};
 use crate::config::{Config, StateArgs};
 use crate::service::api::usage::EVENTS;
-use crate::service::clock::{Clock as _, SystemClock};
-use crate::service::dates::month_bounds;
 use crate::storage;
 use anyhow::Context as _;
 use std::collections::BTreeMap;

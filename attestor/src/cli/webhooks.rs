@@ -6,8 +6,8 @@
 use crate::billing::card::Feature;
 use crate::billing::period::{parse_time_ms, rfc3339};
 use crate::billing::webhooks::{check_url, generate_secret};
+use crate::clock::{Clock as _, SystemClock};
 use crate::config::{Config, StateArgs};
-use crate::service::clock::{Clock as _, SystemClock};
 use crate::storage::billing::{EndpointRow, OutboxFilter};
 use crate::storage::{self, Storage};
 use anyhow::Context as _;

@@ -226,7 +226,7 @@ pub async fn open(ctx: &Context, req: &OpenRequest) -> Result<Opened, Engagement
             })
             .collect(),
         key_id,
-        key_hash: crate::service::auth::hash_key(&key),
+        key_hash: crate::api_key::hash_key(&key),
         actor: req.actor.clone(),
         client_tenant_id,
     };

@@ -40,7 +40,7 @@ pub enum PackError {
 
 /// RFC 3339 (UTC, seconds precision or more) of Unix milliseconds.
 pub fn rfc3339(ms: i64) -> String {
-    crate::service::dates::rfc3339(ms)
+    crate::clock::dates::rfc3339(ms)
 }
 
 /// Pretty JSON and a newline.

@@ -5,7 +5,7 @@
 //! but a redirect to sign-in.
 
 use super::Chrome;
-use crate::service::AppError;
+use crate::http::AppError;
 use askama::Template;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};

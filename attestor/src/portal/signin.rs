@@ -15,22 +15,23 @@
 //! latest, and with its revocation at once.
 
 use super::session::{self, SIGNIN_COOKIE, SIGNIN_FORM_TTL_SECS, Session};
-use super::{Chrome, PortalError};
+use super::{Chrome, PortalError, PortalState};
+use crate::api_key::{KEY_PREFIX, hash_key};
 use crate::evidence::engagement::AUDITOR_KEY_PREFIX;
 use crate::service::AppState;
-use crate::service::auth::{KEY_PREFIX, hash_key};
 use crate::storage::portal::{NewSession, SESSION_KIND_AUDITOR, SESSION_KIND_TENANT};
 use askama::Template;
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
 use governor::clock::{Clock as _, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use serde::Deserialize;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 
 /// The message for every refused key.
 pub const WRONG_KEY: &str = "That API key was not accepted. Paste the whole key (a tenant key \
@@ -155,6 +156,7 @@ pub struct SignInForm {
 /// `POST /portal/signin`.
 pub async fn submit(
     State(state): State<AppState>,
+    Extension(portal): Extension<Arc<PortalState>>,
     headers: HeaderMap,
     form_data: Result<Form<SignInForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PortalError> {
@@ -165,10 +167,7 @@ pub async fn submit(
         return Err(PortalError::Csrf);
     }
     let key = f.api_key.trim();
-    state
-        .portal
-        .signin
-        .check(key_id_of(key).unwrap_or("malformed"))?;
+    portal.signin.check(key_id_of(key).unwrap_or("malformed"))?;
     let now = state.clock.now_ms();
     let ttl_ms = i64::from(state.config.portal.session_ttl_minutes) * 60_000;
     let new = if key.len() > 128 {

@@ -25,9 +25,10 @@
 //! gauges and `cloister_pack_seconds` current.
 
 use super::auth::AuditorAuthed;
-use super::{AppError, AppState, TrustedSet};
+use super::{AppState, TrustedSet};
 use crate::evidence::engagement::{self, EngagementError, EngagementView};
 use crate::evidence::{index, policies};
+use crate::http::AppError;
 use crate::storage::evidence::{Engagement, Note};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -258,8 +259,8 @@ pub struct EngagementsResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The key's engagement", body = EngagementsResponse),
-        (status = 401, description = "Missing, unknown, revoked or expired auditor key", body = super::error::ErrorBody),
-        (status = 403, description = "Not an auditor key", body = super::error::ErrorBody)))]
+        (status = 401, description = "Missing, unknown, revoked or expired auditor key", body = crate::http::error::ErrorBody),
+        (status = 403, description = "Not an auditor key", body = crate::http::error::ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     who: AuditorAuthed,
@@ -304,8 +305,8 @@ pub struct PackInfo {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The engagement", body = EngagementResponse),
-        (status = 401, description = "Missing, unknown, revoked or expired auditor key", body = super::error::ErrorBody),
-        (status = 403, description = "Another engagement, or not an auditor key", body = super::error::ErrorBody)))]
+        (status = 401, description = "Missing, unknown, revoked or expired auditor key", body = crate::http::error::ErrorBody),
+        (status = 403, description = "Another engagement, or not an auditor key", body = crate::http::error::ErrorBody)))]
 pub async fn show(
     State(state): State<AppState>,
     who: AuditorAuthed,
@@ -321,7 +322,7 @@ pub async fn show(
                 sha256: p.sha256,
                 size_bytes: p.size_bytes,
                 time_to_pack_ms: p.time_to_pack_ms,
-                created_at: super::dates::rfc3339(p.created_at_ms),
+                created_at: crate::clock::dates::rfc3339(p.created_at_ms),
                 envelope: RawValue::from_string(p.envelope)
                     .map_err(|e| AppError::Internal(format!("stored envelope: {e}")))?,
             })
@@ -358,9 +359,9 @@ pub struct FrozenResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of the frozen set", body = FrozenResponse),
-        (status = 400, description = "Bad query", body = super::error::ErrorBody),
-        (status = 401, description = "Missing, unknown, revoked or expired auditor key", body = super::error::ErrorBody),
-        (status = 403, description = "Another engagement, or not an auditor key", body = super::error::ErrorBody)))]
+        (status = 400, description = "Bad query", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing, unknown, revoked or expired auditor key", body = crate::http::error::ErrorBody),
+        (status = 403, description = "Another engagement, or not an auditor key", body = crate::http::error::ErrorBody)))]
 pub async fn attestations(
     State(state): State<AppState>,
     who: AuditorAuthed,
@@ -392,7 +393,7 @@ pub async fn attestations(
             RawValue::from_string(s).map_err(|e| AppError::Internal(format!("stored json: {e}")))
         };
         out.push(super::api::attestations::AttestationBody {
-            created_at: super::dates::rfc3339(r.created_at_ms),
+            created_at: crate::clock::dates::rfc3339(r.created_at_ms),
             envelope: raw(r.envelope)?,
             bundle: raw(r.bundle)?,
             id: r.id,
@@ -423,10 +424,10 @@ pub struct NoteBody {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The note, with its sha256 (also in the decisions log)", body = Object),
-        (status = 401, description = "Missing, unknown, revoked or expired auditor key", body = super::error::ErrorBody),
-        (status = 403, description = "Another engagement, or not an auditor key", body = super::error::ErrorBody),
-        (status = 409, description = "Already two notes (note_limit), or signed off (engagement_closed)", body = super::error::ErrorBody),
-        (status = 422, description = "Empty, too long or not text", body = super::error::ErrorBody)))]
+        (status = 401, description = "Missing, unknown, revoked or expired auditor key", body = crate::http::error::ErrorBody),
+        (status = 403, description = "Another engagement, or not an auditor key", body = crate::http::error::ErrorBody),
+        (status = 409, description = "Already two notes (note_limit), or signed off (engagement_closed)", body = crate::http::error::ErrorBody),
+        (status = 422, description = "Empty, too long or not text", body = crate::http::error::ErrorBody)))]
 pub async fn add_note(
     State(state): State<AppState>,
     who: AuditorAuthed,
@@ -459,9 +460,9 @@ pub async fn add_note(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The pack", content_type = "application/gzip"),
-        (status = 401, description = "Missing, unknown, revoked or expired auditor key", body = super::error::ErrorBody),
-        (status = 403, description = "Another engagement, or not an auditor key", body = super::error::ErrorBody),
-        (status = 404, description = "No pack yet", body = super::error::ErrorBody)))]
+        (status = 401, description = "Missing, unknown, revoked or expired auditor key", body = crate::http::error::ErrorBody),
+        (status = 403, description = "Another engagement, or not an auditor key", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No pack yet", body = crate::http::error::ErrorBody)))]
 pub async fn pack(
     State(state): State<AppState>,
     who: AuditorAuthed,

@@ -1,10 +1,5 @@
-//! API keys and the authentication extractor.
-//!
-//! A key looks like `clst_<16 hex key id>_<43 chars base64url secret>`: 256
-//! random bits, shown once at issue. Only its SHA-256 is stored. A fast hash
-//! is right here (a slow password hash is for low-entropy secrets): nobody
-//! can brute-force 256 random bits, and a per-request Argon2 would cap the
-//! whole service at a few hundred requests per second.
+//! The authentication extractors (the key format and its stored hash are
+//! `crate::api_key`'s).
 //!
 //! [`Authed`] checks `Authorization: Bearer KEY`, then the key's rate limit.
 //! An auditor key (`clsa_…`, see `audit`) is refused there and accepted by
@@ -13,53 +8,17 @@
 //! not touch the database; the key itself is never logged or kept, only its
 //! hash.
 
-use super::{AppError, AppState};
+use super::AppState;
+use crate::api_key::{KEY_PREFIX, hash_key};
 use crate::evidence::engagement::AUDITOR_KEY_PREFIX;
+use crate::http::AppError;
 use crate::storage::{KeyOwner, Storage, StorageError};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use base64::Engine as _;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
-
-/// Prefix of every API key.
-pub const KEY_PREFIX: &str = "clst_";
-
-/// A freshly generated key: its public id and the secret string (shown once).
-#[derive(Debug)]
-pub struct NewKey {
-    pub id: String,
-    pub secret: String,
-}
-
-/// Errors generating a key.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyGenError {
-    #[error("no randomness from the operating system: {0}")]
-    Random(#[from] getrandom::Error),
-}
-
-/// Generates a new API key from the OS's randomness.
-pub fn generate_key() -> Result<NewKey, KeyGenError> {
-    let mut id = [0u8; 8];
-    let mut secret = [0u8; 32];
-    getrandom::fill(&mut id)?;
-    getrandom::fill(&mut secret)?;
-    let id = hex::encode(id);
-    let secret = format!(
-        "{KEY_PREFIX}{id}_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
-    );
-    Ok(NewKey { id, secret })
-}
-
-/// The stored form of a key: hex SHA-256 of the whole key string.
-pub fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
 
 /// Remembers recently checked keys (by hash) for a short time.
 #[derive(Debug)]
@@ -225,7 +184,7 @@ impl FromRequestParts<AppState> for AuditorAuthed {
                 code: "auditor_key_revoked",
                 message: format!(
                     "this auditor key was revoked at {}",
-                    super::dates::rfc3339(at)
+                    crate::clock::dates::rfc3339(at)
                 ),
             });
         }
@@ -234,7 +193,7 @@ impl FromRequestParts<AppState> for AuditorAuthed {
                 code: "auditor_key_expired",
                 message: format!(
                     "this auditor key expired at {}; ask the operator for a new one",
-                    super::dates::rfc3339(key.expires_at_ms)
+                    crate::clock::dates::rfc3339(key.expires_at_ms)
                 ),
             });
         }
@@ -274,18 +233,6 @@ impl FromRequestParts<AppState> for Principal {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_are_unique_prefixed_and_hash_stably() {
-        let a = generate_key().unwrap();
-        let b = generate_key().unwrap();
-        assert_ne!(a.secret, b.secret);
-        assert!(a.secret.starts_with(&format!("{KEY_PREFIX}{}_", a.id)));
-        assert_eq!(a.secret.len(), KEY_PREFIX.len() + 16 + 1 + 43);
-        assert_eq!(hash_key(&a.secret), hash_key(&a.secret));
-        assert_ne!(hash_key(&a.secret), hash_key(&b.secret));
-        assert!(!hash_key(&a.secret).contains(&a.secret));
-    }
 
     #[test]
     fn bearer_parsing_rejects_other_schemes_and_garbage() {

@@ -11,15 +11,16 @@
 //! check every metered route makes before its usage commit is
 //! `metered::admit`.
 
+use super::AppState;
 use super::auth::Authed;
 use super::extract::{IdempotencyKey, LimitedBody, parse_json};
 use super::metered::{REPLAYED, admit, json_bytes, request_hash};
-use super::{AppError, AppState};
 use crate::billing::card::Feature;
 use crate::billing::entitlements::Entitlements;
 use crate::billing::webhooks::worker::{Settings, Worker};
 use crate::billing::{Billing, BillingError, BillingService, InvoiceSummary};
 use crate::config::Config;
+use crate::http::AppError;
 use crate::storage::billing::InvoiceStatus;
 use crate::storage::{EVENT_DOWNLOAD, Storage, StoredResponse, UsageKey, UsageOutcome, UsageWrite};
 use axum::extract::{Path, State};
@@ -45,7 +46,7 @@ pub fn routes() -> Router<AppState> {
 pub fn service(
     config: &Config,
     storage: Arc<dyn Storage>,
-    clock: Arc<dyn super::clock::Clock>,
+    clock: Arc<dyn crate::clock::Clock>,
 ) -> BillingService {
     let card = config
         .billing
@@ -82,8 +83,8 @@ pub struct InvoicesResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's invoices", body = InvoicesResponse),
-        (status = 401, description = "Missing or invalid API key", body = super::error::ErrorBody),
-        (status = 429, description = "Rate limited", body = super::error::ErrorBody)))]
+        (status = 401, description = "Missing or invalid API key", body = crate::http::error::ErrorBody),
+        (status = 429, description = "Rate limited", body = crate::http::error::ErrorBody)))]
 pub async fn invoices(
     State(state): State<AppState>,
     who: Authed,
@@ -107,11 +108,11 @@ pub async fn invoices(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The invoice JSON, its signature or its PDF"),
-        (status = 401, description = "Missing or invalid API key", body = super::error::ErrorBody),
-        (status = 403, description = "The plan does not include portal downloads (PDF)", body = super::error::ErrorBody),
-        (status = 404, description = "No such invoice for the caller", body = super::error::ErrorBody),
-        (status = 429, description = "Rate limited, or the monthly cap reached (PDF)", body = super::error::ErrorBody),
-        (status = 503, description = "Storage unavailable; nothing recorded", body = super::error::ErrorBody)))]
+        (status = 401, description = "Missing or invalid API key", body = crate::http::error::ErrorBody),
+        (status = 403, description = "The plan does not include portal downloads (PDF)", body = crate::http::error::ErrorBody),
+        (status = 404, description = "No such invoice for the caller", body = crate::http::error::ErrorBody),
+        (status = 429, description = "Rate limited, or the monthly cap reached (PDF)", body = crate::http::error::ErrorBody),
+        (status = 503, description = "Storage unavailable; nothing recorded", body = crate::http::error::ErrorBody)))]
 pub async fn invoice_file(
     State(state): State<AppState>,
     who: Authed,
@@ -249,11 +250,11 @@ pub struct ReplayResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Deliveries queued again", body = ReplayResponse),
-        (status = 400, description = "Body is not JSON", body = super::error::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = super::error::ErrorBody),
-        (status = 403, description = "The plan does not include webhooks", body = super::error::ErrorBody),
-        (status = 422, description = "Bad time, or nothing to replay", body = super::error::ErrorBody),
-        (status = 429, description = "Rate limited", body = super::error::ErrorBody)))]
+        (status = 400, description = "Body is not JSON", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = crate::http::error::ErrorBody),
+        (status = 403, description = "The plan does not include webhooks", body = crate::http::error::ErrorBody),
+        (status = 422, description = "Bad time, or nothing to replay", body = crate::http::error::ErrorBody),
+        (status = 429, description = "Rate limited", body = crate::http::error::ErrorBody)))]
 pub async fn replay(
     State(state): State<AppState>,
     who: Authed,

@@ -3,7 +3,8 @@
 //! raw body under `limits.max_body_bytes`), [`parse_json`] (400 for bad JSON,
 //! 422 for a bad shape) and [`query_error`].
 
-use super::{AppError, AppState};
+use super::AppState;
+use crate::http::AppError;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;

@@ -5,11 +5,12 @@
 //! `Idempotency-Key` ([`REPLAYED`]). [`request_hash`] names a request in the
 //! idempotency store.
 
+use super::AppState;
 use super::auth::Authed;
 use super::extract::IdempotencyKey;
-use super::{AppError, AppState};
 use crate::billing::card::Feature;
 use crate::billing::entitlements::CapReservation;
+use crate::http::AppError;
 use crate::storage::{EVENT_DOWNLOAD, StoredResponse, UsageKey, UsageOutcome, UsageWrite};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};

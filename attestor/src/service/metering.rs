@@ -20,8 +20,8 @@
 //! the idempotency window is `metering.idempotency_window_hours` from the
 //! service's clock.
 
-use super::clock::Clock;
-use super::metrics::{EventLabels, Metrics};
+use crate::clock::Clock;
+use crate::metrics::{EventLabels, Metrics};
 use crate::storage::{Storage, UsageOutcome, UsageWrite};
 use std::sync::Arc;
 use std::time::Instant;

@@ -4,8 +4,10 @@
 //! Shape: [`App`] holds everything a request needs (config, storage, clock,
 //! keyring, metrics, the metering handle, the auth cache and rate limiter);
 //! handlers get it as [`AppState`]`(Arc<App>)`. Every handler error is an
-//! [`AppError`]. Config is loaded once before [`App`] exists; nothing reads
-//! files or the environment per request.
+//! [`AppError`](crate::http::AppError). Config is loaded once before [`App`]
+//! exists; nothing reads files or the environment per request. The service
+//! knows nothing of the portal, which sits above it (`crate::server` mounts
+//! both).
 //!
 //! Modules: `api` (consumer endpoints and their wire types, one module a
 //! resource), `audit` (auditor keys, engagement endpoints, the policy gate),
@@ -13,17 +15,17 @@
 //! `openapi` (the document and its route), `sign` (the signing socket),
 //! `extract` (the shared extractors and JSON body parsing), `metered` (a
 //! metered route's admission, usage commit and replay), `metering`
-//! (exactly-once usage with group commit), `auth`, `ratelimit`, `metrics`,
-//! `server` (listeners, TLS, graceful shutdown, logging), `dates`, `clock`,
-//! `error`.
+//! (exactly-once usage with group commit), `auth` (the extractors),
+//! `verdicts` (the verdict cache). Below it: `crate::http` (the error type,
+//! rate limiting), `crate::metrics`, `crate::clock`, `crate::api_key`.
 
+use crate::clock;
 use crate::config::Config;
+use crate::http::ratelimit;
 use crate::keyring::{Keyring, KeyringError};
+use crate::metrics;
 use crate::storage::Storage;
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use cloister_attestor_core::keys::PublicKey;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,17 +36,11 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod billing;
-pub mod clock;
-pub mod dates;
-pub mod error;
 pub mod extract;
 pub mod metered;
 pub mod metering;
-pub mod metrics;
 pub mod openapi;
 pub mod ops;
-pub mod ratelimit;
-pub mod server;
 pub mod sign;
 pub mod verdicts;
 
@@ -62,8 +58,6 @@ pub fn framed_sha256<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> [u8; 32] 
     h.finalize().into()
 }
 
-pub use error::AppError;
-
 /// Everything a request handler may use.
 pub struct App {
     pub config: Config,
@@ -79,8 +73,6 @@ pub struct App {
     /// The policy manifest and evidence observations (`audit`).
     pub evidence: audit::EvidenceState,
     pub billing: Arc<crate::billing::BillingService>,
-    /// The trust portal's own state (sign-in limits).
-    pub portal: crate::portal::PortalState,
 }
 
 impl std::fmt::Debug for App {
@@ -128,7 +120,6 @@ impl App {
                 config.rate_limit.per_second,
                 config.rate_limit.burst,
             ),
-            portal: crate::portal::PortalState::new(&config.portal),
             trusted: TrustedKeys::new(keyring.clone(), clock.clone()),
             verdicts: verdicts::VerdictCache::new(config.verify.cache_entries),
             config,
@@ -148,30 +139,15 @@ impl App {
     }
 }
 
-/// The consumer API router (TCP listener).
-pub fn consumer_router(state: AppState) -> Router {
+/// The consumer API's routes (`crate::server` mounts the portal's beside
+/// them).
+pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(api::routes())
         .merge(audit::routes())
         .merge(billing::routes())
         .merge(ops::routes())
         .merge(openapi::routes())
-        .merge(crate::portal::routes(state.clone()))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
-        .with_state(state)
-}
-
-/// The signing router (Unix socket, runner daemon only).
-pub fn signing_router(state: AppState) -> Router {
-    Router::new()
-        .merge(sign::routes())
-        .route("/healthz", axum::routing::get(ops::healthz))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
-        .with_state(state)
 }
 
 /// The keys trusted at one moment, with what the hot path needs precomputed.
@@ -307,34 +283,4 @@ impl TrustedKeys {
         *self.current.write().expect("trusted keys lock") = set.clone();
         Ok(set)
     }
-}
-
-async fn not_found() -> AppError {
-    AppError::NotFound
-}
-
-async fn method_not_allowed() -> AppError {
-    AppError::MethodNotAllowed
-}
-
-/// Metrics and a debug log line per request. Logs carry method, route
-/// template, status and latency only: never headers, bodies or keys.
-async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = metrics::method_label(req.method());
-    let route = metrics::route_label(req.extensions().get::<MatchedPath>().map(|p| p.as_str()));
-    let resp = next.run(req).await;
-    let elapsed = started.elapsed();
-    let status = resp.status().as_u16();
-    state
-        .metrics
-        .observe_http(method, route, status, elapsed.as_secs_f64());
-    tracing::debug!(
-        method,
-        route,
-        status,
-        latency_us = elapsed.as_micros() as u64,
-        "request"
-    );
-    resp
 }

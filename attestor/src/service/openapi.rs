@@ -4,7 +4,8 @@
 //! `attestor/tests/golden/openapi.json`, is held by a golden test: a change
 //! to the API shows up as a diff to review.
 
-use super::{AppState, api, audit, billing, error, ops};
+use super::{AppState, api, audit, billing, ops};
+use crate::http::error;
 use axum::Router;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};

@@ -3,7 +3,8 @@
 //! OpenAPI document at `/v1/openapi.json` is served by `openapi`, which
 //! lists these. None needs an API key and none reveals tenant data.
 
-use super::{AppError, AppState};
+use super::AppState;
+use crate::http::AppError;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
@@ -35,7 +36,7 @@ pub async fn healthz() -> Json<Status> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Storage reachable", body = Status),
-        (status = 503, description = "Storage unreachable", body = super::error::ErrorBody)))]
+        (status = 503, description = "Storage unreachable", body = crate::http::error::ErrorBody)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, AppError> {
     state.storage.ping().await?;
     Ok(Json(Status { status: "ready" }))
@@ -48,7 +49,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     (
         // prometheus-client writes OpenMetrics text (`info` metrics, `# EOF`),
         // which Prometheus' classic text parser refuses: say what it is.
-        [(CONTENT_TYPE, crate::service::metrics::CONTENT_TYPE)],
+        [(CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         state.metrics.encode(),
     )
         .into_response()

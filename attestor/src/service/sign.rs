@@ -16,8 +16,9 @@
 //! Invariant: this router is never served on the TCP listener, and nothing
 //! here accepts a statement or a subject list other than through the record.
 
+use super::AppState;
 use super::extract::{LimitedBody, parse_json};
-use super::{AppError, AppState};
+use crate::http::AppError;
 use crate::storage::{AttestationRow, SignRequest, StorageError, SubjectRow};
 use axum::extract::State;
 use axum::routing::post;

@@ -2,7 +2,7 @@
 
 use crate::both_backends;
 use crate::support::{Backend, TestServer};
-use cloister_attestor::service::clock::ManualClock;
+use cloister_attestor::clock::ManualClock;
 use cloister_attestor::storage::{AttestationRow, SubjectRow};
 use std::sync::Arc;
 
@@ -258,7 +258,7 @@ async fn metrics_expose_routes_and_no_tenant_ids(b: Backend) {
     s.post("/v1/verify", &[], "{}").await;
     s.post("/v1/engagements/e/notes", &[], "{}").await;
     s.post("/v1/webhooks/replay", &[], "{}").await;
-    for route in cloister_attestor::service::metrics::ROUTES {
+    for route in cloister_attestor::metrics::ROUTES {
         if route.starts_with("/portal") {
             s.get(
                 &route.replace("{id}", "0193f2a4-7c1e-7b3a-9d2e-5f4c3b2a1908"),
@@ -269,7 +269,7 @@ async fn metrics_expose_routes_and_no_tenant_ids(b: Backend) {
     }
     let m = String::from_utf8(s.get("/metrics", None).await.body.to_vec()).unwrap();
     // Every route the router serves has its own label (the label list is complete).
-    for route in cloister_attestor::service::metrics::ROUTES {
+    for route in cloister_attestor::metrics::ROUTES {
         if *route != "/v1/sign" {
             assert!(
                 m.contains(&format!("route=\"{route}\"")),

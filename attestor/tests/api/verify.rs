@@ -2,7 +2,7 @@
 
 use crate::both_backends;
 use crate::support::{ARTIFACT, Backend, REPO, TestServer, build_record, unix_request};
-use cloister_attestor::service::clock::ManualClock;
+use cloister_attestor::clock::ManualClock;
 use hyper::Method;
 use serde_json::json;
 use std::sync::Arc;

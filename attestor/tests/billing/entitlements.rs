@@ -7,7 +7,7 @@
 use super::*;
 use crate::both_backends;
 use crate::support::{ARTIFACT, Backend, TestServer, build_record, issue_key};
-use cloister_attestor::service::clock::{Clock as _, SystemClock};
+use cloister_attestor::clock::{Clock as _, SystemClock};
 use serde_json::json;
 
 both_backends!(

@@ -89,8 +89,8 @@ async fn assert_gapless(s: &dyn Storage, tenants: &[String]) {
     );
     let mut numbers: Vec<String> = rows.iter().filter_map(|r| r.number.clone()).collect();
     numbers.sort();
-    let year = Period::of_ms(cloister_attestor::service::clock::Clock::now_ms(
-        &cloister_attestor::service::clock::SystemClock,
+    let year = Period::of_ms(cloister_attestor::clock::Clock::now_ms(
+        &cloister_attestor::clock::SystemClock,
     ))
     .unwrap()
     .year;

@@ -111,9 +111,7 @@ async fn pdf_bytes_are_the_same_in_another_process() {
     let url = format!("sqlite://{}", st.join("attestor.db").display());
     let s = cloister_attestor::storage::open(&url).await.unwrap();
     let t = s.find_tenant("acme").await.unwrap().unwrap();
-    let now = cloister_attestor::service::clock::Clock::now_ms(
-        &cloister_attestor::service::clock::SystemClock,
-    );
+    let now = cloister_attestor::clock::Clock::now_ms(&cloister_attestor::clock::SystemClock);
     usage_at_ms(s.as_ref(), &t.id, V, 3, now - 5).await;
     s.close().await;
     let month = Period::of_ms(now).unwrap().to_string();

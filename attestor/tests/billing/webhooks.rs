@@ -11,7 +11,7 @@ use super::*;
 use crate::both_backends;
 use crate::support::{Backend, TestDb, TestServer, bin, issue_key};
 use cloister_attestor::billing::webhooks::generate_secret;
-use cloister_attestor::service::clock::{Clock as _, SystemClock};
+use cloister_attestor::clock::{Clock as _, SystemClock};
 use cloister_attestor::storage::billing::{EndpointRow, OutboxFilter};
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;

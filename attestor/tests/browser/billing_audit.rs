@@ -6,9 +6,9 @@
 use super::harness::{Browser, env, scenario};
 use cloister_attestor::billing::close::{CloseOptions, Closer, Outcome};
 use cloister_attestor::billing::period::Period;
+use cloister_attestor::clock::{Clock as _, SystemClock};
 use cloister_attestor::evidence::Context;
 use cloister_attestor::evidence::engagement::{self, OpenRequest, Opened};
-use cloister_attestor::service::clock::{Clock as _, SystemClock};
 use cloister_attestor_core::digest::Sha256Digest;
 use fantoccini::Locator;
 

@@ -13,9 +13,9 @@
 
 use crate::fixtures;
 use crate::support::build_record;
+use cloister_attestor::clock::SystemClock;
 use cloister_attestor::config::Config;
 use cloister_attestor::service::App;
-use cloister_attestor::service::clock::SystemClock;
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt as _;
 use std::future::Future;
@@ -149,7 +149,7 @@ fn start() -> Env {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 ..Config::default()
             };
-            let running = cloister_attestor::service::server::start(config, Arc::new(SystemClock))
+            let running = cloister_attestor::server::start(config, Arc::new(SystemClock))
                 .await
                 .unwrap();
             let app = running.app.clone();

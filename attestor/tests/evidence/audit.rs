@@ -5,9 +5,9 @@
 use super::{context, open, signed_record};
 use crate::both_backends;
 use crate::support::{Backend, REPO, TestServer};
+use cloister_attestor::clock::{Clock as _, ManualClock};
 use cloister_attestor::evidence::archive;
 use cloister_attestor::evidence::engagement;
-use cloister_attestor::service::clock::{Clock as _, ManualClock};
 use cloister_attestor::storage::Plan;
 use cloister_attestor_core::digest::Sha256Digest;
 use std::sync::Arc;

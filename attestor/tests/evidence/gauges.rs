@@ -5,8 +5,8 @@
 use super::{context, open, signed_record};
 use crate::both_backends;
 use crate::support::{Backend, REPO, TestServer};
+use cloister_attestor::clock::{Clock as _, ManualClock};
 use cloister_attestor::evidence::engagement;
-use cloister_attestor::service::clock::{Clock as _, ManualClock};
 use std::sync::Arc;
 
 both_backends!(engagement_gauges_count_open_expired_and_over_the_note_limit);

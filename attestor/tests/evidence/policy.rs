@@ -302,7 +302,7 @@ fn offline_verify_requires_signed_policies_with_a_manifest() {
 /// never lifted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_whose_key_is_no_longer_trusted_fails_verifications() {
-    use cloister_attestor::service::clock::ManualClock;
+    use cloister_attestor::clock::ManualClock;
     let t0: i64 = 1_776_211_200_000;
     let clock = std::sync::Arc::new(ManualClock::new(t0));
     let at = |ms: i64| {

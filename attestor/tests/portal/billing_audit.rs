@@ -9,8 +9,8 @@ use crate::both_backends;
 use crate::support::{Backend, Resp, TestServer};
 use cloister_attestor::billing::close::{CloseOptions, Closer, Outcome};
 use cloister_attestor::billing::period::Period;
+use cloister_attestor::clock::{Clock as _, ManualClock};
 use cloister_attestor::evidence::engagement::{self, OpenRequest, Opened};
-use cloister_attestor::service::clock::{Clock as _, ManualClock};
 use cloister_attestor_core::digest::Sha256Digest;
 use std::sync::Arc;
 

@@ -13,8 +13,8 @@ mod billing_audit;
 use crate::both_backends;
 use crate::support::{Backend, Resp, TestDb, TestServer, build_record, issue_key};
 use bytes::Bytes;
+use cloister_attestor::clock::ManualClock;
 use cloister_attestor::portal::urlencode;
-use cloister_attestor::service::clock::ManualClock;
 use cloister_attestor::storage::portal::{NewSession, SESSION_KIND_TENANT};
 use cloister_attestor::storage::{Plan, Storage, Tenant, UsageKey, UsageWrite};
 use hyper::Method;
@@ -360,7 +360,7 @@ async fn sessions_expire_and_end_with_their_key(b: Backend) {
     assert_redirects_to_signin(&get(&s, "/portal/", Some("cloister_portal=made-up")).await);
 }
 
-use cloister_attestor::service::clock::Clock as _;
+use cloister_attestor::clock::Clock as _;
 
 async fn state_changing_forms_need_the_csrf_token_and_this_origin(b: Backend) {
     let s = TestServer::start(b, |_| {}).await;

@@ -2,7 +2,7 @@
 
 use crate::both_backends;
 use crate::support::{Backend, TestDb, tenant_with_key};
-use cloister_attestor::service::auth::hash_key;
+use cloister_attestor::api_key::hash_key;
 use cloister_attestor::storage::{
     AttestationFilter, AttestationRow, EVENT_DOWNLOAD, EVENT_VERIFY, Page, Plan, StorageError,
     StoredResponse, SubjectRow, Tenant, UsageKey, UsageOutcome, UsageWrite,

@@ -3,10 +3,10 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
+use cloister_attestor::api_key::{generate_key, hash_key};
+use cloister_attestor::clock::Clock;
 use cloister_attestor::config::Config;
-use cloister_attestor::service::auth::{generate_key, hash_key};
-use cloister_attestor::service::clock::Clock;
-use cloister_attestor::service::server::{self, Running};
+use cloister_attestor::server::{self, Running};
 use cloister_attestor::storage::{self, ApiKeyInfo, Plan, Storage, Tenant, postgres::PgStorage};
 use http_body_util::{BodyExt as _, Full};
 use hyper::{HeaderMap, Method, StatusCode};
@@ -168,7 +168,7 @@ impl TestServer {
         Self::start_with_clock(
             backend,
             tweak,
-            Arc::new(cloister_attestor::service::clock::SystemClock),
+            Arc::new(cloister_attestor::clock::SystemClock),
         )
         .await
     }

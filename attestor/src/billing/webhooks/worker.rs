@@ -15,8 +15,8 @@
 use super::client::WebhookClient;
 use super::{secret_key, sign};
 use crate::billing::config::WebhooksConfig;
-use crate::service::clock::Clock;
-use crate::service::metrics::Metrics;
+use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::storage::Storage;
 use crate::storage::billing::{AttemptResult, Claimed, Next};
 use bytes::Bytes;

@@ -1,11 +1,12 @@
 //! `GET /v1/attestations`: stored envelopes and bundles by subject digest,
 //! repository or builder (metered as `portal.download`).
 
+use crate::clock::dates::rfc3339;
+use crate::http::AppError;
+use crate::service::AppState;
 use crate::service::auth::Authed;
-use crate::service::dates::rfc3339;
 use crate::service::extract::{IdempotencyKey, query_error};
 use crate::service::metered::{metered, request_hash};
-use crate::service::{AppError, AppState};
 use crate::storage::{AttestationFilter, EVENT_DOWNLOAD, Page, SubjectRow};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -84,11 +85,11 @@ pub struct AttestationsResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Matching attestations", body = AttestationsResponse),
-        (status = 400, description = "Bad query", body = crate::service::error::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = crate::service::error::ErrorBody),
-        (status = 422, description = "Idempotency-Key reused for another request", body = crate::service::error::ErrorBody),
-        (status = 429, description = "Rate limited", body = crate::service::error::ErrorBody),
-        (status = 503, description = "Storage unavailable; nothing recorded", body = crate::service::error::ErrorBody)))]
+        (status = 400, description = "Bad query", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = crate::http::error::ErrorBody),
+        (status = 422, description = "Idempotency-Key reused for another request", body = crate::http::error::ErrorBody),
+        (status = 429, description = "Rate limited", body = crate::http::error::ErrorBody),
+        (status = 503, description = "Storage unavailable; nothing recorded", body = crate::http::error::ErrorBody)))]
 pub async fn attestations(
     State(state): State<AppState>,
     who: Authed,

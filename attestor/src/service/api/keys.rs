@@ -1,7 +1,8 @@
 //! `GET /v1/keys`: the public keys this attestor's signatures verify with.
 
+use crate::http::AppError;
+use crate::service::AppState;
 use crate::service::auth::Authed;
-use crate::service::{AppError, AppState};
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
@@ -29,8 +30,8 @@ pub struct KeysResponse {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Trusted public keys", body = KeysResponse),
-        (status = 401, description = "Missing or invalid API key", body = crate::service::error::ErrorBody),
-        (status = 429, description = "Rate limited", body = crate::service::error::ErrorBody)))]
+        (status = 401, description = "Missing or invalid API key", body = crate::http::error::ErrorBody),
+        (status = 429, description = "Rate limited", body = crate::http::error::ErrorBody)))]
 pub async fn keys(
     State(state): State<AppState>,
     _who: Authed,

@@ -13,7 +13,7 @@
 //!
 //! One module a resource: `verify`, `keys`, `attestations`, `usage`. The
 //! extractors they share are in `service::extract`, the metering of a
-//! response in `service::metered`, times on the wire in `service::dates`.
+//! response in `service::metered`, times on the wire in `clock::dates`.
 
 use super::AppState;
 use axum::Router;

@@ -1,9 +1,10 @@
 //! `GET /v1/usage`: the caller's own metered usage in a period.
 
+use crate::clock::dates::{month_bounds, parse_time_ms, rfc3339};
+use crate::http::AppError;
+use crate::service::AppState;
 use crate::service::auth::Authed;
-use crate::service::dates::{month_bounds, parse_time_ms, rfc3339};
 use crate::service::extract::query_error;
-use crate::service::{AppError, AppState};
 use crate::storage::{EVENT_DOWNLOAD, EVENT_VERIFY};
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -46,9 +47,9 @@ pub const EVENTS: [&str; 2] = [EVENT_VERIFY, EVENT_DOWNLOAD];
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Units per event in the period", body = UsageResponse),
-        (status = 400, description = "Bad query", body = crate::service::error::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = crate::service::error::ErrorBody),
-        (status = 429, description = "Rate limited", body = crate::service::error::ErrorBody)))]
+        (status = 400, description = "Bad query", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = crate::http::error::ErrorBody),
+        (status = 429, description = "Rate limited", body = crate::http::error::ErrorBody)))]
 pub async fn usage(
     State(state): State<AppState>,
     who: Authed,

@@ -1,11 +1,12 @@
 //! `POST /v1/verify` and its wire types; [`verify_json`] is shared with the
 //! portal's Verify page.
 
+use crate::http::AppError;
+use crate::service::AppState;
 use crate::service::auth::{AuditorAuthed, Principal};
 use crate::service::extract::{IdempotencyKey, LimitedBody, parse_json};
 use crate::service::framed_sha256;
 use crate::service::metered::{json_bytes, metered};
-use crate::service::{AppError, AppState};
 use crate::storage::EVENT_VERIFY;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -140,12 +141,12 @@ fn reason_body(r: &Reason) -> ReasonBody<'_> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The verdict (verified or not)", body = VerifyResponse),
-        (status = 400, description = "Body is not JSON, or a bad Idempotency-Key", body = crate::service::error::ErrorBody),
-        (status = 401, description = "Missing or invalid API key", body = crate::service::error::ErrorBody),
-        (status = 413, description = "Body over the configured limit", body = crate::service::error::ErrorBody),
-        (status = 422, description = "Missing, unknown or invalid fields; or an Idempotency-Key reused for another request", body = crate::service::error::ErrorBody),
-        (status = 429, description = "Rate limited", body = crate::service::error::ErrorBody),
-        (status = 503, description = "Storage unavailable; nothing recorded, retry", body = crate::service::error::ErrorBody)))]
+        (status = 400, description = "Body is not JSON, or a bad Idempotency-Key", body = crate::http::error::ErrorBody),
+        (status = 401, description = "Missing or invalid API key", body = crate::http::error::ErrorBody),
+        (status = 413, description = "Body over the configured limit", body = crate::http::error::ErrorBody),
+        (status = 422, description = "Missing, unknown or invalid fields; or an Idempotency-Key reused for another request", body = crate::http::error::ErrorBody),
+        (status = 429, description = "Rate limited", body = crate::http::error::ErrorBody),
+        (status = 503, description = "Storage unavailable; nothing recorded, retry", body = crate::http::error::ErrorBody)))]
 pub async fn verify(
     State(state): State<AppState>,
     who: Principal,
@@ -310,7 +311,7 @@ fn count_outcome(state: &AppState, outcome: &'static str, reason: &'static str) 
     state
         .metrics
         .verify_outcomes
-        .get_or_create(&crate::service::metrics::VerifyLabels { outcome, reason })
+        .get_or_create(&crate::metrics::VerifyLabels { outcome, reason })
         .inc();
 }
 

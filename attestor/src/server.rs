@@ -1,19 +1,30 @@
-//! Running the service: open the storage and keyring, bind the consumer
+//! Running the attestor: open the storage and keyring, bind the consumer
 //! listener (plain TCP, or TLS through rustls when `tls` is configured) and
 //! the signing socket (mode 0660, optionally chgrp'd), serve both until
 //! shutdown, then drain: in-flight requests finish, the metering task
 //! commits what is queued, the storage closes.
+//!
+//! The one place that sees both the service and the portal: it composes the
+//! consumer router from the service's routes and the portal's (each with
+//! its own state), and the signing router from the signing endpoint.
 
-use super::clock::Clock;
-use super::{App, AppState};
+use crate::clock::Clock;
 use crate::config::Config;
+use crate::http::AppError;
 use crate::keyring::{Keyring, KeyringError};
+use crate::metrics;
+use crate::portal::{self, PortalState};
+use crate::service::{self, App, AppState};
 use crate::storage::{self, StorageError};
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -134,7 +145,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Ser
         })?;
     tracing::info!(keyid = signer.keyid(), "signing key active");
     let policy_manifest =
-        super::audit::EvidenceState::load_configured(&config, &keyring, clock.now_ms())
+        service::audit::EvidenceState::load_configured(&config, &keyring, clock.now_ms())
             .map_err(ServeError::Policy)?;
     let tls = config.tls.as_ref().map(load_tls).transpose()?;
     let sign_path = config.sign_socket_path();
@@ -159,12 +170,13 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Ser
         .billing
         .validate()
         .map_err(|e| ServeError::Billing(e.to_string()))?;
+    let portal = Arc::new(PortalState::new(&config.portal));
     let (app, meter_task) = App::new(config, storage, keyring, clock);
     let state = AppState(app.clone());
     app.evidence.set_configured(policy_manifest);
     let shutdown = CancellationToken::new();
-    let consumer = super::consumer_router(state.clone());
-    let signing = super::signing_router(state.clone());
+    let consumer = consumer_router(state.clone(), portal.clone());
+    let signing = signing_router(state.clone());
 
     let mut servers = Vec::new();
     let is_tls = tls.is_some();
@@ -196,10 +208,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Ser
             .with_graceful_shutdown(token.cancelled_owned())
             .await
     }));
-    super::audit::spawn_refresher(state.clone(), Duration::from_secs(30), shutdown.clone());
-    servers.extend(super::billing::spawn_worker(&state, shutdown.clone()));
-    super::billing::spawn_gauges(state.clone(), shutdown.clone());
-    spawn_maintenance(state, shutdown.clone());
+    service::audit::spawn_refresher(state.clone(), Duration::from_secs(30), shutdown.clone());
+    servers.extend(service::billing::spawn_worker(&state, shutdown.clone()));
+    service::billing::spawn_gauges(state.clone(), shutdown.clone());
+    spawn_maintenance(state, portal, shutdown.clone());
 
     Ok(Running {
         addr,
@@ -210,6 +222,58 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<Running, Ser
         servers,
         meter_task,
     })
+}
+
+/// The consumer router (TCP listener): the service's API and the portal.
+pub fn consumer_router(state: AppState, portal: Arc<PortalState>) -> Router {
+    Router::new()
+        .merge(service::routes())
+        .merge(portal::routes(state.clone(), portal))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// The signing router (Unix socket, runner daemon only).
+pub fn signing_router(state: AppState) -> Router {
+    Router::new()
+        .merge(service::sign::routes())
+        .route("/healthz", axum::routing::get(service::ops::healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed
+}
+
+/// Metrics and a debug log line per request. Logs carry method, route
+/// template, status and latency only: never headers, bodies or keys.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = metrics::method_label(req.method());
+    let route = metrics::route_label(req.extensions().get::<MatchedPath>().map(|p| p.as_str()));
+    let resp = next.run(req).await;
+    let elapsed = started.elapsed();
+    let status = resp.status().as_u16();
+    state
+        .metrics
+        .observe_http(method, route, status, elapsed.as_secs_f64());
+    tracing::debug!(
+        method,
+        route,
+        status,
+        latency_us = elapsed.as_micros() as u64,
+        "request"
+    );
+    resp
 }
 
 /// The state dir is 0700 whatever the umask, also when an earlier run left
@@ -336,7 +400,7 @@ impl axum::serve::Listener for TlsListener {
 }
 
 /// Hourly: forget idempotency records past the window, shrink rate buckets.
-fn spawn_maintenance(state: AppState, shutdown: CancellationToken) {
+fn spawn_maintenance(state: AppState, portal: Arc<PortalState>, shutdown: CancellationToken) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
@@ -350,7 +414,7 @@ fn spawn_maintenance(state: AppState, shutdown: CancellationToken) {
                 Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
             }
             state.limiter.shrink();
-            state.portal.signin.shrink();
+            portal.signin.shrink();
         }
     });
 }

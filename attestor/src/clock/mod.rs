@@ -1,7 +1,10 @@
 //! The service's clock, behind a trait so tests can move time (the 24-hour
-//! idempotency window, usage periods) without sleeping.
+//! idempotency window, usage periods) without sleeping, and the formats of
+//! its Unix-millisecond times (`dates`).
 
 use std::sync::atomic::{AtomicI64, Ordering};
+
+pub mod dates;
 
 /// Milliseconds since the Unix epoch.
 pub trait Clock: Send + Sync + 'static {

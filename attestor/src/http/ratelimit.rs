@@ -1,12 +1,33 @@
 //! Per-API-key rate limiting: a token bucket per key id (governor's GCRA),
 //! `rate_limit.per_second` sustained with `rate_limit.burst` on top. A caller
-//! over its limit gets 429 with `Retry-After` in whole seconds.
+//! over its limit gets 429 with `Retry-After` in whole seconds. A plan of
+//! the price card may set its own [`RateLimit`].
 
 use super::AppError;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
+
+/// Per-API-key token bucket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimit {
+    /// Sustained requests per second per key.
+    pub per_second: u32,
+    /// Requests a key may send at once above the sustained rate.
+    pub burst: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            per_second: 100,
+            burst: 200,
+        }
+    }
+}
 
 /// The keyed limiter.
 #[derive(Debug)]
