@@ -43,24 +43,57 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut vendor: Option<PathBuf> = None;
     let mut runs = 5usize;
-    let mut levels = vec![cloister_inputs::DEFAULT_LEVEL, 6];
+    let mut levels: Option<Vec<i32>> = None;
+    let mut only_ours = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--vendor-dir" => vendor = args.next().map(PathBuf::from),
             "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
+            "--profile" => only_ours = true,
             "--levels" => {
-                levels = args
-                    .next()
-                    .map(|v| v.split(',').map(|l| l.parse().expect("level")).collect())
-                    .expect("--levels L1,L2")
+                levels = Some(
+                    args.next()
+                        .map(|v| v.split(',').map(|l| l.parse().expect("level")).collect())
+                        .expect("--levels L1,L2"),
+                )
             }
             other => panic!(
-                "unknown argument {other} (use --vendor-dir DIR, --runs N, --levels L1,L2,...)"
+                "unknown argument {other} (use --vendor-dir DIR, --runs N, --levels L1,L2,..., --profile)"
             ),
         }
     }
     let runs = runs.max(1);
     let scratch = tempfile::tempdir().expect("tempdir");
+    if only_ours {
+        let dir = vendor.expect("--profile needs --vendor-dir");
+        let levels = levels.unwrap_or_else(|| vec![cloister_inputs::DEFAULT_LEVEL]);
+        for round in 0..runs {
+            for &level in &levels {
+                let root = scratch.path().join(format!("store-{round}-{level}"));
+                let s = measure_self(|| {
+                    let store = Store::open(&root).expect("store");
+                    let req = SnapshotRequest {
+                        opts: SnapshotOptions::default(),
+                        out: Some(scratch.path().join("ours.tar.gz")),
+                        level,
+                        ..Default::default()
+                    };
+                    store
+                        .snapshot_with(&dir, &req, &NoProgress)
+                        .expect("snapshot");
+                });
+                println!(
+                    "level {level}: {:.3}s wall {:.3}s cpu",
+                    s.wall.as_secs_f64(),
+                    s.cpu.as_secs_f64()
+                );
+                // in a child process, so that a profile of this one shows
+                // the snapshot alone
+                let _ = Command::new("rm").arg("-rf").arg(&root).status();
+            }
+        }
+        return;
+    }
     let dir = match vendor {
         Some(d) => d,
         None => {
@@ -89,12 +122,6 @@ fn main() {
         files,
         bytes as f64 / (1 << 20) as f64
     );
-    println!(
-        "threads: {}, gzip levels (libdeflate): {levels:?}, rounds: {runs}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    );
     println!("load average at start: {}", loadavg());
 
     // warm the page cache for both sides
@@ -113,6 +140,47 @@ fn main() {
         dir.display(),
         anchor_out.display()
     );
+    // Untimed: the anchor's size, and the size of ours at each level up
+    // from 1 until one is no larger (the "equal size" level).
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(&anchor_cmd)
+        .status()
+        .expect("sh");
+    assert!(st.success(), "the anchor command failed");
+    let anchor_size = std::fs::metadata(&anchor_out).expect("anchor output").len();
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let probe = scratch.path().join("probe.tar.gz");
+    let mut equal_level = None;
+    for level in 1..=12 {
+        let p = cloister_inputs::snapshot_to_file(&dir, &opts, &probe, level, &NoProgress)
+            .expect("snapshot");
+        let size = p.gz_bytes.expect("gz written");
+        println!(
+            "size probe: level {level:>2}: {:.1} MiB, {:.3} of gzip -6's {:.1} MiB",
+            mib(size),
+            size as f64 / anchor_size as f64,
+            mib(anchor_size)
+        );
+        if size <= anchor_size {
+            equal_level = Some(level);
+            break;
+        }
+    }
+    let _ = std::fs::remove_file(&probe);
+    let equal_level = equal_level.expect("no level up to 12 is as small as gzip -6");
+    let levels = levels.unwrap_or_else(|| {
+        let mut l = vec![cloister_inputs::DEFAULT_LEVEL, equal_level, 6];
+        l.sort();
+        l.dedup();
+        l
+    });
+    println!(
+        "threads: {}, gzip levels (libdeflate): {levels:?}, rounds: {runs}; lowest level whose .tar.gz is no larger than gzip -6's: {equal_level}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
     let mut anchor = Samples::default();
     let mut cold: Vec<Samples> = levels.iter().map(|_| Samples::default()).collect();
     let mut cold_store: Vec<Samples> = levels.iter().map(|_| Samples::default()).collect();
@@ -125,6 +193,7 @@ fn main() {
         .unwrap_or(1);
     let mut deflate_floor: Vec<Samples> = levels.iter().map(|_| Samples::default()).collect();
     let mut digest_only = Samples::default();
+    let mut store_only = Samples::default();
     for round in 0..runs {
         anchor.push(measure_children(|| {
             let st = Command::new("sh")
@@ -163,6 +232,20 @@ fn main() {
                 std::hint::black_box(deflate_chunks(&tar, level, threads));
             }));
         }
+        let root = scratch.path().join(format!("store-{round}-plain"));
+        stores.push(root.clone());
+        store_only.push(measure_self(|| {
+            let store = Store::open(&root).expect("store");
+            let req = SnapshotRequest {
+                opts,
+                ..Default::default()
+            };
+            let s = store
+                .snapshot_with(&dir, &req, &NoProgress)
+                .expect("snapshot");
+            assert!(!s.cached);
+            assert_eq!(Some(s.digest), digest);
+        }));
         digest_only.push(measure_self(|| {
             let d = cloister_inputs::snapshot_digest(&dir, &opts).expect("digest");
             assert!(digest.is_none_or(|x| x == d), "digest moved");
@@ -177,7 +260,6 @@ fn main() {
         let _ = Command::new("sync").status();
     }
     let digest = digest.expect("ran");
-    let anchor_size = std::fs::metadata(&anchor_out).map(|m| m.len()).unwrap_or(0);
 
     let level = levels[0];
     let ours_out = scratch.path().join("ours-warm.tar.gz");
@@ -253,6 +335,11 @@ fn main() {
         );
     }
     row(
+        "cold: snapshot DIR, store only (the daemon's vendor path)",
+        &store_only.stats(),
+        &anchor,
+    );
+    row(
         "floor: digest only (walk, read, sha256)",
         &digest_only.stats(),
         &anchor,
@@ -276,7 +363,6 @@ fn main() {
     );
     println!("load average at end: {load_end}");
     println!();
-    let mib = |b: u64| b as f64 / (1 << 20) as f64;
     for (li, level) in levels.iter().enumerate() {
         println!(
             "size: ours level {level} {:.1} MiB (ours/anchor {:.3}){}",
@@ -291,14 +377,24 @@ fn main() {
     }
     println!("size: anchor (gzip -6) {:.1} MiB", mib(anchor_size));
     println!();
+    // Two floors per level: deflate alone (the compression's wall time on
+    // our threads), and the work floor: the CPU of deflate alone plus that
+    // of the store path without compression (walk, read, SHA-256, the
+    // materialized tree, syncfs), spread perfectly over the cores, which is
+    // the best a pipeline doing both can reach.
+    let store_cpu = store_only.stats().cpu.as_secs_f64();
     for (li, level) in levels.iter().enumerate() {
-        let floor = deflate_floor[li].stats().median.as_secs_f64();
+        let floor = deflate_floor[li].stats();
+        let work = (floor.cpu.as_secs_f64() + store_cpu) / threads as f64;
+        let floor = floor.median.as_secs_f64();
         let store = cold_store[li].stats().median.as_secs_f64();
         let plain = cold[li].stats().median.as_secs_f64();
         println!(
-            "level {level}: deflate floor {floor:.3}s; cold (no store) at {:.2} of it, cold into the store at {:.2}{}",
+            "level {level}: deflate floor {floor:.3}s, cold (no store) at {:.2} of it, cold into the store at {:.2}; \
+             work floor (CPU of deflate + store path without .tar.gz, over {threads} cores) {work:.3}s, cold into the store at {:.2} of it{}",
             floor / plain,
             floor / store,
+            work / store,
             if sizes[li] <= anchor_size {
                 " (equal size)"
             } else {
@@ -306,6 +402,22 @@ fn main() {
             }
         );
     }
+    let eq = levels
+        .iter()
+        .position(|&l| l == equal_level)
+        .map(|li| (li, cold_store[li].stats().median));
+    if let Some((li, t)) = eq {
+        println!();
+        println!(
+            "equal size: level {equal_level}, the lowest whose .tar.gz is no larger than gzip -6's ({:.3} of it): \
+             cold into the store + .tar.gz {:.3}s against GNU tar + gzip -6 {:.3}s = {:.2}x",
+            sizes[li] as f64 / anchor_size as f64,
+            t.as_secs_f64(),
+            anchor.median.as_secs_f64(),
+            anchor.median.as_secs_f64() / t.as_secs_f64()
+        );
+    }
+    println!();
 
     // digest checks: documented GNU tar command line, and a noisy copy
     let gnu = Command::new("sh")

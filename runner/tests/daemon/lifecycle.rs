@@ -253,14 +253,25 @@ echo clean > out
     let mut first = spec(&repo, &commit, &["sh", "build.sh", "write"], &["out"]);
     first["vendor"] = serde_json::json!([{"path": "vendor"}]);
     let job = run_job(&ep, &first).await;
+    let log = job_log(&ep, job["id"].as_str().unwrap()).await;
     // The vendor snapshot is read-only: the write there failed, the rest ran.
-    assert_eq!(job["exitCode"], 0, "{job}");
+    assert_eq!(job["exitCode"], 0, "{job}\n{log}");
+    assert!(
+        log.contains("(1 files, snapshotted into the store)"),
+        "{log}"
+    );
     let mut second = spec(&repo, &commit, &["sh", "build.sh", "check"], &["out"]);
     second["vendor"] = serde_json::json!([{"path": "vendor"}]);
     let job = run_job(&ep, &second).await;
     let log = job_log(&ep, job["id"].as_str().unwrap()).await;
     assert_eq!(job["exitCode"], 0, "{job}\n{log}");
     assert!(log.contains("vendor vendor → sha256:"), "{log}");
+    // The second checkout's vendor dir is read again (a fresh checkout has
+    // no warm record), and its digest is found in the store.
+    assert!(
+        log.contains("(1 files, already in the store: same digest)"),
+        "{log}"
+    );
 }
 
 /// The daemon snapshots only what the job may name: a vendor path that
