@@ -103,7 +103,9 @@ pub struct Snapshot {
     /// True when the digest was in the store before this snapshot: on the
     /// warm path, and on a cold one whose content was stored already (a
     /// fresh checkout of an unchanged committed directory), whose staging
-    /// copy was then dropped.
+    /// copy was then dropped. Not serialized: `snapshot import --json`
+    /// prints this struct, and its keys are a fixed wire format.
+    #[serde(skip)]
     pub already_stored: bool,
     /// Size of the `.tar.gz` written to the requested output, if any.
     #[serde(skip_serializing_if = "Option::is_none")]

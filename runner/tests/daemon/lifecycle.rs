@@ -249,7 +249,10 @@ for f in /workspace/planted /tmp/planted \"$HOME/planted\" vendor/planted; do
 done
 echo clean > out
 ";
-    let commit = repo_with(&repo, &[("build.sh", script), ("vendor/dep.txt", "dep")]);
+    // Content of its own (the test store is shared by every test and run),
+    // so that the first job's snapshot is new to the store.
+    let dep = format!("dep of {}", repo.display());
+    let commit = repo_with(&repo, &[("build.sh", script), ("vendor/dep.txt", &dep)]);
     let mut first = spec(&repo, &commit, &["sh", "build.sh", "write"], &["out"]);
     first["vendor"] = serde_json::json!([{"path": "vendor"}]);
     let job = run_job(&ep, &first).await;
@@ -348,7 +351,12 @@ async fn vendor_path_under_a_configured_root_is_mounted_read_only() {
     let roots = tempfile::tempdir().unwrap();
     let store = roots.path().join("pnpm-store");
     std::fs::create_dir_all(&store).unwrap();
-    std::fs::write(store.join("pkg.tgz"), "tarball").unwrap();
+    // content of its own: the test store is shared by every test and run
+    std::fs::write(
+        store.join("pkg.tgz"),
+        format!("tarball {}", store.display()),
+    )
+    .unwrap();
     // The stat cache trusts only entries unchanged for longer than its racy
     // window before a snapshot starts; on a fast machine the first job can
     // start within it, and then nothing is recorded to reuse.
