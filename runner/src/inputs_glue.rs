@@ -18,6 +18,10 @@ pub struct Snap {
     /// directory unchanged since it was last snapshotted, so no file was
     /// read again.
     pub reused: bool,
+    /// A cold snapshot found its digest in the store already (a committed
+    /// vendor dir in a fresh checkout, unchanged since an earlier job): the
+    /// stored tree is used and the copy just made is dropped.
+    pub already_stored: bool,
 }
 
 /// Snapshots `dir` into the store at `store_root`; `warm_cache` as in
@@ -44,6 +48,7 @@ pub fn snapshot(
         tree: pin.path().to_path_buf(),
         pin,
         reused: snap.cached,
+        already_stored: snap.already_stored && !snap.cached,
     })
 }
 

@@ -19,7 +19,7 @@ use std::thread::{Scope, ScopedJoinHandle};
 type Chunk = (u64, Arc<ChunkBuf>);
 
 /// Buffers kept for reuse at most (more than the pipeline's queues hold).
-const POOL_MAX: usize = 32;
+const POOL_MAX: usize = 48;
 
 /// Chunk buffers handed back once every consumer (hasher, compressors,
 /// materializer) has dropped them: a fresh megabyte per chunk would be

@@ -100,6 +100,13 @@ pub struct Snapshot {
     pub tree: PathBuf,
     /// True when the warm path proved the tree unchanged without reading it.
     pub cached: bool,
+    /// True when the digest was in the store before this snapshot: on the
+    /// warm path, and on a cold one whose content was stored already (a
+    /// fresh checkout of an unchanged committed directory), whose staging
+    /// copy was then dropped. Not serialized: `snapshot import --json`
+    /// prints this struct, and its keys are a fixed wire format.
+    #[serde(skip)]
+    pub already_stored: bool,
     /// Size of the `.tar.gz` written to the requested output, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gz_bytes: Option<u64>,
@@ -309,6 +316,7 @@ impl Store {
                     bytes: rec.bytes,
                     tree: entry.join("tree"),
                     cached: true,
+                    already_stored: true,
                     gz_bytes,
                 });
             }
@@ -363,6 +371,9 @@ impl Store {
             created: now_secs(),
         };
         let final_dir = self.commit_snapshot(&mut staging, &meta)?;
+        // Not committed: the entry existed (same digest), or appeared
+        // meanwhile from a concurrent snapshot of the same content.
+        let already_stored = !staging.committed;
         if let (Some(tmp), Some(out)) = (out_tmp, &req.out) {
             tmp.rename_to(out)?;
         }
@@ -386,6 +397,7 @@ impl Store {
             bytes: produced.bytes,
             tree: final_dir.join("tree"),
             cached: false,
+            already_stored,
             gz_bytes: produced.gz_bytes,
         })
     }
@@ -638,6 +650,7 @@ impl Store {
             bytes: meta.bytes,
             tree: dest.join("tree"),
             cached: false,
+            already_stored: !staging.committed,
             gz_bytes: None,
         })
     }
@@ -1040,6 +1053,7 @@ mod tests {
         let first = store.snapshot_with(&src, &cold, &NoProgress).unwrap();
         let second = store.snapshot_with(&src, &cold, &NoProgress).unwrap();
         assert!(!first.cached && !second.cached);
+        assert!(!first.already_stored && second.already_stored);
         assert_eq!(first.digest, second.digest);
         assert_eq!(
             fs::read_dir(store.root().join("statcache"))
@@ -1050,5 +1064,48 @@ mod tests {
         // and with it (the default) the record is made and used
         store.snapshot(&src, &NoProgress).unwrap();
         assert!(store.snapshot(&src, &NoProgress).unwrap().cached);
+    }
+
+    /// A cold snapshot of content the store holds already (a fresh checkout
+    /// of an unchanged committed directory) says so, keeps the stored entry
+    /// and leaves no staging copy; so does an import of it.
+    #[test]
+    fn cold_snapshot_of_stored_content_says_it_was_stored_already() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let mut snaps = Vec::new();
+        for name in ["checkout-1", "checkout-2"] {
+            let src = dir.path().join(name);
+            fs::create_dir_all(src.join("dep")).unwrap();
+            fs::write(src.join("dep/lib.rs"), b"pub fn f() {}").unwrap();
+            let req = SnapshotRequest {
+                warm_cache: false,
+                out: Some(dir.path().join(format!("{name}.tar.gz"))),
+                ..Default::default()
+            };
+            snaps.push(store.snapshot_with(&src, &req, &NoProgress).unwrap());
+        }
+        assert!(!snaps[0].already_stored, "the first one is new");
+        assert!(snaps[1].already_stored && !snaps[1].cached);
+        assert_eq!(snaps[0].digest, snaps[1].digest);
+        assert_eq!(snaps[0].tree, snaps[1].tree);
+        assert_eq!(
+            fs::read_dir(store.root().join("snapshots"))
+                .unwrap()
+                .count(),
+            1
+        );
+        assert_eq!(fs::read_dir(store.root().join("tmp")).unwrap().count(), 0);
+        // the second's .tar.gz was written all the same
+        assert!(dir.path().join("checkout-2.tar.gz").is_file());
+        let imported = store
+            .import(&dir.path().join("checkout-2.tar.gz"), None, &NoProgress)
+            .unwrap();
+        assert!(imported.already_stored && imported.digest == snaps[0].digest);
+        let other = Store::open(&dir.path().join("other-store")).unwrap();
+        let fresh = other
+            .import(&dir.path().join("checkout-1.tar.gz"), None, &NoProgress)
+            .unwrap();
+        assert!(!fresh.already_stored);
     }
 }

@@ -422,6 +422,8 @@ impl Executor {
                 snap.files,
                 if snap.reused {
                     "reused from the store: unchanged since its last snapshot"
+                } else if snap.already_stored {
+                    "already in the store: same digest"
                 } else {
                     "snapshotted into the store"
                 }

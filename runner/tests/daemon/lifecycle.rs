@@ -249,18 +249,32 @@ for f in /workspace/planted /tmp/planted \"$HOME/planted\" vendor/planted; do
 done
 echo clean > out
 ";
-    let commit = repo_with(&repo, &[("build.sh", script), ("vendor/dep.txt", "dep")]);
+    // Content of its own (the test store is shared by every test and run),
+    // so that the first job's snapshot is new to the store.
+    let dep = format!("dep of {}", repo.display());
+    let commit = repo_with(&repo, &[("build.sh", script), ("vendor/dep.txt", &dep)]);
     let mut first = spec(&repo, &commit, &["sh", "build.sh", "write"], &["out"]);
     first["vendor"] = serde_json::json!([{"path": "vendor"}]);
     let job = run_job(&ep, &first).await;
+    let log = job_log(&ep, job["id"].as_str().unwrap()).await;
     // The vendor snapshot is read-only: the write there failed, the rest ran.
-    assert_eq!(job["exitCode"], 0, "{job}");
+    assert_eq!(job["exitCode"], 0, "{job}\n{log}");
+    assert!(
+        log.contains("(1 files, snapshotted into the store)"),
+        "{log}"
+    );
     let mut second = spec(&repo, &commit, &["sh", "build.sh", "check"], &["out"]);
     second["vendor"] = serde_json::json!([{"path": "vendor"}]);
     let job = run_job(&ep, &second).await;
     let log = job_log(&ep, job["id"].as_str().unwrap()).await;
     assert_eq!(job["exitCode"], 0, "{job}\n{log}");
     assert!(log.contains("vendor vendor → sha256:"), "{log}");
+    // The second checkout's vendor dir is read again (a fresh checkout has
+    // no warm record), and its digest is found in the store.
+    assert!(
+        log.contains("(1 files, already in the store: same digest)"),
+        "{log}"
+    );
 }
 
 /// The daemon snapshots only what the job may name: a vendor path that
@@ -337,7 +351,12 @@ async fn vendor_path_under_a_configured_root_is_mounted_read_only() {
     let roots = tempfile::tempdir().unwrap();
     let store = roots.path().join("pnpm-store");
     std::fs::create_dir_all(&store).unwrap();
-    std::fs::write(store.join("pkg.tgz"), "tarball").unwrap();
+    // content of its own: the test store is shared by every test and run
+    std::fs::write(
+        store.join("pkg.tgz"),
+        format!("tarball {}", store.display()),
+    )
+    .unwrap();
     // The stat cache trusts only entries unchanged for longer than its racy
     // window before a snapshot starts; on a fast machine the first job can
     // start within it, and then nothing is recorded to reuse.
