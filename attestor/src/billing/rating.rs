@@ -193,9 +193,31 @@ pub fn draft(
 ) -> Result<Draft, RatingError> {
     let period = Period::parse(&close.period)?;
     let month_len = period.len_ms();
-    // Units (and first, last event) per (range tag, event), less what
-    // belongs to a later close.
-    let mut sums: std::collections::BTreeMap<(i64, &str), (i64, i64, i64)> = Default::default();
+    let sums = range_sums(rows);
+    // Usage lines and minimums, per segment in time order.
+    let mut lines = usage_lines(close, segs, &sums, card, month_len)?;
+    // Late lines: events before this period that no earlier invoice billed,
+    // per segment and event, in time order.
+    lines.extend(late_lines(close, segs, rows, &sums, card)?);
+    let total_micros = money::sum(lines.iter().map(|l| l.amount_micros))?;
+    Ok(Draft {
+        tenant_id: close.tenant_id.clone(),
+        period: close.period.clone(),
+        start_ms: close.start_ms,
+        end_ms: close.end_ms,
+        early: close.early,
+        lines,
+        total_micros,
+    })
+}
+
+/// Units, first and last event per (range tag, event).
+type Sums<'a> = std::collections::BTreeMap<(i64, &'a str), (i64, i64, i64)>;
+
+/// Units (and first, last event) per (range tag, event), less what belongs
+/// to a later close.
+fn range_sums(rows: &[RatedRow]) -> Sums<'_> {
+    let mut sums: Sums = Default::default();
     for r in rows {
         let e = sums
             .entry((r.tag, r.event.as_str()))
@@ -210,8 +232,18 @@ pub fn draft(
             RatedPart::Late => {}
         }
     }
+    sums
+}
+
+/// Usage lines and minimums, per segment in time order.
+fn usage_lines(
+    close: &CloseRow,
+    segs: &[Segment],
+    sums: &Sums<'_>,
+    card: &PriceCard,
+    month_len: i64,
+) -> Result<Vec<Line>, RatingError> {
     let mut lines = Vec::new();
-    // Usage lines and minimums, per segment in time order.
     for (k, seg) in segs.iter().enumerate() {
         let plan = card
             .plan_named(&seg.plan)
@@ -283,11 +315,22 @@ pub fn draft(
         }
         lines.extend(seg_lines);
     }
-    // Late lines: events before this period that no earlier invoice billed,
-    // per segment and event, in time order.
+    Ok(lines)
+}
+
+/// Late lines: events before this period that no earlier invoice billed,
+/// per segment and event, in time order.
+fn late_lines(
+    close: &CloseRow,
+    segs: &[Segment],
+    rows: &[RatedRow],
+    sums: &Sums<'_>,
+    card: &PriceCard,
+) -> Result<Vec<Line>, RatingError> {
+    let mut lines = Vec::new();
     let mut late: std::collections::BTreeMap<(i64, &str), (i64, i64, i64, i64)> =
         Default::default();
-    for (&(tag, event), &(units, first, last)) in &sums {
+    for (&(tag, event), &(units, first, last)) in sums {
         if tag % 2 == 1 && units > 0 {
             // A first close's usage from before its period.
             let e = late
@@ -346,16 +389,7 @@ pub fn draft(
             amount_micros: money::round_to_cents(exact)?,
         });
     }
-    let total_micros = money::sum(lines.iter().map(|l| l.amount_micros))?;
-    Ok(Draft {
-        tenant_id: close.tenant_id.clone(),
-        period: close.period.clone(),
-        start_ms: close.start_ms,
-        end_ms: close.end_ms,
-        early: close.early,
-        lines,
-        total_micros,
-    })
+    Ok(lines)
 }
 
 impl Draft {

@@ -249,53 +249,18 @@ async fn run(cmd: Command) -> anyhow::Result<bool> {
             passphrase_env,
             state,
         } => {
-            let period = Period::parse(&period)?;
-            let config = Config::load(&Overrides {
-                key_passphrase_file: passphrase_file,
-                key_passphrase_env: passphrase_env,
-                ..state.overrides()
-            })?;
-            let card = config.billing.validate().map_err(|e| anyhow::anyhow!(e))?;
-            let passphrase = keyring::read_passphrase(
-                config.key_passphrase_file.as_deref(),
-                config.key_passphrase_env.as_deref(),
-            )?;
-            crate::storage::files::secure_state_dir(&config.state_dir)?;
-            let ring = Keyring::open(&config.state_dir)?.with_passphrase(passphrase);
-            let signer = ring.ensure_active(config.key_algorithm)?;
-            let store = storage::open(&config.storage_url()).await?;
-            let closer = Closer {
-                storage: store.as_ref(),
-                card: &card,
-                config: &config.billing,
-                signer: signer.as_ref(),
-            };
             let opts = CloseOptions {
-                period,
+                period: Period::parse(&period)?,
                 tenant,
                 dry_run,
                 early,
             };
-            let tty = std::io::stderr().is_terminal();
-            let mut last = Instant::now();
-            let report = closer
-                .run(&opts, SystemClock.now_ms(), |done, total| {
-                    if done == total || last.elapsed() >= Duration::from_secs(2) {
-                        last = Instant::now();
-                        if tty || done == total || done % 100 == 0 {
-                            eprintln!("closing {period}: {done}/{total} tenants");
-                        }
-                    }
-                })
-                .await;
-            store.close().await;
-            let report = report?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print_report(&report);
-            }
-            Ok(!report.failed())
+            let overrides = Overrides {
+                key_passphrase_file: passphrase_file,
+                key_passphrase_env: passphrase_env,
+                ..state.overrides()
+            };
+            close(&opts, &overrides, json).await
         }
         Command::Invoices {
             tenant,
@@ -303,65 +268,7 @@ async fn run(cmd: Command) -> anyhow::Result<bool> {
             drafts,
             json,
             state,
-        } => {
-            if let Some(p) = &period {
-                Period::parse(p)?;
-            }
-            let config = Config::load(&state.overrides())?;
-            let store = storage::open(&config.storage_url()).await?;
-            let result = async {
-                let tenant_id = match &tenant {
-                    Some(t) => Some(
-                        store
-                            .find_tenant(t)
-                            .await?
-                            .with_context(|| format!("no tenant {t:?}"))?
-                            .id,
-                    ),
-                    None => None,
-                };
-                Ok::<_, anyhow::Error>(
-                    store
-                        .billing()
-                        .invoices(&InvoiceFilter {
-                            tenant_id: tenant_id.as_deref(),
-                            period: period.as_deref(),
-                            include_drafts: drafts,
-                        })
-                        .await?,
-                )
-            }
-            .await;
-            store.close().await;
-            let rows = result?;
-            if json {
-                let v: Vec<serde_json::Value> = rows
-                    .iter()
-                    .map(|r| match InvoiceSummary::of(r) {
-                        Some(s) => {
-                            let mut v = serde_json::to_value(s).unwrap_or_default();
-                            v["tenantId"] = r.tenant_id.clone().into();
-                            v
-                        }
-                        None => serde_json::json!({"id": r.id, "tenantId": r.tenant_id,
-                            "period": r.period, "status": "draft", "totalMicros": r.total_micros}),
-                    })
-                    .collect();
-                println!("{}", serde_json::Value::Array(v));
-            } else {
-                for r in &rows {
-                    println!(
-                        "{}\t{}\t{}\t{}\t{} USD",
-                        r.number.as_deref().unwrap_or(&r.id),
-                        r.tenant_id,
-                        r.period,
-                        r.status.as_str(),
-                        format_usd(r.total_micros)
-                    );
-                }
-            }
-            Ok(true)
-        }
+        } => invoices(tenant, period, drafts, json, state).await,
         Command::Show {
             number,
             pdf,
@@ -369,131 +276,18 @@ async fn run(cmd: Command) -> anyhow::Result<bool> {
             envelope,
             json,
             state,
-        } => {
-            let config = Config::load(&state.overrides())?;
-            let card = config.billing.validate().map_err(|e| anyhow::anyhow!(e))?;
-            let store = storage::open(&config.storage_url()).await?;
-            let api = Billing::new(store.clone(), card, config.billing.clone());
-            let result = async {
-                let inv = store
-                    .billing()
-                    .invoice_by_number(&number)
-                    .await?
-                    .with_context(|| format!("no invoice {number}"))?;
-                let doc = inv
-                    .document
-                    .clone()
-                    .context("the invoice has no document")?;
-                if let Some(path) = &pdf {
-                    write_file(path, &api.pdf(&inv).await?)?;
-                }
-                if let Some(path) = &json_out {
-                    write_file(path, doc.as_bytes())?;
-                }
-                if let Some(path) = &envelope {
-                    write_file(path, inv.envelope.as_deref().unwrap_or_default().as_bytes())?;
-                }
-                anyhow::Ok((inv, doc))
-            }
-            .await;
-            store.close().await;
-            let (inv, doc) = result?;
-            if json {
-                let mut out = std::io::stdout().lock();
-                out.write_all(doc.as_bytes())?;
-                out.write_all(b"\n")?;
-            } else {
-                let d = document::InvoiceDocument::parse_canonical(doc.as_bytes())?;
-                println!(
-                    "invoice {} ({}) for {} ({}), period {} [{} to {}]",
-                    d.number,
-                    inv.status.as_str(),
-                    d.customer.name,
-                    d.customer.tenant_id,
-                    d.period.label,
-                    d.period.start,
-                    d.period.end
-                );
-                for l in &d.lines {
-                    println!(
-                        "  {:<60} {:>10} x {:>10} = {:>12}",
-                        l.description,
-                        l.billable_quantity,
-                        format_usd(l.unit_price_micros),
-                        format_usd(l.amount_micros)
-                    );
-                }
-                println!(
-                    "  total {} USD, issued {}",
-                    format_usd(d.total_micros),
-                    d.issued_at
-                );
-                if inv.status == InvoiceStatus::Void {
-                    println!(
-                        "  VOID since {}: {}",
-                        inv.voided_at_ms.map(rfc3339).unwrap_or_default(),
-                        inv.void_reason.unwrap_or_default()
-                    );
-                }
-            }
-            Ok(true)
-        }
+        } => show(number, pdf, json_out, envelope, json, state).await,
         Command::Void {
             number,
             reason,
             json,
             state,
-        } => {
-            anyhow::ensure!(!reason.trim().is_empty(), "--reason must not be empty");
-            let config = Config::load(&state.overrides())?;
-            let store = storage::open(&config.storage_url()).await?;
-            let result = store
-                .billing()
-                .void_invoice(&number, &reason, SystemClock.now_ms())
-                .await;
-            store.close().await;
-            let inv = result?;
-            if json {
-                println!("{}", serde_json::to_string(&InvoiceSummary::of(&inv))?);
-            } else {
-                println!(
-                    "voided invoice {} ({} USD): {reason}",
-                    inv.number.as_deref().unwrap_or(&inv.id),
-                    format_usd(inv.total_micros)
-                );
-            }
-            Ok(true)
-        }
+        } => void(number, reason, json, state).await,
         Command::SetPlan {
             tenant,
             plan,
             state,
-        } => {
-            let config = Config::load(&state.overrides())?;
-            let store = storage::open(&config.storage_url()).await?;
-            let result = async {
-                let t = store
-                    .find_tenant(&tenant)
-                    .await?
-                    .with_context(|| format!("no tenant {tenant:?}"))?;
-                store
-                    .billing()
-                    .change_plan(&t.id, plan.as_str(), SystemClock.now_ms())
-                    .await?;
-                anyhow::Ok(t)
-            }
-            .await;
-            store.close().await;
-            let t = result?;
-            println!(
-                "tenant {} ({}): plan {} -> {}",
-                t.name,
-                t.id,
-                t.plan.as_str(),
-                plan.as_str()
-            );
-            Ok(true)
-        }
+        } => set_plan(tenant, plan, state).await,
         Command::PriceCard { state } => {
             let config = Config::load(&state.overrides())?;
             let card = config.billing.validate().map_err(|e| anyhow::anyhow!(e))?;
@@ -501,6 +295,248 @@ async fn run(cmd: Command) -> anyhow::Result<bool> {
             Ok(true)
         }
     }
+}
+
+/// `billing close`: rates and issues the period's invoices; `Ok(false)` when
+/// a tenant's invoice could not be issued.
+async fn close(opts: &CloseOptions, overrides: &Overrides, json: bool) -> anyhow::Result<bool> {
+    let config = Config::load(overrides)?;
+    let card = config.billing.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let passphrase = keyring::read_passphrase(
+        config.key_passphrase_file.as_deref(),
+        config.key_passphrase_env.as_deref(),
+    )?;
+    crate::storage::files::secure_state_dir(&config.state_dir)?;
+    let ring = Keyring::open(&config.state_dir)?.with_passphrase(passphrase);
+    let signer = ring.ensure_active(config.key_algorithm)?;
+    let store = storage::open(&config.storage_url()).await?;
+    let closer = Closer {
+        storage: store.as_ref(),
+        card: &card,
+        config: &config.billing,
+        signer: signer.as_ref(),
+    };
+    let tty = std::io::stderr().is_terminal();
+    let mut last = Instant::now();
+    let report = closer
+        .run(opts, SystemClock.now_ms(), |done, total| {
+            if done == total || last.elapsed() >= Duration::from_secs(2) {
+                last = Instant::now();
+                if tty || done == total || done % 100 == 0 {
+                    eprintln!("closing {}: {done}/{total} tenants", opts.period);
+                }
+            }
+        })
+        .await;
+    store.close().await;
+    let report = report?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(!report.failed())
+}
+
+/// `billing invoices`.
+async fn invoices(
+    tenant: Option<String>,
+    period: Option<String>,
+    drafts: bool,
+    json: bool,
+    state: StateArgs,
+) -> anyhow::Result<bool> {
+    if let Some(p) = &period {
+        Period::parse(p)?;
+    }
+    let config = Config::load(&state.overrides())?;
+    let store = storage::open(&config.storage_url()).await?;
+    let result = async {
+        let tenant_id = match &tenant {
+            Some(t) => Some(
+                store
+                    .find_tenant(t)
+                    .await?
+                    .with_context(|| format!("no tenant {t:?}"))?
+                    .id,
+            ),
+            None => None,
+        };
+        Ok::<_, anyhow::Error>(
+            store
+                .billing()
+                .invoices(&InvoiceFilter {
+                    tenant_id: tenant_id.as_deref(),
+                    period: period.as_deref(),
+                    include_drafts: drafts,
+                })
+                .await?,
+        )
+    }
+    .await;
+    store.close().await;
+    let rows = result?;
+    if json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| match InvoiceSummary::of(r) {
+                Some(s) => {
+                    let mut v = serde_json::to_value(s).unwrap_or_default();
+                    v["tenantId"] = r.tenant_id.clone().into();
+                    v
+                }
+                None => serde_json::json!({"id": r.id, "tenantId": r.tenant_id,
+                    "period": r.period, "status": "draft", "totalMicros": r.total_micros}),
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+    } else {
+        for r in &rows {
+            println!(
+                "{}\t{}\t{}\t{}\t{} USD",
+                r.number.as_deref().unwrap_or(&r.id),
+                r.tenant_id,
+                r.period,
+                r.status.as_str(),
+                format_usd(r.total_micros)
+            );
+        }
+    }
+    Ok(true)
+}
+
+/// `billing show`.
+async fn show(
+    number: String,
+    pdf: Option<PathBuf>,
+    json_out: Option<PathBuf>,
+    envelope: Option<PathBuf>,
+    json: bool,
+    state: StateArgs,
+) -> anyhow::Result<bool> {
+    let config = Config::load(&state.overrides())?;
+    let card = config.billing.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let store = storage::open(&config.storage_url()).await?;
+    let api = Billing::new(store.clone(), card, config.billing.clone());
+    let result = async {
+        let inv = store
+            .billing()
+            .invoice_by_number(&number)
+            .await?
+            .with_context(|| format!("no invoice {number}"))?;
+        let doc = inv
+            .document
+            .clone()
+            .context("the invoice has no document")?;
+        if let Some(path) = &pdf {
+            write_file(path, &api.pdf(&inv).await?)?;
+        }
+        if let Some(path) = &json_out {
+            write_file(path, doc.as_bytes())?;
+        }
+        if let Some(path) = &envelope {
+            write_file(path, inv.envelope.as_deref().unwrap_or_default().as_bytes())?;
+        }
+        anyhow::Ok((inv, doc))
+    }
+    .await;
+    store.close().await;
+    let (inv, doc) = result?;
+    if json {
+        let mut out = std::io::stdout().lock();
+        out.write_all(doc.as_bytes())?;
+        out.write_all(b"\n")?;
+    } else {
+        let d = document::InvoiceDocument::parse_canonical(doc.as_bytes())?;
+        println!(
+            "invoice {} ({}) for {} ({}), period {} [{} to {}]",
+            d.number,
+            inv.status.as_str(),
+            d.customer.name,
+            d.customer.tenant_id,
+            d.period.label,
+            d.period.start,
+            d.period.end
+        );
+        for l in &d.lines {
+            println!(
+                "  {:<60} {:>10} x {:>10} = {:>12}",
+                l.description,
+                l.billable_quantity,
+                format_usd(l.unit_price_micros),
+                format_usd(l.amount_micros)
+            );
+        }
+        println!(
+            "  total {} USD, issued {}",
+            format_usd(d.total_micros),
+            d.issued_at
+        );
+        if inv.status == InvoiceStatus::Void {
+            println!(
+                "  VOID since {}: {}",
+                inv.voided_at_ms.map(rfc3339).unwrap_or_default(),
+                inv.void_reason.unwrap_or_default()
+            );
+        }
+    }
+    Ok(true)
+}
+
+/// `billing void`.
+async fn void(
+    number: String,
+    reason: String,
+    json: bool,
+    state: StateArgs,
+) -> anyhow::Result<bool> {
+    anyhow::ensure!(!reason.trim().is_empty(), "--reason must not be empty");
+    let config = Config::load(&state.overrides())?;
+    let store = storage::open(&config.storage_url()).await?;
+    let result = store
+        .billing()
+        .void_invoice(&number, &reason, SystemClock.now_ms())
+        .await;
+    store.close().await;
+    let inv = result?;
+    if json {
+        println!("{}", serde_json::to_string(&InvoiceSummary::of(&inv))?);
+    } else {
+        println!(
+            "voided invoice {} ({} USD): {reason}",
+            inv.number.as_deref().unwrap_or(&inv.id),
+            format_usd(inv.total_micros)
+        );
+    }
+    Ok(true)
+}
+
+/// `billing set-plan`.
+async fn set_plan(tenant: String, plan: Plan, state: StateArgs) -> anyhow::Result<bool> {
+    let config = Config::load(&state.overrides())?;
+    let store = storage::open(&config.storage_url()).await?;
+    let result = async {
+        let t = store
+            .find_tenant(&tenant)
+            .await?
+            .with_context(|| format!("no tenant {tenant:?}"))?;
+        store
+            .billing()
+            .change_plan(&t.id, plan.as_str(), SystemClock.now_ms())
+            .await?;
+        anyhow::Ok(t)
+    }
+    .await;
+    store.close().await;
+    let t = result?;
+    println!(
+        "tenant {} ({}): plan {} -> {}",
+        t.name,
+        t.id,
+        t.plan.as_str(),
+        plan.as_str()
+    );
+    Ok(true)
 }
 
 fn write_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -149,61 +149,8 @@ async fn run_on(
     match cmd {
         Command::Add {
             tenant, url, json, ..
-        } => {
-            let t = store
-                .find_tenant(&tenant)
-                .await?
-                .with_context(|| format!("no tenant {tenant:?}"))?;
-            anyhow::ensure!(
-                card.plan(t.plan).has(Feature::Webhooks),
-                "the {} plan of tenant {} does not include webhooks (feature_not_in_plan)",
-                t.plan.as_str(),
-                t.name
-            );
-            let secret = generate_secret()?;
-            let e = EndpointRow {
-                id: format!("ep_{}", uuid::Uuid::now_v7().simple()),
-                tenant_id: t.id.clone(),
-                url,
-                secret,
-                enabled: true,
-                disabled_reason: None,
-                created_at_ms: now,
-                updated_at_ms: now,
-            };
-            store.billing().add_endpoint(&e).await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"id": e.id, "tenantId": e.tenant_id, "url": e.url, "secret": e.secret})
-                );
-            } else {
-                println!("added endpoint {} for {} -> {}", e.id, t.name, e.url);
-                println!("signing secret (shown once; store it in the receiver):");
-                println!("{}", e.secret);
-            }
-        }
-        Command::List { tenant, json, .. } => {
-            let t = tenant_id(store, &tenant).await?;
-            let rows = store.billing().endpoints(t.as_deref()).await?;
-            if json {
-                println!("{}", serde_json::to_string(&rows)?);
-            } else {
-                for e in rows {
-                    println!(
-                        "{}\t{}\t{}\t{}",
-                        e.id,
-                        e.tenant_id,
-                        e.url,
-                        if e.enabled {
-                            "enabled".to_owned()
-                        } else {
-                            format!("disabled: {}", e.disabled_reason.unwrap_or_default())
-                        }
-                    );
-                }
-            }
-        }
+        } => add(store, card, tenant, url, json, now).await?,
+        Command::List { tenant, json, .. } => list(store, tenant, json).await?,
         Command::Enable { id, .. } => {
             let e = store
                 .billing()
@@ -223,83 +170,180 @@ async fn run_on(
             since,
             json,
             ..
-        } => {
-            let t = tenant_id(store, &tenant).await?;
-            let since = since.as_deref().map(time_arg).transpose()?;
-            let rows = store
-                .billing()
-                .outbox(&OutboxFilter {
-                    tenant_id: t.as_deref(),
-                    state: Some("dead"),
-                    since_ms: since,
-                    limit: 10_000,
-                })
-                .await?;
-            if json {
-                println!("{}", serde_json::to_string(&rows)?);
-            } else {
-                for r in rows {
-                    println!(
-                        "{}\t{}\t{}\t{} attempts\t{}\t{}",
-                        r.message_id,
-                        r.tenant_id,
-                        r.url,
-                        r.attempts,
-                        r.dead_at_ms.map(rfc3339).unwrap_or_default(),
-                        r.last_error.unwrap_or_default()
-                    );
-                }
-            }
-        }
+        } => failed(store, tenant, since, json).await?,
         Command::Replay {
             since,
             tenant,
             json,
             ..
-        } => {
-            let t = tenant_id(store, &tenant).await?;
-            let n = store
-                .billing()
-                .replay_dead(t.as_deref(), time_arg(&since)?, now)
-                .await?;
-            anyhow::ensure!(
-                n > 0,
-                "nothing to replay: no dead-lettered message created since {since} to an enabled endpoint"
-            );
-            if json {
-                println!("{}", serde_json::json!({"replayed": n}));
-            } else {
-                println!("{n} deliveries queued again");
-            }
-        }
+        } => replay(store, since, tenant, json, now).await?,
         Command::Log {
             tenant,
             message,
             limit,
             json,
             ..
-        } => {
-            let t = tenant_id(store, &tenant).await?;
-            let rows = store
-                .billing()
-                .delivery_log(t.as_deref(), message.as_deref(), limit)
-                .await?;
-            if json {
-                println!("{}", serde_json::to_string(&rows)?);
-            } else {
-                for r in rows {
-                    println!(
-                        "{}\t{}\tattempt {}\t{}\t{} ms\t{}",
-                        rfc3339(r.attempted_at_ms),
-                        r.message_id,
-                        r.attempt,
-                        r.status_code
-                            .map_or_else(|| "-".to_owned(), |s| s.to_string()),
-                        r.duration_ms,
-                        r.error.unwrap_or_default()
-                    );
+        } => log(store, tenant, message, limit, json).await?,
+    }
+    Ok(())
+}
+
+/// `webhooks add`: prints the signing secret once.
+async fn add(
+    store: &dyn Storage,
+    card: &crate::billing::card::PriceCard,
+    tenant: String,
+    url: String,
+    json: bool,
+    now: i64,
+) -> anyhow::Result<()> {
+    let t = store
+        .find_tenant(&tenant)
+        .await?
+        .with_context(|| format!("no tenant {tenant:?}"))?;
+    anyhow::ensure!(
+        card.plan(t.plan).has(Feature::Webhooks),
+        "the {} plan of tenant {} does not include webhooks (feature_not_in_plan)",
+        t.plan.as_str(),
+        t.name
+    );
+    let secret = generate_secret()?;
+    let e = EndpointRow {
+        id: format!("ep_{}", uuid::Uuid::now_v7().simple()),
+        tenant_id: t.id.clone(),
+        url,
+        secret,
+        enabled: true,
+        disabled_reason: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+    };
+    store.billing().add_endpoint(&e).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"id": e.id, "tenantId": e.tenant_id, "url": e.url, "secret": e.secret})
+        );
+    } else {
+        println!("added endpoint {} for {} -> {}", e.id, t.name, e.url);
+        println!("signing secret (shown once; store it in the receiver):");
+        println!("{}", e.secret);
+    }
+    Ok(())
+}
+
+/// `webhooks list`.
+async fn list(store: &dyn Storage, tenant: Option<String>, json: bool) -> anyhow::Result<()> {
+    let t = tenant_id(store, &tenant).await?;
+    let rows = store.billing().endpoints(t.as_deref()).await?;
+    if json {
+        println!("{}", serde_json::to_string(&rows)?);
+    } else {
+        for e in rows {
+            println!(
+                "{}\t{}\t{}\t{}",
+                e.id,
+                e.tenant_id,
+                e.url,
+                if e.enabled {
+                    "enabled".to_owned()
+                } else {
+                    format!("disabled: {}", e.disabled_reason.unwrap_or_default())
                 }
-            }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `webhooks failed`: dead-lettered deliveries.
+async fn failed(
+    store: &dyn Storage,
+    tenant: Option<String>,
+    since: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let t = tenant_id(store, &tenant).await?;
+    let since = since.as_deref().map(time_arg).transpose()?;
+    let rows = store
+        .billing()
+        .outbox(&OutboxFilter {
+            tenant_id: t.as_deref(),
+            state: Some("dead"),
+            since_ms: since,
+            limit: 10_000,
+        })
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string(&rows)?);
+    } else {
+        for r in rows {
+            println!(
+                "{}\t{}\t{}\t{} attempts\t{}\t{}",
+                r.message_id,
+                r.tenant_id,
+                r.url,
+                r.attempts,
+                r.dead_at_ms.map(rfc3339).unwrap_or_default(),
+                r.last_error.unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `webhooks replay`: queues dead-lettered deliveries again.
+async fn replay(
+    store: &dyn Storage,
+    since: String,
+    tenant: Option<String>,
+    json: bool,
+    now: i64,
+) -> anyhow::Result<()> {
+    let t = tenant_id(store, &tenant).await?;
+    let n = store
+        .billing()
+        .replay_dead(t.as_deref(), time_arg(&since)?, now)
+        .await?;
+    anyhow::ensure!(
+        n > 0,
+        "nothing to replay: no dead-lettered message created since {since} to an enabled endpoint"
+    );
+    if json {
+        println!("{}", serde_json::json!({"replayed": n}));
+    } else {
+        println!("{n} deliveries queued again");
+    }
+    Ok(())
+}
+
+/// `webhooks log`: delivery attempts.
+async fn log(
+    store: &dyn Storage,
+    tenant: Option<String>,
+    message: Option<String>,
+    limit: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    let t = tenant_id(store, &tenant).await?;
+    let rows = store
+        .billing()
+        .delivery_log(t.as_deref(), message.as_deref(), limit)
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string(&rows)?);
+    } else {
+        for r in rows {
+            println!(
+                "{}\t{}\tattempt {}\t{}\t{} ms\t{}",
+                rfc3339(r.attempted_at_ms),
+                r.message_id,
+                r.attempt,
+                r.status_code
+                    .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                r.duration_ms,
+                r.error.unwrap_or_default()
+            );
         }
     }
     Ok(())

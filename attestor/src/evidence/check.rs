@@ -24,7 +24,10 @@ use cloister_attestor_core::policy::{self, PolicyKind};
 use cloister_attestor_core::statement::Statement;
 use cloister_attestor_core::verify::verify_envelope;
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A pack's files by path.
+type Files = BTreeMap<String, Vec<u8>>;
 
 /// What a finding is about (stable, snake_case on the wire).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -153,6 +156,25 @@ pub fn verify(bytes: &[u8], trusted: &[PublicKey]) -> Report {
         }
     };
     report.files = files.len();
+    let Some(manifest) = verified_manifest(&files, trusted, &mut report) else {
+        return report;
+    };
+    report.kind = Some(manifest.kind.clone());
+    report.subject = Some(manifest.subject.clone());
+    check_files(&files, &manifest, &mut report);
+    let policy_manifest = check_policies(&files, trusted, &mut report);
+    check_provenance(&files, trusted, policy_manifest.as_ref(), &mut report);
+    report.verified = !report.findings.iter().any(|f| f.code.is_fatal());
+    report
+}
+
+/// The pack's manifest, read from the payload of its signature once that
+/// verifies with a trusted key; `None` (with the finding reported) otherwise.
+fn verified_manifest(
+    files: &Files,
+    trusted: &[PublicKey],
+    report: &mut Report,
+) -> Option<Manifest> {
     let (Some(manifest_bytes), Some(dsse_bytes)) = (files.get(MANIFEST), files.get(MANIFEST_DSSE))
     else {
         report.add(
@@ -160,7 +182,7 @@ pub fn verify(bytes: &[u8], trusted: &[PublicKey]) -> Report {
             None,
             format!("{MANIFEST} and {MANIFEST_DSSE} must both be in the pack"),
         );
-        return report;
+        return None;
     };
     let envelope = match Envelope::parse(dsse_bytes) {
         Ok(e) => e,
@@ -170,7 +192,7 @@ pub fn verify(bytes: &[u8], trusted: &[PublicKey]) -> Report {
                 Some(MANIFEST_DSSE),
                 format!("not a DSSE envelope: {e}"),
             );
-            return report;
+            return None;
         }
     };
     match verify_envelope(&envelope, PAYLOAD_TYPE, trusted) {
@@ -181,7 +203,7 @@ pub fn verify(bytes: &[u8], trusted: &[PublicKey]) -> Report {
                 Some(MANIFEST_DSSE),
                 format!("{} ({})", r.message, r.code),
             );
-            return report;
+            return None;
         }
     }
     if envelope.payload != *manifest_bytes {
@@ -196,11 +218,15 @@ pub fn verify(bytes: &[u8], trusted: &[PublicKey]) -> Report {
         Ok(m) => m,
         Err(e) => {
             report.add(Finding::ManifestInvalid, Some(MANIFEST), e.to_string());
-            return report;
+            return None;
         }
     };
-    report.kind = Some(manifest.kind.clone());
-    report.subject = Some(manifest.subject.clone());
+    Some(manifest)
+}
+
+/// Every listed file is there with its digest and size, and nothing
+/// unlisted is (appendix edits are reported and accepted).
+fn check_files(files: &Files, manifest: &Manifest, report: &mut Report) {
     let mut listed = BTreeSet::new();
     for entry in &manifest.files {
         listed.insert(entry.path.as_str());
@@ -255,8 +281,15 @@ pub fn verify(bytes: &[u8], trusted: &[PublicKey]) -> Report {
             );
         }
     }
+}
 
-    // The signed policy manifest and the policy files.
+/// The signed policy manifest and the policy files; the policy manifest when
+/// it verifies.
+fn check_policies(
+    files: &Files,
+    trusted: &[PublicKey],
+    report: &mut Report,
+) -> Option<policy::PolicyManifest> {
     let mut policy_manifest = None;
     if let Some(bytes) = files.get("policies/manifest.dsse.json") {
         match policy::verify(bytes, trusted) {
@@ -307,9 +340,17 @@ pub fn verify(bytes: &[u8], trusted: &[PublicKey]) -> Report {
             }
         }
     }
+    policy_manifest
+}
 
-    // Every provenance envelope.
-    for (name, data) in &files {
+/// Every provenance envelope.
+fn check_provenance(
+    files: &Files,
+    trusted: &[PublicKey],
+    policy_manifest: Option<&policy::PolicyManifest>,
+    report: &mut Report,
+) {
+    for (name, data) in files {
         if !name.ends_with(".intoto.jsonl") {
             continue;
         }
@@ -335,7 +376,7 @@ pub fn verify(bytes: &[u8], trusted: &[PublicKey]) -> Report {
                     format!("{where_}: {e}"),
                 ),
                 Ok(payload) => {
-                    if let Some(m) = &policy_manifest
+                    if let Some(m) = policy_manifest
                         && let Err(r) = policy::check_claims(&policy::claims(&payload), m)
                     {
                         report.add(
@@ -348,6 +389,4 @@ pub fn verify(bytes: &[u8], trusted: &[PublicKey]) -> Report {
             }
         }
     }
-    report.verified = !report.findings.iter().any(|f| f.code.is_fatal());
-    report
 }
