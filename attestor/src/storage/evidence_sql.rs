@@ -8,7 +8,10 @@
 use super::evidence::*;
 use super::postgres::PgStorage;
 use super::sqlite::SqliteStorage;
-use super::{AttestationRow, StorageError, attach_subjects, attestation_row, is_unique_violation};
+use super::{
+    AttestationRow, SignRequest, StorageError, attach_subjects, attestation_row,
+    is_unique_violation,
+};
 use async_trait::async_trait;
 use sqlx::Row as _;
 
@@ -130,6 +133,17 @@ macro_rules! evidence_store {
             a: &AttestationRow,
             ix: &IndexRow,
         ) -> Result<(), StorageError> {
+            insert_attestation_rows_tx(tx, a).await?;
+            insert_index_tx(tx, ix).await
+        }
+
+        /// An attestation and its subjects, inside `tx` (also what the
+        /// `Storage` backends' `insert_attestation` and `insert_signed`
+        /// write).
+        pub(in crate::storage) async fn insert_attestation_rows_tx(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            a: &AttestationRow,
+        ) -> Result<(), StorageError> {
             sqlx::query(
                 "INSERT INTO attestations (id, created_at_ms, keyid, builder_id, source_uri, envelope, bundle) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -154,7 +168,36 @@ macro_rules! evidence_store {
                 .execute(&mut **tx)
                 .await?;
             }
-            insert_index_tx(tx, ix).await
+            Ok(())
+        }
+
+        /// The signing request that produced attestation `attestation_id`,
+        /// inside `tx`; one already recorded for the same (builder,
+        /// invocation) is a [`StorageError::Conflict`] (dropping `tx` then
+        /// rolls the attestation back too).
+        pub(in crate::storage) async fn insert_sign_request_tx(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            attestation_id: &str,
+            request: &SignRequest,
+        ) -> Result<(), StorageError> {
+            let r = sqlx::query(
+                "INSERT INTO sign_requests (builder_id, invocation_id, record_sha256, attestation_id) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&request.builder_id)
+            .bind(&request.invocation_id)
+            .bind(&request.record_sha256)
+            .bind(attestation_id)
+            .execute(&mut **tx)
+            .await;
+            match r {
+                Ok(_) => Ok(()),
+                Err(e) if is_unique_violation(&e) => Err(StorageError::Conflict(format!(
+                    "signing request {} of {}",
+                    request.invocation_id, request.builder_id
+                ))),
+                Err(e) => Err(e.into()),
+            }
         }
 
         async fn insert_index_tx(
@@ -719,12 +762,12 @@ macro_rules! evidence_store {
     };
 }
 
-mod sqlite_impl {
+pub(super) mod sqlite_impl {
     use super::*;
     evidence_store!(SqliteStorage, sqlx::Sqlite, "BEGIN IMMEDIATE", "");
 }
 
-mod postgres_impl {
+pub(super) mod postgres_impl {
     use super::*;
     evidence_store!(PgStorage, sqlx::Postgres, "", " FOR UPDATE");
 }

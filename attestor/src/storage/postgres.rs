@@ -5,6 +5,7 @@
 //! usage batch is written set-based in key order so two batches never deadlock.
 //! An optional schema name (used by tests) scopes every table.
 
+use super::evidence_sql::postgres_impl;
 use super::*;
 
 mod portal;
@@ -205,29 +206,7 @@ impl Storage for PgStorage {
 
     async fn insert_attestation(&self, a: &AttestationRow) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO attestations (id, created_at_ms, keyid, builder_id, source_uri, envelope, bundle) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&a.id)
-        .bind(a.created_at_ms)
-        .bind(&a.keyid)
-        .bind(&a.builder_id)
-        .bind(&a.source_uri)
-        .bind(&a.envelope)
-        .bind(&a.bundle)
-        .execute(&mut *tx)
-        .await?;
-        for s in &a.subjects {
-            sqlx::query(
-                "INSERT INTO attestation_subjects (attestation_id, name, digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            )
-            .bind(&a.id)
-            .bind(&s.name)
-            .bind(&s.digest)
-            .execute(&mut *tx)
-            .await?;
-        }
+        postgres_impl::insert_attestation_rows_tx(&mut tx, a).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -238,45 +217,8 @@ impl Storage for PgStorage {
         request: &SignRequest,
     ) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO attestations (id, created_at_ms, keyid, builder_id, source_uri, envelope, bundle) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&a.id)
-        .bind(a.created_at_ms)
-        .bind(&a.keyid)
-        .bind(&a.builder_id)
-        .bind(&a.source_uri)
-        .bind(&a.envelope)
-        .bind(&a.bundle)
-        .execute(&mut *tx)
-        .await?;
-        for s in &a.subjects {
-            sqlx::query("INSERT INTO attestation_subjects (attestation_id, name, digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                .bind(&a.id)
-                .bind(&s.name)
-                .bind(&s.digest)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let r = sqlx::query("INSERT INTO sign_requests (builder_id, invocation_id, record_sha256, attestation_id) VALUES ($1, $2, $3, $4)")
-            .bind(&request.builder_id)
-            .bind(&request.invocation_id)
-            .bind(&request.record_sha256)
-            .bind(&a.id)
-            .execute(&mut *tx)
-            .await;
-        match r {
-            Ok(_) => {}
-            // Dropping the transaction rolls the attestation back too.
-            Err(e) if super::is_unique_violation(&e) => {
-                return Err(StorageError::Conflict(format!(
-                    "signing request {} of {}",
-                    request.invocation_id, request.builder_id
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        postgres_impl::insert_attestation_rows_tx(&mut tx, a).await?;
+        postgres_impl::insert_sign_request_tx(&mut tx, &a.id, request).await?;
         tx.commit().await?;
         Ok(())
     }

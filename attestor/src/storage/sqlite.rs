@@ -3,6 +3,7 @@
 //! so the operator CLIs can write while the server runs, and `BEGIN IMMEDIATE`
 //! for write transactions so two writers never deadlock on lock upgrade.
 
+use super::evidence_sql::sqlite_impl;
 use super::*;
 
 mod portal;
@@ -257,29 +258,7 @@ impl Storage for SqliteStorage {
 
     async fn insert_attestation(&self, a: &AttestationRow) -> Result<(), StorageError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "INSERT INTO attestations (id, created_at_ms, keyid, builder_id, source_uri, envelope, bundle) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&a.id)
-        .bind(a.created_at_ms)
-        .bind(&a.keyid)
-        .bind(&a.builder_id)
-        .bind(&a.source_uri)
-        .bind(&a.envelope)
-        .bind(&a.bundle)
-        .execute(&mut *tx)
-        .await?;
-        for s in &a.subjects {
-            sqlx::query(
-                "INSERT OR IGNORE INTO attestation_subjects (attestation_id, name, digest) VALUES (?, ?, ?)",
-            )
-            .bind(&a.id)
-            .bind(&s.name)
-            .bind(&s.digest)
-            .execute(&mut *tx)
-            .await?;
-        }
+        sqlite_impl::insert_attestation_rows_tx(&mut tx, a).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -290,45 +269,8 @@ impl Storage for SqliteStorage {
         request: &SignRequest,
     ) -> Result<(), StorageError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
-            "INSERT INTO attestations (id, created_at_ms, keyid, builder_id, source_uri, envelope, bundle) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&a.id)
-        .bind(a.created_at_ms)
-        .bind(&a.keyid)
-        .bind(&a.builder_id)
-        .bind(&a.source_uri)
-        .bind(&a.envelope)
-        .bind(&a.bundle)
-        .execute(&mut *tx)
-        .await?;
-        for s in &a.subjects {
-            sqlx::query("INSERT OR IGNORE INTO attestation_subjects (attestation_id, name, digest) VALUES (?, ?, ?)")
-                .bind(&a.id)
-                .bind(&s.name)
-                .bind(&s.digest)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let r = sqlx::query("INSERT INTO sign_requests (builder_id, invocation_id, record_sha256, attestation_id) VALUES (?, ?, ?, ?)")
-            .bind(&request.builder_id)
-            .bind(&request.invocation_id)
-            .bind(&request.record_sha256)
-            .bind(&a.id)
-            .execute(&mut *tx)
-            .await;
-        match r {
-            Ok(_) => {}
-            // Dropping the transaction rolls the attestation back too.
-            Err(e) if super::is_unique_violation(&e) => {
-                return Err(StorageError::Conflict(format!(
-                    "signing request {} of {}",
-                    request.invocation_id, request.builder_id
-                )));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        sqlite_impl::insert_attestation_rows_tx(&mut tx, a).await?;
+        sqlite_impl::insert_sign_request_tx(&mut tx, &a.id, request).await?;
         tx.commit().await?;
         Ok(())
     }
