@@ -169,3 +169,24 @@ pub fn github_tool(name: &str) -> PathBuf {
     );
     path
 }
+
+/// A YAML file (a workflow, Prometheus rules, Grafana provisioning) as
+/// JSON, read by the ruamel.yaml of `.ci/setup.d/65-github.sh`'s tools (the
+/// parser check-jsonschema uses); panics with python's error.
+pub fn yaml_as_json(path: &Path) -> serde_json::Value {
+    let out = Command::new(github_tool("python"))
+        .args([
+            "-c",
+            "import json, sys\nfrom ruamel.yaml import YAML\nprint(json.dumps(YAML(typ='safe').load(open(sys.argv[1]))))",
+        ])
+        .arg(path)
+        .output()
+        .expect("run the tools' python");
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

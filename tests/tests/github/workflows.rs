@@ -26,25 +26,6 @@ fn workflows() -> Vec<PathBuf> {
     files
 }
 
-/// A workflow as JSON (parsed by the ruamel.yaml that check-jsonschema uses).
-pub fn workflow_json(path: &std::path::Path) -> serde_json::Value {
-    let out = Command::new(github_tool("python"))
-        .args([
-            "-c",
-            "import json, sys\nfrom ruamel.yaml import YAML\nprint(json.dumps(YAML(typ='safe').load(open(sys.argv[1]))))",
-        ])
-        .arg(path)
-        .output()
-        .expect("run the tools' python");
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn the_workflows_are_the_expected_set() {
     let names: Vec<String> = workflows()
@@ -166,7 +147,7 @@ fn walk(v: &serde_json::Value, runs: &mut Vec<String>, uses: &mut Vec<String>) {
 #[test]
 fn actions_are_pinned_by_sha_and_no_expression_reaches_a_shell() {
     for file in workflows() {
-        let wf = workflow_json(&file);
+        let wf = cloister_tests::yaml_as_json(&file);
         let (mut runs, mut uses) = (Vec::new(), Vec::new());
         walk(&wf, &mut runs, &mut uses);
         assert!(!uses.is_empty(), "{}: no actions?", file.display());

@@ -2,8 +2,7 @@
 //! (names, labels, values) so a test can check what a daemon exports.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 /// The repository's `systemd/monitoring`.
 pub fn monitoring_dir() -> PathBuf {
@@ -152,26 +151,6 @@ pub struct Rule {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// A YAML file as JSON, read by ruamel.yaml (the python of
-/// `.ci/setup.d/65-github.sh`'s tools, as the workflow tests read YAML).
-pub fn yaml(path: &Path) -> serde_json::Value {
-    let out = Command::new(cloister_tests::github_tool("python"))
-        .args([
-            "-c",
-            "import json, sys\nfrom ruamel.yaml import YAML\nprint(json.dumps(YAML(typ='safe').load(open(sys.argv[1]))))",
-        ])
-        .arg(path)
-        .output()
-        .expect("run the tools' python");
-    assert!(
-        out.status.success(),
-        "{}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// The `*.rules.yml` files of `systemd/monitoring/rules/`.
 pub fn rule_files() -> Vec<PathBuf> {
     let dir = monitoring_dir().join("rules");
@@ -198,7 +177,7 @@ pub fn rules() -> Vec<Rule> {
     };
     let mut out = Vec::new();
     for f in rule_files() {
-        let doc = yaml(&f);
+        let doc = cloister_tests::yaml_as_json(&f);
         let file = f.file_name().unwrap().to_string_lossy().into_owned();
         for g in doc["groups"].as_array().expect("groups") {
             for r in g["rules"].as_array().expect("rules") {

@@ -1,9 +1,7 @@
 //! The rules, their promtool unit tests, the runbook links, the example
 //! scrape config and the dashboards, checked without running a daemon.
 
-use super::promql::{
-    dashboard_exprs, metric_names, monitoring_dir, promtool, rule_files, rules, yaml,
-};
+use super::promql::{dashboard_exprs, metric_names, monitoring_dir, promtool, rule_files, rules};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
@@ -43,7 +41,7 @@ fn promtool_checks_the_rules_and_their_unit_tests_pass() {
     // (alertname → (fires somewhere, silent somewhere))
     let mut seen: BTreeMap<String, (bool, bool)> = BTreeMap::new();
     for t in &tests {
-        let doc = yaml(t);
+        let doc = cloister_tests::yaml_as_json(t);
         for case in doc["tests"].as_array().unwrap() {
             for a in case["alert_rule_test"].as_array().into_iter().flatten() {
                 let e = seen
@@ -225,7 +223,7 @@ fn dashboards_parse_and_read_only_recorded_or_raw_series() {
             assert!(p["gridPos"]["w"].as_u64().is_some(), "{name}: {p}");
         }
     }
-    let prov = yaml(&dir.join("provisioning.yml"));
+    let prov = cloister_tests::yaml_as_json(&dir.join("provisioning.yml"));
     assert_eq!(prov["apiVersion"], 1);
     assert_eq!(prov["providers"][0]["type"], "file");
     assert!(prov["providers"][0]["options"]["path"].as_str().is_some());
