@@ -4,12 +4,16 @@
 //! transaction starts (SQLite `BEGIN IMMEDIATE`, so two writers never
 //! deadlock on lock upgrade) and the row lock that serializes writes to one
 //! engagement on PostgreSQL (`FOR UPDATE`; SQLite's write lock already does).
+//! The attestation rows and signing requests the `Storage` backends write
+//! and read (`insert_attestation`, `insert_signed`, `find_signed`) come from
+//! the same body: `insert_attestation_rows_tx`, `insert_sign_request_tx`,
+//! `find_signed_in`.
 
 use super::evidence::*;
 use super::postgres::PgStorage;
 use super::sqlite::SqliteStorage;
 use super::{
-    AttestationRow, SignRequest, StorageError, attach_subjects, attestation_row,
+    AttestationRow, SignRequest, StorageError, SubjectRow, attach_subjects, attestation_row,
     is_unique_violation,
 };
 use async_trait::async_trait;
@@ -198,6 +202,42 @@ macro_rules! evidence_store {
                 ))),
                 Err(e) => Err(e.into()),
             }
+        }
+
+        /// The attestation signed for (builder, invocation) with the
+        /// SHA-256 of the record it was signed for (`Storage::find_signed`).
+        pub(in crate::storage) async fn find_signed_in(
+            pool: &sqlx::Pool<$db>,
+            builder_id: &str,
+            invocation_id: &str,
+        ) -> Result<Option<(String, AttestationRow)>, StorageError> {
+            let Some(row) = sqlx::query(
+                "SELECT r.record_sha256, a.id, a.created_at_ms, a.keyid, a.builder_id, a.source_uri, \
+                 a.envelope, a.bundle \
+                 FROM sign_requests r JOIN attestations a ON a.id = r.attestation_id \
+                 WHERE r.builder_id = $1 AND r.invocation_id = $2",
+            )
+            .bind(builder_id)
+            .bind(invocation_id)
+            .fetch_optional(pool)
+            .await?
+            else {
+                return Ok(None);
+            };
+            let hash: String = row.try_get("record_sha256")?;
+            let mut a = attestation_row(&row)?;
+            let subjects: Vec<(String, String)> = sqlx::query_as(
+                "SELECT name, digest FROM attestation_subjects \
+                 WHERE attestation_id = $1 ORDER BY name, digest",
+            )
+            .bind(&a.id)
+            .fetch_all(pool)
+            .await?;
+            a.subjects = subjects
+                .into_iter()
+                .map(|(name, digest)| SubjectRow { name, digest })
+                .collect();
+            Ok(Some((hash, a)))
         }
 
         async fn insert_index_tx(

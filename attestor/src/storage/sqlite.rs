@@ -280,29 +280,7 @@ impl Storage for SqliteStorage {
         builder_id: &str,
         invocation_id: &str,
     ) -> Result<Option<(String, AttestationRow)>, StorageError> {
-        let Some(row) = sqlx::query(
-            "SELECT r.record_sha256, a.id, a.created_at_ms, a.keyid, a.builder_id, a.source_uri, a.envelope, a.bundle \
-             FROM sign_requests r JOIN attestations a ON a.id = r.attestation_id \
-             WHERE r.builder_id = ? AND r.invocation_id = ?",
-        )
-        .bind(builder_id)
-        .bind(invocation_id)
-        .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let hash: String = row.try_get("record_sha256")?;
-        let mut a = attestation_row(&row)?;
-        let subjects: Vec<(String, String)> = sqlx::query_as("SELECT name, digest FROM attestation_subjects WHERE attestation_id = ? ORDER BY name, digest")
-            .bind(&a.id)
-            .fetch_all(&self.pool)
-            .await?;
-        a.subjects = subjects
-            .into_iter()
-            .map(|(name, digest)| SubjectRow { name, digest })
-            .collect();
-        Ok(Some((hash, a)))
+        sqlite_impl::find_signed_in(&self.pool, builder_id, invocation_id).await
     }
 
     async fn find_envelopes(&self, digest: &str, limit: u32) -> Result<Vec<String>, StorageError> {
